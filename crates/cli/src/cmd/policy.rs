@@ -1,0 +1,249 @@
+//! `toolgate policy check|test|explain`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+use toolgate_policy::testing::{observed, run_tests, simulate};
+use toolgate_policy::{evaluate, load_str, Call, Decision, Facts, LoadError, Loaded};
+
+/// Policy subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate policy files; every error names its JSON Pointer and what was expected.
+    ///
+    /// Prints `FILE: ok` or each error and warning; exits 1 if any file has an error.
+    Check {
+        /// Policy files (JSON).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Run a policy's inline `tests` and print `N passed, N failed`; exits 1 on a failure.
+    Test {
+        /// The policy file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Show the decision for one call, the rule that made it and why, without calling anything.
+    Explain(ExplainArgs),
+}
+
+/// Arguments of `policy explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The policy file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// The tool to call.
+    #[arg(long, value_name = "TOOL")]
+    tool: String,
+    /// The call's arguments, a JSON object.
+    #[arg(long, value_name = "JSON", default_value = "{}")]
+    args: String,
+    /// The grant label to call as (for limits scoped per grant).
+    #[arg(long, value_name = "LABEL", default_value = "explain")]
+    grant: String,
+    /// Simulate N calls in a row to show where a limit bites.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    calls: u32,
+    /// Treat the tool's pinned definition as changed since it was reviewed.
+    #[arg(long)]
+    definition_changed: bool,
+}
+
+/// Runs a policy subcommand.
+pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
+    match cmd {
+        PolicyCommand::Check { files } => check(&files),
+        PolicyCommand::Test { file } => test(&file),
+        PolicyCommand::Explain(a) => explain(&a),
+    }
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))
+}
+
+/// Loads a policy file, printing its errors; `None` when it does not validate.
+fn load_reporting(path: &Path) -> Result<Option<Loaded>> {
+    let text = read(path)?;
+    match load_str(&text) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) => {
+            print_errors(path, &e);
+            Ok(None)
+        }
+    }
+}
+
+fn print_errors(path: &Path, e: &LoadError) {
+    println!("{}: {} error(s)", path.display(), e.errors.len());
+    for d in &e.errors {
+        println!("  error: {d}");
+    }
+    for w in &e.warnings {
+        println!("  warning: {w}");
+    }
+}
+
+fn check(files: &[PathBuf]) -> Result<ExitCode> {
+    let mut failed = false;
+    for path in files {
+        match load_reporting(path)? {
+            None => failed = true,
+            Some(l) => {
+                println!(
+                    "{}: ok ({} tools, {} tests{})",
+                    path.display(),
+                    l.policy.tools.len(),
+                    l.policy.tests.len(),
+                    if l.warnings.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} warning(s)", l.warnings.len())
+                    }
+                );
+                for w in &l.warnings {
+                    println!("  warning: {w}");
+                }
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn test(path: &Path) -> Result<ExitCode> {
+    let Some(loaded) = load_reporting(path)? else {
+        return Ok(ExitCode::from(1));
+    };
+    let outcomes = run_tests(&loaded.policy);
+    let mut failed = 0;
+    for o in &outcomes {
+        let got = observed(&o.decision);
+        match &o.failure {
+            None => println!(
+                "ok      {} {} -> {} by {}",
+                o.pointer,
+                o.tool,
+                got.as_str(),
+                o.decision.rule
+            ),
+            Some(why) => {
+                failed += 1;
+                println!("FAILED  {} {}: {why}", o.pointer, o.tool);
+            }
+        }
+    }
+    if outcomes.is_empty() {
+        println!("(the policy has no `tests`)");
+    }
+    println!("{} passed, {} failed", outcomes.len() - failed, failed);
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn explain(a: &ExplainArgs) -> Result<ExitCode> {
+    let Some(loaded) = load_reporting(&a.file)? else {
+        return Ok(ExitCode::from(1));
+    };
+    let args: Value = serde_json::from_str(&a.args).context("`--args` is not valid JSON")?;
+    if !args.is_object() {
+        bail!("`--args` must be a JSON object, such as '{{\"amount\": 100}}'");
+    }
+    let call = Call {
+        tool: &a.tool,
+        args: &args,
+        grant: &a.grant,
+        identity: &a.grant,
+        session: "explain",
+        server: "explain",
+    };
+    let facts = Facts {
+        definition_changed: a.definition_changed,
+        approval_granted: false,
+    };
+    if a.calls == 1 {
+        let d = evaluate(&call, &loaded.policy, &facts, 0);
+        print_decision(&d);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let decisions = simulate(&loaded.policy, &call, &facts, a.calls, 0);
+    println!(
+        "{} calls to `{}` in a row, as grant `{}`:",
+        a.calls, a.tool, a.grant
+    );
+    let mut start = 0usize;
+    for i in 1..=decisions.len() {
+        let boundary = match (decisions.get(i), decisions.get(start)) {
+            (Some(d), Some(s)) => d.effect != s.effect || d.rule != s.rule,
+            _ => true,
+        };
+        if boundary {
+            if let Some(s) = decisions.get(start) {
+                let range = if i - start == 1 {
+                    format!("call {}", start + 1)
+                } else {
+                    format!("calls {}-{}", start + 1, i)
+                };
+                let retry = s
+                    .retry_after_secs
+                    .map(|r| format!(" (retry in {r} s)"))
+                    .unwrap_or_default();
+                println!("  {range}: {} by {}{retry}", observed(s).as_str(), s.rule);
+            }
+            start = i;
+        }
+    }
+    if let Some(last) = decisions.last() {
+        println!("last call:");
+        print_decision(last);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_decision(d: &Decision) {
+    println!("decision: {}", observed(d).as_str());
+    println!("rule:     {}", d.rule);
+    if !d.message.is_empty() {
+        println!("message:  {}", d.message);
+    }
+    if let Some(detail) = &d.detail {
+        println!("why:      {detail}");
+    }
+    if !d.reservations.is_empty() {
+        for r in &d.reservations {
+            println!(
+                "takes:    {} from counter `{}` ({} scope, max {} per {} s, {})",
+                r.amount,
+                r.key.counter,
+                r.key.scope.as_str(),
+                r.max,
+                r.window_secs,
+                r.pointer
+            );
+        }
+    }
+    if d.hidden {
+        println!("agent sees: JSON-RPC error -32602 (unknown tool), as if the tool did not exist");
+    } else if !d.is_allow() {
+        if d.effect == toolgate_policy::Effect::Deny {
+            println!("agent sees (a tool result with isError: true):");
+            for line in d.denial_text().lines() {
+                println!("  | {line}");
+            }
+        } else {
+            println!(
+                "agent sees: nothing yet; the call is held until a person approves or denies it"
+            );
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! JSON-RPC 2.0 and MCP envelope views for toolgate.
+//!
+//! The gateway is a transparent relay: it parses only the parts of a message it must
+//! judge (`jsonrpc`, `id`, `method`, `params.name`, `params.arguments`, the `_meta`
+//! protocol version) and forwards everything else unchanged. This crate holds those
+//! views and the few messages toolgate writes itself (errors and denial results).
+//!
+//! # Layout
+//! - [`envelope`]: [`Envelope`], a borrowed view of one incoming JSON-RPC message.
+//! - [`reply`]: JSON-RPC error responses and MCP tool results that toolgate writes.
+//!
+//! No IO and no async runtime here: serde only.
+
+pub mod envelope;
+pub mod reply;
+
+pub use envelope::{Envelope, EnvelopeError, Era, Kind, META_PROTOCOL_VERSION};
+pub use reply::{error_codes, error_response, tool_error_result};

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs what the tests need and runs them all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+step() { echo; echo "==> $*"; }
+
+step "format and lint"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "pure crates stay pure"
+scripts/check-purity.sh
+
+step "unit, integration and golden tests"
+cargo test --workspace
+
+step "benches and fuzz targets compile"
+cargo bench --workspace --no-run
+(cd fuzz && cargo build)
+
+if [ -x tests/e2e/run.sh ]; then
+  step "end-to-end tests with real MCP clients and servers"
+  tests/e2e/run.sh
+fi
+echo
+echo "==> all tests passed"
