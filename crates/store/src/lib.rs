@@ -1,0 +1,36 @@
+//! toolgate's state that must survive a restart: grants and rate-limit counters.
+//!
+//! # Layout
+//! - [`sqlite`]: [`SqliteStore`], the embedded default (`sqlite://toolgate.db`): one file,
+//!   WAL mode, safe to open from the gateway and the CLI at once.
+//! - [`grants`]: [`Grant`]s and their tokens (shown once, stored as SHA-256 hashes).
+//! - [`counters`]: [`PersistentCounters`], exact in-memory sliding windows whose entries
+//!   are written through to the store before a call is forwarded, and restored at start.
+//!
+//! One gateway process owns a SQLite store's counters; replicas share Redis instead
+//! (a later backend behind the same `Counters` trait).
+
+pub mod counters;
+pub mod grants;
+pub mod sqlite;
+
+pub use counters::PersistentCounters;
+pub use grants::{Grant, GrantStatus, NewGrant};
+pub use sqlite::SqliteStore;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The store URL is not understood.
+    #[error("unsupported store `{0}`: expected sqlite://PATH")]
+    BadUrl(String),
+    /// No such record.
+    #[error("no grant with id `{0}`")]
+    NotFound(String),
+    /// The operating system's random source failed.
+    #[error("random source failed: {0}")]
+    Random(String),
+}

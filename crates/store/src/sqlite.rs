@@ -1,0 +1,306 @@
+//! The SQLite store: one file in WAL mode.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use toolgate_policy::{CounterKey, Scope};
+
+use crate::grants::{constant_time_eq, hash_token, new_token, random_hex, Grant, NewGrant};
+use crate::StoreError;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS grants (
+    id TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    server TEXT NOT NULL,
+    policy TEXT,
+    identity TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    token_prefix TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER,
+    revoked_at_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS counter_entries (
+    id INTEGER PRIMARY KEY,
+    counter TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    scope_value TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    amount INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS counter_entries_at ON counter_entries(at_ms);
+";
+
+/// The SQLite store. Cheap to share behind an `Arc`; calls are short and serialised.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+fn scope_from(s: &str) -> Option<Scope> {
+    Some(match s {
+        "grant" => Scope::Grant,
+        "identity" => Scope::Identity,
+        "session" => Scope::Session,
+        "server" => Scope::Server,
+        "global" => Scope::Global,
+        _ => return None,
+    })
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn row_grant(row: &rusqlite::Row<'_>) -> rusqlite::Result<Grant> {
+    Ok(Grant {
+        id: row.get(0)?,
+        label: row.get(1)?,
+        server: row.get(2)?,
+        policy: row.get(3)?,
+        identity: row.get(4)?,
+        token_prefix: row.get(5)?,
+        created_at_ms: row.get::<_, i64>(6)?.max(0) as u64,
+        expires_at_ms: row.get::<_, Option<i64>>(7)?.map(|v| v.max(0) as u64),
+        revoked_at_ms: row.get::<_, Option<i64>>(8)?.map(|v| v.max(0) as u64),
+    })
+}
+
+const GRANT_COLS: &str =
+    "id, label, server, policy, identity, token_prefix, created_at_ms, expires_at_ms, revoked_at_ms";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store named by a URL: `sqlite://PATH`, relative
+    /// paths taken from `base`.
+    pub fn open_url(url: &str, base: &Path) -> Result<Self, StoreError> {
+        let Some(rest) = url.strip_prefix("sqlite://") else {
+            return Err(StoreError::BadUrl(url.to_string()));
+        };
+        if rest.is_empty() {
+            return Err(StoreError::BadUrl(url.to_string()));
+        }
+        let p = Path::new(rest);
+        let path = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        };
+        Self::open(&path)
+    }
+
+    /// Opens (creating if needed) the store file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates a grant; returns it and its token (the only time the token exists in clear).
+    pub fn create_grant(&self, new: &NewGrant, now_ms: u64) -> Result<(Grant, String), StoreError> {
+        let token = new_token()?;
+        let grant = Grant {
+            id: format!("g_{}", random_hex(6)?),
+            label: new.label.clone(),
+            server: new.server.clone(),
+            policy: new.policy.clone(),
+            identity: new.identity.clone().unwrap_or_else(|| new.label.clone()),
+            token_prefix: token.chars().take(9).collect(),
+            created_at_ms: now_ms,
+            expires_at_ms: new.expires_at_ms,
+            revoked_at_ms: None,
+        };
+        self.conn().execute(
+            "INSERT INTO grants (id, label, server, policy, identity, token_hash, token_prefix, created_at_ms, expires_at_ms, revoked_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL)",
+            params![
+                grant.id,
+                grant.label,
+                grant.server,
+                grant.policy,
+                grant.identity,
+                hash_token(&token),
+                grant.token_prefix,
+                to_i64(now_ms),
+                grant.expires_at_ms.map(to_i64)
+            ],
+        )?;
+        Ok((grant, token))
+    }
+
+    /// Every grant, oldest first.
+    pub fn list_grants(&self) -> Result<Vec<Grant>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {GRANT_COLS} FROM grants ORDER BY created_at_ms, id"
+        ))?;
+        let rows = stmt.query_map([], row_grant)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many grants exist (any status).
+    pub fn grant_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM grants", [], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// One grant by id.
+    pub fn grant(&self, id: &str) -> Result<Grant, StoreError> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {GRANT_COLS} FROM grants WHERE id = ?1"),
+                [id],
+                row_grant,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    /// Gives a grant a new token (the old one stops working at once); returns the new token.
+    pub fn rotate_grant(&self, id: &str) -> Result<(Grant, String), StoreError> {
+        let token = new_token()?;
+        let prefix: String = token.chars().take(9).collect();
+        let n = self.conn().execute(
+            "UPDATE grants SET token_hash = ?1, token_prefix = ?2 WHERE id = ?3",
+            params![hash_token(&token), prefix, id],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        Ok((self.grant(id)?, token))
+    }
+
+    /// Revokes a grant (idempotent: the first revocation time is kept).
+    pub fn revoke_grant(&self, id: &str, now_ms: u64) -> Result<Grant, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE grants SET revoked_at_ms = COALESCE(revoked_at_ms, ?1) WHERE id = ?2",
+            params![to_i64(now_ms), id],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        self.grant(id)
+    }
+
+    /// The grant a bearer token opens, if any (whatever its status: the caller checks).
+    pub fn grant_by_token(&self, token: &str) -> Result<Option<Grant>, StoreError> {
+        let hash = hash_token(token);
+        let conn = self.conn();
+        let found = conn
+            .query_row(
+                &format!("SELECT {GRANT_COLS}, token_hash FROM grants WHERE token_hash = ?1"),
+                [&hash],
+                |r| Ok((row_grant(r)?, r.get::<_, String>(9)?)),
+            )
+            .optional()?;
+        Ok(found.and_then(|(g, stored)| {
+            constant_time_eq(stored.as_bytes(), hash.as_bytes()).then_some(g)
+        }))
+    }
+
+    /// Writes counter entries.
+    pub fn insert_counter_entries(
+        &self,
+        entries: &[(CounterKey, u64, u64, u64)],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO counter_entries (id, counter, scope, scope_value, at_ms, amount) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (key, at_ms, amount, id) in entries {
+                stmt.execute(params![
+                    to_i64(*id),
+                    key.counter,
+                    key.scope.as_str(),
+                    key.scope_value,
+                    to_i64(*at_ms),
+                    to_i64(*amount)
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes counter entries by id (a give-back).
+    pub fn delete_counter_entries(&self, ids: &[u64]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM counter_entries WHERE id = ?1")?;
+            for id in ids {
+                stmt.execute([to_i64(*id)])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Counter entries at or after `since_ms`: (key, at, amount, id).
+    pub fn counter_entries_since(
+        &self,
+        since_ms: u64,
+    ) -> Result<Vec<(CounterKey, u64, u64, u64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT counter, scope, scope_value, at_ms, amount, id FROM counter_entries WHERE at_ms >= ?1 ORDER BY at_ms, id",
+        )?;
+        let rows = stmt.query_map([to_i64(since_ms)], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        let mut out = vec![];
+        for row in rows {
+            let (counter, scope, value, at, amount, id) = row?;
+            if let Some(scope) = scope_from(&scope) {
+                out.push((
+                    CounterKey {
+                        counter,
+                        scope,
+                        scope_value: value,
+                    },
+                    at.max(0) as u64,
+                    amount.max(0) as u64,
+                    id.max(0) as u64,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes counter entries older than `before_ms`.
+    pub fn prune_counter_entries(&self, before_ms: u64) -> Result<usize, StoreError> {
+        Ok(self.conn().execute(
+            "DELETE FROM counter_entries WHERE at_ms < ?1",
+            [to_i64(before_ms)],
+        )?)
+    }
+}
