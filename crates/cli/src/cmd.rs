@@ -1,3 +1,41 @@
 //! One module per subcommand.
 
+pub mod demo;
+pub mod grants;
 pub mod policy;
+pub mod serve;
+
+use std::path::PathBuf;
+
+/// The config file used when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "toolgate.toml";
+
+/// The `--config` flag shared by commands that read the gateway's config.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The gateway config file.
+    #[arg(long, short = 'c', value_name = "FILE", default_value = DEFAULT_CONFIG, global = true)]
+    pub config: PathBuf,
+}
+
+/// Loads the config, with a hint when the default file is missing.
+pub fn load_config(arg: &ConfigArg) -> anyhow::Result<toolgate_gateway::Config> {
+    if !arg.config.exists() {
+        anyhow::bail!(
+            "no config file at `{}`: pass --config FILE, or run from the folder holding toolgate.toml (the repository has one that fronts the demo server)",
+            arg.config.display()
+        );
+    }
+    Ok(toolgate_gateway::Config::load(&arg.config)?)
+}
+
+/// Opens the config's store.
+pub fn open_store(cfg: &toolgate_gateway::Config) -> anyhow::Result<toolgate_store::SqliteStore> {
+    toolgate_store::SqliteStore::open_url(&cfg.store, &cfg.base)
+        .map_err(|e| anyhow::anyhow!("cannot open the store `{}`: {e}", cfg.store))
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    toolgate_gateway::state::now_ms()
+}

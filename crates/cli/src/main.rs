@@ -11,6 +11,8 @@ mod cmd;
 
 const EXAMPLES: &str = "\
 Examples:
+  toolgate serve                                  run the gateway with ./toolgate.toml
+  toolgate grants create --server demo --label alice-laptop
   toolgate policy check policies/*.json
   toolgate policy test policies/demo.json
   toolgate policy explain policies/demo.json --tool refund_payment --args '{\"amount\": 5000}'
@@ -32,15 +34,58 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway: agents connect to http://LISTEN/mcp/SERVER with a grant's token.
+    ///
+    /// On first start with an empty store it creates one `quickstart` grant per server and
+    /// prints each token once. Config and policy files are reloaded when they change.
+    Serve {
+        #[command(flatten)]
+        config: cmd::ConfigArg,
+    },
+    /// Manage grants: bearer tokens for one server, each with a policy.
+    Grants {
+        #[command(subcommand)]
+        command: cmd::grants::GrantsCommand,
+        #[command(flatten)]
+        config: cmd::ConfigArg,
+    },
     /// Validate, test and explain policy documents, without calling anything.
     #[command(subcommand)]
     Policy(cmd::policy::PolicyCommand),
+    /// Run the bundled demo MCP server (a dental-planning practice), over stdio by default.
+    Demo {
+        /// Serve over stdio (the default).
+        #[arg(long, conflicts_with = "http")]
+        stdio: bool,
+        /// Serve Streamable HTTP on this address instead (path /mcp).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
+    },
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`, `warn` for the demo server).
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Policy(_)) {
+        init_logging(matches!(cli.command, Command::Demo { .. }));
+    }
     let result = match cli.command {
+        Command::Serve { config } => cmd::serve::run(&config),
+        Command::Grants { command, config } => cmd::grants::run(command, &config),
         Command::Policy(c) => cmd::policy::run(c),
+        Command::Demo { stdio: _, http } => cmd::demo::run(http),
     };
     match result {
         Ok(code) => code,

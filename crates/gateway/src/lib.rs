@@ -1,1 +1,60 @@
-//! placeholder
+//! toolgate's network service: the MCP front, upstream clients, sessions, enforcement.
+//!
+//! # Layout
+//! - [`config`]: `toolgate.toml` in two stages (raw serde, then validation collecting
+//!   every error with its path) and the policies it names.
+//! - [`front`]: the axum [`router`]: `/mcp/{server}` (POST, GET, DELETE), `/healthz`, `/readyz`.
+//! - [`enforce`]: judging `tools/call`, filtering `tools/list`, give-back on failure.
+//! - [`session`]: toolgate's own `Mcp-Session-Id`s mapped to upstream sessions.
+//! - [`upstream`]: stdio children ([`upstream::stdio`]); HTTP upstreams use `reqwest`.
+//! - [`sse`]: an incremental SSE parser that keeps raw bytes for byte-for-byte relay.
+//! - [`reload`]: hot reload of config and policies.
+//! - [`state`]: [`AppState`] shared by handlers.
+//!
+//! [`run`] takes a bound listener and a shutdown future, so tests use port 0.
+
+pub mod config;
+pub mod enforce;
+pub mod front;
+pub mod reload;
+pub mod session;
+pub mod sse;
+pub mod state;
+pub mod upstream;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::{Config, ConfigError};
+pub use front::router;
+pub use state::AppState;
+
+/// Sessions idle this long are closed (their stdio children stopped).
+pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+
+/// Serves until `shutdown` completes; also runs hot reload and the idle-session reaper.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    state: Arc<AppState>,
+) -> std::io::Result<()> {
+    let watcher = tokio::spawn(reload::watch(state.clone()));
+    let reaper_state = state.clone();
+    let reaper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let n = reaper_state.sessions.reap(SESSION_IDLE);
+            if n > 0 {
+                tracing::info!("closed {n} idle session(s)");
+            }
+        }
+    });
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    watcher.abort();
+    reaper.abort();
+    result
+}

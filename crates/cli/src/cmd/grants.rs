@@ -1,0 +1,175 @@
+//! `toolgate grants create|list|rotate|revoke`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use serde_json::json;
+use toolgate_policy::duration::parse_duration;
+use toolgate_store::Grant;
+
+use super::{load_config, now_ms, open_store, ConfigArg};
+
+/// Grant subcommands.
+#[derive(Debug, Subcommand)]
+pub enum GrantsCommand {
+    /// Create a grant: a bearer token for one server with one policy. Prints the token once.
+    Create {
+        /// The server it opens (a `[[servers]]` name).
+        #[arg(long)]
+        server: String,
+        /// A label naming who or what holds it (`alice-laptop`, `ci-runner`).
+        #[arg(long)]
+        label: String,
+        /// The policy attached (a `[policies]` name); default: the server's `policy`.
+        /// A grant with no policy denies every call.
+        #[arg(long)]
+        policy: Option<String>,
+        /// Expire after this long (`30d`, `12h`, `90m`).
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+        /// Print JSON: {"id", "label", "server", "policy", "token", "expires_at"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List grants (never their tokens).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a grant a new token; the old one stops working at once. Prints the token once.
+    Rotate {
+        /// The grant id (`g_…`).
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a grant: its token stops working at once.
+    Revoke {
+        /// The grant id (`g_…`).
+        id: String,
+    },
+}
+
+fn grant_json(g: &Grant, token: Option<&str>) -> serde_json::Value {
+    json!({
+        "id": g.id, "label": g.label, "server": g.server, "policy": g.policy, "identity": g.identity,
+        "token": token, "token_prefix": g.token_prefix, "created_at_ms": g.created_at_ms,
+        "expires_at": g.expires_at_ms, "revoked_at_ms": g.revoked_at_ms, "status": g.status(now_ms()).as_str(),
+    })
+}
+
+fn print_token(g: &Grant, token: &str, json_out: bool) {
+    if json_out {
+        println!("{}", grant_json(g, Some(token)));
+    } else {
+        println!(
+            "grant {} (`{}`) for server `{}`, policy {}",
+            g.id,
+            g.label,
+            g.server,
+            g.policy
+                .as_deref()
+                .map_or("(none: every call denied)".to_string(), |p| format!(
+                    "`{p}`"
+                ))
+        );
+        println!("token: {token}");
+        println!("this token is shown once; the agent sends it as `Authorization: Bearer TOKEN`");
+    }
+}
+
+/// Runs a grants subcommand.
+pub fn run(cmd: GrantsCommand, arg: &ConfigArg) -> Result<ExitCode> {
+    let cfg = load_config(arg)?;
+    let store = open_store(&cfg)?;
+    match cmd {
+        GrantsCommand::Create {
+            server,
+            label,
+            policy,
+            expires,
+            json,
+        } => {
+            let Some(srv) = cfg.server(&server) else {
+                let names: Vec<_> = cfg.servers.iter().map(|s| s.name.as_str()).collect();
+                bail!(
+                    "no server named `{server}` in `{}` (servers: {})",
+                    cfg.file.display(),
+                    names.join(", ")
+                );
+            };
+            let policy = policy.or_else(|| srv.policy.clone());
+            if let Some(p) = &policy {
+                if !cfg.policies.contains_key(p) {
+                    bail!(
+                        "no policy named `{p}` in [policies] of `{}`",
+                        cfg.file.display()
+                    );
+                }
+            }
+            if label.trim().is_empty() {
+                bail!("`--label` must not be empty");
+            }
+            let expires_at_ms = match expires {
+                None => None,
+                Some(e) => match parse_duration(&e) {
+                    Some(secs) => Some(now_ms() + secs * 1000),
+                    None => bail!("`--expires {e}`: expected a duration such as 30d, 12h or 90m"),
+                },
+            };
+            let new = toolgate_store::NewGrant {
+                label,
+                server,
+                policy,
+                identity: None,
+                expires_at_ms,
+            };
+            let (g, token) = store.create_grant(&new, now_ms())?;
+            print_token(&g, &token, json);
+        }
+        GrantsCommand::List { json } => {
+            let grants = store.list_grants()?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::Value::Array(grants.iter().map(|g| grant_json(g, None)).collect())
+                );
+            } else if grants.is_empty() {
+                println!(
+                    "no grants; create one with `toolgate grants create --server S --label L`"
+                );
+            } else {
+                println!(
+                    "{:<16} {:<20} {:<12} {:<12} {:<9} {:<12}",
+                    "ID", "LABEL", "SERVER", "POLICY", "STATUS", "TOKEN"
+                );
+                for g in &grants {
+                    println!(
+                        "{:<16} {:<20} {:<12} {:<12} {:<9} {}…",
+                        g.id,
+                        g.label,
+                        g.server,
+                        g.policy.as_deref().unwrap_or("(none)"),
+                        g.status(now_ms()).as_str(),
+                        g.token_prefix
+                    );
+                }
+            }
+        }
+        GrantsCommand::Rotate { id, json } => {
+            let (g, token) = store.rotate_grant(&id)?;
+            print_token(&g, &token, json);
+        }
+        GrantsCommand::Revoke { id } => {
+            let g = store.revoke_grant(&id, now_ms())?;
+            println!(
+                "revoked grant {} (`{}`); its token no longer works",
+                g.id, g.label
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

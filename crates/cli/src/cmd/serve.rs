@@ -1,0 +1,65 @@
+//! `toolgate serve`: runs the gateway.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use toolgate_gateway::AppState;
+use toolgate_store::{NewGrant, PersistentCounters};
+
+use super::{load_config, now_ms, open_store, ConfigArg};
+
+/// Runs the gateway until Ctrl-C or SIGTERM.
+pub fn run(arg: &ConfigArg) -> Result<ExitCode> {
+    let cfg = load_config(arg)?;
+    let store = Arc::new(open_store(&cfg)?);
+    let counters = Arc::new(
+        PersistentCounters::open(store.clone(), now_ms())
+            .context("cannot restore rate-limit counters")?,
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let addr = listener.local_addr()?;
+        println!("toolgate: listening on http://{addr}");
+        for s in &cfg.servers {
+            println!("toolgate: server \"{}\" at http://{addr}/mcp/{}", s.name, s.name);
+        }
+        if store.grant_count()? == 0 {
+            for s in &cfg.servers {
+                let new = NewGrant { label: "quickstart".into(), server: s.name.clone(), policy: s.policy.clone(), identity: None, expires_at_ms: None };
+                let (_, token) = store.create_grant(&new, now_ms())?;
+                println!("toolgate: quickstart grant for server \"{}\": {token}", s.name);
+            }
+            println!("toolgate: these tokens are shown once; send them as `Authorization: Bearer TOKEN`. `toolgate grants create` makes more.");
+        }
+        let state = Arc::new(AppState::new(cfg, store, counters)?);
+        toolgate_gateway::run(listener, shutdown_signal(), state).await?;
+        println!("toolgate: stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

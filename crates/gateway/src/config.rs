@@ -1,0 +1,419 @@
+//! `toolgate.toml`, in two stages: serde reads the raw shape (unknown keys refused), then
+//! [`Config::validate`] checks meaning and collects every error with its path.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toolgate_policy::duration::parse_duration;
+use toolgate_policy::Policy;
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8555";
+/// The default request body limit: 4 MiB.
+pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+/// The hard maximum of `upstream_timeout`.
+pub const MAX_UPSTREAM_TIMEOUT_SECS: u64 = 600;
+
+/// A config that could not be used: every problem, one line each.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid config `{}`:\n  {}", file.display(), errors.join("\n  "))]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// Each error, prefixed with its path (`servers[0].url: ...`).
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    store: Option<String>,
+    max_body: Option<toml::Value>,
+    upstream_timeout: Option<toml::Value>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    #[serde(default)]
+    policies: BTreeMap<String, String>,
+    #[serde(default)]
+    servers: Vec<RawServer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    name: String,
+    url: Option<String>,
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    policy: Option<String>,
+}
+
+/// How toolgate reaches an upstream server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// Streamable HTTP at this URL.
+    Http {
+        /// The endpoint URL.
+        url: String,
+        /// Headers sent upstream (credentials); the agent's `Authorization` never is.
+        headers: Vec<(String, String)>,
+    },
+    /// A local process over stdio, started by toolgate (never from agent input).
+    Stdio {
+        /// The program (`toolgate` means this binary).
+        command: PathBuf,
+        /// Its arguments.
+        args: Vec<String>,
+        /// Extra environment.
+        env: Vec<(String, String)>,
+        /// Working directory.
+        cwd: PathBuf,
+    },
+}
+
+/// One upstream server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Name, served at `/mcp/{name}`.
+    pub name: String,
+    /// How to reach it.
+    pub transport: Transport,
+    /// The policy of grants created without one.
+    pub policy: Option<String>,
+}
+
+/// A validated config with its policies loaded.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file.
+    pub file: PathBuf,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Store URL.
+    pub store: String,
+    /// The folder relative paths are taken from.
+    pub base: PathBuf,
+    /// Request body limit in bytes.
+    pub max_body: usize,
+    /// Per-request upstream timeout, seconds.
+    pub upstream_timeout_secs: u64,
+    /// Extra accepted `Origin` values.
+    pub allowed_origins: Vec<String>,
+    /// Servers by name, in file order.
+    pub servers: Vec<ServerConfig>,
+    /// Loaded policies by name.
+    pub policies: BTreeMap<String, Arc<Policy>>,
+    /// The policy files, by name (for watching).
+    pub policy_files: BTreeMap<String, PathBuf>,
+}
+
+fn parse_size(v: &toml::Value) -> Option<usize> {
+    match v {
+        toml::Value::Integer(n) => usize::try_from(*n).ok().filter(|n| *n > 0),
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (num, unit) = s.split_at(split);
+            let n: usize = num.parse().ok()?;
+            let mult = match unit.trim() {
+                "" | "B" => 1,
+                "KiB" | "KB" | "K" => 1024,
+                "MiB" | "MB" | "M" => 1024 * 1024,
+                "GiB" | "GB" | "G" => 1024 * 1024 * 1024,
+                _ => return None,
+            };
+            n.checked_mul(mult).filter(|n| *n > 0)
+        }
+        _ => None,
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl Config {
+    /// Reads, parses and validates a config file and the policies it names.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let err = |errors: Vec<String>| ConfigError {
+            file: file.to_path_buf(),
+            errors,
+        };
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| err(vec![format!("cannot read the file: {e}")]))?;
+        let raw: RawConfig = toml::from_str(&text)
+            .map_err(|e| err(vec![e.to_string().trim().replace('\n', "\n  ")]))?;
+        let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        Self::validate(raw, file, &base).map_err(err)
+    }
+
+    fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Vec<String>> {
+        let mut errors = vec![];
+        let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen = match listen_text.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errors.push(format!(
+                    "listen: expected an address such as \"127.0.0.1:8555\", got {listen_text:?}"
+                ));
+                None
+            }
+        };
+        let store = raw
+            .store
+            .unwrap_or_else(|| "sqlite://toolgate.db".to_string());
+        if !store.starts_with("sqlite://") || store.len() <= "sqlite://".len() {
+            errors.push(format!("store: expected \"sqlite://PATH\" (redis:// and postgres:// are not available in this build), got {store:?}"));
+        }
+        let max_body = match &raw.max_body {
+            None => DEFAULT_MAX_BODY,
+            Some(v) => parse_size(v).unwrap_or_else(|| {
+                errors.push(format!(
+                    "max_body: expected a size such as \"4MiB\" or a number of bytes, got {v}"
+                ));
+                DEFAULT_MAX_BODY
+            }),
+        };
+        let upstream_timeout_secs = match &raw.upstream_timeout {
+            None => 60,
+            Some(v) => {
+                let secs = match v {
+                    toml::Value::Integer(n) => u64::try_from(*n).ok().filter(|n| *n > 0),
+                    toml::Value::String(s) => parse_duration(s),
+                    _ => None,
+                };
+                match secs {
+                    Some(s) if s <= MAX_UPSTREAM_TIMEOUT_SECS => s,
+                    Some(s) => {
+                        errors.push(format!("upstream_timeout: {s} s is above the hard maximum of {MAX_UPSTREAM_TIMEOUT_SECS} s"));
+                        60
+                    }
+                    None => {
+                        errors.push(format!("upstream_timeout: expected a duration such as \"60s\" or \"2m\", got {v}"));
+                        60
+                    }
+                }
+            }
+        };
+        let mut policies = BTreeMap::new();
+        let mut policy_files = BTreeMap::new();
+        for (name, path) in &raw.policies {
+            if !valid_name(name) {
+                errors.push(format!(
+                    "policies.{name}: a policy name uses letters, digits, '-' and '_' only"
+                ));
+                continue;
+            }
+            let p = base.join(path);
+            policy_files.insert(name.clone(), p.clone());
+            match std::fs::read_to_string(&p) {
+                Err(e) => errors.push(format!(
+                    "policies.{name}: cannot read `{}`: {e}",
+                    p.display()
+                )),
+                Ok(text) => match toolgate_policy::load_str(&text) {
+                    Ok(l) => {
+                        policies.insert(name.clone(), Arc::new(l.policy));
+                    }
+                    Err(e) => {
+                        for d in e.errors {
+                            errors.push(format!("policies.{name} (`{}`) {d}", p.display()));
+                        }
+                    }
+                },
+            }
+        }
+        let mut servers: Vec<ServerConfig> = vec![];
+        for (i, s) in raw.servers.into_iter().enumerate() {
+            let at = format!("servers[{i}]");
+            if !valid_name(&s.name) {
+                errors.push(format!("{at}.name: expected letters, digits, '-' and '_' (it becomes the path /mcp/NAME), got {:?}", s.name));
+            }
+            if servers.iter().any(|o| o.name == s.name) {
+                errors.push(format!("{at}.name: `{}` is declared twice", s.name));
+            }
+            if let Some(p) = &s.policy {
+                if !raw.policies.contains_key(p) {
+                    errors.push(format!("{at}.policy: no policy named `{p}` in [policies]"));
+                }
+            }
+            let transport = match (s.url, s.command) {
+                (Some(url), None) => {
+                    if !(url.starts_with("http://") || url.starts_with("https://"))
+                        || reqwest::Url::parse(&url).is_err()
+                    {
+                        errors.push(format!(
+                            "{at}.url: expected an http:// or https:// URL, got {url:?}"
+                        ));
+                    }
+                    if !s.args.is_empty() || !s.env.is_empty() || s.cwd.is_some() {
+                        errors.push(format!(
+                            "{at}: `args`, `env` and `cwd` go with `command`, not `url`"
+                        ));
+                    }
+                    Some(Transport::Http {
+                        url,
+                        headers: s.headers.into_iter().collect(),
+                    })
+                }
+                (None, Some(command)) => {
+                    if command.trim().is_empty() {
+                        errors.push(format!("{at}.command: must not be empty"));
+                    }
+                    if !s.headers.is_empty() {
+                        errors.push(format!("{at}.headers: headers go with `url`; give a stdio server credentials through `env`"));
+                    }
+                    let command = if command == "toolgate" {
+                        std::env::current_exe().unwrap_or_else(|_| PathBuf::from(command))
+                    } else if command.contains('/') && !Path::new(&command).is_absolute() {
+                        base.join(command)
+                    } else {
+                        PathBuf::from(command)
+                    };
+                    let cwd = s
+                        .cwd
+                        .map(|c| base.join(c))
+                        .unwrap_or_else(|| base.to_path_buf());
+                    Some(Transport::Stdio {
+                        command,
+                        args: s.args,
+                        env: s.env.into_iter().collect(),
+                        cwd,
+                    })
+                }
+                (Some(_), Some(_)) => {
+                    errors.push(format!(
+                        "{at}: give either `url` (Streamable HTTP) or `command` (stdio), not both"
+                    ));
+                    None
+                }
+                (None, None) => {
+                    errors.push(format!(
+                        "{at}: missing `url` (Streamable HTTP) or `command` (stdio)"
+                    ));
+                    None
+                }
+            };
+            if let Some(transport) = transport {
+                servers.push(ServerConfig {
+                    name: s.name,
+                    transport,
+                    policy: s.policy,
+                });
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let Some(listen) = listen else {
+            return Err(vec!["listen: invalid".into()]);
+        };
+        Ok(Config {
+            file: file.to_path_buf(),
+            listen,
+            store,
+            base: base.to_path_buf(),
+            max_body,
+            upstream_timeout_secs,
+            allowed_origins: raw.allowed_origins,
+            servers,
+            policies,
+            policy_files,
+        })
+    }
+
+    /// A server by name.
+    pub fn server(&self, name: &str) -> Option<&ServerConfig> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// The files whose change triggers a reload: the config and every policy.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut v = vec![self.file.clone()];
+        v.extend(self.policy_files.values().cloned());
+        v
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("toolgate-config-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_good_config() {
+        let d = dir("good");
+        write(&d, "p.json", r#"{"version":"1","default":"deny"}"#);
+        let f = write(&d, "toolgate.toml", "[policies]\np = \"p.json\"\n[[servers]]\nname = \"demo\"\ncommand = \"toolgate\"\nargs = [\"demo\", \"--stdio\"]\npolicy = \"p\"\n[[servers]]\nname = \"web\"\nurl = \"http://127.0.0.1:9/mcp\"\nheaders = { Authorization = \"Bearer x\" }\n");
+        let c = Config::load(&f).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.max_body, DEFAULT_MAX_BODY);
+        assert_eq!(c.servers.len(), 2);
+        assert!(c.policies.contains_key("p"));
+    }
+
+    #[test]
+    fn every_error_with_its_path() {
+        let d = dir("bad");
+        write(&d, "p.json", r#"{"version":"1","default":"sometimes"}"#);
+        let f = write(&d, "toolgate.toml", "listen = \"nowhere\"\nmax_body = \"lots\"\n[policies]\np = \"p.json\"\nq = \"missing.json\"\n[[servers]]\nname = \"a b\"\nurl = \"ftp://x\"\n[[servers]]\nname = \"c\"\n[[servers]]\nname = \"d\"\ncommand = \"x\"\npolicy = \"zz\"\n");
+        let e = Config::load(&f).unwrap_err();
+        let all = e.errors.join("\n");
+        for needle in [
+            "listen:",
+            "max_body:",
+            "policies.p",
+            "/default",
+            "policies.q: cannot read",
+            "servers[0].name",
+            "servers[0].url",
+            "servers[1]: missing `url`",
+            "servers[2].policy: no policy named `zz`",
+        ] {
+            assert!(all.contains(needle), "missing {needle} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let d = dir("unknown");
+        let f = write(
+            &d,
+            "toolgate.toml",
+            "[[servers]]\nname = \"a\"\nurll = \"http://x\"\n",
+        );
+        let e = Config::load(&f).unwrap_err();
+        assert!(e.errors[0].contains("unknown field `urll`"), "{e}");
+    }
+}

@@ -1,0 +1,161 @@
+//! Enforcement: judging `tools/call` with the engine and the counters, and the hooks
+//! applied to an upstream's response (give-back on error, `tools/list` filtering).
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use toolgate_policy::{
+    evaluate, labels, Call, CounterError, Counters, Decision, Effect, Facts, Policy, Ticket,
+};
+use toolgate_protocol::{error_codes, error_response, tool_error_result};
+
+/// What toolgate answers instead of forwarding.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Forward; give `ticket` back if the call never reached the tool.
+    Forward(Ticket),
+    /// Answer the agent with this JSON-RPC message (HTTP 200).
+    Answer(String),
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// Grant id.
+    pub grant: &'a str,
+    /// Identity.
+    pub identity: &'a str,
+    /// toolgate session id.
+    pub session: &'a str,
+    /// Server name.
+    pub server: &'a str,
+}
+
+/// The agent-facing answer for a denial decision.
+pub fn denial_message(id_text: &str, d: &Decision) -> String {
+    if d.hidden {
+        return error_response(id_text, error_codes::INVALID_PARAMS, &d.message, None);
+    }
+    let meta = json!({
+        "decision": "deny",
+        "rule": d.rule,
+        "message": d.message,
+        "detail": d.detail,
+        "retryAfterSeconds": d.retry_after_secs,
+    });
+    tool_error_result(id_text, &d.denial_text(), meta)
+}
+
+/// Judges one `tools/call`. `policy` is `None` when the grant has no (loaded) policy.
+pub fn judge(
+    id_text: &str,
+    tool: &str,
+    args: &Value,
+    policy: Option<&Policy>,
+    caller: Caller<'_>,
+    counters: &dyn Counters,
+    now_ms: u64,
+) -> (Verdict, Decision) {
+    let Some(policy) = policy else {
+        let d = Decision::denied(
+            labels::NO_POLICY,
+            "this grant has no policy attached, so every call is denied",
+        );
+        return (Verdict::Answer(denial_message(id_text, &d)), d);
+    };
+    let call = Call {
+        tool,
+        args,
+        grant: caller.grant,
+        identity: caller.identity,
+        session: caller.session,
+        server: caller.server,
+    };
+    let d = evaluate(&call, policy, &Facts::default(), now_ms);
+    let d = match d.effect {
+        Effect::Deny => d,
+        Effect::RequireApproval => {
+            // Fail closed: the approval queue is not part of this build.
+            let mut held = Decision::denied(&d.rule, &format!("{}; approvals are not available in this build of toolgate, so the call is refused", d.message));
+            held.detail = Some("require_approval".into());
+            held
+        }
+        Effect::Allow => match counters.reserve(&d.reservations, now_ms) {
+            Ok(ticket) => return (Verdict::Forward(ticket), d),
+            Err(CounterError::Exceeded(e)) => d.limited(e.index, e.retry_after_secs()),
+            Err(CounterError::Unavailable(m)) => {
+                tracing::error!("counter store unavailable: {m}");
+                Decision::denied(
+                    "(store unavailable)",
+                    "the rate-limit store is unavailable; the call is refused to be safe",
+                )
+            }
+        },
+    };
+    (Verdict::Answer(denial_message(id_text, &d)), d)
+}
+
+/// What to do with the upstream's response to one request.
+#[derive(Clone)]
+pub enum Hook {
+    /// Relay unchanged.
+    None,
+    /// A `tools/call`: give the ticket back if the response is a JSON-RPC error.
+    GiveBackOnError(Arc<dyn Counters>, Ticket),
+    /// A `tools/list`: remove tools the policy hides or denies (`None`: remove all).
+    FilterTools(Option<Arc<Policy>>),
+}
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hook::None => write!(f, "None"),
+            Hook::GiveBackOnError(..) => write!(f, "GiveBackOnError"),
+            Hook::FilterTools(_) => write!(f, "FilterTools"),
+        }
+    }
+}
+
+impl Hook {
+    /// Called when the transport failed before any response: gives reservations back.
+    pub fn never_reached(&self) {
+        if let Hook::GiveBackOnError(c, t) = self {
+            if let Err(e) = c.give_back(t) {
+                tracing::error!("give-back failed: {e}");
+            }
+        }
+    }
+
+    /// Applies the hook to the response message; returns the rewritten message, if any.
+    pub fn apply(&self, msg: &[u8]) -> Option<String> {
+        match self {
+            Hook::None => None,
+            Hook::GiveBackOnError(..) => {
+                let v: Value = serde_json::from_slice(msg).ok()?;
+                if v.get("error").is_some() {
+                    self.never_reached();
+                }
+                None
+            }
+            Hook::FilterTools(policy) => {
+                let mut v: Value = serde_json::from_slice(msg).ok()?;
+                let tools = v.pointer_mut("/result/tools")?.as_array_mut()?;
+                tools.retain(|t| {
+                    let name = t.get("name").and_then(Value::as_str).unwrap_or("");
+                    policy.as_ref().is_some_and(|p| p.is_visible(name))
+                });
+                Some(v.to_string())
+            }
+        }
+    }
+}
+
+/// True when a JSON message is the response to the request with this id.
+pub fn is_response_to(msg: &[u8], id_key: &str) -> bool {
+    let Ok(v) = serde_json::from_slice::<Value>(msg) else {
+        return false;
+    };
+    v.get("method").is_none()
+        && (v.get("result").is_some() || v.get("error").is_some())
+        && v.get("id").map(Value::to_string).as_deref() == Some(id_key)
+}

@@ -1,0 +1,942 @@
+//! The HTTP front: `/mcp/{server}` (Streamable HTTP, legacy era), `/healthz`, `/readyz`.
+//!
+//! Checks run in this order, each failing with one clear answer: unknown server (404),
+//! `Origin` (403), bearer token (401 with `WWW-Authenticate`, 403 for another server's
+//! grant), content type (415), accept (406), body size (413), JSON-RPC envelope (400),
+//! session (400 missing, 404 unknown). Then the message is judged and relayed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures::StreamExt;
+use toolgate_protocol::{error_codes, error_response, Envelope, EnvelopeError, Era, Kind};
+use toolgate_store::{Grant, GrantStatus};
+
+use crate::config::{ServerConfig, Transport};
+use crate::enforce::{is_response_to, judge, Caller, Hook, Verdict};
+use crate::session::{Session, UpstreamSession};
+use crate::sse::{encode, SseParser};
+use crate::state::{now_ms, AppState};
+use crate::upstream::id_key;
+use crate::upstream::stdio::StdioProcess;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// The router: a value, tested with `oneshot`.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/mcp/{server}",
+            post(post_mcp).get(get_mcp).delete(delete_mcp),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    match st.store.grant_count() {
+        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response(),
+    }
+}
+
+/// A request refused before MCP: the one place such refusals become HTTP.
+#[derive(Debug)]
+pub struct Reject {
+    status: StatusCode,
+    code: i64,
+    message: String,
+    www_authenticate: Option<String>,
+}
+
+impl Reject {
+    fn new(status: StatusCode, code: i64, message: impl Into<String>) -> Self {
+        Reject {
+            status,
+            code,
+            message: message.into(),
+            www_authenticate: None,
+        }
+    }
+}
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        let mut r = http_error(self.status, "null", self.code, &self.message);
+        if let Some(v) = self
+            .www_authenticate
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        r
+    }
+}
+
+/// An HTTP error carrying a JSON-RPC error body.
+fn http_error(status: StatusCode, id_text: &str, code: i64, message: &str) -> Response {
+    let mut r = (status, error_response(id_text, code, message, None)).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn unauthorized(message: &str, invalid: bool) -> Reject {
+    let value = if invalid {
+        format!(
+            "Bearer realm=\"toolgate\", error=\"invalid_token\", error_description=\"{message}\""
+        )
+    } else {
+        "Bearer realm=\"toolgate\"".to_string()
+    };
+    Reject {
+        www_authenticate: Some(value),
+        ..Reject::new(
+            StatusCode::UNAUTHORIZED,
+            error_codes::INVALID_REQUEST,
+            message,
+        )
+    }
+}
+
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    if allowed.iter().any(|a| a == origin) {
+        return true;
+    }
+    let Ok(url) = reqwest::Url::parse(origin) else {
+        return false;
+    };
+    matches!(
+        url.host_str(),
+        Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
+    )
+}
+
+/// Authenticates the bearer token to an active grant for `server`.
+fn authenticate(st: &AppState, headers: &HeaderMap, server: &str) -> Result<Grant, Reject> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(unauthorized(
+            "missing bearer token: send `Authorization: Bearer TOKEN`",
+            false,
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err(unauthorized(
+            "malformed Authorization header: expected `Bearer TOKEN`",
+            true,
+        ));
+    };
+    let grant = match st.store.grant_by_token(token) {
+        Ok(Some(g)) => g,
+        Ok(None) => return Err(unauthorized("unknown token", true)),
+        Err(e) => {
+            tracing::error!("grant lookup failed: {e}");
+            return Err(Reject::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                error_codes::INTERNAL_ERROR,
+                "the grant store is unavailable; try again",
+            ));
+        }
+    };
+    match grant.status(now_ms()) {
+        GrantStatus::Active => {}
+        GrantStatus::Expired => return Err(unauthorized("this token has expired", true)),
+        GrantStatus::Revoked => return Err(unauthorized("this token was revoked", true)),
+    }
+    if grant.server != server {
+        return Err(Reject::new(
+            StatusCode::FORBIDDEN,
+            error_codes::INVALID_REQUEST,
+            format!(
+                "this token is for server `{}`, not `{server}`",
+                grant.server
+            ),
+        ));
+    }
+    Ok(grant)
+}
+
+/// The checks shared by POST, GET and DELETE: server, origin, token.
+fn admit(
+    st: &AppState,
+    headers: &HeaderMap,
+    server: &str,
+) -> Result<(Arc<crate::config::Config>, ServerConfig, Grant), Reject> {
+    let cfg = st.config();
+    let Some(srv) = cfg.server(server).cloned() else {
+        return Err(Reject::new(
+            StatusCode::NOT_FOUND,
+            error_codes::INVALID_REQUEST,
+            format!("no server named `{server}`"),
+        ));
+    };
+    if !origin_allowed(headers, &cfg.allowed_origins) {
+        return Err(Reject::new(
+            StatusCode::FORBIDDEN,
+            error_codes::INVALID_REQUEST,
+            "origin not allowed",
+        ));
+    }
+    if let Some(v) = headers.get(VERSION_HEADER) {
+        let ok = v.to_str().is_ok_and(|s| {
+            s.len() == 10
+                && s.as_bytes().iter().enumerate().all(|(i, c)| {
+                    if i == 4 || i == 7 {
+                        *c == b'-'
+                    } else {
+                        c.is_ascii_digit()
+                    }
+                })
+        });
+        if !ok {
+            return Err(Reject::new(
+                StatusCode::BAD_REQUEST,
+                error_codes::INVALID_REQUEST,
+                "malformed MCP-Protocol-Version header: expected a date such as 2025-11-25",
+            ));
+        }
+    }
+    let grant = authenticate(st, headers, server)?;
+    Ok((cfg, srv, grant))
+}
+
+fn session_of(
+    st: &AppState,
+    headers: &HeaderMap,
+    srv: &ServerConfig,
+    grant: &Grant,
+    id_text: &str,
+) -> Result<Arc<Session>, Box<Response>> {
+    let Some(sid) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        return Err(Box::new(http_error(
+            StatusCode::BAD_REQUEST,
+            id_text,
+            error_codes::INVALID_REQUEST,
+            "missing Mcp-Session-Id header: send `initialize` first",
+        )));
+    };
+    st.sessions.get(sid, &srv.name, &grant.id).ok_or_else(|| {
+        Box::new(http_error(
+            StatusCode::NOT_FOUND,
+            id_text,
+            error_codes::SESSION_NOT_FOUND,
+            "session not found (expired, closed or unknown): send `initialize` again",
+        ))
+    })
+}
+
+fn new_session_id() -> String {
+    toolgate_store::grants::random_hex(16)
+        .map(|h| format!("tgs_{h}"))
+        .unwrap_or_else(|_| format!("tgs_{}", now_ms()))
+}
+
+async fn post_mcp(
+    State(st): State<Arc<AppState>>,
+    Path(server): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (cfg, srv, grant) = match admit(&st, &headers, &server) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ctype
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return http_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "null",
+            error_codes::INVALID_REQUEST,
+            "Content-Type must be application/json",
+        );
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*/*")
+        .to_ascii_lowercase();
+    let accepts_sse = accept.contains("text/event-stream") || accept.contains("*/*");
+    if !(accept.contains("application/json") || accepts_sse || accept.contains("application/*")) {
+        return http_error(
+            StatusCode::NOT_ACCEPTABLE,
+            "null",
+            error_codes::INVALID_REQUEST,
+            "Accept must include application/json and text/event-stream",
+        );
+    }
+    let bytes = match axum::body::to_bytes(body, cfg.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            return http_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "null",
+                error_codes::INVALID_REQUEST,
+                &format!("request body over the limit of {} bytes", cfg.max_body),
+            )
+        }
+    };
+    let env = match Envelope::parse(&bytes) {
+        Ok(e) => e,
+        Err(e) => {
+            let code = match e {
+                EnvelopeError::Parse(_) => error_codes::PARSE_ERROR,
+                _ => error_codes::INVALID_REQUEST,
+            };
+            return http_error(StatusCode::BAD_REQUEST, "null", code, &e.to_string());
+        }
+    };
+    let id_text = env.id_text().to_string();
+    if env.method() == "initialize" && env.kind == Kind::Request {
+        return initialize(&st, &cfg, &srv, &grant, &headers, bytes, &id_text).await;
+    }
+    let session = match headers.get(SESSION_HEADER) {
+        None if env.era() == Era::Modern => {
+            return http_error(
+                StatusCode::BAD_REQUEST,
+                &id_text,
+                error_codes::METHOD_NOT_FOUND,
+                "this build of toolgate serves the legacy protocol era (initialize and Mcp-Session-Id); the 2026-07-28 stateless era is not available yet",
+            )
+        }
+        _ => match session_of(&st, &headers, &srv, &grant, &id_text) {
+            Ok(s) => s,
+            Err(r) => return *r,
+        },
+    };
+    if env.kind != Kind::Request {
+        return relay_one_way(&st, &srv, &session, &headers, bytes).await;
+    }
+    let policy = grant
+        .policy
+        .as_ref()
+        .and_then(|p| cfg.policies.get(p))
+        .cloned();
+    let hook = match env.method() {
+        "tools/call" => {
+            let Some(tool) = env.name.clone() else {
+                return json_response(
+                    StatusCode::OK,
+                    error_response(
+                        &id_text,
+                        error_codes::INVALID_PARAMS,
+                        "tools/call needs `params.name`, the tool to call",
+                        None,
+                    ),
+                );
+            };
+            let args = match env.arguments_value() {
+                Ok(a) => a,
+                Err(e) => {
+                    return json_response(
+                        StatusCode::OK,
+                        error_response(&id_text, error_codes::INVALID_PARAMS, &e.to_string(), None),
+                    )
+                }
+            };
+            let caller = Caller {
+                grant: &grant.id,
+                identity: &grant.identity,
+                session: &session.id,
+                server: &srv.name,
+            };
+            let (verdict, decision) = judge(
+                &id_text,
+                &tool,
+                &args,
+                policy.as_deref(),
+                caller,
+                st.counters.as_ref(),
+                now_ms(),
+            );
+            tracing::info!(server = %srv.name, grant = %grant.label, tool = %tool, decision = ?decision.effect, rule = %decision.rule, "tools/call judged");
+            match verdict {
+                Verdict::Answer(body) => return json_response(StatusCode::OK, body),
+                Verdict::Forward(ticket) => Hook::GiveBackOnError(st.counters.clone(), ticket),
+            }
+        }
+        "tools/list" => Hook::FilterTools(policy),
+        _ => Hook::None,
+    };
+    let progress = env.progress_token.map(|t| t.get().to_string());
+    relay_request(
+        &st,
+        &cfg,
+        &srv,
+        &session,
+        &headers,
+        bytes,
+        &id_text,
+        progress.as_deref(),
+        accepts_sse,
+        hook,
+    )
+    .await
+}
+
+/// Headers passed from the agent to an HTTP upstream (never `Authorization`).
+fn upstream_request(
+    st: &AppState,
+    method: reqwest::Method,
+    url: &str,
+    headers: &HeaderMap,
+    extra: &[(String, String)],
+    upstream_session: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let mut req = st.http.request(method, url);
+    for name in [header::CONTENT_TYPE, header::ACCEPT] {
+        if let Some(v) = headers.get(&name) {
+            req = req.header(name, v.clone());
+        }
+    }
+    for name in [VERSION_HEADER, "last-event-id"] {
+        if let Some(v) = headers.get(name) {
+            req = req.header(name, v.clone());
+        }
+    }
+    if let Some(s) = upstream_session {
+        req = req.header(SESSION_HEADER, s);
+    }
+    for (k, v) in extra {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    req
+}
+
+fn http_parts(srv: &ServerConfig) -> Option<(&str, &[(String, String)])> {
+    match &srv.transport {
+        Transport::Http { url, headers } => Some((url.as_str(), headers.as_slice())),
+        Transport::Stdio { .. } => None,
+    }
+}
+
+fn upstream_failure(id_text: &str, e: &reqwest::Error, server: &str) -> Response {
+    if e.is_timeout() {
+        http_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            id_text,
+            error_codes::UPSTREAM_ERROR,
+            &format!("upstream `{server}` timed out"),
+        )
+    } else {
+        http_error(
+            StatusCode::BAD_GATEWAY,
+            id_text,
+            error_codes::UPSTREAM_ERROR,
+            &format!("upstream `{server}` is unreachable: {}", short_err(e)),
+        )
+    }
+}
+
+fn short_err(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s = format!("{s}: {inner}");
+        src = inner.source();
+    }
+    s
+}
+
+async fn initialize(
+    st: &AppState,
+    cfg: &crate::config::Config,
+    srv: &ServerConfig,
+    grant: &Grant,
+    headers: &HeaderMap,
+    bytes: Bytes,
+    id_text: &str,
+) -> Response {
+    let our_id = new_session_id();
+    match &srv.transport {
+        Transport::Http {
+            url,
+            headers: extra,
+        } => {
+            let req = upstream_request(st, reqwest::Method::POST, url, headers, extra, None)
+                .timeout(Duration::from_secs(cfg.upstream_timeout_secs))
+                .body(bytes);
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => return upstream_failure(id_text, &e, &srv.name),
+            };
+            let upstream_sid = resp
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let ok = resp.status().is_success();
+            let mut out = relay_response(resp, id_text, Hook::None, &srv.name).await;
+            if ok {
+                let s = Arc::new(Session::new(
+                    our_id.clone(),
+                    srv.name.clone(),
+                    grant.id.clone(),
+                    UpstreamSession::Http {
+                        session_id: upstream_sid,
+                    },
+                ));
+                st.sessions.insert(s);
+                set_session_header(&mut out, &our_id);
+                tracing::info!(server = %srv.name, grant = %grant.label, session = %our_id, "session opened");
+            }
+            out
+        }
+        Transport::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } => {
+            let proc = match StdioProcess::spawn(&srv.name, command, args, env, cwd) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(server = %srv.name, "cannot start `{}`: {e}", command.display());
+                    return http_error(
+                        StatusCode::BAD_GATEWAY,
+                        id_text,
+                        error_codes::UPSTREAM_ERROR,
+                        &format!("upstream `{}` could not be started", srv.name),
+                    );
+                }
+            };
+            let session = Arc::new(Session::new(
+                our_id.clone(),
+                srv.name.clone(),
+                grant.id.clone(),
+                UpstreamSession::Stdio(proc),
+            ));
+            st.sessions.insert(session.clone());
+            tracing::info!(server = %srv.name, grant = %grant.label, session = %our_id, "session opened (stdio child started)");
+            let mut out = relay_request(
+                st,
+                cfg,
+                srv,
+                &session,
+                headers,
+                bytes,
+                id_text,
+                None,
+                false,
+                Hook::None,
+            )
+            .await;
+            if out.status().is_success() {
+                set_session_header(&mut out, &our_id);
+            } else {
+                st.sessions.remove(&our_id);
+            }
+            out
+        }
+    }
+}
+
+fn set_session_header(r: &mut Response, id: &str) {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        r.headers_mut().insert(SESSION_HEADER, v);
+    }
+}
+
+/// Notifications and responses from the agent: forwarded, answered 202.
+async fn relay_one_way(
+    st: &AppState,
+    srv: &ServerConfig,
+    session: &Session,
+    headers: &HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    match &session.upstream {
+        UpstreamSession::Stdio(p) => match p.send(&bytes).await {
+            Ok(()) => StatusCode::ACCEPTED.into_response(),
+            Err(e) => http_error(
+                StatusCode::BAD_GATEWAY,
+                "null",
+                error_codes::UPSTREAM_ERROR,
+                &format!("upstream `{}`: {e}", srv.name),
+            ),
+        },
+        UpstreamSession::Http { session_id } => {
+            let Some((url, extra)) = http_parts(srv) else {
+                return StatusCode::ACCEPTED.into_response();
+            };
+            let req = upstream_request(
+                st,
+                reqwest::Method::POST,
+                url,
+                headers,
+                extra,
+                session_id.as_deref(),
+            )
+            .timeout(Duration::from_secs(30))
+            .body(bytes);
+            match req.send().await {
+                Ok(r) if r.status().is_success() => StatusCode::ACCEPTED.into_response(),
+                Ok(r) => relay_response(r, "null", Hook::None, &srv.name).await,
+                Err(e) => upstream_failure("null", &e, &srv.name),
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay_request(
+    st: &AppState,
+    cfg: &crate::config::Config,
+    srv: &ServerConfig,
+    session: &Arc<Session>,
+    headers: &HeaderMap,
+    bytes: Bytes,
+    id_text: &str,
+    progress_token: Option<&str>,
+    accepts_sse: bool,
+    hook: Hook,
+) -> Response {
+    let timeout = Duration::from_secs(cfg.upstream_timeout_secs);
+    match &session.upstream {
+        UpstreamSession::Http { session_id } => {
+            let Some((url, extra)) = http_parts(srv) else {
+                hook.never_reached();
+                return http_error(
+                    StatusCode::BAD_GATEWAY,
+                    id_text,
+                    error_codes::UPSTREAM_ERROR,
+                    "server transport changed; start a new session",
+                );
+            };
+            let req = upstream_request(
+                st,
+                reqwest::Method::POST,
+                url,
+                headers,
+                extra,
+                session_id.as_deref(),
+            )
+            .timeout(timeout)
+            .body(bytes);
+            match req.send().await {
+                Ok(r) if r.status() == StatusCode::NOT_FOUND && session_id.is_some() => {
+                    hook.never_reached();
+                    st.sessions.remove(&session.id);
+                    http_error(
+                        StatusCode::NOT_FOUND,
+                        id_text,
+                        error_codes::SESSION_NOT_FOUND,
+                        "the upstream ended this session: send `initialize` again",
+                    )
+                }
+                Ok(r) => relay_response(r, id_text, hook, &srv.name).await,
+                Err(e) => {
+                    hook.never_reached();
+                    upstream_failure(id_text, &e, &srv.name)
+                }
+            }
+        }
+        UpstreamSession::Stdio(proc) => {
+            let key = id_key(id_text);
+            let mut rx = proc.register(id_text, progress_token);
+            if let Err(e) = proc.send(&bytes).await {
+                proc.unregister(id_text);
+                hook.never_reached();
+                st.sessions.remove(&session.id);
+                return http_error(
+                    StatusCode::BAD_GATEWAY,
+                    id_text,
+                    error_codes::UPSTREAM_ERROR,
+                    &format!(
+                        "upstream `{}` is not running: {e}; send `initialize` again",
+                        srv.name
+                    ),
+                );
+            }
+            if !accepts_sse {
+                // JSON only: wait for the response; other messages go to the log.
+                let deadline = tokio::time::sleep(timeout);
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        m = rx.recv() => match m {
+                            Some(m) if is_response_to(&m, &key) => {
+                                let body = hook.apply(&m).unwrap_or_else(|| String::from_utf8_lossy(&m).into_owned());
+                                return json_response(StatusCode::OK, body);
+                            }
+                            Some(m) => tracing::debug!(server = %srv.name, "not relayed to a JSON-only request: {}", String::from_utf8_lossy(&m)),
+                            None => {
+                                hook.never_reached();
+                                return http_error(StatusCode::BAD_GATEWAY, id_text, error_codes::UPSTREAM_ERROR, &format!("upstream `{}` exited before answering", srv.name));
+                            }
+                        },
+                        _ = &mut deadline => {
+                            proc.unregister(id_text);
+                            return http_error(StatusCode::GATEWAY_TIMEOUT, id_text, error_codes::UPSTREAM_ERROR, &format!("upstream `{}` timed out", srv.name));
+                        }
+                    }
+                }
+            }
+            let proc = proc.clone();
+            let id_owned = id_text.to_string();
+            let server = srv.name.clone();
+            let stream = async_stream::stream! {
+                let deadline = tokio::time::sleep(timeout);
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        m = rx.recv() => match m {
+                            Some(m) if is_response_to(&m, &key) => {
+                                let body = hook.apply(&m).map(Bytes::from).unwrap_or(m);
+                                yield Ok::<Bytes, std::io::Error>(encode(&String::from_utf8_lossy(&body), None));
+                                break;
+                            }
+                            Some(m) => yield Ok(encode(&String::from_utf8_lossy(&m), None)),
+                            None => {
+                                hook.never_reached();
+                                let e = error_response(&id_owned, error_codes::UPSTREAM_ERROR, &format!("upstream `{server}` exited before answering"), None);
+                                yield Ok(encode(&e, None));
+                                break;
+                            }
+                        },
+                        _ = &mut deadline => {
+                            proc.unregister(&id_owned);
+                            let e = error_response(&id_owned, error_codes::UPSTREAM_ERROR, &format!("upstream `{server}` timed out"), None);
+                            yield Ok(encode(&e, None));
+                            break;
+                        }
+                    }
+                }
+            };
+            sse_response(Body::from_stream(stream))
+        }
+    }
+}
+
+fn sse_response(body: Body) -> Response {
+    let mut r = Response::new(body);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// Relays an HTTP upstream's response: JSON read whole (bounded) and hooked; SSE streamed
+/// event by event, raw unless the hook rewrites the response event.
+async fn relay_response(
+    resp: reqwest::Response,
+    id_text: &str,
+    hook: Hook,
+    server: &str,
+) -> Response {
+    let status = resp.status();
+    let ctype = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !status.is_success() {
+        hook.never_reached();
+    }
+    if status == StatusCode::ACCEPTED || status == StatusCode::NO_CONTENT {
+        return status.into_response();
+    }
+    let key = id_key(id_text);
+    if ctype.starts_with("text/event-stream") {
+        let server = server.to_string();
+        let mut upstream = resp.bytes_stream();
+        let stream = async_stream::stream! {
+            let mut parser = SseParser::new();
+            let mut answered = false;
+            while let Some(chunk) = upstream.next().await {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(server = %server, "upstream stream broke: {}", short_err(&e));
+                        if !answered && key != "null" {
+                            let msg = if e.is_timeout() { "timed out" } else { "closed the stream before answering" };
+                            yield Ok::<Bytes, std::io::Error>(encode(&error_response(&key, error_codes::UPSTREAM_ERROR, &format!("upstream `{server}` {msg}"), None), None));
+                        }
+                        break;
+                    }
+                };
+                let events = match parser.push(&chunk) {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        tracing::error!(server = %server, "{e}");
+                        break;
+                    }
+                };
+                for ev in events {
+                    if !answered && !ev.data.is_empty() && is_response_to(ev.data.as_bytes(), &key) {
+                        answered = true;
+                        if let Some(rewritten) = hook.apply(ev.data.as_bytes()) {
+                            yield Ok(encode(&rewritten, ev.id.as_deref()));
+                            continue;
+                        }
+                    }
+                    yield Ok(ev.raw);
+                }
+            }
+        };
+        let mut r = sse_response(Body::from_stream(stream));
+        *r.status_mut() = status;
+        return r;
+    }
+    let body = match resp.bytes().await {
+        Ok(b) => b,
+        Err(e) => return upstream_failure(id_text, &e, server),
+    };
+    let body = if status.is_success() {
+        hook.apply(&body).map(Bytes::from).unwrap_or(body)
+    } else {
+        body
+    };
+    let mut r = (status, body).into_response();
+    let ct = if ctype.is_empty() {
+        "application/json".to_string()
+    } else {
+        ctype
+    };
+    if let Ok(v) = HeaderValue::from_str(&ct) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+async fn get_mcp(
+    State(st): State<Arc<AppState>>,
+    Path(server): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (_cfg, srv, grant) = match admit(&st, &headers, &server) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    let session = match session_of(&st, &headers, &srv, &grant, "null") {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    match &session.upstream {
+        UpstreamSession::Stdio(proc) => {
+            let mut rx = proc.open_stream();
+            let stream = async_stream::stream! {
+                let mut keepalive = tokio::time::interval(Duration::from_secs(15));
+                keepalive.tick().await;
+                loop {
+                    tokio::select! {
+                        m = rx.recv() => match m {
+                            Some(m) => yield Ok::<Bytes, std::io::Error>(encode(&String::from_utf8_lossy(&m), None)),
+                            None => break,
+                        },
+                        _ = keepalive.tick() => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
+                    }
+                }
+            };
+            sse_response(Body::from_stream(stream))
+        }
+        UpstreamSession::Http { session_id } => {
+            let Some((url, extra)) = http_parts(&srv) else {
+                return StatusCode::METHOD_NOT_ALLOWED.into_response();
+            };
+            let req = upstream_request(
+                &st,
+                reqwest::Method::GET,
+                url,
+                &headers,
+                extra,
+                session_id.as_deref(),
+            )
+            .header(header::ACCEPT, "text/event-stream");
+            match req.send().await {
+                Ok(r) if r.status().is_success() => {
+                    let status = r.status();
+                    let stream = r.bytes_stream().map(|c| c.map_err(std::io::Error::other));
+                    let mut resp = sse_response(Body::from_stream(stream));
+                    *resp.status_mut() = status;
+                    resp
+                }
+                Ok(r) => {
+                    let status = r.status();
+                    let body = r.bytes().await.unwrap_or_default();
+                    (status, body).into_response()
+                }
+                Err(e) => upstream_failure("null", &e, &srv.name),
+            }
+        }
+    }
+}
+
+async fn delete_mcp(
+    State(st): State<Arc<AppState>>,
+    Path(server): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (_cfg, srv, grant) = match admit(&st, &headers, &server) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    let session = match session_of(&st, &headers, &srv, &grant, "null") {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    if let (
+        UpstreamSession::Http {
+            session_id: Some(sid),
+        },
+        Some((url, extra)),
+    ) = (&session.upstream, http_parts(&srv))
+    {
+        let req = upstream_request(
+            &st,
+            reqwest::Method::DELETE,
+            url,
+            &headers,
+            extra,
+            Some(sid),
+        )
+        .timeout(Duration::from_secs(10));
+        if let Err(e) = req.send().await {
+            tracing::warn!(server = %srv.name, "upstream DELETE failed: {}", short_err(&e));
+        }
+    }
+    st.sessions.remove(&session.id);
+    tracing::info!(server = %srv.name, session = %session.id, "session closed by the agent");
+    StatusCode::OK.into_response()
+}

@@ -1,0 +1,75 @@
+//! The gateway's shared state: the current config (swapped on reload), the store, the
+//! counters, the sessions and the upstream HTTP client.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use toolgate_policy::Counters;
+use toolgate_store::SqliteStore;
+
+use crate::config::Config;
+use crate::session::Sessions;
+
+/// Everything a request handler needs.
+pub struct AppState {
+    config: RwLock<Arc<Config>>,
+    /// Grants (and, through `counters`, counter entries).
+    pub store: Arc<SqliteStore>,
+    /// Rate-limit counters.
+    pub counters: Arc<dyn Counters>,
+    /// Live agent sessions.
+    pub sessions: Sessions,
+    /// The client for Streamable HTTP upstreams (no proxies: upstreams are reached directly).
+    pub http: reqwest::Client,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("sessions", &self.sessions.len())
+            .finish()
+    }
+}
+
+/// Milliseconds since the Unix epoch: the one clock the gateway reads.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl AppState {
+    /// Builds the state.
+    pub fn new(
+        config: Config,
+        store: Arc<SqliteStore>,
+        counters: Arc<dyn Counters>,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(AppState {
+            config: RwLock::new(Arc::new(config)),
+            store,
+            counters,
+            sessions: Sessions::default(),
+            http,
+        })
+    }
+
+    /// The current config.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Swaps in a new config (a reload). Sessions and counters are kept.
+    pub fn set_config(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# toolgate's end-to-end tests: the gateway between real MCP clients and servers.
+#
+# Installs what the tests need (a Python venv with the pinned requirements.txt, the pinned
+# npm packages of node/), builds the gateway (`cargo build -p toolgate`, debug) unless
+# TOOLGATE_BIN names one already, and runs pytest. Extra arguments go to pytest
+# (e.g. `tests/e2e/run.sh -k demo -x`). Installs are skipped when a stamp says they are
+# already done for the same pins, so a second run is fast.
+set -euo pipefail
+
+E2E="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$E2E/../.." && pwd)"
+WORK="$E2E/.work"
+VENV="$WORK/venv"
+NODE_DIR="$E2E/node"
+
+say() { echo "==> e2e: $*"; }
+die() { echo "e2e: error: $*" >&2; exit 2; }
+
+hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+mkdir -p "$WORK"
+
+# --- Python: a venv with the pinned packages -------------------------------------------------
+find_python() {
+  local candidate
+  for candidate in ${PYTHON:-} python3.11 python3.12 python3.13 python3.10 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+      "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null; then
+      command -v "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+PY="$(find_python)" || die "Python >= 3.10 is needed (mcp 2.3.0)"
+PY_VERSION="$("$PY" -c 'import sys; print(sys.version)')"
+WANT_PY="$(hash_of "$E2E/requirements.txt")|$PY|$PY_VERSION"
+PY_STAMP="$VENV/.toolgate-e2e-stamp"
+
+if [ -x "$VENV/bin/python" ] && [ "$(cat "$PY_STAMP" 2>/dev/null || true)" = "$WANT_PY" ]; then
+  say "python venv up to date ($VENV)"
+else
+  say "creating python venv at $VENV with $PY"
+  rm -rf "$VENV"
+  if ! "$PY" -m venv "$VENV" 2>"$WORK/venv.err"; then
+    # Debian's system python without python3-venv: use virtualenv from PyPI instead.
+    cat "$WORK/venv.err" >&2
+    say "python -m venv failed; using virtualenv"
+    rm -rf "$VENV" "$WORK/virtualenv"
+    "$PY" -m pip install --disable-pip-version-check --quiet --target "$WORK/virtualenv" "virtualenv==20.29.3"
+    PYTHONPATH="$WORK/virtualenv" "$PY" -m virtualenv --quiet "$VENV"
+  fi
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet -r "$E2E/requirements.txt"
+  echo "$WANT_PY" >"$PY_STAMP"
+fi
+
+# --- Node: the TypeScript SDK client and the reference everything server ---------------------
+command -v node >/dev/null 2>&1 || die "node is needed (Node >= 20)"
+command -v npm >/dev/null 2>&1 || die "npm is needed"
+NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"
+[ "$NODE_MAJOR" -ge 20 ] || die "Node >= 20 is needed, found $(node --version)"
+WANT_NODE="$(hash_of "$NODE_DIR/package.json" "$NODE_DIR/package-lock.json")|$(node --version)"
+NODE_STAMP="$NODE_DIR/node_modules/.toolgate-e2e-stamp"
+
+if [ -x "$NODE_DIR/node_modules/.bin/mcp-server-everything" ] &&
+  [ "$(cat "$NODE_STAMP" 2>/dev/null || true)" = "$WANT_NODE" ]; then
+  say "node packages up to date ($NODE_DIR/node_modules)"
+else
+  say "installing node packages (npm ci) in $NODE_DIR"
+  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$WANT_NODE" >"$NODE_STAMP"
+fi
+
+# --- The gateway --------------------------------------------------------------------------------
+if [ -n "${TOOLGATE_BIN:-}" ]; then
+  say "using TOOLGATE_BIN=$TOOLGATE_BIN (not building)"
+else
+  say "building toolgate (cargo build -p toolgate)"
+  (cd "$REPO" && cargo build -p toolgate)
+  TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+  case "$TARGET_DIR" in
+    /*) ;;
+    *) TARGET_DIR="$REPO/$TARGET_DIR" ;;
+  esac
+  TOOLGATE_BIN="$TARGET_DIR/debug/toolgate"
+fi
+case "$TOOLGATE_BIN" in
+  /*) ;;
+  *) TOOLGATE_BIN="$PWD/$TOOLGATE_BIN" ;;
+esac
+[ -x "$TOOLGATE_BIN" ] || die "no toolgate binary at $TOOLGATE_BIN"
+export TOOLGATE_BIN
+
+# --- The tests ------------------------------------------------------------------------------------
+say "running pytest (TOOLGATE_BIN=$TOOLGATE_BIN)"
+cd "$REPO"
+export PYTHONDONTWRITEBYTECODE=1
+status=0
+"$VENV/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@" || status=$?
+exit "$status"

@@ -1,0 +1,147 @@
+"""A Streamable HTTP upstream for toolgate's end-to-end tests, on the official Python SDK.
+
+It serves a few tools through `MCPServer` (mcp 2.3.0) and records the headers of every HTTP
+request it receives, so a test can prove what toolgate forwards upstream (a configured
+upstream header) and what it never forwards (the agent's own `Authorization`).
+
+    python recording_server.py --port 0 [--host 127.0.0.1] [--log FILE] [--json-response] [--stateless]
+
+With `--port 0` it picks a free port. Once it accepts connections it prints one line on
+stdout, `recording-server: listening on http://HOST:PORT/mcp`, which the fixtures wait for.
+`--log FILE` appends one JSON line per HTTP request: `{"method", "path", "headers"}` (header
+names lower-cased, as received).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+import anyio
+import uvicorn
+from mcp.server.mcpserver import Context, MCPServer
+
+server = MCPServer(
+    name="toolgate-e2e-recording",
+    instructions="A test upstream that records request headers.",
+)
+
+# Filled in by main(): where each HTTP request's headers are appended.
+_LOG_PATH: str | None = None
+_LOG_LOCK = threading.Lock()
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Echo the text back."""
+    return text
+
+
+@server.tool()
+def add(a: float, b: float) -> float:
+    """Add two numbers."""
+    return a + b
+
+
+@server.tool()
+def delete_everything(confirm: bool = False) -> str:
+    """Pretend to delete every record (a destructive tool for policies to deny)."""
+    return "deleted everything" if confirm else "nothing deleted (confirm was false)"
+
+
+@server.tool()
+def shutdown_server() -> str:
+    """Pretend to shut the server down (a tool for policies to hide)."""
+    return "not really shutting down"
+
+
+@server.tool()
+def server_time() -> str:
+    """The server's clock (a harmless tool that test policies leave unlisted)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@server.tool()
+async def slow_progress(steps: int = 3, delay: float = 0.05, ctx: Context | None = None) -> str:
+    """Work in `steps` steps, reporting progress after each one."""
+    for done in range(1, steps + 1):
+        await anyio.sleep(delay)
+        if ctx is not None:
+            await ctx.report_progress(done, steps, f"step {done}/{steps}")
+    return f"done after {steps} steps"
+
+
+@server.tool()
+def seen_headers(ctx: Context) -> dict[str, Any]:
+    """The HTTP headers of the request that called this tool (names lower-cased)."""
+    headers = ctx.headers
+    return {"headers": {k.lower(): v for k, v in headers.items()} if headers is not None else None}
+
+
+class _RecordHeaders:
+    """ASGI middleware: append every HTTP request's method, path and headers to the log."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") == "http" and _LOG_PATH is not None:
+            headers: dict[str, str] = {}
+            for raw_name, raw_value in scope.get("headers", []):
+                name = raw_name.decode("latin-1").lower()
+                value = raw_value.decode("latin-1")
+                headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            line = json.dumps({"method": scope.get("method"), "path": scope.get("path"), "headers": headers})
+            with _LOG_LOCK, open(_LOG_PATH, "a", encoding="utf-8") as log:
+                log.write(line + "\n")
+        await self.app(scope, receive, send)
+
+
+def main() -> None:
+    global _LOG_PATH
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--log", default=None, help="append each HTTP request's headers here (JSON lines)")
+    parser.add_argument("--json-response", action="store_true", help="answer with JSON instead of SSE")
+    parser.add_argument("--stateless", action="store_true", help="no sessions")
+    args = parser.parse_args()
+    _LOG_PATH = args.log
+
+    # Bind first, so a port of 0 becomes a real one that we can print and uvicorn can use.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    host, port = sock.getsockname()[:2]
+
+    app = server.streamable_http_app(
+        streamable_http_path="/mcp",
+        json_response=args.json_response,
+        stateless_http=args.stateless,
+        host=args.host,
+    )
+    config = uvicorn.Config(_RecordHeaders(app), log_level="warning", lifespan="on")
+    uv = uvicorn.Server(config)
+
+    async def announce_when_started() -> None:
+        while not uv.started:
+            await anyio.sleep(0.02)
+        print(f"recording-server: listening on http://{host}:{port}/mcp", flush=True)
+
+    async def run() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(announce_when_started)
+            await uv.serve(sockets=[sock])
+            tg.cancel_scope.cancel()
+
+    anyio.run(run)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
