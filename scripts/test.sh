@@ -16,7 +16,7 @@ step "unit, integration and golden tests"
 cargo test --workspace
 
 step "benches and fuzz targets compile"
-cargo bench --workspace --no-run
+cargo bench -p toolgate-policy --no-run
 (cd fuzz && cargo build)
 
 if [ -x tests/e2e/run.sh ]; then

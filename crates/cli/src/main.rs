@@ -60,6 +60,9 @@ enum Command {
         /// Serve Streamable HTTP on this address instead (path /mcp).
         #[arg(long, value_name = "ADDR")]
         http: Option<String>,
+        /// With --http: serve statelessly with JSON answers (no sessions), as the benchmark's upstream.
+        #[arg(long, requires = "http")]
+        stateless: bool,
     },
 }
 
@@ -85,7 +88,11 @@ fn main() -> ExitCode {
         Command::Serve { config } => cmd::serve::run(&config),
         Command::Grants { command, config } => cmd::grants::run(command, &config),
         Command::Policy(c) => cmd::policy::run(c),
-        Command::Demo { stdio: _, http } => cmd::demo::run(http),
+        Command::Demo {
+            stdio: _,
+            http,
+            stateless,
+        } => cmd::demo::run(http, stateless),
     };
     match result {
         Ok(code) => code,

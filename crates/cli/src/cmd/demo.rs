@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 /// Runs the demo server over stdio (default) or Streamable HTTP.
-pub fn run(http: Option<String>) -> Result<ExitCode> {
+pub fn run(http: Option<String>, stateless: bool) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -23,9 +23,16 @@ pub fn run(http: Option<String>) -> Result<ExitCode> {
                     listener.local_addr()?,
                     toolgate_demo::MCP_PATH
                 );
-                toolgate_demo::serve_http(listener, async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
+                let options = toolgate_demo::HttpOptions::new()
+                    .stateless(stateless)
+                    .json_response(stateless);
+                toolgate_demo::serve_http_with(
+                    listener,
+                    async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    },
+                    options,
+                )
                 .await
                 .context("demo server (http)")?;
             }
