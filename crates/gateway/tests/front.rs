@@ -107,8 +107,8 @@ async fn send(
     // An SSE answer: take the last data line.
     let json_text = if text.starts_with("event:") || text.starts_with("data:") {
         text.lines()
-            .filter_map(|l| l.strip_prefix("data: "))
-            .last()
+            .rev()
+            .find_map(|l| l.strip_prefix("data: "))
             .unwrap_or("null")
             .to_string()
     } else {
