@@ -24,7 +24,7 @@ cat > "$WORK/toolgate.toml" <<TOML
 listen = "127.0.0.1:0"
 store = "sqlite://$WORK/toolgate.db"
 [policies]
-bench = "$PWD/bench/policy.json"
+bench = "${POLICY:-$PWD/bench/policy.json}"
 [[servers]]
 name = "demo"
 policy = "bench"

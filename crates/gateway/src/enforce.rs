@@ -46,22 +46,22 @@ pub fn denial_message(id_text: &str, d: &Decision) -> String {
     tool_error_result(id_text, &d.denial_text(), meta)
 }
 
-/// Judges one `tools/call`. `policy` is `None` when the grant has no (loaded) policy.
+/// Judges one `tools/call` with the engine. `policy` is `None` when the grant has no
+/// (loaded) policy. An allowed call must still make its reservations: see [`reserve`].
 pub fn judge(
     id_text: &str,
     tool: &str,
     args: &Value,
     policy: Option<&Policy>,
     caller: Caller<'_>,
-    counters: &dyn Counters,
     now_ms: u64,
-) -> (Verdict, Decision) {
+) -> Result<Decision, Box<(String, Decision)>> {
     let Some(policy) = policy else {
         let d = Decision::denied(
             labels::NO_POLICY,
             "this grant has no policy attached, so every call is denied",
         );
-        return (Verdict::Answer(denial_message(id_text, &d)), d);
+        return Err(Box::new((denial_message(id_text, &d), d)));
     };
     let call = Call {
         tool,
@@ -73,6 +73,7 @@ pub fn judge(
     };
     let d = evaluate(&call, policy, &Facts::default(), now_ms);
     let d = match d.effect {
+        Effect::Allow => return Ok(d),
         Effect::Deny => d,
         Effect::RequireApproval => {
             // Fail closed: the approval queue is not part of this build.
@@ -80,17 +81,41 @@ pub fn judge(
             held.detail = Some("require_approval".into());
             held
         }
-        Effect::Allow => match counters.reserve(&d.reservations, now_ms) {
-            Ok(ticket) => return (Verdict::Forward(ticket), d),
-            Err(CounterError::Exceeded(e)) => d.limited(e.index, e.retry_after_secs()),
-            Err(CounterError::Unavailable(m)) => {
-                tracing::error!("counter store unavailable: {m}");
-                Decision::denied(
-                    "(store unavailable)",
-                    "the rate-limit store is unavailable; the call is refused to be safe",
-                )
-            }
-        },
+    };
+    Err(Box::new((denial_message(id_text, &d), d)))
+}
+
+/// Makes an allowed decision's reservations (awaiting durability without blocking a
+/// thread) and returns what to do: forward with a ticket, or answer with a denial.
+pub async fn reserve(
+    id_text: &str,
+    d: Decision,
+    counters: &dyn Counters,
+    now_ms: u64,
+) -> (Verdict, Decision) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    counters.reserve_then(
+        &d.reservations,
+        now_ms,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    let settled = rx.await.unwrap_or_else(|_| {
+        Err(CounterError::Unavailable(
+            "the counter store stopped".into(),
+        ))
+    });
+    let d = match settled {
+        Ok(ticket) => return (Verdict::Forward(ticket), d),
+        Err(CounterError::Exceeded(e)) => d.limited(e.index, e.retry_after_secs()),
+        Err(CounterError::Unavailable(m)) => {
+            tracing::error!("counter store unavailable: {m}");
+            Decision::denied(
+                "(store unavailable)",
+                "the rate-limit store is unavailable; the call is refused to be safe",
+            )
+        }
     };
     (Verdict::Answer(denial_message(id_text, &d)), d)
 }
@@ -131,6 +156,10 @@ impl Hook {
         match self {
             Hook::None => None,
             Hook::GiveBackOnError(..) => {
+                // Most answers are results: only parse when an `error` member may be there.
+                if !contains(msg, b"\"error\"") {
+                    return None;
+                }
                 let v: Value = serde_json::from_slice(msg).ok()?;
                 if v.get("error").is_some() {
                     self.never_reached();
@@ -148,6 +177,10 @@ impl Hook {
             }
         }
     }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 /// True when a JSON message is the response to the request with this id.

@@ -19,7 +19,7 @@ use toolgate_protocol::{error_codes, error_response, Envelope, EnvelopeError, Er
 use toolgate_store::{Grant, GrantStatus};
 
 use crate::config::{ServerConfig, Transport};
-use crate::enforce::{is_response_to, judge, Caller, Hook, Verdict};
+use crate::enforce::{is_response_to, judge, reserve, Caller, Hook, Verdict};
 use crate::session::{Session, UpstreamSession};
 use crate::sse::{encode, SseParser};
 use crate::state::{now_ms, AppState};
@@ -157,7 +157,7 @@ fn authenticate(st: &AppState, headers: &HeaderMap, server: &str) -> Result<Gran
             true,
         ));
     };
-    let grant = match st.store.grant_by_token(token) {
+    let grant = match st.grant_by_token(token) {
         Ok(Some(g)) => g,
         Ok(None) => return Err(unauthorized("unknown token", true)),
         Err(e) => {
@@ -377,15 +377,14 @@ async fn post_mcp(
                 session: &session.id,
                 server: &srv.name,
             };
-            let (verdict, decision) = judge(
-                &id_text,
-                &tool,
-                &args,
-                policy.as_deref(),
-                caller,
-                st.counters.as_ref(),
-                now_ms(),
-            );
+            let (verdict, decision) =
+                match judge(&id_text, &tool, &args, policy.as_deref(), caller, now_ms()) {
+                    Ok(allowed) => reserve(&id_text, allowed, st.counters.as_ref(), now_ms()).await,
+                    Err(denied) => {
+                        let (answer, decision) = *denied;
+                        (Verdict::Answer(answer), decision)
+                    }
+                };
             tracing::info!(server = %srv.name, grant = %grant.label, tool = %tool, decision = ?decision.effect, rule = %decision.rule, "tools/call judged");
             match verdict {
                 Verdict::Answer(body) => return json_response(StatusCode::OK, body),

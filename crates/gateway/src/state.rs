@@ -1,11 +1,12 @@
 //! The gateway's shared state: the current config (swapped on reload), the store, the
 //! counters, the sessions and the upstream HTTP client.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use toolgate_policy::Counters;
-use toolgate_store::SqliteStore;
+use toolgate_store::{Grant, SqliteStore, StoreError};
 
 use crate::config::Config;
 use crate::session::Sessions;
@@ -21,6 +22,14 @@ pub struct AppState {
     pub sessions: Sessions,
     /// The client for Streamable HTTP upstreams (no proxies: upstreams are reached directly).
     pub http: reqwest::Client,
+    /// Grants by token, valid while the store's `data_version` is unchanged.
+    grants: Mutex<GrantCache>,
+}
+
+#[derive(Default)]
+struct GrantCache {
+    version: Option<i64>,
+    by_token: HashMap<String, Option<Grant>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -57,7 +66,28 @@ impl AppState {
             counters,
             sessions: Sessions::default(),
             http,
+            grants: Mutex::new(GrantCache::default()),
         })
+    }
+
+    /// The grant a token opens. Cached; the cache is dropped whenever another process
+    /// changed the store (a grant created, rotated or revoked), so changes apply at once.
+    pub fn grant_by_token(&self, token: &str) -> Result<Option<Grant>, StoreError> {
+        let version = self.store.data_version()?;
+        let mut cache = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.version != Some(version) {
+            cache.by_token.clear();
+            cache.version = Some(version);
+        }
+        if let Some(hit) = cache.by_token.get(token) {
+            return Ok(hit.clone());
+        }
+        let found = self.store.grant_by_token(token)?;
+        if cache.by_token.len() > 10_000 {
+            cache.by_token.clear();
+        }
+        cache.by_token.insert(token.to_string(), found.clone());
+        Ok(found)
     }
 
     /// The current config.

@@ -206,16 +206,23 @@ impl SqliteStore {
     pub fn grant_by_token(&self, token: &str) -> Result<Option<Grant>, StoreError> {
         let hash = hash_token(token);
         let conn = self.conn();
-        let found = conn
-            .query_row(
-                &format!("SELECT {GRANT_COLS}, token_hash FROM grants WHERE token_hash = ?1"),
-                [&hash],
-                |r| Ok((row_grant(r)?, r.get::<_, String>(9)?)),
-            )
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {GRANT_COLS}, token_hash FROM grants WHERE token_hash = ?1"
+        ))?;
+        let found = stmt
+            .query_row([&hash], |r| Ok((row_grant(r)?, r.get::<_, String>(9)?)))
             .optional()?;
         Ok(found.and_then(|(g, stored)| {
             constant_time_eq(stored.as_bytes(), hash.as_bytes()).then_some(g)
         }))
+    }
+
+    /// SQLite's `data_version`: it changes when another connection (another process, such
+    /// as `toolgate grants revoke`) commits to the file. Caches use it to know they are stale.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("PRAGMA data_version")?;
+        Ok(stmt.query_row([], |r| r.get(0))?)
     }
 
     /// Writes counter entries.
@@ -238,6 +245,38 @@ impl SqliteStore {
                     to_i64(*at_ms),
                     to_i64(*amount)
                 ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Writes a batch of counter entries and deletes others, in one transaction (one
+    /// commit for many calls: group commit).
+    pub fn apply_counter_batch(
+        &self,
+        inserts: &[(CounterKey, u64, u64, u64)],
+        deletes: &[u64],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT OR REPLACE INTO counter_entries (id, counter, scope, scope_value, at_ms, amount) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (key, at_ms, amount, id) in inserts {
+                ins.execute(params![
+                    to_i64(*id),
+                    key.counter,
+                    key.scope.as_str(),
+                    key.scope_value,
+                    to_i64(*at_ms),
+                    to_i64(*amount)
+                ])?;
+            }
+            let mut del = tx.prepare_cached("DELETE FROM counter_entries WHERE id = ?1")?;
+            for id in deletes {
+                del.execute([to_i64(*id)])?;
             }
         }
         tx.commit()?;
