@@ -1,0 +1,18 @@
+//! Risk classification and attack signals over MCP tool definitions.
+//!
+//! Pure, deterministic and offline: the same tools give the same report, and every
+//! conclusion is explained by its [`Signal`]s.
+//!
+//! # Layout
+//! - [`tool`]: [`ToolDef`], read from a `tools/list` result.
+//! - [`words`]: splitting names (snake, camel, kebab, dotted) into words.
+//! - [`classify`]: category, severity, confidence and signals for one tool.
+//! - [`attack`]: poisoning signals (hidden instructions, invisible characters, ANSI, …).
+
+pub mod attack;
+pub mod classify;
+pub mod tool;
+pub mod words;
+
+pub use classify::{classify, Assessment, Category, Severity, Signal};
+pub use tool::{tools_from_list_result, ToolDef};
