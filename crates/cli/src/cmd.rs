@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod grants;
 pub mod policy;
+pub mod scan;
 pub mod serve;
 
 use std::path::PathBuf;

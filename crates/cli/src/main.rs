@@ -7,6 +7,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `println!` that ends the process quietly (exit 2) when stdout is closed, as when the
+/// output is piped into `head`, instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(2);
+        }
+    }};
+}
+
 mod cmd;
 
 const EXAMPLES: &str = "\
@@ -52,6 +63,13 @@ enum Command {
     /// Validate, test and explain policy documents, without calling anything.
     #[command(subcommand)]
     Policy(cmd::policy::PolicyCommand),
+    /// Risk-classify a server's tools and optionally write a starter policy.
+    ///
+    /// Reads saved `tools/list` results (`--file`, many at once). Each tool gets a category
+    /// (Read, Write, Execute, Financial, Destructive), a severity, a confidence and the
+    /// signals behind them; each server a grade A to F. Exit 1 if any tool carries an attack
+    /// signal.
+    Scan(cmd::scan::ScanArgs),
     /// Run the bundled demo MCP server (a dental-planning practice), over stdio by default.
     Demo {
         /// Serve over stdio (the default).
@@ -88,6 +106,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => cmd::serve::run(&config),
         Command::Grants { command, config } => cmd::grants::run(command, &config),
         Command::Policy(c) => cmd::policy::run(c),
+        Command::Scan(a) => cmd::scan::run(&a),
         Command::Demo {
             stdio: _,
             http,

@@ -8,11 +8,14 @@
 //! - [`words`]: splitting names (snake, camel, kebab, dotted) into words.
 //! - [`classify`]: category, severity, confidence and signals for one tool.
 //! - [`attack`]: poisoning signals (hidden instructions, invisible characters, ANSI, …).
+//! - [`report`]: a server's report (counts, grade A to F) and the starter policy.
 
 pub mod attack;
 pub mod classify;
+pub mod report;
 pub mod tool;
 pub mod words;
 
 pub use classify::{classify, Assessment, Category, Severity, Signal};
+pub use report::{report, starter_policy, ServerReport, ToolReport};
 pub use tool::{tools_from_list_result, ToolDef};

@@ -63,9 +63,9 @@ fn grant_json(g: &Grant, token: Option<&str>) -> serde_json::Value {
 
 fn print_token(g: &Grant, token: &str, json_out: bool) {
     if json_out {
-        println!("{}", grant_json(g, Some(token)));
+        say!("{}", grant_json(g, Some(token)));
     } else {
-        println!(
+        say!(
             "grant {} (`{}`) for server `{}`, policy {}",
             g.id,
             g.label,
@@ -76,8 +76,8 @@ fn print_token(g: &Grant, token: &str, json_out: bool) {
                     "`{p}`"
                 ))
         );
-        println!("token: {token}");
-        println!("this token is shown once; the agent sends it as `Authorization: Bearer TOKEN`");
+        say!("token: {token}");
+        say!("this token is shown once; the agent sends it as `Authorization: Bearer TOKEN`");
     }
 }
 
@@ -133,21 +133,24 @@ pub fn run(cmd: GrantsCommand, arg: &ConfigArg) -> Result<ExitCode> {
         GrantsCommand::List { json } => {
             let grants = store.list_grants()?;
             if json {
-                println!(
+                say!(
                     "{}",
                     serde_json::Value::Array(grants.iter().map(|g| grant_json(g, None)).collect())
                 );
             } else if grants.is_empty() {
-                println!(
-                    "no grants; create one with `toolgate grants create --server S --label L`"
-                );
+                say!("no grants; create one with `toolgate grants create --server S --label L`");
             } else {
-                println!(
+                say!(
                     "{:<16} {:<20} {:<12} {:<12} {:<9} {:<12}",
-                    "ID", "LABEL", "SERVER", "POLICY", "STATUS", "TOKEN"
+                    "ID",
+                    "LABEL",
+                    "SERVER",
+                    "POLICY",
+                    "STATUS",
+                    "TOKEN"
                 );
                 for g in &grants {
-                    println!(
+                    say!(
                         "{:<16} {:<20} {:<12} {:<12} {:<9} {}…",
                         g.id,
                         g.label,
@@ -165,9 +168,10 @@ pub fn run(cmd: GrantsCommand, arg: &ConfigArg) -> Result<ExitCode> {
         }
         GrantsCommand::Revoke { id } => {
             let g = store.revoke_grant(&id, now_ms())?;
-            println!(
+            say!(
                 "revoked grant {} (`{}`); its token no longer works",
-                g.id, g.label
+                g.id,
+                g.label
             );
         }
     }

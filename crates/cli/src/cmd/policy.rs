@@ -79,12 +79,12 @@ fn load_reporting(path: &Path) -> Result<Option<Loaded>> {
 }
 
 fn print_errors(path: &Path, e: &LoadError) {
-    println!("{}: {} error(s)", path.display(), e.errors.len());
+    say!("{}: {} error(s)", path.display(), e.errors.len());
     for d in &e.errors {
-        println!("  error: {d}");
+        say!("  error: {d}");
     }
     for w in &e.warnings {
-        println!("  warning: {w}");
+        say!("  warning: {w}");
     }
 }
 
@@ -94,7 +94,7 @@ fn check(files: &[PathBuf]) -> Result<ExitCode> {
         match load_reporting(path)? {
             None => failed = true,
             Some(l) => {
-                println!(
+                say!(
                     "{}: ok ({} tools, {} tests{})",
                     path.display(),
                     l.policy.tools.len(),
@@ -106,7 +106,7 @@ fn check(files: &[PathBuf]) -> Result<ExitCode> {
                     }
                 );
                 for w in &l.warnings {
-                    println!("  warning: {w}");
+                    say!("  warning: {w}");
                 }
             }
         }
@@ -127,7 +127,7 @@ fn test(path: &Path) -> Result<ExitCode> {
     for o in &outcomes {
         let got = observed(&o.decision);
         match &o.failure {
-            None => println!(
+            None => say!(
                 "ok      {} {} -> {} by {}",
                 o.pointer,
                 o.tool,
@@ -136,14 +136,14 @@ fn test(path: &Path) -> Result<ExitCode> {
             ),
             Some(why) => {
                 failed += 1;
-                println!("FAILED  {} {}: {why}", o.pointer, o.tool);
+                say!("FAILED  {} {}: {why}", o.pointer, o.tool);
             }
         }
     }
     if outcomes.is_empty() {
-        println!("(the policy has no `tests`)");
+        say!("(the policy has no `tests`)");
     }
-    println!("{} passed, {} failed", outcomes.len() - failed, failed);
+    say!("{} passed, {} failed", outcomes.len() - failed, failed);
     Ok(if failed > 0 {
         ExitCode::from(1)
     } else {
@@ -177,9 +177,11 @@ fn explain(a: &ExplainArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let decisions = simulate(&loaded.policy, &call, &facts, a.calls, 0);
-    println!(
+    say!(
         "{} calls to `{}` in a row, as grant `{}`:",
-        a.calls, a.tool, a.grant
+        a.calls,
+        a.tool,
+        a.grant
     );
     let mut start = 0usize;
     for i in 1..=decisions.len() {
@@ -198,30 +200,30 @@ fn explain(a: &ExplainArgs) -> Result<ExitCode> {
                     .retry_after_secs
                     .map(|r| format!(" (retry in {r} s)"))
                     .unwrap_or_default();
-                println!("  {range}: {} by {}{retry}", observed(s).as_str(), s.rule);
+                say!("  {range}: {} by {}{retry}", observed(s).as_str(), s.rule);
             }
             start = i;
         }
     }
     if let Some(last) = decisions.last() {
-        println!("last call:");
+        say!("last call:");
         print_decision(last);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn print_decision(d: &Decision) {
-    println!("decision: {}", observed(d).as_str());
-    println!("rule:     {}", d.rule);
+    say!("decision: {}", observed(d).as_str());
+    say!("rule:     {}", d.rule);
     if !d.message.is_empty() {
-        println!("message:  {}", d.message);
+        say!("message:  {}", d.message);
     }
     if let Some(detail) = &d.detail {
-        println!("why:      {detail}");
+        say!("why:      {detail}");
     }
     if !d.reservations.is_empty() {
         for r in &d.reservations {
-            println!(
+            say!(
                 "takes:    {} from counter `{}` ({} scope, max {} per {} s, {})",
                 r.amount,
                 r.key.counter,
@@ -233,17 +235,15 @@ fn print_decision(d: &Decision) {
         }
     }
     if d.hidden {
-        println!("agent sees: JSON-RPC error -32602 (unknown tool), as if the tool did not exist");
+        say!("agent sees: JSON-RPC error -32602 (unknown tool), as if the tool did not exist");
     } else if !d.is_allow() {
         if d.effect == toolgate_policy::Effect::Deny {
-            println!("agent sees (a tool result with isError: true):");
+            say!("agent sees (a tool result with isError: true):");
             for line in d.denial_text().lines() {
-                println!("  | {line}");
+                say!("  | {line}");
             }
         } else {
-            println!(
-                "agent sees: nothing yet; the call is held until a person approves or denies it"
-            );
+            say!("agent sees: nothing yet; the call is held until a person approves or denies it");
         }
     }
 }

@@ -24,21 +24,21 @@ pub fn run(arg: &ConfigArg) -> Result<ExitCode> {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let addr = listener.local_addr()?;
-        println!("toolgate: listening on http://{addr}");
+        say!("toolgate: listening on http://{addr}");
         for s in &cfg.servers {
-            println!("toolgate: server \"{}\" at http://{addr}/mcp/{}", s.name, s.name);
+            say!("toolgate: server \"{}\" at http://{addr}/mcp/{}", s.name, s.name);
         }
         if store.grant_count()? == 0 {
             for s in &cfg.servers {
                 let new = NewGrant { label: "quickstart".into(), server: s.name.clone(), policy: s.policy.clone(), identity: None, expires_at_ms: None };
                 let (_, token) = store.create_grant(&new, now_ms())?;
-                println!("toolgate: quickstart grant for server \"{}\": {token}", s.name);
+                say!("toolgate: quickstart grant for server \"{}\": {token}", s.name);
             }
-            println!("toolgate: these tokens are shown once; send them as `Authorization: Bearer TOKEN`. `toolgate grants create` makes more.");
+            say!("toolgate: these tokens are shown once; send them as `Authorization: Bearer TOKEN`. `toolgate grants create` makes more.");
         }
         let state = Arc::new(AppState::new(cfg, store, counters)?);
         toolgate_gateway::run(listener, shutdown_signal(), state).await?;
-        println!("toolgate: stopped");
+        say!("toolgate: stopped");
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -1,0 +1,181 @@
+//! `toolgate scan --file TOOLS.json… [--format table|json|markdown] [--policy-out FILE]`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde_json::{json, Value};
+use toolgate_scan::{report, starter_policy, tools_from_list_result, ServerReport};
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// A table per server (colours on a terminal).
+    Table,
+    /// JSON (schema in docs/SCAN.md).
+    Json,
+    /// Markdown.
+    Markdown,
+}
+
+/// Arguments of `scan`.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Saved `tools/list` results: `{"tools": [...]}`, a JSON-RPC response, or an array.
+    #[arg(long = "file", value_name = "TOOLS.json", num_args = 1..)]
+    files: Vec<PathBuf>,
+    /// A server URL or `-- CMD ARGS…` (not available in this build: save `tools/list` and use --file).
+    #[arg(value_name = "URL", trailing_var_arg = true)]
+    target: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Write the starter policy here.
+    #[arg(long, value_name = "FILE")]
+    policy_out: Option<PathBuf>,
+}
+
+/// Runs `scan`.
+pub fn run(a: &ScanArgs) -> Result<ExitCode> {
+    if !a.target.is_empty() {
+        bail!("scanning a live server (URL or `-- CMD`) is not available in this build yet: save its `tools/list` result to a file and run `toolgate scan --file FILE`");
+    }
+    if a.files.is_empty() {
+        bail!("nothing to scan: pass --file TOOLS.json (a saved `tools/list` result)");
+    }
+    let mut reports = vec![];
+    for f in &a.files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read `{}`", f.display()))?;
+        let v: Value = serde_json::from_str(&text)
+            .with_context(|| format!("`{}` is not valid JSON", f.display()))?;
+        let Some(tools) = tools_from_list_result(&v) else {
+            bail!("`{}`: expected a `tools/list` result (an object with `tools`, a JSON-RPC response with `result.tools`, or an array of tools)", f.display());
+        };
+        let name = v
+            .get("server")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                f.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+        reports.push(report(&name, &tools));
+    }
+    match a.format {
+        Format::Json => say!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"version": 1, "servers": reports}))?
+        ),
+        Format::Markdown => print_markdown(&reports),
+        Format::Table => print_table(&reports, std::io::stdout().is_terminal()),
+    }
+    if let Some(out) = &a.policy_out {
+        let policy = starter_policy(&reports);
+        let text = serde_json::to_string_pretty(&policy)? + "\n";
+        toolgate_policy::load_str(&text)
+            .map_err(|e| anyhow::anyhow!("the starter policy does not validate: {e}"))?;
+        std::fs::write(out, text).with_context(|| format!("cannot write `{}`", out.display()))?;
+        eprintln!(
+            "wrote the starter policy to {} (check it with `toolgate policy check`)",
+            out.display()
+        );
+    }
+    let attacked = reports.iter().any(|r| r.grade == 'F');
+    Ok(if attacked {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn paint(s: &str, severity: &str, colour: bool) -> String {
+    if !colour {
+        return s.to_string();
+    }
+    let code = match severity {
+        "Critical" => "31;1",
+        "High" => "31",
+        "Medium" => "33",
+        _ => "32",
+    };
+    format!("\u{1b}[{code}m{s}\u{1b}[0m")
+}
+
+fn print_table(reports: &[ServerReport], colour: bool) {
+    for r in reports {
+        say!(
+            "server {}: grade {} ({})",
+            r.server,
+            r.grade,
+            r.grade_reasons.join("; ")
+        );
+        say!(
+            "  {:<36} {:<12} {:<9} {:>5}  signals",
+            "TOOL",
+            "CATEGORY",
+            "SEVERITY",
+            "CONF"
+        );
+        for t in &r.tools {
+            let a = &t.assessment;
+            let sev = format!("{:<9}", a.severity.as_str());
+            let signals: Vec<String> = a.signals.iter().map(|s| s.id.to_string()).collect();
+            say!(
+                "  {:<36} {:<12} {} {:>5.2}  {}",
+                a.name,
+                a.category.as_str(),
+                paint(&sev, a.severity.as_str(), colour),
+                a.confidence,
+                signals.join(", ")
+            );
+        }
+        let cats: Vec<String> = r
+            .by_category
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let sevs: Vec<String> = r
+            .by_severity
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        say!(
+            "  by category: {}; by severity: {}",
+            cats.join(", "),
+            sevs.join(", ")
+        );
+        say!();
+    }
+}
+
+fn print_markdown(reports: &[ServerReport]) {
+    for r in reports {
+        say!("## {}: grade {}\n", r.server, r.grade);
+        for reason in &r.grade_reasons {
+            say!("- {reason}");
+        }
+        say!("\n| tool | category | severity | confidence | signals | recommended |\n|---|---|---|---|---|---|");
+        for t in &r.tools {
+            let a = &t.assessment;
+            let signals: Vec<String> = a
+                .signals
+                .iter()
+                .map(|s| format!("`{}`: {}", s.id, s.message.replace('|', "\\|")))
+                .collect();
+            say!(
+                "| `{}` | {} | {} | {:.2} | {} | `{}` |",
+                a.name,
+                a.category.as_str(),
+                a.severity.as_str(),
+                a.confidence,
+                signals.join("<br>"),
+                t.recommended
+            );
+        }
+        say!();
+    }
+}

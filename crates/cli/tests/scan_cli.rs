@@ -1,0 +1,108 @@
+//! `toolgate scan --file`: reports, exit codes, and a starter policy that `policy check` accepts.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn toolgate(args: &[&str]) -> (String, String, i32) {
+    let out = Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn json_report_and_starter_policy() {
+    let out = std::env::temp_dir().join(format!("toolgate-starter-{}.json", std::process::id()));
+    let (stdout, err, code) = toolgate(&[
+        "scan",
+        "--format",
+        "json",
+        "--file",
+        "tests/fixtures/tools/labelled/stripe.json",
+        "--policy-out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let server = &v["servers"][0];
+    assert_eq!(server["server"], "stripe");
+    assert!(matches!(
+        server["grade"].as_str(),
+        Some("A" | "B" | "C" | "D" | "E")
+    ));
+    let refund = server["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "create_refund")
+        .unwrap();
+    assert_eq!(refund["category"], "Financial");
+    assert_eq!(refund["severity"], "Critical");
+    assert_eq!(refund["recommended"]["action"], "require_approval");
+    let (check, _, code) = toolgate(&["policy", "check", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{check}");
+    let policy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(policy["default"], "deny");
+    assert_eq!(policy["tools"]["list_customers"], serde_json::json!({}));
+}
+
+#[test]
+fn poisoned_tools_fail_the_scan_and_are_listed_first() {
+    let (stdout, _, code) = toolgate(&[
+        "scan",
+        "--file",
+        "tests/fixtures/tools/poisoned/invariant-labs.json",
+    ]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("grade F"), "{stdout}");
+    let add = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("add "))
+        .unwrap();
+    assert!(
+        add.contains("Critical") && add.contains("hidden-instructions, secret-access"),
+        "{add}"
+    );
+}
+
+#[test]
+fn param_count_signal_on_the_demo_checkout_tool() {
+    let file =
+        std::env::temp_dir().join(format!("toolgate-demo-tools-{}.json", std::process::id()));
+    let tools = serde_json::json!({"tools": [{"name": "create_agent_checkout_session", "description": "Create a checkout session",
+        "inputSchema": {"type": "object", "properties": (0..13).map(|i| (format!("p{i}"), serde_json::json!({"type": "string"}))).collect::<serde_json::Map<_, _>>()}}]});
+    std::fs::write(&file, tools.to_string()).unwrap();
+    let (stdout, _, code) =
+        toolgate(&["scan", "--format", "json", "--file", file.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("High parameter count (13 properties)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"category\": \"Financial\""), "{stdout}");
+}
+
+#[test]
+fn live_targets_are_refused_clearly() {
+    let (_, err, code) = toolgate(&["scan", "http://127.0.0.1:9/mcp"]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("error: scanning a live server"), "{err}");
+    let (_, err, code) = toolgate(&["scan"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--file"), "{err}");
+}
