@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod demo;
+pub mod fetch_tools;
 pub mod grants;
 pub mod policy;
 pub mod scan;

@@ -98,10 +98,33 @@ fn param_count_signal_on_the_demo_checkout_tool() {
 }
 
 #[test]
-fn live_targets_are_refused_clearly() {
+fn a_live_stdio_server_the_demo() {
+    let bin = env!("CARGO_BIN_EXE_toolgate");
+    let (stdout, err, code) = toolgate(&["scan", "--format", "json", "--", bin, "demo", "--stdio"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let tools = v["servers"][0]["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), 28);
+    let cat = |n: &str| {
+        tools.iter().find(|t| t["name"] == n).unwrap()["category"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(cat("delete_patient_record"), "Destructive");
+    assert_eq!(cat("refund_payment"), "Financial");
+    assert_eq!(cat("list_patients"), "Read");
+    assert_eq!(cat("run_report_sql"), "Execute");
+}
+
+#[test]
+fn unreachable_and_empty_targets_fail_clearly() {
     let (_, err, code) = toolgate(&["scan", "http://127.0.0.1:9/mcp"]);
     assert_eq!(code, 2);
-    assert!(err.starts_with("error: scanning a live server"), "{err}");
+    assert!(
+        err.starts_with("error: cannot reach `http://127.0.0.1:9/mcp`"),
+        "{err}"
+    );
     let (_, err, code) = toolgate(&["scan"]);
     assert_eq!(code, 2);
     assert!(err.contains("--file"), "{err}");

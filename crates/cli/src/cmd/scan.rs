@@ -26,9 +26,12 @@ pub struct ScanArgs {
     /// Saved `tools/list` results: `{"tools": [...]}`, a JSON-RPC response, or an array.
     #[arg(long = "file", value_name = "TOOLS.json", num_args = 1..)]
     files: Vec<PathBuf>,
-    /// A server URL or `-- CMD ARGS…` (not available in this build: save `tools/list` and use --file).
-    #[arg(value_name = "URL", trailing_var_arg = true)]
+    /// A Streamable HTTP server URL, or `-- CMD ARGS…` to start a stdio server.
+    #[arg(value_name = "URL | -- CMD", trailing_var_arg = true)]
     target: Vec<String>,
+    /// A header for the URL's server, `Name: value` (repeatable), e.g. for auth.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -39,13 +42,42 @@ pub struct ScanArgs {
 
 /// Runs `scan`.
 pub fn run(a: &ScanArgs) -> Result<ExitCode> {
-    if !a.target.is_empty() {
-        bail!("scanning a live server (URL or `-- CMD`) is not available in this build yet: save its `tools/list` result to a file and run `toolgate scan --file FILE`");
-    }
-    if a.files.is_empty() {
-        bail!("nothing to scan: pass --file TOOLS.json (a saved `tools/list` result)");
+    if a.files.is_empty() && a.target.is_empty() {
+        bail!("nothing to scan: pass a URL, `-- CMD ARGS…`, or --file TOOLS.json (a saved `tools/list` result)");
     }
     let mut reports = vec![];
+    if !a.target.is_empty() {
+        let mut headers = vec![];
+        for h in &a.headers {
+            let Some((k, v)) = h.split_once(':') else {
+                bail!("`--header {h}`: expected `Name: value`")
+            };
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        let first = a.target.first().map(String::as_str).unwrap_or("");
+        let is_url =
+            a.target.len() == 1 && (first.starts_with("http://") || first.starts_with("https://"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let tools = rt.block_on(async {
+            if is_url {
+                super::fetch_tools::over_http(first, &headers).await
+            } else {
+                super::fetch_tools::over_stdio(&a.target).await
+            }
+        })?;
+        let defs: Vec<_> = tools
+            .iter()
+            .filter_map(toolgate_scan::ToolDef::from_value)
+            .collect();
+        let name = if is_url {
+            first.to_string()
+        } else {
+            a.target.join(" ")
+        };
+        reports.push(report(&name, &defs));
+    }
     for f in &a.files {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("cannot read `{}`", f.display()))?;
