@@ -6,6 +6,7 @@ pub mod grants;
 pub mod policy;
 pub mod scan;
 pub mod serve;
+pub mod tools;
 
 use std::path::PathBuf;
 

@@ -60,6 +60,13 @@ enum Command {
         #[command(flatten)]
         config: cmd::ConfigArg,
     },
+    /// Pinned tool definitions: list them (and what changed), approve a changed one.
+    Tools {
+        #[command(subcommand)]
+        command: cmd::tools::ToolsCommand,
+        #[command(flatten)]
+        config: cmd::ConfigArg,
+    },
     /// Validate, test and explain policy documents, without calling anything.
     #[command(subcommand)]
     Policy(cmd::policy::PolicyCommand),
@@ -106,6 +113,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => cmd::serve::run(&config),
         Command::Grants { command, config } => cmd::grants::run(command, &config),
         Command::Policy(c) => cmd::policy::run(c),
+        Command::Tools { command, config } => cmd::tools::run(command, &config),
         Command::Scan(a) => cmd::scan::run(&a),
         Command::Demo {
             stdio: _,

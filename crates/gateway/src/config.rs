@@ -56,6 +56,20 @@ struct RawServer {
     #[serde(default)]
     headers: BTreeMap<String, String>,
     policy: Option<String>,
+    pinning: Option<String>,
+}
+
+/// What toolgate does when a tool's definition changes after it was pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pinning {
+    /// Hold the tool (hidden, calls denied with `(definition changed)`) until
+    /// `toolgate tools approve` (the default).
+    #[default]
+    Enforce,
+    /// Record and log the change, but let the tool through.
+    Warn,
+    /// Do not pin.
+    Off,
 }
 
 /// How toolgate reaches an upstream server.
@@ -90,6 +104,8 @@ pub struct ServerConfig {
     pub transport: Transport,
     /// The policy of grants created without one.
     pub policy: Option<String>,
+    /// Tool pinning.
+    pub pinning: Pinning,
 }
 
 /// A validated config with its policies loaded.
@@ -312,11 +328,23 @@ impl Config {
                     None
                 }
             };
+            let pinning = match s.pinning.as_deref() {
+                None | Some("enforce") => Pinning::Enforce,
+                Some("warn") => Pinning::Warn,
+                Some("off") => Pinning::Off,
+                Some(other) => {
+                    errors.push(format!(
+                        "{at}.pinning: expected \"enforce\", \"warn\" or \"off\", got {other:?}"
+                    ));
+                    Pinning::Enforce
+                }
+            };
             if let Some(transport) = transport {
                 servers.push(ServerConfig {
                     name: s.name,
                     transport,
                     policy: s.policy,
+                    pinning,
                 });
             }
         }

@@ -8,6 +8,7 @@ use toolgate_policy::{
     evaluate, labels, Call, CounterError, Counters, Decision, Effect, Facts, Policy, Ticket,
 };
 use toolgate_protocol::{error_codes, error_response, tool_error_result};
+use toolgate_store::SqliteStore;
 
 /// What toolgate answers instead of forwarding.
 #[derive(Debug)]
@@ -54,6 +55,7 @@ pub fn judge(
     args: &Value,
     policy: Option<&Policy>,
     caller: Caller<'_>,
+    definition_changed: bool,
     now_ms: u64,
 ) -> Result<Decision, Box<(String, Decision)>> {
     let Some(policy) = policy else {
@@ -71,7 +73,11 @@ pub fn judge(
         session: caller.session,
         server: caller.server,
     };
-    let d = evaluate(&call, policy, &Facts::default(), now_ms);
+    let facts = Facts {
+        definition_changed,
+        approval_granted: false,
+    };
+    let d = evaluate(&call, policy, &facts, now_ms);
     let d = match d.effect {
         Effect::Allow => return Ok(d),
         Effect::Deny => d,
@@ -127,8 +133,51 @@ pub enum Hook {
     None,
     /// A `tools/call`: give the ticket back if the response is a JSON-RPC error.
     GiveBackOnError(Arc<dyn Counters>, Ticket),
-    /// A `tools/list`: remove tools the policy hides or denies (`None`: remove all).
-    FilterTools(Option<Arc<Policy>>),
+    /// A `tools/list`: remove tools the policy hides or denies (`None`: remove all), and
+    /// pin the definitions (removing held ones when pinning is enforced).
+    FilterTools(Option<Arc<Policy>>, Option<PinCtx>),
+}
+
+/// Where and how a server's tool definitions are pinned.
+#[derive(Clone)]
+pub struct PinCtx {
+    /// The store holding pins.
+    pub store: Arc<SqliteStore>,
+    /// The server.
+    pub server: String,
+    /// Enforce or only warn.
+    pub enforce: bool,
+}
+
+/// Pins the listed tools; returns the names to hold back. Fails closed: when the store
+/// cannot be read under enforcement, every tool is held.
+fn pin_tools(ctx: &PinCtx, tools: &[Value]) -> Result<Vec<String>, ()> {
+    let prints: Vec<(String, String, String)> =
+        tools.iter().filter_map(crate::pin::fingerprint).collect();
+    match ctx
+        .store
+        .observe_tools(&ctx.server, &prints, crate::state::now_ms())
+    {
+        Ok(pins) => {
+            let held: Vec<String> = pins
+                .iter()
+                .filter(|p| p.is_held())
+                .map(|p| p.tool.clone())
+                .collect();
+            for t in &held {
+                tracing::warn!(server = %ctx.server, tool = %t, "tool definition changed or new since pinning; held until `toolgate tools approve {} {t}`", ctx.server);
+            }
+            Ok(if ctx.enforce { held } else { vec![] })
+        }
+        Err(e) => {
+            tracing::error!(server = %ctx.server, "pin store failed: {e}");
+            if ctx.enforce {
+                Err(())
+            } else {
+                Ok(vec![])
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Hook {
@@ -136,7 +185,7 @@ impl std::fmt::Debug for Hook {
         match self {
             Hook::None => write!(f, "None"),
             Hook::GiveBackOnError(..) => write!(f, "GiveBackOnError"),
-            Hook::FilterTools(_) => write!(f, "FilterTools"),
+            Hook::FilterTools(..) => write!(f, "FilterTools"),
         }
     }
 }
@@ -166,12 +215,17 @@ impl Hook {
                 }
                 None
             }
-            Hook::FilterTools(policy) => {
+            Hook::FilterTools(policy, pins) => {
                 let mut v: Value = serde_json::from_slice(msg).ok()?;
                 let tools = v.pointer_mut("/result/tools")?.as_array_mut()?;
+                let held = match pins {
+                    Some(ctx) => pin_tools(ctx, tools),
+                    None => Ok(vec![]),
+                };
                 tools.retain(|t| {
                     let name = t.get("name").and_then(Value::as_str).unwrap_or("");
-                    policy.as_ref().is_some_and(|p| p.is_visible(name))
+                    let pinned_ok = held.as_ref().is_ok_and(|h| !h.iter().any(|x| x == name));
+                    pinned_ok && policy.as_ref().is_some_and(|p| p.is_visible(name))
                 });
                 Some(v.to_string())
             }

@@ -18,8 +18,8 @@ use futures::StreamExt;
 use toolgate_protocol::{error_codes, error_response, Envelope, EnvelopeError, Era, Kind};
 use toolgate_store::{Grant, GrantStatus};
 
-use crate::config::{ServerConfig, Transport};
-use crate::enforce::{is_response_to, judge, reserve, Caller, Hook, Verdict};
+use crate::config::{Pinning, ServerConfig, Transport};
+use crate::enforce::{is_response_to, judge, reserve, Caller, Hook, PinCtx, Verdict};
 use crate::session::{Session, UpstreamSession};
 use crate::sse::{encode, SseParser};
 use crate::state::{now_ms, AppState};
@@ -377,21 +377,40 @@ async fn post_mcp(
                 session: &session.id,
                 server: &srv.name,
             };
-            let (verdict, decision) =
-                match judge(&id_text, &tool, &args, policy.as_deref(), caller, now_ms()) {
-                    Ok(allowed) => reserve(&id_text, allowed, st.counters.as_ref(), now_ms()).await,
-                    Err(denied) => {
-                        let (answer, decision) = *denied;
-                        (Verdict::Answer(answer), decision)
-                    }
-                };
+            let held = srv.pinning == Pinning::Enforce
+                && st.store.is_held(&srv.name, &tool).unwrap_or_else(|e| {
+                    tracing::error!(server = %srv.name, "pin store failed: {e}; the call is held to be safe");
+                    true
+                });
+            let (verdict, decision) = match judge(
+                &id_text,
+                &tool,
+                &args,
+                policy.as_deref(),
+                caller,
+                held,
+                now_ms(),
+            ) {
+                Ok(allowed) => reserve(&id_text, allowed, st.counters.as_ref(), now_ms()).await,
+                Err(denied) => {
+                    let (answer, decision) = *denied;
+                    (Verdict::Answer(answer), decision)
+                }
+            };
             tracing::info!(server = %srv.name, grant = %grant.label, tool = %tool, decision = ?decision.effect, rule = %decision.rule, "tools/call judged");
             match verdict {
                 Verdict::Answer(body) => return json_response(StatusCode::OK, body),
                 Verdict::Forward(ticket) => Hook::GiveBackOnError(st.counters.clone(), ticket),
             }
         }
-        "tools/list" => Hook::FilterTools(policy),
+        "tools/list" => {
+            let pins = (srv.pinning != Pinning::Off).then(|| PinCtx {
+                store: st.store.clone(),
+                server: srv.name.clone(),
+                enforce: srv.pinning == Pinning::Enforce,
+            });
+            Hook::FilterTools(policy, pins)
+        }
         _ => Hook::None,
     };
     let progress = env.progress_token.map(|t| t.get().to_string());

@@ -5,6 +5,7 @@
 //!   every error with its path) and the policies it names.
 //! - [`front`]: the axum [`router`]: `/mcp/{server}` (POST, GET, DELETE), `/healthz`, `/readyz`.
 //! - [`enforce`]: judging `tools/call`, filtering `tools/list`, give-back on failure.
+//! - [`pin`]: tool definitions hashed and pinned; changed ones held.
 //! - [`session`]: toolgate's own `Mcp-Session-Id`s mapped to upstream sessions.
 //! - [`upstream`]: stdio children ([`upstream::stdio`]); HTTP upstreams use `reqwest`.
 //! - [`sse`]: an incremental SSE parser that keeps raw bytes for byte-for-byte relay.
@@ -16,6 +17,7 @@
 pub mod config;
 pub mod enforce;
 pub mod front;
+pub mod pin;
 pub mod reload;
 pub mod session;
 pub mod sse;

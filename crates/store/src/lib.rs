@@ -16,7 +16,7 @@ pub mod sqlite;
 
 pub use counters::PersistentCounters;
 pub use grants::{Grant, GrantStatus, NewGrant};
-pub use sqlite::SqliteStore;
+pub use sqlite::{Pin, SqliteStore};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +28,7 @@ pub enum StoreError {
     #[error("unsupported store `{0}`: expected sqlite://PATH")]
     BadUrl(String),
     /// No such record.
-    #[error("no grant with id `{0}`")]
+    #[error("not found: `{0}`")]
     NotFound(String),
     /// The operating system's random source failed.
     #[error("random source failed: {0}")]

@@ -32,7 +32,59 @@ CREATE TABLE IF NOT EXISTS counter_entries (
     amount INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS counter_entries_at ON counter_entries(at_ms);
+CREATE TABLE IF NOT EXISTS pins (
+    server TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    hash TEXT,
+    definition TEXT,
+    pinned_at_ms INTEGER,
+    pending_hash TEXT,
+    pending_definition TEXT,
+    seen_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (server, tool)
+);
 ";
+
+/// A pinned tool definition, and a changed one waiting for approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    /// The server.
+    pub server: String,
+    /// The tool's name.
+    pub tool: String,
+    /// The approved definition's hash (`None` for a tool that appeared after pinning).
+    pub hash: Option<String>,
+    /// The approved definition (canonical JSON).
+    pub definition: Option<String>,
+    /// When it was approved.
+    pub pinned_at_ms: Option<u64>,
+    /// A changed (or new) definition waiting for `toolgate tools approve`.
+    pub pending_hash: Option<String>,
+    /// Its definition.
+    pub pending_definition: Option<String>,
+}
+
+impl Pin {
+    /// True while a change waits for approval: the tool is held.
+    pub fn is_held(&self) -> bool {
+        self.pending_hash.is_some()
+    }
+}
+
+const PIN_COLS: &str =
+    "server, tool, hash, definition, pinned_at_ms, pending_hash, pending_definition";
+
+fn row_pin(r: &rusqlite::Row<'_>) -> rusqlite::Result<Pin> {
+    Ok(Pin {
+        server: r.get(0)?,
+        tool: r.get(1)?,
+        hash: r.get(2)?,
+        definition: r.get(3)?,
+        pinned_at_ms: r.get::<_, Option<i64>>(4)?.map(|v| v.max(0) as u64),
+        pending_hash: r.get(5)?,
+        pending_definition: r.get(6)?,
+    })
+}
 
 /// The SQLite store. Cheap to share behind an `Arc`; calls are short and serialised.
 #[derive(Debug)]
@@ -223,6 +275,116 @@ impl SqliteStore {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached("PRAGMA data_version")?;
         Ok(stmt.query_row([], |r| r.get(0))?)
+    }
+
+    /// Every pin of a server, by tool name.
+    pub fn pins(&self, server: &str) -> Result<Vec<Pin>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {PIN_COLS} FROM pins WHERE server = ?1 ORDER BY tool"
+        ))?;
+        let rows = stmt.query_map([server], row_pin)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records the definitions an upstream just listed. The first time a server is seen every
+    /// tool is pinned as it is; after that a changed definition, or a tool that was not
+    /// there, is recorded as pending (held). Returns the pins of the listed tools.
+    pub fn observe_tools(
+        &self,
+        server: &str,
+        tools: &[(String, String, String)],
+        now_ms: u64,
+    ) -> Result<Vec<Pin>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let known: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM pins WHERE server = ?1",
+            [server],
+            |r| r.get(0),
+        )?;
+        let first_sight = known == 0;
+        let mut out = vec![];
+        for (tool, hash, definition) in tools {
+            let existing = tx
+                .query_row(
+                    &format!("SELECT {PIN_COLS} FROM pins WHERE server = ?1 AND tool = ?2"),
+                    params![server, tool],
+                    row_pin,
+                )
+                .optional()?;
+            match existing {
+                None if first_sight => {
+                    tx.execute(
+                        "INSERT INTO pins (server, tool, hash, definition, pinned_at_ms, seen_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                        params![server, tool, hash, definition, to_i64(now_ms)],
+                    )?;
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO pins (server, tool, pending_hash, pending_definition, seen_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![server, tool, hash, definition, to_i64(now_ms)],
+                    )?;
+                }
+                Some(p) if p.hash.as_deref() == Some(hash.as_str()) => {
+                    // Back to the approved definition: nothing pending any more.
+                    if p.pending_hash.is_some() {
+                        tx.execute("UPDATE pins SET pending_hash = NULL, pending_definition = NULL WHERE server = ?1 AND tool = ?2", params![server, tool])?;
+                    }
+                }
+                Some(p) if p.pending_hash.as_deref() == Some(hash.as_str()) => {}
+                Some(_) => {
+                    tx.execute(
+                        "UPDATE pins SET pending_hash = ?3, pending_definition = ?4, seen_at_ms = ?5 WHERE server = ?1 AND tool = ?2",
+                        params![server, tool, hash, definition, to_i64(now_ms)],
+                    )?;
+                }
+            }
+            if let Some(p) = tx
+                .query_row(
+                    &format!("SELECT {PIN_COLS} FROM pins WHERE server = ?1 AND tool = ?2"),
+                    params![server, tool],
+                    row_pin,
+                )
+                .optional()?
+            {
+                out.push(p);
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// True when the tool's definition is held (changed or new since pinning).
+    pub fn is_held(&self, server: &str, tool: &str) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT pending_hash IS NOT NULL FROM pins WHERE server = ?1 AND tool = ?2",
+        )?;
+        Ok(stmt
+            .query_row(params![server, tool], |r| r.get::<_, bool>(0))
+            .optional()?
+            .unwrap_or(false))
+    }
+
+    /// Approves a held definition: it becomes the pin. Errors when nothing is pending.
+    pub fn approve_pin(&self, server: &str, tool: &str, now_ms: u64) -> Result<Pin, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE pins SET hash = pending_hash, definition = pending_definition, pinned_at_ms = ?3, pending_hash = NULL, pending_definition = NULL
+             WHERE server = ?1 AND tool = ?2 AND pending_hash IS NOT NULL",
+            params![server, tool, to_i64(now_ms)],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "{server}/{tool} (no change is waiting for approval)"
+            )));
+        }
+        let conn = self.conn();
+        Ok(conn.query_row(
+            &format!("SELECT {PIN_COLS} FROM pins WHERE server = ?1 AND tool = ?2"),
+            params![server, tool],
+            row_pin,
+        )?)
     }
 
     /// Writes counter entries.

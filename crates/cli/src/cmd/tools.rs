@@ -1,0 +1,109 @@
+//! `toolgate tools list SERVER [--changed]` and `toolgate tools approve SERVER TOOL`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use serde_json::Value;
+
+use super::{load_config, now_ms, open_store, ConfigArg};
+
+/// Tool-pinning subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ToolsCommand {
+    /// List a server's pinned tool definitions; held ones (changed or new) are marked.
+    List {
+        /// The server (a `[[servers]]` name).
+        server: String,
+        /// Only held tools, each with the difference to its pinned definition.
+        #[arg(long)]
+        changed: bool,
+    },
+    /// Approve a held definition: it becomes the pin and the tool is released.
+    Approve {
+        /// The server.
+        server: String,
+        /// The tool.
+        tool: String,
+    },
+}
+
+fn pretty(def: Option<&str>) -> Vec<String> {
+    match def.and_then(|d| serde_json::from_str::<Value>(d).ok()) {
+        Some(v) => serde_json::to_string_pretty(&v)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        None => vec![],
+    }
+}
+
+/// Runs a tools subcommand.
+pub fn run(cmd: ToolsCommand, arg: &ConfigArg) -> Result<ExitCode> {
+    let cfg = load_config(arg)?;
+    let store = open_store(&cfg)?;
+    match cmd {
+        ToolsCommand::List { server, changed } => {
+            if cfg.server(&server).is_none() {
+                bail!("no server named `{server}` in `{}`", cfg.file.display());
+            }
+            let pins = store.pins(&server)?;
+            if pins.is_empty() {
+                say!("no tools pinned for `{server}` yet: they are pinned the first time an agent lists them through the gateway");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut held = 0;
+            for p in &pins {
+                if p.is_held() {
+                    held += 1;
+                } else if changed {
+                    continue;
+                }
+                let state = match (p.is_held(), p.hash.is_some()) {
+                    (true, true) => "HELD: definition changed",
+                    (true, false) => "HELD: new since pinning",
+                    _ => "pinned",
+                };
+                let hash = p
+                    .hash
+                    .as_deref()
+                    .or(p.pending_hash.as_deref())
+                    .unwrap_or("");
+                say!(
+                    "{:<40} {:<26} {}",
+                    p.tool,
+                    state,
+                    hash.get(..12).unwrap_or(hash)
+                );
+                if changed && p.is_held() {
+                    let old = pretty(p.definition.as_deref());
+                    let new = pretty(p.pending_definition.as_deref());
+                    for l in old.iter().filter(|l| !new.contains(l)) {
+                        say!("    - {l}");
+                    }
+                    for l in new.iter().filter(|l| !old.contains(l)) {
+                        say!("    + {l}");
+                    }
+                    say!(
+                        "    approve with: toolgate tools approve {server} {}",
+                        p.tool
+                    );
+                }
+            }
+            if changed && held == 0 {
+                say!("no held tools for `{server}`");
+            }
+        }
+        ToolsCommand::Approve { server, tool } => {
+            let p = store.approve_pin(&server, &tool, now_ms())?;
+            say!(
+                "approved `{}` on `{}`: pinned at {}; the tool is released",
+                p.tool,
+                p.server,
+                p.hash.as_deref().unwrap_or("").get(..12).unwrap_or("")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,79 @@
+//! Tool pinning: each definition (name, title, description, input and output schema,
+//! annotations) is hashed over a canonical encoding and pinned in the store when first
+//! seen; a changed or new definition is held until `toolgate tools approve`.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// The parts of a tool definition that are pinned.
+const PINNED: &[&str] = &[
+    "name",
+    "title",
+    "description",
+    "inputSchema",
+    "outputSchema",
+    "annotations",
+];
+
+/// Canonical JSON: object keys sorted at every level, no whitespace.
+pub fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let items: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        Value::String((*k).clone()),
+                        m.get(*k).map(canonical).unwrap_or_default()
+                    )
+                })
+                .collect();
+            format!("{{{}}}", items.join(","))
+        }
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The pinned view of a tool: (name, hash, canonical definition).
+pub fn fingerprint(tool: &Value) -> Option<(String, String, String)> {
+    let name = tool.get("name")?.as_str()?.to_string();
+    let mut kept = Map::new();
+    for k in PINNED {
+        if let Some(v) = tool.get(*k) {
+            kept.insert((*k).to_string(), v.clone());
+        }
+    }
+    let def = canonical(&Value::Object(kept));
+    let hash = hex_digest(def.as_bytes());
+    Some((name, hash, def))
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn key_order_does_not_matter_content_does() {
+        let a = json!({"name": "t", "description": "d", "inputSchema": {"b": 1, "a": 2}, "_meta": {"x": 1}});
+        let b = json!({"inputSchema": {"a": 2, "b": 1}, "description": "d", "name": "t"});
+        assert_eq!(fingerprint(&a).unwrap().1, fingerprint(&b).unwrap().1);
+        let c = json!({"name": "t", "description": "d!", "inputSchema": {"a": 2, "b": 1}});
+        assert_ne!(fingerprint(&a).unwrap().1, fingerprint(&c).unwrap().1);
+    }
+}
