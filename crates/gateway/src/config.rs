@@ -57,6 +57,8 @@ struct RawServer {
     headers: BTreeMap<String, String>,
     policy: Option<String>,
     pinning: Option<String>,
+    #[serde(default)]
+    sanitize_descriptions: bool,
 }
 
 /// What toolgate does when a tool's definition changes after it was pinned.
@@ -106,6 +108,8 @@ pub struct ServerConfig {
     pub policy: Option<String>,
     /// Tool pinning.
     pub pinning: Pinning,
+    /// Strip control and invisible characters from tool descriptions sent to agents.
+    pub sanitize_descriptions: bool,
 }
 
 /// A validated config with its policies loaded.
@@ -345,6 +349,7 @@ impl Config {
                     transport,
                     policy: s.policy,
                     pinning,
+                    sanitize_descriptions: s.sanitize_descriptions,
                 });
             }
         }

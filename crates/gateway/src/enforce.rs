@@ -135,7 +135,17 @@ pub enum Hook {
     GiveBackOnError(Arc<dyn Counters>, Ticket),
     /// A `tools/list`: remove tools the policy hides or denies (`None`: remove all), and
     /// pin the definitions (removing held ones when pinning is enforced).
-    FilterTools(Option<Arc<Policy>>, Option<PinCtx>),
+    FilterTools(Option<Arc<Policy>>, Option<PinCtx>, Sanitize),
+}
+
+/// Whether to strip hidden characters from the descriptions agents see (after pinning,
+/// which always sees the upstream's exact definitions).
+#[derive(Debug, Clone)]
+pub struct Sanitize {
+    /// On or off.
+    pub on: bool,
+    /// The server, for the log.
+    pub server: String,
 }
 
 /// Where and how a server's tool definitions are pinned.
@@ -215,7 +225,7 @@ impl Hook {
                 }
                 None
             }
-            Hook::FilterTools(policy, pins) => {
+            Hook::FilterTools(policy, pins, sanitize) => {
                 let mut v: Value = serde_json::from_slice(msg).ok()?;
                 let tools = v.pointer_mut("/result/tools")?.as_array_mut()?;
                 let held = match pins {
@@ -227,6 +237,21 @@ impl Hook {
                     let pinned_ok = held.as_ref().is_ok_and(|h| !h.iter().any(|x| x == name));
                     pinned_ok && policy.as_ref().is_some_and(|p| p.is_visible(name))
                 });
+                if sanitize.on {
+                    for t in tools.iter_mut() {
+                        let name = t
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string();
+                        if let Some(Value::String(d)) = t.get_mut("description") {
+                            if let Some(clean) = crate::pin::sanitize(d) {
+                                tracing::warn!(server = %sanitize.server, tool = %name, removed = d.chars().count() - clean.chars().count(), "hidden characters removed from the description sent to the agent");
+                                *d = clean;
+                            }
+                        }
+                    }
+                }
                 Some(v.to_string())
             }
         }

@@ -19,7 +19,7 @@ use toolgate_protocol::{error_codes, error_response, Envelope, EnvelopeError, Er
 use toolgate_store::{Grant, GrantStatus};
 
 use crate::config::{Pinning, ServerConfig, Transport};
-use crate::enforce::{is_response_to, judge, reserve, Caller, Hook, PinCtx, Verdict};
+use crate::enforce::{is_response_to, judge, reserve, Caller, Hook, PinCtx, Sanitize, Verdict};
 use crate::session::{Session, UpstreamSession};
 use crate::sse::{encode, SseParser};
 use crate::state::{now_ms, AppState};
@@ -409,7 +409,14 @@ async fn post_mcp(
                 server: srv.name.clone(),
                 enforce: srv.pinning == Pinning::Enforce,
             });
-            Hook::FilterTools(policy, pins)
+            Hook::FilterTools(
+                policy,
+                pins,
+                Sanitize {
+                    on: srv.sanitize_descriptions,
+                    server: srv.name.clone(),
+                },
+            )
         }
         _ => Hook::None,
     };

@@ -78,7 +78,19 @@ pub fn run(a: &ScanArgs) -> Result<ExitCode> {
         };
         reports.push(report(&name, &defs));
     }
-    for f in &a.files {
+    let show_progress = a.files.len() > 1 && std::io::stderr().is_terminal();
+    for (i, f) in a.files.iter().enumerate() {
+        if show_progress {
+            let done = (i + 1) * 30 / a.files.len();
+            eprint!(
+                "\r[{}{}] {}/{} {}\u{1b}[K",
+                "#".repeat(done),
+                ".".repeat(30 - done),
+                i + 1,
+                a.files.len(),
+                f.display()
+            );
+        }
         let text =
             std::fs::read_to_string(f).with_context(|| format!("cannot read `{}`", f.display()))?;
         let v: Value = serde_json::from_str(&text)
@@ -96,6 +108,9 @@ pub fn run(a: &ScanArgs) -> Result<ExitCode> {
                     .unwrap_or_default()
             });
         reports.push(report(&name, &tools));
+    }
+    if show_progress {
+        eprintln!();
     }
     match a.format {
         Format::Json => say!(
