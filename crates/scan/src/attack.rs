@@ -19,7 +19,7 @@ fn hidden_instructions() -> Option<&'static Regex> {
     static R: OnceLock<Option<Regex>> = OnceLock::new();
     re(
         &R,
-        r"(?is)<\s*important\s*>|<\s*(system|instructions?|secret)\s*>|ignore (all |any )?(the )?(previous|prior|above|earlier) (instructions|prompts?|rules)|(do not|don't|never) (tell|inform|mention|reveal|notify|alert|show)( this)?( to)? the user|without (telling|informing|notifying|alerting) the user|the user (must|should) not (know|see|be told)|<!--.*-->|this is (very |extremely )?important.{0,40}(otherwise|or else)|(before|prior to) (using|calling) (this|any) tool,? (you must|always|first)",
+        r"(?is)<\s*important\s*>|<\s*(system|instructions?|secret)\s*>|ignore (all |any )?(the )?(previous|prior|above|earlier) (instructions|prompts?|rules)|(do not|don't|never) (tell|inform|mention|reveal|notify|alert|show)( this)?( to)? the user|without (telling|informing|notifying|alerting) the user|the user (must|should) not (know|see|be told)|<!--.*-->|this is (very |extremely )?important.{0,40}(otherwise|or else)|(before|prior to) (using|calling) (this|any) tool,? (you must|always|first)|\b(no need to|need not|does not need to be|doesn't need to be|do not|don't|never)\s+(mention|mentioned|tell|told|list|show|disclose|reveal)\b[^.]{0,80}\b(user|receipts?|logs?)\b|\b(all|every) commands? must (include|start with|begin with|be prefixed)",
     )
 }
 
@@ -27,7 +27,7 @@ fn secret_access() -> Option<&'static Regex> {
     static R: OnceLock<Option<Regex>> = OnceLock::new();
     re(
         &R,
-        r"(?is)\b(read|cat|open|include|pass|send|attach|upload|provide|copy|extract|collect)\b.{0,80}(~/\.ssh|id_rsa|id_ed25519|\.ssh/|mcp\.json|\.cursor/|\.aws/credentials|/etc/passwd|\.env\b|private key|api[_ -]?keys?|access tokens?|credentials)|(~/\.ssh|id_rsa|mcp\.json|\.aws/credentials).{0,80}\b(as|into|in) (the )?[`'\x22]?\w+[`'\x22]? (param|parameter|argument|field)",
+        r"(?is)\b(read|cat|open|include|pass|send|attach|upload|provide|copy|extract|collect)\b.{0,80}(~/\.ssh|id_rsa|id_ed25519|\.ssh/|\.netrc|mcp\.json|\.cursor/|\.aws/credentials|/etc/passwd|\.env\b|private key|api[_ -]?keys?|access tokens?|credentials)|(~/\.ssh/id_\w+|~/\.netrc)\b.{0,120}\b(übergib|inhalt|feld|field|argument|param\w*|memo|pass)|(~/\.ssh|id_rsa|mcp\.json|\.aws/credentials).{0,80}\b(as|into|in) (the )?[`'\x22]?\w+[`'\x22]? (param|parameter|argument|field)",
     )
 }
 
@@ -43,7 +43,23 @@ fn shadowing() -> Option<&'static Regex> {
     static R: OnceLock<Option<Regex>> = OnceLock::new();
     re(
         &R,
-        r"(?is)\bwhen(ever)?\b.{0,30}[`'\x22]?\b\w+\b[`'\x22]?\s+(tool\s+)?is\s+(called|used|invoked|run)\b.{0,120}\b(must|always|also|instead|change|replace|add|set)\b|\b(all|any|every|other)\s+(\w+\s+){0,2}tools?\b.{0,60}\b(must|should|always)\b.{0,60}\b(send|include|add|bcc|use|redirect|change)\b|\b(instead of|rather than) (using |calling )?(the )?[`'\x22]?\w+[`'\x22]? tool\b.{0,40}\b(from|of) (another|other|the \w+) server",
+        r"(?is)\bwhen(ever)?\b.{0,30}[`'\x22]?\b\w+\b[`'\x22]?\s+(tool\s+)?is\s+(called|used|invoked|run)\b.{0,120}\b(must|always|also|instead|change|replace|add|set)\b|\b(all|any|every|other)\s+(\w+\s+){0,2}tools?\b.{0,60}\b(must|should|always)\b.{0,60}\b(send|include|add|bcc|use|redirect|change)\b|\b(instead of|rather than) (using |calling )?(the )?[`'\x22]?\w+[`'\x22]? tool\b.{0,40}\b(from|of) (another|other|the \w+) server|\b(before|after) (any|every|each) (call|calling|execution|use)\b|\bbefore (executing|calling|using|running) any other tool\b|\bnever (call|use) (those|these|the other|other) tools?\b|\breplaces? [`'\x22]?\w+[`'\x22]?( and [`'\x22]?\w+[`'\x22]?)? from the [\w-]+ server\b",
+    )
+}
+
+fn context_harvest() -> Option<&'static Regex> {
+    static R: OnceLock<Option<Regex>> = OnceLock::new();
+    re(
+        &R,
+        r"(?i)\b(system[ _]?prompt|conversation[ _]history|chat[ _]history|previous messages|full history|complete conversation|conversation so far|(full|complete|entire) (conversation )?transcript|every tool available|tools available to you|the model you are)\b",
+    )
+}
+
+fn secret_param() -> Option<&'static Regex> {
+    static R: OnceLock<Option<Regex>> = OnceLock::new();
+    re(
+        &R,
+        r"(?i)(id_rsa|id_ed25519|netrc|ssh_key_content|private_key_content|mcp_json|aws_credentials|content_from_reading)",
     )
 }
 
@@ -124,6 +140,28 @@ pub fn signals(tool: &ToolDef) -> Vec<Signal> {
             "Tells the model how to use other tools (possibly another server's)".to_string(),
         ));
     }
+    // Parameters whose names or descriptions ask the model for its context or for secrets.
+    let props_list = tool.properties();
+    if props_list
+        .iter()
+        .any(|(k, d)| context_harvest().is_some_and(|r| r.is_match(k) || r.is_match(d)))
+    {
+        out.push(Signal::new(
+            "context-harvesting",
+            "A parameter asks the model for its system prompt, conversation or other tools"
+                .to_string(),
+        ));
+    }
+    if props_list
+        .iter()
+        .any(|(k, _)| secret_param().is_some_and(|r| r.is_match(k)))
+        && !out.iter().any(|s| s.id == "secret-access")
+    {
+        out.push(Signal::new(
+            "secret-access",
+            "A parameter's name asks for a secret file's content".to_string(),
+        ));
+    }
     let inv = invisible(&all);
     if !inv.is_empty() {
         let mut cps: Vec<String> = inv.iter().map(|c| format!("U+{:04X}", *c as u32)).collect();
@@ -149,4 +187,20 @@ pub fn signals(tool: &ToolDef) -> Vec<Signal> {
         out.push(Signal::new("hidden-padding", format!("Description of {dlen} characters with long runs of blank space, where instructions can hide past what a reviewer sees")));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pattern_compiles() {
+        assert!(hidden_instructions().is_some(), "hidden_instructions");
+        assert!(secret_access().is_some(), "secret_access");
+        assert!(exfiltration().is_some(), "exfiltration");
+        assert!(shadowing().is_some(), "shadowing");
+        assert!(context_harvest().is_some(), "context_harvest");
+        assert!(secret_param().is_some(), "secret_param");
+        assert!(padding().is_some(), "padding");
+    }
 }

@@ -117,6 +117,7 @@ pub const ATTACK_IDS: &[&str] = &[
     "secret-access",
     "exfiltration",
     "tool-shadowing",
+    "context-harvesting",
     "invisible-characters",
     "ansi-escape",
     "hidden-padding",

@@ -54,6 +54,7 @@ fn categories_of_real_tools() {
     let mut confusion: BTreeMap<(Category, Category), usize> = BTreeMap::new();
     let mut wrong = vec![];
     let mut dangerous_as_read = vec![];
+    let mut flagged_real = vec![];
     for (file, tools) in &sets {
         let defs: Vec<ToolDef> = tools.iter().map(|(t, _)| t.clone()).collect();
         for (t, label) in tools {
@@ -67,6 +68,10 @@ fn categories_of_real_tools() {
                     want.as_str(),
                     got.as_str()
                 ));
+            }
+            let a = classify(t, &defs);
+            if a.signals.iter().any(|s| s.is_attack()) {
+                flagged_real.push(format!("{file} {}", t.name));
             }
             if want >= Category::Execute && got == Category::Read {
                 dangerous_as_read.push(format!("{file} {}", t.name));
@@ -175,7 +180,7 @@ fn attack_signals_recall_and_false_positives() {
         println!("  false alarm: {f}");
     }
     assert!(tp + fneg >= 25 && fp + tn >= 25);
-    // Floors at what has been reached (recall 71%, 5 of 56 look-alikes flagged), so it cannot regress.
-    assert!(tp as f64 / (tp + fneg) as f64 >= 0.70, "attack recall fell");
+    // Floors at what has been reached (recall 100%, 5 of 56 look-alikes flagged), so it cannot regress.
+    assert!(tp as f64 / (tp + fneg) as f64 >= 0.95, "attack recall fell");
     assert!(fp <= 5, "more false alarms on benign look-alikes: {fp}");
 }
