@@ -392,25 +392,7 @@ impl SqliteStore {
         &self,
         entries: &[(CounterKey, u64, u64, u64)],
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR REPLACE INTO counter_entries (id, counter, scope, scope_value, at_ms, amount) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for (key, at_ms, amount, id) in entries {
-                stmt.execute(params![
-                    to_i64(*id),
-                    key.counter,
-                    key.scope.as_str(),
-                    key.scope_value,
-                    to_i64(*at_ms),
-                    to_i64(*amount)
-                ])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.apply_counter_batch(entries, &[])
     }
 
     /// Writes a batch of counter entries and deletes others, in one transaction (one
@@ -447,16 +429,7 @@ impl SqliteStore {
 
     /// Deletes counter entries by id (a give-back).
     pub fn delete_counter_entries(&self, ids: &[u64]) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached("DELETE FROM counter_entries WHERE id = ?1")?;
-            for id in ids {
-                stmt.execute([to_i64(*id)])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.apply_counter_batch(&[], ids)
     }
 
     /// Counter entries at or after `since_ms`: (key, at, amount, id).
