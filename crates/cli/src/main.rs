@@ -72,7 +72,8 @@ enum Command {
     Policy(cmd::policy::PolicyCommand),
     /// Risk-classify a server's tools and optionally write a starter policy.
     ///
-    /// Reads saved `tools/list` results (`--file`, many at once). Each tool gets a category
+    /// Connects to a server (`URL`, or `-- CMD ARGS…` for stdio) or reads saved `tools/list`
+    /// results (`--file`, many at once). Each tool gets a category
     /// (Read, Write, Execute, Financial, Destructive), a severity, a confidence and the
     /// signals behind them; each server a grade A to F. Exit 1 if any tool carries an attack
     /// signal.

@@ -128,4 +128,36 @@ fn unreachable_and_empty_targets_fail_clearly() {
     let (_, err, code) = toolgate(&["scan"]);
     assert_eq!(code, 2);
     assert!(err.contains("--file"), "{err}");
+    let (_, err, code) = toolgate(&["scan", "demo", "--format", "json"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not an http:// or https:// URL"), "{err}");
+}
+
+#[test]
+fn a_live_http_server_with_options_after_the_url() {
+    let bin = env!("CARGO_BIN_EXE_toolgate");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut demo = Command::new(bin)
+        .args(["demo", "--http", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let mut out = (String::new(), String::new(), -1);
+    for _ in 0..50 {
+        out = toolgate(&["scan", &url, "--format", "json"]);
+        if out.2 == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = demo.kill();
+    let _ = demo.wait();
+    assert_eq!(out.2, 0, "{}", out.1);
+    let v: serde_json::Value = serde_json::from_str(&out.0).unwrap();
+    assert_eq!(v["servers"][0]["tools"].as_array().unwrap().len(), 28);
 }

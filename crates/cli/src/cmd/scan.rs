@@ -26,9 +26,12 @@ pub struct ScanArgs {
     /// Saved `tools/list` results: `{"tools": [...]}`, a JSON-RPC response, or an array.
     #[arg(long = "file", value_name = "TOOLS.json", num_args = 1..)]
     files: Vec<PathBuf>,
-    /// A Streamable HTTP server URL, or `-- CMD ARGS…` to start a stdio server.
-    #[arg(value_name = "URL | -- CMD", trailing_var_arg = true)]
-    target: Vec<String>,
+    /// A Streamable HTTP server URL.
+    #[arg(value_name = "URL")]
+    url: Option<String>,
+    /// After `--`: a command that starts a stdio server (`-- npx some-server`).
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
     /// A header for the URL's server, `Name: value` (repeatable), e.g. for auth.
     #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
     headers: Vec<String>,
@@ -42,11 +45,16 @@ pub struct ScanArgs {
 
 /// Runs `scan`.
 pub fn run(a: &ScanArgs) -> Result<ExitCode> {
-    if a.files.is_empty() && a.target.is_empty() {
+    if a.files.is_empty() && a.url.is_none() && a.command.is_empty() {
         bail!("nothing to scan: pass a URL, `-- CMD ARGS…`, or --file TOOLS.json (a saved `tools/list` result)");
     }
     let mut reports = vec![];
-    if !a.target.is_empty() {
+    if let Some(url) = &a.url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("`{url}` is not an http:// or https:// URL; to start a stdio server put its command after `--`");
+        }
+    }
+    if a.url.is_some() || !a.command.is_empty() {
         let mut headers = vec![];
         for h in &a.headers {
             let Some((k, v)) = h.split_once(':') else {
@@ -54,29 +62,25 @@ pub fn run(a: &ScanArgs) -> Result<ExitCode> {
             };
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
-        let first = a.target.first().map(String::as_str).unwrap_or("");
-        let is_url =
-            a.target.len() == 1 && (first.starts_with("http://") || first.starts_with("https://"));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let tools = rt.block_on(async {
-            if is_url {
-                super::fetch_tools::over_http(first, &headers).await
-            } else {
-                super::fetch_tools::over_stdio(&a.target).await
-            }
-        })?;
-        let defs: Vec<_> = tools
-            .iter()
-            .filter_map(toolgate_scan::ToolDef::from_value)
-            .collect();
-        let name = if is_url {
-            first.to_string()
-        } else {
-            a.target.join(" ")
-        };
-        reports.push(report(&name, &defs));
+        if let Some(url) = &a.url {
+            let tools = rt.block_on(super::fetch_tools::over_http(url, &headers))?;
+            let defs: Vec<_> = tools
+                .iter()
+                .filter_map(toolgate_scan::ToolDef::from_value)
+                .collect();
+            reports.push(report(url, &defs));
+        }
+        if !a.command.is_empty() {
+            let tools = rt.block_on(super::fetch_tools::over_stdio(&a.command))?;
+            let defs: Vec<_> = tools
+                .iter()
+                .filter_map(toolgate_scan::ToolDef::from_value)
+                .collect();
+            reports.push(report(&a.command.join(" "), &defs));
+        }
     }
     let show_progress = a.files.len() > 1 && std::io::stderr().is_terminal();
     for (i, f) in a.files.iter().enumerate() {
