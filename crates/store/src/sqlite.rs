@@ -91,6 +91,15 @@ fn row_pin(r: &rusqlite::Row<'_>) -> rusqlite::Result<Pin> {
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Whether (server, tool) is held, cached; cleared by this store's pin writes and when
+    /// [`SqliteStore::data_version`] sees another process's commit.
+    held: Mutex<HeldCache>,
+}
+
+#[derive(Debug, Default)]
+struct HeldCache {
+    version: Option<i64>,
+    by_tool: std::collections::HashMap<(String, String), bool>,
 }
 
 fn scope_from(s: &str) -> Option<Scope> {
@@ -154,6 +163,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
+            held: Mutex::new(HeldCache::default()),
         })
     }
 
@@ -272,9 +282,21 @@ impl SqliteStore {
     /// SQLite's `data_version`: it changes when another connection (another process, such
     /// as `toolgate grants revoke`) commits to the file. Caches use it to know they are stale.
     pub fn data_version(&self) -> Result<i64, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached("PRAGMA data_version")?;
-        Ok(stmt.query_row([], |r| r.get(0))?)
+        let version: i64 = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare_cached("PRAGMA data_version")?;
+            stmt.query_row([], |r| r.get(0))?
+        };
+        let mut held = self.held_cache();
+        if held.version != Some(version) {
+            held.by_tool.clear();
+            held.version = Some(version);
+        }
+        Ok(version)
+    }
+
+    fn held_cache(&self) -> std::sync::MutexGuard<'_, HeldCache> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Every pin of a server, by tool name.
@@ -352,6 +374,7 @@ impl SqliteStore {
             }
         }
         tx.commit()?;
+        self.held_cache().by_tool.clear();
         Ok(out)
     }
 
@@ -374,6 +397,7 @@ impl SqliteStore {
              WHERE server = ?1 AND tool = ?2 AND pending_hash IS NOT NULL",
             params![server, tool, to_i64(now_ms)],
         )?;
+        self.held_cache().by_tool.clear();
         if n == 0 {
             return Err(StoreError::NotFound(format!(
                 "{server}/{tool} (no change is waiting for approval)"
