@@ -865,17 +865,24 @@ async fn relay_response(
     r
 }
 
+/// The checks of GET and DELETE: server, origin, token, then an existing session.
+fn admit_session(
+    st: &AppState,
+    headers: &HeaderMap,
+    server: &str,
+) -> Result<(ServerConfig, Arc<Session>), Box<Response>> {
+    let (_cfg, srv, grant) = admit(st, headers, server).map_err(|r| Box::new(r.into_response()))?;
+    let session = session_of(st, headers, &srv, &grant, "null")?;
+    Ok((srv, session))
+}
+
 async fn get_mcp(
     State(st): State<Arc<AppState>>,
     Path(server): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let (_cfg, srv, grant) = match admit(&st, &headers, &server) {
+    let (srv, session) = match admit_session(&st, &headers, &server) {
         Ok(x) => x,
-        Err(r) => return r.into_response(),
-    };
-    let session = match session_of(&st, &headers, &srv, &grant, "null") {
-        Ok(s) => s,
         Err(r) => return *r,
     };
     match &session.upstream {
@@ -933,12 +940,8 @@ async fn delete_mcp(
     Path(server): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let (_cfg, srv, grant) = match admit(&st, &headers, &server) {
+    let (srv, session) = match admit_session(&st, &headers, &server) {
         Ok(x) => x,
-        Err(r) => return r.into_response(),
-    };
-    let session = match session_of(&st, &headers, &srv, &grant, "null") {
-        Ok(s) => s,
         Err(r) => return *r,
     };
     if let (
