@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use toolgate_protocol::canonical;
 
 /// The parts of a tool definition that are pinned.
 const PINNED: &[&str] = &[
@@ -14,32 +15,6 @@ const PINNED: &[&str] = &[
     "outputSchema",
     "annotations",
 ];
-
-/// Canonical JSON: object keys sorted at every level, no whitespace.
-pub fn canonical(v: &Value) -> String {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            let items: Vec<String> = keys
-                .iter()
-                .map(|k| {
-                    format!(
-                        "{}:{}",
-                        Value::String((*k).clone()),
-                        m.get(*k).map(canonical).unwrap_or_default()
-                    )
-                })
-                .collect();
-            format!("{{{}}}", items.join(","))
-        }
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(canonical).collect::<Vec<_>>().join(",")
-        ),
-        other => other.to_string(),
-    }
-}
 
 /// The pinned view of a tool: (name, hash, canonical definition).
 pub fn fingerprint(tool: &Value) -> Option<(String, String, String)> {

@@ -269,6 +269,28 @@ impl Policy {
         })
     }
 
+    /// True when judging `tool` may read argument values (a `require` or `deny_if`
+    /// predicate, or an `increment_from` limit, that evaluation would reach). A replay of
+    /// records that kept only argument keys cannot decide such a call.
+    pub fn needs_argument_values(&self, tool: &str) -> bool {
+        if self.is_hidden(tool) {
+            return false;
+        }
+        let rule = self.tools.get(tool);
+        if rule.is_none() && self.default == DefaultAction::Deny {
+            return false;
+        }
+        if rule.is_some_and(|r| r.action == Action::Deny) {
+            return false;
+        }
+        let own = rule.map_or(&[][..], |r| &r.limits[..]);
+        rule.is_some_and(|r| !r.require.is_empty() || !r.deny_if.is_empty())
+            || own
+                .iter()
+                .chain(self.all_limits.iter())
+                .any(|l| l.increment_from.is_some())
+    }
+
     /// True when an agent should see `tool` in `tools/list`: not hidden and not denied
     /// whatever its arguments (`default: deny` and unlisted, or `action: deny`).
     pub fn is_visible(&self, tool: &str) -> bool {

@@ -8,11 +8,14 @@
 //! # Layout
 //! - [`envelope`]: [`Envelope`], a borrowed view of one incoming JSON-RPC message.
 //! - [`reply`]: JSON-RPC error responses and MCP tool results that toolgate writes.
+//! - [`canonical`]: canonical JSON, the one encoding toolgate hashes.
 //!
 //! No IO and no async runtime here: serde only.
 
+pub mod canonical;
 pub mod envelope;
 pub mod reply;
 
+pub use canonical::canonical;
 pub use envelope::{Envelope, EnvelopeError, Era, Kind, META_PROTOCOL_VERSION};
 pub use reply::{error_codes, error_response, tool_error_result};

@@ -4,16 +4,20 @@
 //! - [`sqlite`]: [`SqliteStore`], the embedded default (`sqlite://toolgate.db`): one file,
 //!   WAL mode, safe to open from the gateway and the CLI at once.
 //! - [`grants`]: [`Grant`]s and their tokens (shown once, stored as SHA-256 hashes).
+//! - [`audit`]: [`AuditLog`], the hash-chained audit log in its own SQLite file
+//!   (`synchronous=FULL`, group commit).
 //! - [`counters`]: [`PersistentCounters`], exact in-memory sliding windows whose entries
 //!   are written through to the store before a call is forwarded, and restored at start.
 //!
 //! One gateway process owns a SQLite store's counters; replicas share Redis instead
 //! (a later backend behind the same `Counters` trait).
 
+pub mod audit;
 pub mod counters;
 pub mod grants;
 pub mod sqlite;
 
+pub use audit::{AuditFilter, AuditLog, Stats, Verified};
 pub use counters::PersistentCounters;
 pub use grants::{Grant, GrantStatus, NewGrant};
 pub use sqlite::{Pin, SqliteStore};
@@ -30,6 +34,9 @@ pub enum StoreError {
     /// No such record.
     #[error("not found: `{0}`")]
     NotFound(String),
+    /// The audit log could not be written or read.
+    #[error("audit log: {0}")]
+    Audit(String),
     /// The operating system's random source failed.
     #[error("random source failed: {0}")]
     Random(String),

@@ -1,0 +1,214 @@
+//! One audit record, its canonical encoding, and its place in the hash chain.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The `prev_hash` of the first record ever written.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What a record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A judged request (its decision), written before the request is forwarded.
+    #[default]
+    Call,
+    /// How a forwarded call ended, linked to its `call` record by `call_seq`.
+    Outcome,
+    /// A tool definition changed, appeared, or was approved (pinning).
+    Pin,
+    /// An approval was requested, approved, denied, expired or used.
+    Approval,
+    /// Old records were pruned by retention; the chain continues from the anchor.
+    Prune,
+}
+
+impl Kind {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Call => "call",
+            Kind::Outcome => "outcome",
+            Kind::Pin => "pin",
+            Kind::Approval => "approval",
+            Kind::Prune => "prune",
+        }
+    }
+}
+
+/// How a forwarded call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A result without `isError`.
+    Ok,
+    /// A result with `isError: true` (the tool ran and reported a failure).
+    ToolError,
+    /// A JSON-RPC error from the upstream.
+    JsonrpcError,
+    /// The upstream could not be reached, or failed before answering.
+    TransportError,
+    /// No answer within the upstream timeout.
+    Timeout,
+    /// The agent went away before the answer (the call may still have run).
+    Abandoned,
+}
+
+impl Outcome {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ToolError => "tool_error",
+            Outcome::JsonrpcError => "jsonrpc_error",
+            Outcome::TransportError => "transport_error",
+            Outcome::Timeout => "timeout",
+            Outcome::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// One audit record. Fields that do not apply are `None` and left out of the encoding.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// Position in the chain, from 1 (set by the log when written).
+    #[serde(default)]
+    pub seq: u64,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// What it is about.
+    pub kind: Kind,
+    /// The JSON-RPC request id, as the agent sent it (JSON text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// For an outcome: the `seq` of its call record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_seq: Option<u64>,
+    /// The grant's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    /// The grant's label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_label: Option<String>,
+    /// Who holds the grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// The server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// The toolgate session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The JSON-RPC method.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The tool (`tools/call`, pin and approval records).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// The policy's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The policy's version: the first 16 hex digits of the SHA-256 of its file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
+    /// `allow` or `deny` (`require_approval` while a call is held).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// The rule: a JSON Pointer into the policy or a label such as `(default deny)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The message the agent saw (denials), or what happened (events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The top-level argument names, sorted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arg_keys: Option<Vec<String>>,
+    /// SHA-256 of the canonical arguments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arg_hash: Option<String>,
+    /// The argument values, redacted (only with `audit_arguments = "full"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args: Option<Value>,
+    /// How a forwarded call ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// The upstream's HTTP status, when it answered over HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    /// Time spent deciding, microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_us: Option<u64>,
+    /// Time the upstream took, microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_us: Option<u64>,
+    /// Request body size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    /// Response size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
+    /// The approval this record belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    /// Who approved or denied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
+    /// The hash of the record before (or of the prune anchor; [`GENESIS`] for the first).
+    #[serde(default)]
+    pub prev_hash: String,
+}
+
+impl Record {
+    /// The canonical encoding: the JSON of every field that is set (including `seq` and
+    /// `prev_hash`), keys sorted, no whitespace. This is what is stored and hashed.
+    pub fn canonical(&self) -> String {
+        let v = serde_json::to_value(self).unwrap_or(Value::Null);
+        toolgate_protocol::canonical(&v)
+    }
+
+    /// The record's hash: SHA-256 (hex) of its canonical encoding, which includes the
+    /// previous record's hash, so each record seals the whole chain before it.
+    pub fn hash(&self) -> String {
+        hash_body(&self.canonical())
+    }
+
+    /// Parses a stored canonical encoding.
+    pub fn from_body(body: &str) -> Result<Record, serde_json::Error> {
+        serde_json::from_str(body)
+    }
+}
+
+/// SHA-256 (hex) of a canonical encoding.
+pub fn hash_body(body: &str) -> String {
+    hex::encode(Sha256::digest(body.as_bytes()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_round_trips_and_hash_covers_every_field() {
+        let r = Record {
+            seq: 7,
+            at_ms: 1_700_000_000_000,
+            kind: Kind::Call,
+            tool: Some("refund".into()),
+            decision: Some("deny".into()),
+            prev_hash: GENESIS.into(),
+            ..Record::default()
+        };
+        let body = r.canonical();
+        assert!(body.starts_with("{\"at_ms\":1700000000000,\"decision\":\"deny\""));
+        assert_eq!(Record::from_body(&body).unwrap(), r);
+        let mut other = r.clone();
+        other.decision = Some("allow".into());
+        assert_ne!(other.hash(), r.hash());
+        let mut moved = r.clone();
+        moved.seq = 8;
+        assert_ne!(moved.hash(), r.hash());
+    }
+}
