@@ -258,6 +258,27 @@ class Gateway:
             self.proc = None
         self.base_url = None
 
+    def kill9(self) -> None:
+        """SIGKILL the gateway (and its stdio children): no flush, no clean shutdown."""
+        assert self.proc is not None, "gateway not running"
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=10)
+        self.proc = None
+        self.base_url = None
+
+    @property
+    def audit_path(self) -> Path:
+        """The audit log's file (default: beside the store)."""
+        return self.root / "toolgate-audit.db"
+
+    def audit_records(self, *args: str) -> list[dict[str, Any]]:
+        """`toolgate audit query --format jsonl ARGS`, parsed."""
+        out = self.cli("audit query", "--format", "jsonl", *args).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
     def restart(self) -> Gateway:
         self.stop()
         return self.start()
@@ -365,12 +386,16 @@ def start_everything_http(workdir: Path) -> Upstream:
     return Upstream("everything (streamableHttp)", proc, log, f"http://127.0.0.1:{port}/mcp")
 
 
-def start_recording_server(workdir: Path, mode: str = "sse") -> Upstream:
+def start_recording_server(workdir: Path, mode: str = "sse", notes: Path | None = None) -> Upstream:
     """The Python `MCPServer` upstream; mode `sse` (sessions, SSE answers), `json` (sessions,
-    JSON answers) or `stateless` (no sessions, JSON answers)."""
-    log = workdir / f"recording-{mode}.log"
-    headers_log = workdir / f"recording-{mode}.headers.jsonl"
+    JSON answers) or `stateless` (no sessions, JSON answers). With `notes`, its `note` tool
+    appends each nonce there."""
+    tag = f"{mode}-notes" if notes else mode
+    log = workdir / f"recording-{tag}.log"
+    headers_log = workdir / f"recording-{tag}.headers.jsonl"
     argv = [sys.executable, str(RECORDING_SERVER), "--port", "0", "--log", str(headers_log)]
+    if notes is not None:
+        argv += ["--notes", str(notes)]
     if mode == "json":
         argv.append("--json-response")
     elif mode == "stateless":

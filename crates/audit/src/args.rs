@@ -57,7 +57,7 @@ impl Path {
 
 /// Applies redaction: configured paths always; values that look like secrets (API keys,
 /// bearer tokens, JWTs, private keys, card numbers) unless their path is allowed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Redactor {
     paths: Vec<Path>,
     allow: Vec<Path>,

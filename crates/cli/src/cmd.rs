@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod audit;
 pub mod demo;
 pub mod fetch_tools;
 pub mod grants;
@@ -41,4 +42,11 @@ pub fn open_store(cfg: &toolgate_gateway::Config) -> anyhow::Result<toolgate_sto
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     toolgate_gateway::state::now_ms()
+}
+
+/// Who runs this command, for audit records: `$TOOLGATE_OPERATOR`, else `$USER`.
+pub fn operator() -> String {
+    std::env::var("TOOLGATE_OPERATOR")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into())
 }

@@ -28,6 +28,9 @@ Examples:
   toolgate policy test policies/demo.json
   toolgate policy explain policies/demo.json --tool refund_payment --args '{\"amount\": 5000}'
   toolgate policy explain policies/demo.json --tool create_agent_checkout_session --calls 31
+  toolgate audit tail -f                          watch calls and decisions as they happen
+  toolgate audit verify                           check the audit log's hash chain
+  toolgate policy replay draft.json --since 7d    what a draft would change, on recorded calls
 
 Exit codes: 0 success, 1 a check failed, 2 usage or runtime error.
 Docs: README.md and docs/ in the repository.";
@@ -67,7 +70,22 @@ enum Command {
         #[command(flatten)]
         config: cmd::ConfigArg,
     },
-    /// Validate, test and explain policy documents, without calling anything.
+    /// Read the audit log: tail, query, verify the hash chain, export.
+    Audit {
+        #[command(subcommand)]
+        command: cmd::audit::AuditCommand,
+        #[command(flatten)]
+        config: cmd::ConfigArg,
+    },
+    /// Calls per minute, deny %, top deny rules and the last denials, from the audit log.
+    Status {
+        /// The span to summarise: a duration back from now (`60m`, `24h`) or an RFC 3339 time.
+        #[arg(long, value_name = "WHEN", default_value = "60m")]
+        since: String,
+        #[command(flatten)]
+        config: cmd::ConfigArg,
+    },
+    /// Validate, test, explain and replay policy documents, without calling anything.
     #[command(subcommand)]
     Policy(cmd::policy::PolicyCommand),
     /// Risk-classify a server's tools and optionally write a starter policy.
@@ -107,13 +125,18 @@ fn init_logging(quiet: bool) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Policy(_)) {
+    if !matches!(
+        cli.command,
+        Command::Policy(_) | Command::Audit { .. } | Command::Status { .. }
+    ) {
         init_logging(matches!(cli.command, Command::Demo { .. }));
     }
     let result = match cli.command {
         Command::Serve { config } => cmd::serve::run(&config),
         Command::Grants { command, config } => cmd::grants::run(command, &config),
         Command::Policy(c) => cmd::policy::run(c),
+        Command::Audit { command, config } => cmd::audit::run(command, &config),
+        Command::Status { since, config } => cmd::audit::status(&config, &since),
         Command::Tools { command, config } => cmd::tools::run(command, &config),
         Command::Scan(a) => cmd::scan::run(&a),
         Command::Demo {

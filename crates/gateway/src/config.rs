@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Deserialize;
+use sha2::Digest as _;
+use toolgate_audit::{ArgumentsMode, Redactor};
 use toolgate_policy::duration::parse_duration;
 use toolgate_policy::Policy;
 
@@ -40,6 +42,15 @@ struct RawConfig {
     policies: BTreeMap<String, String>,
     #[serde(default)]
     servers: Vec<RawServer>,
+    audit: Option<RawAudit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    enabled: Option<bool>,
+    path: Option<String>,
+    retention: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +70,11 @@ struct RawServer {
     pinning: Option<String>,
     #[serde(default)]
     sanitize_descriptions: bool,
+    audit_arguments: Option<String>,
+    #[serde(default)]
+    redact: Vec<String>,
+    #[serde(default)]
+    audit_allow_secrets: Vec<String>,
 }
 
 /// What toolgate does when a tool's definition changes after it was pinned.
@@ -110,6 +126,21 @@ pub struct ServerConfig {
     pub pinning: Pinning,
     /// Strip control and invisible characters from tool descriptions sent to agents.
     pub sanitize_descriptions: bool,
+    /// What audit records keep of arguments.
+    pub audit_arguments: ArgumentsMode,
+    /// Redaction applied to argument values kept in the audit (and shown to approvers).
+    pub redactor: Redactor,
+}
+
+/// The `[audit]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// Record every judged request (default on). Off only for measuring its cost.
+    pub enabled: bool,
+    /// The audit log's file (default: beside the store, `toolgate-audit.db`).
+    pub path: PathBuf,
+    /// Delete records older than this many milliseconds (default: keep forever).
+    pub retention_ms: Option<u64>,
 }
 
 /// A validated config with its policies loaded.
@@ -135,6 +166,10 @@ pub struct Config {
     pub policies: BTreeMap<String, Arc<Policy>>,
     /// The policy files, by name (for watching).
     pub policy_files: BTreeMap<String, PathBuf>,
+    /// Each policy's version: the first 16 hex digits of the SHA-256 of its file.
+    pub policy_versions: BTreeMap<String, String>,
+    /// The audit log.
+    pub audit: AuditConfig,
 }
 
 fn parse_size(v: &toml::Value) -> Option<usize> {
@@ -233,8 +268,10 @@ impl Config {
                 }
             }
         };
+        let audit = Self::audit_config(raw.audit.as_ref(), &store, base, &mut errors);
         let mut policies = BTreeMap::new();
         let mut policy_files = BTreeMap::new();
+        let mut policy_versions = BTreeMap::new();
         for (name, path) in &raw.policies {
             if !valid_name(name) {
                 errors.push(format!(
@@ -251,6 +288,9 @@ impl Config {
                 )),
                 Ok(text) => match toolgate_policy::load_str(&text) {
                     Ok(l) => {
+                        let digest = sha2::Sha256::digest(text.as_bytes());
+                        policy_versions
+                            .insert(name.clone(), hex::encode(digest).chars().take(16).collect());
                         policies.insert(name.clone(), Arc::new(l.policy));
                     }
                     Err(e) => {
@@ -343,6 +383,20 @@ impl Config {
                     Pinning::Enforce
                 }
             };
+            let audit_arguments = match s.audit_arguments.as_deref() {
+                None | Some("keys") => ArgumentsMode::Keys,
+                Some("full") => ArgumentsMode::Full,
+                Some(other) => {
+                    errors.push(format!(
+                        "{at}.audit_arguments: expected \"keys\" (names and a hash, the default) or \"full\" (values, redacted), got {other:?}"
+                    ));
+                    ArgumentsMode::Keys
+                }
+            };
+            let redactor = Redactor::new(&s.redact, &s.audit_allow_secrets).unwrap_or_else(|e| {
+                errors.push(format!("{at}.redact: {e}"));
+                Redactor::default()
+            });
             if let Some(transport) = transport {
                 servers.push(ServerConfig {
                     name: s.name,
@@ -350,6 +404,8 @@ impl Config {
                     policy: s.policy,
                     pinning,
                     sanitize_descriptions: s.sanitize_descriptions,
+                    audit_arguments,
+                    redactor,
                 });
             }
         }
@@ -370,7 +426,49 @@ impl Config {
             servers,
             policies,
             policy_files,
+            policy_versions,
+            audit,
         })
+    }
+
+    fn audit_config(
+        raw: Option<&RawAudit>,
+        store: &str,
+        base: &Path,
+        errors: &mut Vec<String>,
+    ) -> AuditConfig {
+        let store_file = base.join(store.strip_prefix("sqlite://").unwrap_or("toolgate.db"));
+        let path = match raw.and_then(|a| a.path.as_deref()) {
+            Some(p) if !p.trim().is_empty() => base.join(p),
+            Some(_) => {
+                errors.push("audit.path: must not be empty".into());
+                toolgate_store::AuditLog::path_beside(&store_file)
+            }
+            None => toolgate_store::AuditLog::path_beside(&store_file),
+        };
+        let retention_ms = match raw.and_then(|a| a.retention.as_deref()) {
+            None => None,
+            Some(text) => match parse_duration(text) {
+                Some(secs) if secs >= 3600 => Some(secs.saturating_mul(1000)),
+                Some(_) => {
+                    errors.push(format!(
+                        "audit.retention: {text:?} is under the minimum of 1h"
+                    ));
+                    None
+                }
+                None => {
+                    errors.push(format!(
+                        "audit.retention: expected a duration such as \"90d\", got {text:?}"
+                    ));
+                    None
+                }
+            },
+        };
+        AuditConfig {
+            enabled: raw.and_then(|a| a.enabled).unwrap_or(true),
+            path,
+            retention_ms,
+        }
     }
 
     /// A server by name.

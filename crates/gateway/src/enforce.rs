@@ -4,11 +4,14 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use toolgate_audit::{Kind, Outcome, Record};
 use toolgate_policy::{
     evaluate, labels, Call, CounterError, Counters, Decision, Effect, Facts, Policy, Ticket,
 };
 use toolgate_protocol::{error_codes, error_response, tool_error_result};
-use toolgate_store::SqliteStore;
+use toolgate_store::{AuditLog, SqliteStore};
+
+use crate::trail::{outcome_of, Trail};
 
 /// What toolgate answers instead of forwarding.
 #[derive(Debug)]
@@ -131,11 +134,23 @@ pub async fn reserve(
 pub enum Hook {
     /// Relay unchanged.
     None,
-    /// A `tools/call`: give the ticket back if the response is a JSON-RPC error.
-    GiveBackOnError(Arc<dyn Counters>, Ticket),
+    /// A forwarded `tools/call`.
+    Call(CallHook),
     /// A `tools/list`: remove tools the policy hides or denies (`None`: remove all), and
     /// pin the definitions (removing held ones when pinning is enforced).
     FilterTools(Option<Arc<Policy>>, Option<PinCtx>, Sanitize),
+}
+
+/// A forwarded `tools/call`: its reservations (given back if it never reached the tool)
+/// and its audit trail (the outcome, appended when it ends).
+#[derive(Clone)]
+pub struct CallHook {
+    /// Where the reservations were made.
+    pub counters: Arc<dyn Counters>,
+    /// The reservations.
+    pub ticket: Ticket,
+    /// The audit trail, when the audit is on.
+    pub trail: Option<Arc<Trail>>,
 }
 
 /// Whether to strip hidden characters from the descriptions agents see (after pinning,
@@ -157,6 +172,8 @@ pub struct PinCtx {
     pub server: String,
     /// Enforce or only warn.
     pub enforce: bool,
+    /// Where pin changes are recorded.
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 /// Pins the listed tools; returns the names to hold back. Fails closed: when the store
@@ -164,12 +181,24 @@ pub struct PinCtx {
 fn pin_tools(ctx: &PinCtx, tools: &[Value]) -> Result<Vec<String>, ()> {
     let prints: Vec<(String, String, String)> =
         tools.iter().filter_map(crate::pin::fingerprint).collect();
-    match ctx
-        .store
-        .observe_tools(&ctx.server, &prints, crate::state::now_ms())
-    {
-        Ok(pins) => {
-            let held: Vec<String> = pins
+    let now = crate::state::now_ms();
+    match ctx.store.observe_tools(&ctx.server, &prints, now) {
+        Ok(observed) => {
+            for (tool, what) in &observed.changed {
+                if let Some(log) = &ctx.audit {
+                    log.append(Record {
+                        at_ms: now,
+                        kind: Kind::Pin,
+                        server: Some(ctx.server.clone()),
+                        tool: Some(tool.clone()),
+                        decision: Some(if ctx.enforce { "held" } else { "warned" }.into()),
+                        message: Some(what.clone()),
+                        ..Record::default()
+                    });
+                }
+            }
+            let held: Vec<String> = observed
+                .pins
                 .iter()
                 .filter(|p| p.is_held())
                 .map(|p| p.tool.clone())
@@ -194,7 +223,7 @@ impl std::fmt::Debug for Hook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Hook::None => write!(f, "None"),
-            Hook::GiveBackOnError(..) => write!(f, "GiveBackOnError"),
+            Hook::Call(..) => write!(f, "Call"),
             Hook::FilterTools(..) => write!(f, "FilterTools"),
         }
     }
@@ -203,10 +232,35 @@ impl std::fmt::Debug for Hook {
 impl Hook {
     /// Called when the transport failed before any response: gives reservations back.
     pub fn never_reached(&self) {
-        if let Hook::GiveBackOnError(c, t) = self {
-            if let Err(e) = c.give_back(t) {
+        if let Hook::Call(c) = self {
+            if let Err(e) = c.counters.give_back(&c.ticket) {
                 tracing::error!("give-back failed: {e}");
             }
+            if let Some(t) = &c.trail {
+                t.finish(Outcome::TransportError, None);
+            }
+        }
+    }
+
+    /// Called when the answer was lost after the request went out: no answer in time
+    /// (`timeout`) or a broken stream. The call may have run, so nothing is given back.
+    pub fn lost(&self, timeout: bool) {
+        if let Hook::Call(CallHook { trail: Some(t), .. }) = self {
+            t.finish(
+                if timeout {
+                    Outcome::Timeout
+                } else {
+                    Outcome::TransportError
+                },
+                None,
+            );
+        }
+    }
+
+    /// Called with the upstream's HTTP status.
+    pub fn upstream_status(&self, status: u16) {
+        if let Hook::Call(CallHook { trail: Some(t), .. }) = self {
+            t.upstream_status(status);
         }
     }
 
@@ -214,14 +268,22 @@ impl Hook {
     pub fn apply(&self, msg: &[u8]) -> Option<String> {
         match self {
             Hook::None => None,
-            Hook::GiveBackOnError(..) => {
-                // Most answers are results: only parse when an `error` member may be there.
-                if !contains(msg, b"\"error\"") {
-                    return None;
+            Hook::Call(c) => {
+                // Most answers are plain results: parse only when `error` or `isError` may be there.
+                let outcome = if contains(msg, b"\"error\"") || contains(msg, b"\"isError\"") {
+                    serde_json::from_slice::<Value>(msg)
+                        .map(|v| outcome_of(&v))
+                        .unwrap_or(Outcome::Ok)
+                } else {
+                    Outcome::Ok
+                };
+                if outcome == Outcome::JsonrpcError {
+                    if let Err(e) = c.counters.give_back(&c.ticket) {
+                        tracing::error!("give-back failed: {e}");
+                    }
                 }
-                let v: Value = serde_json::from_slice(msg).ok()?;
-                if v.get("error").is_some() {
-                    self.never_reached();
+                if let Some(t) = &c.trail {
+                    t.finish(outcome, Some(msg.len()));
                 }
                 None
             }

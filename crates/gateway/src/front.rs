@@ -19,12 +19,18 @@ use toolgate_protocol::{error_codes, error_response, Envelope, EnvelopeError, Er
 use toolgate_store::{Grant, GrantStatus};
 
 use crate::config::{Pinning, ServerConfig, Transport};
-use crate::enforce::{is_response_to, judge, reserve, Caller, Hook, PinCtx, Sanitize, Verdict};
+use crate::enforce::{
+    denial_message, is_response_to, judge, reserve, CallHook, Caller, Hook, PinCtx, Sanitize,
+    Verdict,
+};
 use crate::session::{Session, UpstreamSession};
 use crate::sse::{encode, SseParser};
 use crate::state::{now_ms, AppState};
+use crate::trail::{self, Trail};
 use crate::upstream::id_key;
 use crate::upstream::stdio::StdioProcess;
+use toolgate_policy::Decision;
+use toolgate_store::AuditLog;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -268,6 +274,7 @@ async fn post_mcp(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = std::time::Instant::now();
     let (cfg, srv, grant) = match admit(&st, &headers, &server) {
         Ok(x) => x,
         Err(r) => return r.into_response(),
@@ -325,6 +332,11 @@ async fn post_mcp(
     };
     let id_text = env.id_text().to_string();
     if env.method() == "initialize" && env.kind == Kind::Request {
+        if st.audit.is_some() {
+            let r =
+                trail::request_record(&cfg, &srv, &grant, "", "initialize", &id_text, bytes.len());
+            record_forwarded(&st, Some(r));
+        }
         return initialize(&st, &cfg, &srv, &grant, &headers, bytes, &id_text).await;
     }
     let session = match headers.get(SESSION_HEADER) {
@@ -349,6 +361,17 @@ async fn post_mcp(
         .as_ref()
         .and_then(|p| cfg.policies.get(p))
         .cloned();
+    let record = st.audit.as_ref().map(|_| {
+        trail::request_record(
+            &cfg,
+            &srv,
+            &grant,
+            &session.id,
+            env.method(),
+            &id_text,
+            bytes.len(),
+        )
+    });
     let hook = match env.method() {
         "tools/call" => {
             let Some(tool) = env.name.clone() else {
@@ -398,16 +421,48 @@ async fn post_mcp(
                 }
             };
             tracing::info!(server = %srv.name, grant = %grant.label, tool = %tool, decision = ?decision.effect, rule = %decision.rule, "tools/call judged");
+            let record =
+                record.map(|r| trail::with_decision(r, &srv, &tool, &args, &decision, started));
             match verdict {
-                Verdict::Answer(body) => return json_response(StatusCode::OK, body),
-                Verdict::Forward(ticket) => Hook::GiveBackOnError(st.counters.clone(), ticket),
+                Verdict::Answer(body) => {
+                    if let (Some(log), Some(r)) = (&st.audit, record) {
+                        log.append(r);
+                    }
+                    return json_response(StatusCode::OK, body);
+                }
+                Verdict::Forward(ticket) => {
+                    let trail = match (&st.audit, record) {
+                        (Some(log), Some(r)) => match append_durable(log, r.clone()).await {
+                            Ok(seq) => Some(Arc::new(Trail::new(log.clone(), &r, seq))),
+                            Err(e) => {
+                                tracing::error!("audit log unavailable: {e}; the call is refused");
+                                if let Err(e) = st.counters.give_back(&ticket) {
+                                    tracing::error!("give-back failed: {e}");
+                                }
+                                let d = Decision::denied(
+                                    "(audit unavailable)",
+                                    "the audit log cannot be written; the call is refused to be safe",
+                                );
+                                return json_response(StatusCode::OK, denial_message(&id_text, &d));
+                            }
+                        },
+                        _ => None,
+                    };
+                    Hook::Call(CallHook {
+                        counters: st.counters.clone(),
+                        ticket,
+                        trail,
+                    })
+                }
             }
         }
         "tools/list" => {
+            record_forwarded(&st, record);
             let pins = (srv.pinning != Pinning::Off).then(|| PinCtx {
                 store: st.store.clone(),
                 server: srv.name.clone(),
                 enforce: srv.pinning == Pinning::Enforce,
+                audit: st.audit.clone(),
             });
             Hook::FilterTools(
                 policy,
@@ -418,7 +473,10 @@ async fn post_mcp(
                 },
             )
         }
-        _ => Hook::None,
+        _ => {
+            record_forwarded(&st, record);
+            Hook::None
+        }
     };
     let progress = env.progress_token.map(|t| t.get().to_string());
     relay_request(
@@ -434,6 +492,27 @@ async fn post_mcp(
         hook,
     )
     .await
+}
+
+/// Records a request forwarded without judgement beyond the grant (not waited for).
+fn record_forwarded(st: &AppState, record: Option<toolgate_audit::Record>) {
+    if let (Some(log), Some(mut r)) = (&st.audit, record) {
+        r.decision = Some("allow".into());
+        log.append(r);
+    }
+}
+
+/// Appends a decision record and waits until it is durable; returns its seq.
+async fn append_durable(log: &AuditLog, record: toolgate_audit::Record) -> Result<u64, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    log.append_then(
+        record,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.await
+        .unwrap_or_else(|_| Err("the audit writer stopped".into()))
 }
 
 /// Headers passed from the agent to an HTTP upstream (never `Authorization`).
@@ -688,7 +767,11 @@ async fn relay_request(
                 }
                 Ok(r) => relay_response(r, id_text, hook, &srv.name).await,
                 Err(e) => {
-                    hook.never_reached();
+                    if e.is_timeout() {
+                        hook.lost(true);
+                    } else {
+                        hook.never_reached();
+                    }
                     upstream_failure(id_text, &e, &srv.name)
                 }
             }
@@ -729,6 +812,7 @@ async fn relay_request(
                         },
                         _ = &mut deadline => {
                             proc.unregister(id_text);
+                            hook.lost(true);
                             return http_error(StatusCode::GATEWAY_TIMEOUT, id_text, error_codes::UPSTREAM_ERROR, &format!("upstream `{}` timed out", srv.name));
                         }
                     }
@@ -758,6 +842,7 @@ async fn relay_request(
                         },
                         _ = &mut deadline => {
                             proc.unregister(&id_owned);
+                            hook.lost(true);
                             let e = error_response(&id_owned, error_codes::UPSTREAM_ERROR, &format!("upstream `{server}` timed out"), None);
                             yield Ok(encode(&e, None));
                             break;
@@ -796,6 +881,7 @@ async fn relay_response(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
+    hook.upstream_status(status.as_u16());
     if !status.is_success() {
         hook.never_reached();
     }
@@ -814,6 +900,9 @@ async fn relay_response(
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(server = %server, "upstream stream broke: {}", short_err(&e));
+                        if !answered {
+                            hook.lost(e.is_timeout());
+                        }
                         if !answered && key != "null" {
                             let msg = if e.is_timeout() { "timed out" } else { "closed the stream before answering" };
                             yield Ok::<Bytes, std::io::Error>(encode(&error_response(&key, error_codes::UPSTREAM_ERROR, &format!("upstream `{server}` {msg}"), None), None));
@@ -846,7 +935,10 @@ async fn relay_response(
     }
     let body = match resp.bytes().await {
         Ok(b) => b,
-        Err(e) => return upstream_failure(id_text, &e, server),
+        Err(e) => {
+            hook.lost(e.is_timeout());
+            return upstream_failure(id_text, &e, server);
+        }
     };
     let body = if status.is_success() {
         hook.apply(&body).map(Bytes::from).unwrap_or(body)

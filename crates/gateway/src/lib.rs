@@ -22,6 +22,7 @@ pub mod reload;
 pub mod session;
 pub mod sse;
 pub mod state;
+pub mod trail;
 pub mod upstream;
 
 use std::future::Future;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use toolgate_policy::Counters;
-use toolgate_store::{Grant, SqliteStore, StoreError};
+use toolgate_store::{AuditLog, Grant, SqliteStore, StoreError};
 
 use crate::config::Config;
 use crate::session::Sessions;
@@ -24,6 +24,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Grants by token, valid while the store's `data_version` is unchanged.
     grants: Mutex<GrantCache>,
+    /// The audit log (`None` when `[audit] enabled = false`).
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 #[derive(Default)]
@@ -67,7 +69,14 @@ impl AppState {
             sessions: Sessions::default(),
             http,
             grants: Mutex::new(GrantCache::default()),
+            audit: None,
         })
+    }
+
+    /// Records every judged request in `log`.
+    pub fn with_audit(mut self, log: Arc<AuditLog>) -> Self {
+        self.audit = Some(log);
+        self
     }
 
     /// The grant a token opens. Cached; the cache is dropped whenever another process

@@ -20,7 +20,7 @@ pub mod sqlite;
 pub use audit::{AuditFilter, AuditLog, Stats, Verified};
 pub use counters::PersistentCounters;
 pub use grants::{Grant, GrantStatus, NewGrant};
-pub use sqlite::{Pin, SqliteStore};
+pub use sqlite::{Observed, Pin, SqliteStore};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]

@@ -71,6 +71,15 @@ impl Pin {
     }
 }
 
+/// What one `tools/list` observation found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// The pins of the listed tools.
+    pub pins: Vec<Pin>,
+    /// Tools that became held by this observation, with what happened.
+    pub changed: Vec<(String, String)>,
+}
+
 const PIN_COLS: &str =
     "server, tool, hash, definition, pinned_at_ms, pending_hash, pending_definition";
 
@@ -317,9 +326,10 @@ impl SqliteStore {
         server: &str,
         tools: &[(String, String, String)],
         now_ms: u64,
-    ) -> Result<Vec<Pin>, StoreError> {
+    ) -> Result<Observed, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        let mut changed = vec![];
         let known: i64 = tx.query_row(
             "SELECT COUNT(*) FROM pins WHERE server = ?1",
             [server],
@@ -347,6 +357,7 @@ impl SqliteStore {
                         "INSERT INTO pins (server, tool, pending_hash, pending_definition, seen_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
                         params![server, tool, hash, definition, to_i64(now_ms)],
                     )?;
+                    changed.push((tool.clone(), "new since pinning".to_string()));
                 }
                 Some(p) if p.hash.as_deref() == Some(hash.as_str()) => {
                     // Back to the approved definition: nothing pending any more.
@@ -355,11 +366,16 @@ impl SqliteStore {
                     }
                 }
                 Some(p) if p.pending_hash.as_deref() == Some(hash.as_str()) => {}
-                Some(_) => {
+                Some(p) => {
                     tx.execute(
                         "UPDATE pins SET pending_hash = ?3, pending_definition = ?4, seen_at_ms = ?5 WHERE server = ?1 AND tool = ?2",
                         params![server, tool, hash, definition, to_i64(now_ms)],
                     )?;
+                    let was = p.hash.as_deref().unwrap_or("none");
+                    changed.push((
+                        tool.clone(),
+                        format!("definition changed: pinned {was}, now {hash}"),
+                    ));
                 }
             }
             if let Some(p) = tx
@@ -375,7 +391,7 @@ impl SqliteStore {
         }
         tx.commit()?;
         self.held_cache().by_tool.clear();
-        Ok(out)
+        Ok(Observed { pins: out, changed })
     }
 
     /// True when the tool's definition is held (changed or new since pinning).

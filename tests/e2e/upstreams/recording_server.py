@@ -4,18 +4,20 @@ It serves a few tools through `MCPServer` (mcp 2.3.0) and records the headers of
 request it receives, so a test can prove what toolgate forwards upstream (a configured
 upstream header) and what it never forwards (the agent's own `Authorization`).
 
-    python recording_server.py --port 0 [--host 127.0.0.1] [--log FILE] [--json-response] [--stateless]
+    python recording_server.py --port 0 [--host 127.0.0.1] [--log FILE] [--notes FILE] [--json-response] [--stateless]
 
 With `--port 0` it picks a free port. Once it accepts connections it prints one line on
 stdout, `recording-server: listening on http://HOST:PORT/mcp`, which the fixtures wait for.
 `--log FILE` appends one JSON line per HTTP request: `{"method", "path", "headers"}` (header
-names lower-cased, as received).
+names lower-cased, as received). `--notes FILE` is where the `note` tool writes each nonce it
+receives, on disk before it answers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import sys
 import threading
@@ -34,6 +36,20 @@ server = MCPServer(
 # Filled in by main(): where each HTTP request's headers are appended.
 _LOG_PATH: str | None = None
 _LOG_LOCK = threading.Lock()
+# Filled in by main(): where `note` appends each nonce (flushed to disk before it answers).
+_NOTES_PATH: str | None = None
+
+
+@server.tool()
+def note(nonce: str) -> str:
+    """Write the nonce to the notes file (on disk before answering), so a test knows every
+    call that reached this server."""
+    if _NOTES_PATH is not None:
+        with _LOG_LOCK, open(_NOTES_PATH, "a", encoding="utf-8") as notes:
+            notes.write(nonce + "\n")
+            notes.flush()
+            os.fsync(notes.fileno())
+    return "noted " + nonce
 
 
 @server.tool()
@@ -103,15 +119,17 @@ class _RecordHeaders:
 
 
 def main() -> None:
-    global _LOG_PATH
+    global _LOG_PATH, _NOTES_PATH
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--log", default=None, help="append each HTTP request's headers here (JSON lines)")
     parser.add_argument("--json-response", action="store_true", help="answer with JSON instead of SSE")
     parser.add_argument("--stateless", action="store_true", help="no sessions")
+    parser.add_argument("--notes", default=None, help="where the `note` tool appends its nonces")
     args = parser.parse_args()
     _LOG_PATH = args.log
+    _NOTES_PATH = args.notes
 
     # Bind first, so a port of 0 becomes a real one that we can print and uvicorn can use.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

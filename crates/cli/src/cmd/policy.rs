@@ -28,6 +28,34 @@ pub enum PolicyCommand {
     },
     /// Show the decision for one call, the rule that made it and why, without calling anything.
     Explain(ExplainArgs),
+    /// Judge the recorded calls again under a draft policy and report what would change.
+    ///
+    /// Reads `tools/call` records from the audit log (newly denied, newly allowed, by
+    /// rule). Calls recorded with argument keys only, whose decision under the draft depends
+    /// on argument values, are reported as undecidable rather than guessed. Exit 0.
+    Replay(ReplayArgs),
+}
+
+/// Arguments of `policy replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The draft policy file.
+    #[arg(value_name = "DRAFT")]
+    file: PathBuf,
+    /// Replay calls from this far back (`7d`, `12h`) or from an RFC 3339 time.
+    #[arg(long, value_name = "WHEN", default_value = "7d")]
+    since: String,
+    /// Only calls to this server.
+    #[arg(long)]
+    server: Option<String>,
+    /// List at most this many changed calls per kind of change.
+    #[arg(long, default_value_t = 10)]
+    show: usize,
+    /// Print the full report as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    config: super::ConfigArg,
 }
 
 /// Arguments of `policy explain`.
@@ -59,7 +87,82 @@ pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
         PolicyCommand::Check { files } => check(&files),
         PolicyCommand::Test { file } => test(&file),
         PolicyCommand::Explain(a) => explain(&a),
+        PolicyCommand::Replay(a) => replay(&a),
     }
+}
+
+fn replay(a: &ReplayArgs) -> Result<ExitCode> {
+    let Some(draft) = load_reporting(&a.file)? else {
+        return Ok(ExitCode::from(1));
+    };
+    let log = super::audit::open_existing(&a.config)?;
+    let now = super::now_ms();
+    let filter = toolgate_store::AuditFilter {
+        kind: Some("call".into()),
+        method: Some("tools/call".into()),
+        server: a.server.clone(),
+        since_ms: Some(super::audit::parse_when(&a.since, now)?),
+        ..Default::default()
+    };
+    let mut records = vec![];
+    log.query(&filter, false, None, |r| {
+        records.push(r);
+        true
+    })?;
+    let report = toolgate_audit::replay(&records, &draft.policy);
+    if a.json {
+        say!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!(
+        "replayed {} calls since {} under {}:",
+        report.judged,
+        super::audit::show_time(filter.since_ms.unwrap_or(0)),
+        a.file.display()
+    );
+    say!("  unchanged      {}", report.unchanged);
+    say!("  newly denied   {}", report.newly_denied.len());
+    say!("  newly allowed  {}", report.newly_allowed.len());
+    say!("  other changes  {}", report.other_changes.len());
+    say!("  undecidable    {} (only argument keys were recorded; set audit_arguments = \"full\" to replay value rules)", report.undecidable.len());
+    for (title, changes) in [
+        ("newly denied", &report.newly_denied),
+        ("newly allowed", &report.newly_allowed),
+        ("other changes", &report.other_changes),
+        ("undecidable", &report.undecidable),
+    ] {
+        if changes.is_empty() {
+            continue;
+        }
+        let mut by_rule: std::collections::BTreeMap<&str, usize> = Default::default();
+        for c in changes.iter() {
+            *by_rule.entry(c.new_rule.as_str()).or_default() += 1;
+        }
+        say!("{title}, by rule:");
+        for (rule, n) in &by_rule {
+            say!("  {n:>6}  {rule}");
+        }
+        for c in changes.iter().take(a.show) {
+            say!(
+                "    #{} {} {} {}: was {} ({}), now {} ({})",
+                c.seq,
+                super::audit::show_time(c.at_ms),
+                c.grant,
+                c.tool,
+                c.old_decision,
+                c.old_rule,
+                c.new_decision,
+                c.new_rule
+            );
+        }
+        if changes.len() > a.show {
+            say!(
+                "    … and {} more (--show N, or --json)",
+                changes.len() - a.show
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read(path: &Path) -> Result<String> {

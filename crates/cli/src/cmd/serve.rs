@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use toolgate_gateway::AppState;
-use toolgate_store::{NewGrant, PersistentCounters};
+use toolgate_store::{AuditLog, NewGrant, PersistentCounters};
 
 use super::{load_config, now_ms, open_store, ConfigArg};
 
@@ -36,11 +36,49 @@ pub fn run(arg: &ConfigArg) -> Result<ExitCode> {
             }
             say!("toolgate: these tokens are shown once; send them as `Authorization: Bearer TOKEN`. `toolgate grants create` makes more.");
         }
-        let state = Arc::new(AppState::new(cfg, store, counters)?);
+        let audit = open_audit_for_serve(&cfg)?;
+        let mut state = AppState::new(cfg, store, counters)?;
+        if let Some(log) = audit {
+            state = state.with_audit(log);
+        }
+        let state = Arc::new(state);
         toolgate_gateway::run(listener, shutdown_signal(), state).await?;
         say!("toolgate: stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Opens the audit log (when on), prunes it by retention now and every hour after.
+fn open_audit_for_serve(cfg: &toolgate_gateway::Config) -> Result<Option<Arc<AuditLog>>> {
+    if !cfg.audit.enabled {
+        say!("toolgate: the audit log is off ([audit] enabled = false): calls are not recorded");
+        return Ok(None);
+    }
+    let log =
+        Arc::new(AuditLog::open(&cfg.audit.path).with_context(|| {
+            format!("cannot open the audit log `{}`", cfg.audit.path.display())
+        })?);
+    say!("toolgate: audit log {}", cfg.audit.path.display());
+    if let Some(keep) = cfg.audit.retention_ms {
+        let pruner = log.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = now_ms();
+                let p = pruner.clone();
+                match tokio::task::spawn_blocking(move || {
+                    p.prune_before(now.saturating_sub(keep), now)
+                })
+                .await
+                {
+                    Ok(Ok(n)) if n > 0 => tracing::info!("audit retention: {n} old records pruned"),
+                    Ok(Err(e)) => tracing::error!("audit retention failed: {e}"),
+                    _ => {}
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            }
+        });
+    }
+    Ok(Some(log))
 }
 
 async fn shutdown_signal() {

@@ -97,6 +97,23 @@ pub fn run(cmd: ToolsCommand, arg: &ConfigArg) -> Result<ExitCode> {
         }
         ToolsCommand::Approve { server, tool } => {
             let p = store.approve_pin(&server, &tool, now_ms())?;
+            if cfg.audit.enabled {
+                let who = super::operator();
+                let log = toolgate_store::AuditLog::open(&cfg.audit.path)?;
+                log.append_sync(toolgate_audit::Record {
+                    at_ms: now_ms(),
+                    kind: toolgate_audit::Kind::Pin,
+                    server: Some(server.clone()),
+                    tool: Some(tool.clone()),
+                    decision: Some("approved".into()),
+                    approver: Some(who.clone()),
+                    message: Some(format!(
+                        "definition {} approved by {who}",
+                        p.hash.as_deref().unwrap_or("")
+                    )),
+                    ..Default::default()
+                })?;
+            }
             say!(
                 "approved `{}` on `{}`: pinned at {}; the tool is released",
                 p.tool,
