@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Load run on loopback: the same tools/call directly against the demo server (stateless
-# Streamable HTTP, JSON answers) and through toolgate (a policy with a predicate and a
-# limit, counters written to SQLite), at concurrency 1 and 32. Prints requests/s, p50 and
-# p99 for both and their ratios. Bounded: DURATION seconds per run (default 10).
+# Streamable HTTP, JSON answers), through toolgate (a policy with a predicate and a limit,
+# counters written to SQLite, every call's audit record durable before it is forwarded),
+# and through a second toolgate with the audit log off, at concurrency 1 and 32. Prints
+# requests/s, p50 and p99 for each, the ratios to the direct call, and audit on / off.
+# Bounded: DURATION seconds per run (default 10), six runs.
 # Usage: bench/proxy.sh            (installs oha with cargo if it is missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,9 +22,15 @@ BIN=$PWD/target/release/toolgate
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port)
 "$BIN" demo --http "127.0.0.1:$UP" --stateless 2>"$WORK/demo.log" &
-cat > "$WORK/toolgate.toml" <<TOML
+start_gateway() { # name audit-enabled
+  local name=$1 audit=$2 dir="$WORK/$1"
+  mkdir -p "$dir"
+  cat > "$dir/toolgate.toml" <<TOML
 listen = "127.0.0.1:0"
-store = "sqlite://$WORK/toolgate.db"
+store = "sqlite://$dir/toolgate.db"
+[audit]
+enabled = $audit
+sync = "${AUDIT_SYNC:-full}"
 [policies]
 bench = "${POLICY:-$PWD/bench/policy.json}"
 [[servers]]
@@ -30,23 +38,27 @@ name = "demo"
 policy = "bench"
 url = "http://127.0.0.1:$UP/mcp"
 TOML
-RUST_LOG=warn "$BIN" serve --config "$WORK/toolgate.toml" >"$WORK/serve.out" 2>"$WORK/serve.err" &
-for _ in $(seq 100); do grep -q 'listening on' "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
-GW=$(grep -o 'http://[0-9.:]*' "$WORK/serve.out" | head -1)
-TOKEN=$(grep -o 'tg_[0-9a-f]*' "$WORK/serve.out" | head -1)
+  RUST_LOG=warn "$BIN" serve --config "$dir/toolgate.toml" >"$dir/serve.out" 2>"$dir/serve.err" &
+  for _ in $(seq 100); do grep -q 'listening on' "$dir/serve.out" 2>/dev/null && break; sleep 0.1; done
+}
+start_gateway audit true
+start_gateway noaudit false
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$UP/mcp" && break; sleep 0.1; done
 
 H_CT='Content-Type: application/json'
 H_AC='Accept: application/json, text/event-stream'
 H_PV='MCP-Protocol-Version: 2025-11-25'
 INIT='{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}'
-SID=$(curl -s -D - -o /dev/null -H "$H_CT" -H "$H_AC" -H "Authorization: Bearer $TOKEN" "$GW/mcp/demo" -d "$INIT" | awk 'tolower($1)=="mcp-session-id:"{print $2}' | tr -d '\r')
-[ -n "$SID" ] || { echo "bench: could not open a session through toolgate"; cat "$WORK/serve.err"; exit 2; }
 CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_patient","arguments":{"patient_id":"pat_1001"}}}'
-
-# Sanity: both paths answer the call with a result.
 curl -s -H "$H_CT" -H "$H_AC" -H "$H_PV" "http://127.0.0.1:$UP/mcp" -d "$CALL" | grep -q '"result"' || { echo "bench: direct call failed"; exit 2; }
-curl -s -H "$H_CT" -H "$H_AC" -H "$H_PV" -H "Authorization: Bearer $TOKEN" -H "Mcp-Session-Id: $SID" "$GW/mcp/demo" -d "$CALL" | grep -q '"result"' || { echo "bench: proxied call failed"; exit 2; }
+declare -A GW TOKEN SID
+for name in audit noaudit; do
+  GW[$name]=$(grep -o 'http://[0-9.:]*' "$WORK/$name/serve.out" | head -1)
+  TOKEN[$name]=$(grep -o 'tg_[0-9a-f]*' "$WORK/$name/serve.out" | head -1)
+  SID[$name]=$(curl -s -D - -o /dev/null -H "$H_CT" -H "$H_AC" -H "Authorization: Bearer ${TOKEN[$name]}" "${GW[$name]}/mcp/demo" -d "$INIT" | awk 'tolower($1)=="mcp-session-id:"{print $2}' | tr -d '\r')
+  [ -n "${SID[$name]}" ] || { echo "bench: could not open a session through toolgate ($name)"; cat "$WORK/$name/serve.err"; exit 2; }
+  curl -s -H "$H_CT" -H "$H_AC" -H "$H_PV" -H "Authorization: Bearer ${TOKEN[$name]}" -H "Mcp-Session-Id: ${SID[$name]}" "${GW[$name]}/mcp/demo" -d "$CALL" | grep -q '"result"' || { echo "bench: proxied call failed ($name)"; exit 2; }
+done
 
 run() { # name concurrency url extra-headers...
   local name=$1 c=$2 url=$3; shift 3
@@ -54,7 +66,9 @@ run() { # name concurrency url extra-headers...
 }
 for c in 1 32; do
   run "direct-c$c" "$c" "http://127.0.0.1:$UP/mcp"
-  run "proxied-c$c" "$c" "$GW/mcp/demo" -H "Authorization: Bearer $TOKEN" -H "Mcp-Session-Id: $SID"
+  for name in audit noaudit; do
+    run "$name-c$c" "$c" "${GW[$name]}/mcp/demo" -H "Authorization: Bearer ${TOKEN[$name]}" -H "Mcp-Session-Id: ${SID[$name]}"
+  done
 done
 
 python3 - "$WORK" "$DURATION" <<'PY'
@@ -66,11 +80,13 @@ def load(n):
     ok = d.get("statusCodeDistribution", {})
     return s["requestsPerSec"], p["p50"] * 1e6, p["p99"] * 1e6, ok
 print(f"tools/call get_patient, {dur} s per run, loopback; latencies in microseconds")
-print(f"{'conc':>4} | {'direct req/s':>12} {'p50':>8} {'p99':>8} | {'proxied req/s':>13} {'p50':>8} {'p99':>8} | {'thru ratio':>10} {'added p50':>9}")
+print(f"{'conc':>4} {'path':<16} | {'req/s':>7} {'p50':>6} {'p99':>6} | {'vs direct':>9} {'added p50':>9}")
 for c in (1, 32):
-    d = load(f"direct-c{c}"); p = load(f"proxied-c{c}")
-    print(f"{c:>4} | {d[0]:>12.0f} {d[1]:>8.0f} {d[2]:>8.0f} | {p[0]:>13.0f} {p[1]:>8.0f} {p[2]:>8.0f} | {p[0]/d[0]:>10.2f} {p[1]-d[1]:>9.0f}")
-    for name, r in (("direct", d), ("proxied", p)):
+    d = load(f"direct-c{c}")
+    rows = [("direct", d), ("toolgate", load(f"audit-c{c}")), ("toolgate, no audit", load(f"noaudit-c{c}"))]
+    for name, r in rows:
+        print(f"{c:>4} {name:<16} | {r[0]:>7.0f} {r[1]:>6.0f} {r[2]:>6.0f} | {r[0]/d[0]:>9.2f} {r[1]-d[1]:>9.0f}")
         bad = {k: v for k, v in r[3].items() if k != "200"}
         if bad: print(f"     warning: {name} c={c} non-200 answers: {bad}")
+    print(f"{c:>4} audit on / off: throughput {rows[1][1][0]/rows[2][1][0]:.2f}, added p50 {rows[1][1][1]-rows[2][1][1]:.0f} us")
 PY

@@ -70,22 +70,44 @@ impl Outcome {
 }
 
 /// One audit record. Fields that do not apply are `None` and left out of the encoding.
+///
+/// The fields are declared in byte order of their names, so serde writes them in canonical
+/// order and the encoding needs no sorting pass (a test keeps it so).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
-    /// Position in the chain, from 1 (set by the log when written).
-    #[serde(default)]
-    pub seq: u64,
+    /// The approval this record belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    /// Who approved or denied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
+    /// SHA-256 of the canonical arguments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arg_hash: Option<String>,
+    /// The top-level argument names, sorted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arg_keys: Option<Vec<String>>,
+    /// The argument values, redacted (only with `audit_arguments = "full"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args: Option<Value>,
     /// When, in milliseconds since the Unix epoch.
     pub at_ms: u64,
-    /// What it is about.
-    pub kind: Kind,
-    /// The JSON-RPC request id, as the agent sent it (JSON text).
+    /// Request body size.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+    pub bytes_in: Option<u64>,
+    /// Response size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
     /// For an outcome: the `seq` of its call record.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call_seq: Option<u64>,
+    /// `allow` or `deny` (`require_approval` while a call is held).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// Time spent deciding, microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_us: Option<u64>,
     /// The grant's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
@@ -95,77 +117,65 @@ pub struct Record {
     /// Who holds the grant.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
-    /// The server.
+    /// What it is about.
+    pub kind: Kind,
+    /// The message the agent saw (denials), or what happened (events).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub server: Option<String>,
-    /// The toolgate session.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session: Option<String>,
+    pub message: Option<String>,
     /// The JSON-RPC method.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    /// The tool (`tools/call`, pin and approval records).
+    /// How a forwarded call ended.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool: Option<String>,
+    pub outcome: Option<Outcome>,
     /// The policy's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
     /// The policy's version: the first 16 hex digits of the SHA-256 of its file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<String>,
-    /// `allow` or `deny` (`require_approval` while a call is held).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub decision: Option<String>,
-    /// The rule: a JSON Pointer into the policy or a label such as `(default deny)`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    /// The message the agent saw (denials), or what happened (events).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// The top-level argument names, sorted.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub arg_keys: Option<Vec<String>>,
-    /// SHA-256 of the canonical arguments.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub arg_hash: Option<String>,
-    /// The argument values, redacted (only with `audit_arguments = "full"`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub args: Option<Value>,
-    /// How a forwarded call ended.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<Outcome>,
-    /// The upstream's HTTP status, when it answered over HTTP.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream_status: Option<u16>,
-    /// Time spent deciding, microseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub decision_us: Option<u64>,
-    /// Time the upstream took, microseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream_us: Option<u64>,
-    /// Request body size.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bytes_in: Option<u64>,
-    /// Response size.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bytes_out: Option<u64>,
-    /// The approval this record belongs to.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval_id: Option<String>,
-    /// Who approved or denied.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub approver: Option<String>,
     /// The hash of the record before (or of the prune anchor; [`GENESIS`] for the first).
     #[serde(default)]
     pub prev_hash: String,
+    /// The JSON-RPC request id, as the agent sent it (JSON text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The rule: a JSON Pointer into the policy or a label such as `(default deny)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Position in the chain, from 1 (set by the log when written).
+    #[serde(default)]
+    pub seq: u64,
+    /// The server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// The toolgate session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The tool (`tools/call`, pin and approval records).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// The upstream's HTTP status, when it answered over HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    /// Time the upstream took, microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_us: Option<u64>,
 }
 
 impl Record {
     /// The canonical encoding: the JSON of every field that is set (including `seq` and
     /// `prev_hash`), keys sorted, no whitespace. This is what is stored and hashed.
     pub fn canonical(&self) -> String {
-        let v = serde_json::to_value(self).unwrap_or(Value::Null);
-        toolgate_protocol::canonical(&v)
+        match &self.args {
+            // Argument values come from agents: sort their keys at every level.
+            Some(args) if !is_canonical(args) => {
+                let mut sorted = self.clone();
+                sorted.args = Some(canonical_value(args));
+                serde_json::to_string(&sorted).unwrap_or_default()
+            }
+            _ => serde_json::to_string(self).unwrap_or_default(),
+        }
     }
 
     /// The record's hash: SHA-256 (hex) of its canonical encoding, which includes the
@@ -177,6 +187,38 @@ impl Record {
     /// Parses a stored canonical encoding.
     pub fn from_body(body: &str) -> Result<Record, serde_json::Error> {
         serde_json::from_str(body)
+    }
+}
+
+/// True when every object in `v` has its keys in byte order already.
+fn is_canonical(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => {
+            m.keys()
+                .zip(m.keys().skip(1))
+                .all(|(a, b)| a.as_bytes() < b.as_bytes())
+                && m.values().all(is_canonical)
+        }
+        Value::Array(a) => a.iter().all(is_canonical),
+        _ => true,
+    }
+}
+
+/// `v` with the keys of every object in byte order (serde_json keeps insertion order).
+pub fn canonical_value(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), canonical_value(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(canonical_value).collect()),
+        other => other.clone(),
     }
 }
 
@@ -210,5 +252,44 @@ mod tests {
         let mut moved = r.clone();
         moved.seq = 8;
         assert_ne!(moved.hash(), r.hash());
+    }
+
+    #[test]
+    fn direct_encoding_is_the_canonical_one() {
+        let r = Record {
+            seq: 1,
+            at_ms: 2,
+            kind: Kind::Outcome,
+            request_id: Some("1".into()),
+            call_seq: Some(1),
+            grant_id: Some("g".into()),
+            grant_label: Some("l".into()),
+            identity: Some("i".into()),
+            server: Some("s".into()),
+            session: Some("x".into()),
+            method: Some("m".into()),
+            tool: Some("t".into()),
+            policy: Some("p".into()),
+            policy_version: Some("v".into()),
+            decision: Some("allow".into()),
+            rule: Some("r".into()),
+            message: Some("msg".into()),
+            arg_keys: Some(vec!["b".into(), "a".into()]),
+            arg_hash: Some("h".into()),
+            args: Some(serde_json::json!({"z": {"y": 1, "x": [{"b": 1, "a": 2}]}, "a": 0})),
+            outcome: Some(Outcome::Ok),
+            upstream_status: Some(200),
+            decision_us: Some(3),
+            upstream_us: Some(4),
+            bytes_in: Some(5),
+            bytes_out: Some(6),
+            approval_id: Some("ap".into()),
+            approver: Some("me".into()),
+            prev_hash: GENESIS.into(),
+        };
+        let slow = toolgate_protocol::canonical(&serde_json::to_value(&r).unwrap());
+        assert_eq!(r.canonical(), slow);
+        // A parsed body encodes back to itself (verification relies on it).
+        assert_eq!(Record::from_body(&slow).unwrap().canonical(), slow);
     }
 }

@@ -51,6 +51,7 @@ struct RawAudit {
     enabled: Option<bool>,
     path: Option<String>,
     retention: Option<String>,
+    sync: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +142,8 @@ pub struct AuditConfig {
     pub path: PathBuf,
     /// Delete records older than this many milliseconds (default: keep forever).
     pub retention_ms: Option<u64>,
+    /// When a record counts as written: `full` (fsync, the default) or `normal`.
+    pub durability: toolgate_store::Durability,
 }
 
 /// A validated config with its policies loaded.
@@ -464,10 +467,21 @@ impl Config {
                 }
             },
         };
+        let durability = match raw.and_then(|a| a.sync.as_deref()) {
+            None | Some("full") => toolgate_store::Durability::Full,
+            Some("normal") => toolgate_store::Durability::Normal,
+            Some(other) => {
+                errors.push(format!(
+                    "audit.sync: expected \"full\" (on disk before a call is forwarded, the default) or \"normal\" (survives a gateway crash, not a power loss), got {other:?}"
+                ));
+                toolgate_store::Durability::Full
+            }
+        };
         AuditConfig {
             enabled: raw.and_then(|a| a.enabled).unwrap_or(true),
             path,
             retention_ms,
+            durability,
         }
     }
 

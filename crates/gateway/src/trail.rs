@@ -56,7 +56,9 @@ pub fn with_decision(
     r.arg_keys = Some(arg_keys(args));
     r.arg_hash = Some(arg_hash(args));
     if srv.audit_arguments == ArgumentsMode::Full {
-        r.args = Some(srv.redactor.redact(args));
+        r.args = Some(toolgate_audit::record::canonical_value(
+            &srv.redactor.redact(args),
+        ));
     }
     r.decision = Some(
         match d.effect {

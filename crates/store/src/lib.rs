@@ -17,7 +17,7 @@ pub mod counters;
 pub mod grants;
 pub mod sqlite;
 
-pub use audit::{AuditFilter, AuditLog, Stats, Verified};
+pub use audit::{AuditFilter, AuditLog, Durability, Stats, Verified};
 pub use counters::PersistentCounters;
 pub use grants::{Grant, GrantStatus, NewGrant};
 pub use sqlite::{Observed, Pin, SqliteStore};

@@ -54,10 +54,10 @@ fn open_audit_for_serve(cfg: &toolgate_gateway::Config) -> Result<Option<Arc<Aud
         say!("toolgate: the audit log is off ([audit] enabled = false): calls are not recorded");
         return Ok(None);
     }
-    let log =
-        Arc::new(AuditLog::open(&cfg.audit.path).with_context(|| {
-            format!("cannot open the audit log `{}`", cfg.audit.path.display())
-        })?);
+    let log = Arc::new(
+        AuditLog::open_with(&cfg.audit.path, cfg.audit.durability)
+            .with_context(|| format!("cannot open the audit log `{}`", cfg.audit.path.display()))?,
+    );
     say!("toolgate: audit log {}", cfg.audit.path.display());
     if let Some(keep) = cfg.audit.retention_ms {
         let pruner = log.clone();
