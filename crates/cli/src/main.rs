@@ -30,6 +30,8 @@ Examples:
   toolgate policy explain policies/demo.json --tool create_agent_checkout_session --calls 31
   toolgate audit tail -f                          watch calls and decisions as they happen
   toolgate audit verify                           check the audit log's hash chain
+  toolgate approvals list                         calls waiting for a person
+  toolgate approvals approve ap_1234              let a held call run (once)
   toolgate policy replay draft.json --since 7d    what a draft would change, on recorded calls
 
 Exit codes: 0 success, 1 a check failed, 2 usage or runtime error.
@@ -67,6 +69,13 @@ enum Command {
     Tools {
         #[command(subcommand)]
         command: cmd::tools::ToolsCommand,
+        #[command(flatten)]
+        config: cmd::ConfigArg,
+    },
+    /// The approval queue: calls held by `require_approval`, approved or denied here.
+    Approvals {
+        #[command(subcommand)]
+        command: cmd::approvals::ApprovalsCommand,
         #[command(flatten)]
         config: cmd::ConfigArg,
     },
@@ -136,6 +145,7 @@ fn main() -> ExitCode {
         Command::Grants { command, config } => cmd::grants::run(command, &config),
         Command::Policy(c) => cmd::policy::run(c),
         Command::Audit { command, config } => cmd::audit::run(command, &config),
+        Command::Approvals { command, config } => cmd::approvals::run(command, &config),
         Command::Status { since, config } => cmd::audit::status(&config, &since),
         Command::Tools { command, config } => cmd::tools::run(command, &config),
         Command::Scan(a) => cmd::scan::run(&a),

@@ -43,6 +43,14 @@ struct RawConfig {
     #[serde(default)]
     servers: Vec<RawServer>,
     audit: Option<RawAudit>,
+    approvals: Option<RawApprovals>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    webhook: Option<String>,
+    webhook_secret: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +181,24 @@ pub struct Config {
     pub policy_versions: BTreeMap<String, String>,
     /// The audit log.
     pub audit: AuditConfig,
+    /// The approval queue.
+    pub approvals: ApprovalsConfig,
+}
+
+/// The `[approvals]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApprovalsConfig {
+    /// Where held calls are announced.
+    pub webhook: Option<Webhook>,
+}
+
+/// A webhook target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// The URL POSTed to.
+    pub url: String,
+    /// The HMAC-SHA256 key of `X-Toolgate-Signature`.
+    pub secret: String,
 }
 
 fn parse_size(v: &toml::Value) -> Option<usize> {
@@ -272,6 +298,38 @@ impl Config {
             }
         };
         let audit = Self::audit_config(raw.audit.as_ref(), &store, base, &mut errors);
+        let approvals = match raw.approvals.as_ref() {
+            None => ApprovalsConfig::default(),
+            Some(a) => match (&a.webhook, &a.webhook_secret) {
+                (None, None) => ApprovalsConfig::default(),
+                (Some(url), Some(secret)) => {
+                    if reqwest::Url::parse(url).is_err() || !url.starts_with("http") {
+                        errors.push(format!(
+                            "approvals.webhook: expected an http:// or https:// URL, got {url:?}"
+                        ));
+                    }
+                    if secret.len() < 16 {
+                        errors.push("approvals.webhook_secret: use at least 16 characters".into());
+                    }
+                    ApprovalsConfig {
+                        webhook: Some(Webhook {
+                            url: url.clone(),
+                            secret: secret.clone(),
+                        }),
+                    }
+                }
+                (Some(_), None) => {
+                    errors.push("approvals.webhook_secret: required with `webhook` (the key that signs each POST)".into());
+                    ApprovalsConfig::default()
+                }
+                (None, Some(_)) => {
+                    errors.push(
+                        "approvals.webhook: `webhook_secret` is set but `webhook` is not".into(),
+                    );
+                    ApprovalsConfig::default()
+                }
+            },
+        };
         let mut policies = BTreeMap::new();
         let mut policy_files = BTreeMap::new();
         let mut policy_versions = BTreeMap::new();
@@ -431,6 +489,7 @@ impl Config {
             policy_files,
             policy_versions,
             audit,
+            approvals,
         })
     }
 

@@ -51,14 +51,15 @@ pub fn denial_message(id_text: &str, d: &Decision) -> String {
 }
 
 /// Judges one `tools/call` with the engine. `policy` is `None` when the grant has no
-/// (loaded) policy. An allowed call must still make its reservations: see [`reserve`].
+/// (loaded) policy. `Ok` is an allow (which must still make its reservations: see
+/// [`reserve`]) or a call to hold for approval; `Err` is a denial and its answer.
 pub fn judge(
     id_text: &str,
     tool: &str,
     args: &Value,
     policy: Option<&Policy>,
     caller: Caller<'_>,
-    definition_changed: bool,
+    facts: Facts,
     now_ms: u64,
 ) -> Result<Decision, Box<(String, Decision)>> {
     let Some(policy) = policy else {
@@ -76,22 +77,11 @@ pub fn judge(
         session: caller.session,
         server: caller.server,
     };
-    let facts = Facts {
-        definition_changed,
-        approval_granted: false,
-    };
     let d = evaluate(&call, policy, &facts, now_ms);
-    let d = match d.effect {
-        Effect::Allow => return Ok(d),
-        Effect::Deny => d,
-        Effect::RequireApproval => {
-            // Fail closed: the approval queue is not part of this build.
-            let mut held = Decision::denied(&d.rule, &format!("{}; approvals are not available in this build of toolgate, so the call is refused", d.message));
-            held.detail = Some("require_approval".into());
-            held
-        }
-    };
-    Err(Box::new((denial_message(id_text, &d), d)))
+    match d.effect {
+        Effect::Allow | Effect::RequireApproval => Ok(d),
+        Effect::Deny => Err(Box::new((denial_message(id_text, &d), d))),
+    }
 }
 
 /// Makes an allowed decision's reservations (awaiting durability without blocking a

@@ -18,19 +18,15 @@ use futures::StreamExt;
 use toolgate_protocol::{error_codes, error_response, Envelope, EnvelopeError, Era, Kind};
 use toolgate_store::{Grant, GrantStatus};
 
+use crate::call::{call_tool, CallCtx};
 use crate::config::{Pinning, ServerConfig, Transport};
-use crate::enforce::{
-    denial_message, is_response_to, judge, reserve, CallHook, Caller, Hook, PinCtx, Sanitize,
-    Verdict,
-};
+use crate::enforce::{is_response_to, Hook, PinCtx, Sanitize};
 use crate::session::{Session, UpstreamSession};
 use crate::sse::{encode, SseParser};
 use crate::state::{now_ms, AppState};
-use crate::trail::{self, Trail};
+use crate::trail;
 use crate::upstream::id_key;
 use crate::upstream::stdio::StdioProcess;
-use toolgate_policy::Decision;
-use toolgate_store::AuditLog;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -97,7 +93,7 @@ fn http_error(status: StatusCode, id_text: &str, code: i64, message: &str) -> Re
     r
 }
 
-fn json_response(status: StatusCode, body: String) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -394,67 +390,24 @@ async fn post_mcp(
                     )
                 }
             };
-            let caller = Caller {
-                grant: &grant.id,
-                identity: &grant.identity,
-                session: &session.id,
-                server: &srv.name,
+            let progress = env.progress_token.map(|t| t.get().to_string());
+            let ctx = CallCtx {
+                st: st.clone(),
+                cfg: cfg.clone(),
+                srv: srv.clone(),
+                grant: grant.clone(),
+                session: session.clone(),
+                headers: headers.clone(),
+                bytes: bytes.clone(),
+                id_text: id_text.clone(),
+                progress,
+                accepts_sse,
+                started,
+                tool,
+                args,
+                record,
             };
-            let held = srv.pinning == Pinning::Enforce
-                && st.store.is_held(&srv.name, &tool).unwrap_or_else(|e| {
-                    tracing::error!(server = %srv.name, "pin store failed: {e}; the call is held to be safe");
-                    true
-                });
-            let (verdict, decision) = match judge(
-                &id_text,
-                &tool,
-                &args,
-                policy.as_deref(),
-                caller,
-                held,
-                now_ms(),
-            ) {
-                Ok(allowed) => reserve(&id_text, allowed, st.counters.as_ref(), now_ms()).await,
-                Err(denied) => {
-                    let (answer, decision) = *denied;
-                    (Verdict::Answer(answer), decision)
-                }
-            };
-            tracing::info!(server = %srv.name, grant = %grant.label, tool = %tool, decision = ?decision.effect, rule = %decision.rule, "tools/call judged");
-            let record =
-                record.map(|r| trail::with_decision(r, &srv, &tool, &args, &decision, started));
-            match verdict {
-                Verdict::Answer(body) => {
-                    if let (Some(log), Some(r)) = (&st.audit, record) {
-                        log.append(r);
-                    }
-                    return json_response(StatusCode::OK, body);
-                }
-                Verdict::Forward(ticket) => {
-                    let trail = match (&st.audit, record) {
-                        (Some(log), Some(r)) => match append_durable(log, r.clone()).await {
-                            Ok(seq) => Some(Arc::new(Trail::new(log.clone(), &r, seq))),
-                            Err(e) => {
-                                tracing::error!("audit log unavailable: {e}; the call is refused");
-                                if let Err(e) = st.counters.give_back(&ticket) {
-                                    tracing::error!("give-back failed: {e}");
-                                }
-                                let d = Decision::denied(
-                                    "(audit unavailable)",
-                                    "the audit log cannot be written; the call is refused to be safe",
-                                );
-                                return json_response(StatusCode::OK, denial_message(&id_text, &d));
-                            }
-                        },
-                        _ => None,
-                    };
-                    Hook::Call(CallHook {
-                        counters: st.counters.clone(),
-                        ticket,
-                        trail,
-                    })
-                }
-            }
+            return call_tool(ctx).await;
         }
         "tools/list" => {
             record_forwarded(&st, record);
@@ -500,19 +453,6 @@ fn record_forwarded(st: &AppState, record: Option<toolgate_audit::Record>) {
         r.decision = Some("allow".into());
         log.append(r);
     }
-}
-
-/// Appends a decision record and waits until it is durable; returns its seq.
-async fn append_durable(log: &AuditLog, record: toolgate_audit::Record) -> Result<u64, String> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    log.append_then(
-        record,
-        Box::new(move |r| {
-            let _ = tx.send(r);
-        }),
-    );
-    rx.await
-        .unwrap_or_else(|_| Err("the audit writer stopped".into()))
 }
 
 /// Headers passed from the agent to an HTTP upstream (never `Authorization`).
@@ -720,7 +660,7 @@ async fn relay_one_way(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn relay_request(
+pub(crate) async fn relay_request(
     st: &AppState,
     cfg: &crate::config::Config,
     srv: &ServerConfig,
@@ -855,7 +795,7 @@ async fn relay_request(
     }
 }
 
-fn sse_response(body: Body) -> Response {
+pub(crate) fn sse_response(body: Body) -> Response {
     let mut r = Response::new(body);
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -4,7 +4,11 @@
 //! - [`config`]: `toolgate.toml` in two stages (raw serde, then validation collecting
 //!   every error with its path) and the policies it names.
 //! - [`front`]: the axum [`router`]: `/mcp/{server}` (POST, GET, DELETE), `/healthz`, `/readyz`.
+//! - [`call`]: one `tools/call` from judgement to the relayed answer.
+//! - [`approval`]: holding a call until a person approves or denies it.
+//! - [`webhook`]: the signed approval webhook.
 //! - [`enforce`]: judging `tools/call`, filtering `tools/list`, give-back on failure.
+//! - [`trail`]: the audit record of a request and the outcome of a forwarded call.
 //! - [`pin`]: tool definitions hashed and pinned; changed ones held.
 //! - [`session`]: toolgate's own `Mcp-Session-Id`s mapped to upstream sessions.
 //! - [`upstream`]: stdio children ([`upstream::stdio`]); HTTP upstreams use `reqwest`.
@@ -14,6 +18,8 @@
 //!
 //! [`run`] takes a bound listener and a shutdown future, so tests use port 0.
 
+pub mod approval;
+pub mod call;
 pub mod config;
 pub mod enforce;
 pub mod front;
@@ -24,6 +30,7 @@ pub mod sse;
 pub mod state;
 pub mod trail;
 pub mod upstream;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;

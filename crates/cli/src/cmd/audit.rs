@@ -420,6 +420,22 @@ pub fn status(arg: &ConfigArg, since: &str) -> Result<ExitCode> {
             );
         }
     }
-    say!("  pending approvals: none (approvals are not available in this build)");
+    let cfg = load_config(arg)?;
+    let waiting = super::open_store(&cfg)?.approvals(true, now)?;
+    if waiting.is_empty() {
+        say!("  pending approvals: none");
+    } else {
+        say!("  pending approvals: {}", waiting.len());
+        for a in waiting.iter().take(5) {
+            say!(
+                "    {} {} {} (grant {}), expires {}",
+                a.id,
+                a.server,
+                a.tool,
+                a.grant_label,
+                show_time(a.expires_at_ms)
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

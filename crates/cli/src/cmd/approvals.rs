@@ -1,0 +1,205 @@
+//! `toolgate approvals list|show|approve|deny`: the approval queue, from any terminal.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+use serde_json::json;
+use toolgate_audit::{Kind, Record};
+use toolgate_store::{Approval, AuditLog, DecideError};
+
+use super::audit::show_time;
+use super::{load_config, now_ms, open_store, operator, ConfigArg};
+
+/// Approval subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// Calls waiting for approval (newest first); `--all` shows decided ones too.
+    List {
+        /// Every approval, not only those waiting.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One approval with the exact arguments of the held call (redaction applied).
+    Show {
+        /// The approval id (`ap_…`).
+        id: String,
+    },
+    /// Approve a held call; it runs (checked again against the policy) once enough
+    /// distinct people have approved.
+    Approve {
+        /// The approval id (`ap_…`).
+        id: String,
+        /// Who approves (default: $TOOLGATE_OPERATOR, else $USER).
+        #[arg(long = "as", value_name = "NAME")]
+        approver: Option<String>,
+    },
+    /// Deny a held call; the agent gets a denial carrying the reason.
+    Deny {
+        /// The approval id (`ap_…`).
+        id: String,
+        /// Why (the agent reads it).
+        #[arg(long)]
+        reason: String,
+        /// Who denies (default: $TOOLGATE_OPERATOR, else $USER).
+        #[arg(long = "as", value_name = "NAME")]
+        approver: Option<String>,
+    },
+}
+
+fn approval_json(a: &Approval, now: u64) -> serde_json::Value {
+    json!({
+        "id": a.id, "status": a.status_at(now).as_str(), "server": a.server, "grant": a.grant_label,
+        "identity": a.identity, "tool": a.tool,
+        "arguments": serde_json::from_str::<serde_json::Value>(&a.arguments).unwrap_or_default(),
+        "arg_hash": a.arg_hash, "rule": a.rule, "approvers_needed": a.required, "approvers": a.approvers,
+        "reason": a.reason, "decided_by": a.decided_by, "created_at_ms": a.created_at_ms,
+        "expires_at_ms": a.expires_at_ms, "decided_at_ms": a.decided_at_ms, "used_at_ms": a.used_at_ms,
+    })
+}
+
+/// The audit log, opened before a decision is stored so that its record follows at once.
+fn audit_log(cfg: &toolgate_gateway::Config) -> Result<Option<AuditLog>> {
+    if !cfg.audit.enabled {
+        return Ok(None);
+    }
+    Ok(Some(AuditLog::open_with(
+        &cfg.audit.path,
+        cfg.audit.durability,
+    )?))
+}
+
+fn record(
+    log: Option<&AuditLog>,
+    a: &Approval,
+    event: &str,
+    who: &str,
+    message: Option<String>,
+) -> Result<()> {
+    let Some(log) = log else {
+        return Ok(());
+    };
+    log.append_sync(Record {
+        at_ms: now_ms(),
+        kind: Kind::Approval,
+        grant_id: Some(a.grant_id.clone()),
+        grant_label: Some(a.grant_label.clone()),
+        identity: Some(a.identity.clone()),
+        server: Some(a.server.clone()),
+        tool: Some(a.tool.clone()),
+        arg_hash: Some(a.arg_hash.clone()),
+        decision: Some(event.to_string()),
+        rule: Some(a.rule.clone()),
+        approval_id: Some(a.id.clone()),
+        approver: Some(who.to_string()),
+        message,
+        ..Record::default()
+    })?;
+    Ok(())
+}
+
+fn refused(e: &DecideError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(1)
+}
+
+/// Runs an approvals subcommand.
+pub fn run(cmd: ApprovalsCommand, arg: &ConfigArg) -> Result<ExitCode> {
+    let cfg = load_config(arg)?;
+    let store = open_store(&cfg)?;
+    let now = now_ms();
+    match cmd {
+        ApprovalsCommand::List { all, json } => {
+            let list = store.approvals(!all, now)?;
+            if json {
+                let v: Vec<_> = list.iter().map(|a| approval_json(a, now)).collect();
+                say!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if list.is_empty() {
+                say!(
+                    "{}",
+                    if all {
+                        "no approvals yet"
+                    } else {
+                        "no calls are waiting for approval"
+                    }
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            say!(
+                "{:<20} {:<9} {:<10} {:<16} {:<28} {:>5}  {}",
+                "id",
+                "status",
+                "server",
+                "grant",
+                "tool",
+                "votes",
+                "expires"
+            );
+            for a in &list {
+                say!(
+                    "{:<20} {:<9} {:<10} {:<16} {:<28} {:>2}/{:<2}  {}",
+                    a.id,
+                    a.status_at(now).as_str(),
+                    a.server,
+                    a.grant_label,
+                    a.tool,
+                    a.approvers.len(),
+                    a.required,
+                    show_time(a.expires_at_ms)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ApprovalsCommand::Show { id } => {
+            let a = store.approval(&id)?;
+            say!("{}", serde_json::to_string_pretty(&approval_json(&a, now))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ApprovalsCommand::Approve { id, approver } => {
+            let who = approver.unwrap_or_else(operator);
+            let log = audit_log(&cfg)?;
+            let a = match store.approve(&id, &who, now_ms())? {
+                Ok(a) => a,
+                Err(e) => return Ok(refused(&e)),
+            };
+            record(log.as_ref(), &a, "approved", &who, None)?;
+            if a.status_at(now) == toolgate_store::ApprovalStatus::Approved {
+                say!(
+                    "approved {}: `{}` for {} may run once (until {})",
+                    a.id,
+                    a.tool,
+                    a.grant_label,
+                    show_time(a.expires_at_ms)
+                );
+            } else {
+                say!(
+                    "approval by {who} recorded for {}: {} of {} needed",
+                    a.id,
+                    a.approvers.len(),
+                    a.required
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ApprovalsCommand::Deny {
+            id,
+            reason,
+            approver,
+        } => {
+            let who = approver.unwrap_or_else(operator);
+            let log = audit_log(&cfg)?;
+            let a = match store.deny_approval(&id, &who, &reason, now_ms())? {
+                Ok(a) => a,
+                Err(e) => return Ok(refused(&e)),
+            };
+            record(log.as_ref(), &a, "denied", &who, Some(reason))?;
+            say!("denied {}: the agent is told why", a.id);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Holding a call for a person's approval: the approval is stored (so the CLI in another
+//! process and the admin API see it), approvers are notified (webhook), and the agent's
+//! request stays open (SSE keep-alives and progress) until it is approved, denied or
+//! expires. If the agent goes away, the approval stands: a retry with byte-identical
+//! arguments uses it once.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::response::Response;
+use futures::StreamExt;
+use serde_json::json;
+use toolgate_policy::Decision;
+use toolgate_store::{Approval, ApprovalStatus, NewApproval};
+
+use crate::call::{append_durable, approved, store_down, timed_out, CallCtx, APPROVAL_DENIED};
+use crate::enforce::denial_message;
+use crate::front::sse_response;
+use crate::sse::encode;
+use crate::state::now_ms;
+
+/// How often a held call looks at its approval.
+const POLL: Duration = Duration::from_millis(200);
+/// How often the agent hears that the call is still waiting.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// Holds a call that needs approval; answers when it is decided.
+pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
+    let spec = d.approval.clone().unwrap_or_default();
+    let cfg = ctx.cfg.clone();
+    let new = NewApproval {
+        server: ctx.srv.name.clone(),
+        grant_id: ctx.grant.id.clone(),
+        grant_label: ctx.grant.label.clone(),
+        identity: ctx.grant.identity.clone(),
+        tool: ctx.tool.clone(),
+        arguments: toolgate_protocol::canonical(&ctx.srv.redactor.redact(&ctx.args)),
+        arg_hash: ctx.arg_hash(),
+        policy: ctx.grant.policy.clone(),
+        policy_version: ctx
+            .grant
+            .policy
+            .as_ref()
+            .and_then(|p| cfg.policy_versions.get(p).cloned()),
+        rule: d.rule.clone(),
+        required: spec.approvers.max(1),
+        timeout_ms: spec.timeout_secs.saturating_mul(1000),
+    };
+    let (a, created) = match ctx.st.store.request_approval(&new, now_ms()) {
+        Ok(x) => x,
+        Err(e) => {
+            let (answer, d) = store_down(&ctx.id_text, &e.to_string());
+            return ctx.deny(answer, &d, None);
+        }
+    };
+    ctx.record_decision(&d, Some(&a), Some("require_approval"));
+    if created {
+        // The `requested` record is durable before anyone can decide, so the audit log
+        // never shows a decision before its request.
+        if let Some(log) = &ctx.st.audit {
+            if let Err(e) = append_durable(log, ctx.approval_record(&a, "requested", None)).await {
+                let (answer, d) = store_down(&ctx.id_text, &format!("audit log: {e}"));
+                return ctx.deny(answer, &d, Some(&a));
+            }
+        }
+        if let Err(e) = ctx.st.store.open_approval(&a.id) {
+            let (answer, d) = store_down(&ctx.id_text, &e.to_string());
+            return ctx.deny(answer, &d, Some(&a));
+        }
+        tracing::warn!(approval = %a.id, server = %a.server, grant = %a.grant_label, tool = %a.tool, "call held for approval: `toolgate approvals approve {}` or `deny {} --reason R`", a.id, a.id);
+        if let Some(hook) = &cfg.approvals.webhook {
+            crate::webhook::notify(&ctx.st.http, hook, "approval.requested", &a);
+        }
+    }
+    let waiting = wait(ctx.clone(), a.clone());
+    if !ctx.accepts_sse {
+        return waiting.await;
+    }
+    let progress = ctx.progress.clone();
+    let stream = async_stream::stream! {
+        let started = std::time::Instant::now();
+        let note = |secs: u64| -> Bytes {
+            match &progress {
+                Some(token) => {
+                    let msg = json!({
+                        "jsonrpc": "2.0",
+                        "method": "notifications/progress",
+                        "params": {
+                            "progressToken": serde_json::from_str::<serde_json::Value>(token).unwrap_or_default(),
+                            "progress": secs,
+                            "message": format!("waiting for approval {} (toolgate approvals approve {})", a.id, a.id),
+                        }
+                    });
+                    encode(&msg.to_string(), None)
+                }
+                None => Bytes::from_static(b": waiting for approval\n\n"),
+            }
+        };
+        yield Ok::<Bytes, std::io::Error>(note(0));
+        tokio::pin!(waiting);
+        let mut tick = tokio::time::interval(KEEP_ALIVE);
+        tick.tick().await;
+        let answer = loop {
+            tokio::select! {
+                r = &mut waiting => break r,
+                _ = tick.tick() => yield Ok(note(started.elapsed().as_secs().max(1))),
+            }
+        };
+        let is_sse = answer
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("text/event-stream"));
+        let mut body = answer.into_body().into_data_stream();
+        if is_sse {
+            while let Some(chunk) = body.next().await {
+                match chunk {
+                    Ok(c) => yield Ok(c),
+                    Err(e) => {
+                        tracing::warn!("held call: answer stream broke: {e}");
+                        break;
+                    }
+                }
+            }
+        } else {
+            let mut all = Vec::new();
+            while let Some(Ok(c)) = body.next().await {
+                all.extend_from_slice(&c);
+            }
+            yield Ok(encode(&String::from_utf8_lossy(&all), None));
+        }
+    };
+    sse_response(Body::from_stream(stream))
+}
+
+/// Waits for the decision and answers: forwards an approved call (judged again), denies
+/// a denied or expired one.
+async fn wait(ctx: CallCtx, a: Approval) -> Response {
+    let id = a.id.clone();
+    loop {
+        let now = now_ms();
+        let current = match ctx.st.store.approval(&id) {
+            Ok(x) => x,
+            Err(e) => {
+                let (answer, d) = store_down(&ctx.id_text, &e.to_string());
+                return ctx.deny(answer, &d, Some(&a));
+            }
+        };
+        match current.status_at(now) {
+            ApprovalStatus::Opening | ApprovalStatus::Pending => {}
+            ApprovalStatus::Approved => {
+                match ctx.st.store.take_approved(
+                    &current.grant_id,
+                    &current.tool,
+                    &current.arg_hash,
+                    Some(&id),
+                    now,
+                ) {
+                    Ok(Some(taken)) => {
+                        ctx.record_approval(&taken, "used", None);
+                        return approved(ctx, taken).await;
+                    }
+                    Ok(None) => {} // used by a retry meanwhile: the next look says so
+                    Err(e) => {
+                        let (answer, d) = store_down(&ctx.id_text, &e.to_string());
+                        return ctx.deny(answer, &d, Some(&current));
+                    }
+                }
+            }
+            ApprovalStatus::Used => {
+                let d = Decision::denied(
+                    APPROVAL_DENIED,
+                    &format!(
+                        "approval {id} was used by another call with the same arguments; ask again"
+                    ),
+                );
+                return ctx.deny(denial_message(&ctx.id_text, &d), &d, Some(&current));
+            }
+            ApprovalStatus::Denied => {
+                let who = current.decided_by.as_deref().unwrap_or("an approver");
+                let why = current.reason.as_deref().unwrap_or("no reason given");
+                let d = Decision::denied(
+                    APPROVAL_DENIED,
+                    &format!("{who} denied `{}`: {why}", current.tool),
+                );
+                return ctx.deny(denial_message(&ctx.id_text, &d), &d, Some(&current));
+            }
+            ApprovalStatus::Expired => {
+                if matches!(ctx.st.store.expire_approval(&id, now), Ok(true)) {
+                    ctx.record_approval(&current, "expired", None);
+                }
+                let (answer, d) = timed_out(&ctx.id_text, &current);
+                return ctx.deny(answer, &d, Some(&current));
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

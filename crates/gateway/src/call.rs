@@ -1,0 +1,313 @@
+//! One `tools/call`, from judgement to the relayed answer: judge, take a standing approval
+//! or hold the call, reserve the limits, write the durable audit record, forward.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::Value;
+use toolgate_audit::{arg_hash, Kind, Record};
+use toolgate_policy::{labels, Decision, Effect, Facts};
+use toolgate_store::{Approval, Grant, GrantStatus};
+
+use crate::config::{Config, Pinning, ServerConfig};
+use crate::enforce::{denial_message, judge, reserve, CallHook, Caller, Hook, Verdict};
+use crate::front::{json_response, relay_request};
+use crate::session::Session;
+use crate::state::{now_ms, AppState};
+use crate::trail::{self, Trail};
+
+/// Everything about one agent request that outlives the handler (a held call keeps it).
+#[derive(Clone)]
+pub struct CallCtx {
+    /// Shared state.
+    pub st: Arc<AppState>,
+    /// The config the request arrived under.
+    pub cfg: Arc<Config>,
+    /// The server.
+    pub srv: ServerConfig,
+    /// The caller's grant.
+    pub grant: Grant,
+    /// The agent session.
+    pub session: Arc<Session>,
+    /// The agent's headers (some are passed upstream).
+    pub headers: HeaderMap,
+    /// The request body, forwarded unchanged.
+    pub bytes: Bytes,
+    /// The JSON-RPC id, as text.
+    pub id_text: String,
+    /// The progress token, as JSON text.
+    pub progress: Option<String>,
+    /// The agent accepts an SSE answer.
+    pub accepts_sse: bool,
+    /// When the request arrived.
+    pub started: Instant,
+    /// The tool.
+    pub tool: String,
+    /// The arguments.
+    pub args: Value,
+    /// The audit record begun for this request (`None` with the audit off).
+    pub record: Option<Record>,
+}
+
+impl CallCtx {
+    /// Judges the call under the current config (a held call is judged again when it is
+    /// approved: the policy or the grant may have changed meanwhile).
+    pub fn judge(&self, approval_granted: bool) -> Result<Decision, Box<(String, Decision)>> {
+        let cfg = if approval_granted {
+            self.st.config()
+        } else {
+            self.cfg.clone()
+        };
+        if approval_granted {
+            // The grant may have been revoked while the call waited.
+            match self.st.store.grant(&self.grant.id) {
+                Ok(g) if g.status(now_ms()) == GrantStatus::Active => {}
+                Ok(g) => {
+                    let d = Decision::denied(
+                        "(grant inactive)",
+                        &format!("the grant is {} now", g.status(now_ms()).as_str()),
+                    );
+                    return Err(Box::new((denial_message(&self.id_text, &d), d)));
+                }
+                Err(e) => return Err(Box::new(store_down(&self.id_text, &e.to_string()))),
+            }
+        }
+        let policy = self.grant.policy.as_ref().and_then(|p| cfg.policies.get(p));
+        let held = self.srv.pinning == Pinning::Enforce
+            && self.st.store.is_held(&self.srv.name, &self.tool).unwrap_or_else(|e| {
+                tracing::error!(server = %self.srv.name, "pin store failed: {e}; the call is held to be safe");
+                true
+            });
+        let caller = Caller {
+            grant: &self.grant.id,
+            identity: &self.grant.identity,
+            session: &self.session.id,
+            server: &self.srv.name,
+        };
+        let facts = Facts {
+            definition_changed: held,
+            approval_granted,
+        };
+        judge(
+            &self.id_text,
+            &self.tool,
+            &self.args,
+            policy.map(|p| p.as_ref()),
+            caller,
+            facts,
+            now_ms(),
+        )
+    }
+
+    /// Answers with a denial and records it (not waited for).
+    pub fn deny(&self, answer: String, d: &Decision, approval: Option<&Approval>) -> Response {
+        tracing::info!(server = %self.srv.name, grant = %self.grant.label, tool = %self.tool, rule = %d.rule, "tools/call denied");
+        self.record_decision(d, approval, None);
+        json_response(StatusCode::OK, answer)
+    }
+
+    /// Appends the decision record without waiting; `decision` overrides the effect's name.
+    pub fn record_decision(
+        &self,
+        d: &Decision,
+        approval: Option<&Approval>,
+        decision: Option<&str>,
+    ) {
+        if let (Some(log), Some(r)) = (&self.st.audit, self.decision_record(d, approval)) {
+            let mut r = r;
+            if let Some(name) = decision {
+                r.decision = Some(name.to_string());
+            }
+            log.append(r);
+        }
+    }
+
+    fn decision_record(&self, d: &Decision, approval: Option<&Approval>) -> Option<Record> {
+        let mut r = trail::with_decision(
+            self.record.clone()?,
+            &self.srv,
+            &self.tool,
+            &self.args,
+            d,
+            self.started,
+        );
+        r.at_ms = now_ms();
+        if let Some(a) = approval {
+            r.approval_id = Some(a.id.clone());
+            r.approver = (!a.approvers.is_empty()).then(|| a.approvers.join(", "));
+        }
+        Some(r)
+    }
+
+    /// An approval event in the audit log (`used`, `expired`, ...), not waited for.
+    pub fn record_approval(&self, a: &Approval, event: &str, message: Option<String>) {
+        if let Some(log) = &self.st.audit {
+            log.append(self.approval_record(a, event, message));
+        }
+    }
+
+    /// The audit record of an approval event.
+    pub fn approval_record(&self, a: &Approval, event: &str, message: Option<String>) -> Record {
+        Record {
+            at_ms: now_ms(),
+            kind: Kind::Approval,
+            grant_id: Some(a.grant_id.clone()),
+            grant_label: Some(a.grant_label.clone()),
+            identity: Some(a.identity.clone()),
+            server: Some(a.server.clone()),
+            session: Some(self.session.id.clone()),
+            tool: Some(a.tool.clone()),
+            arg_hash: Some(a.arg_hash.clone()),
+            decision: Some(event.to_string()),
+            rule: Some(a.rule.clone()),
+            approval_id: Some(a.id.clone()),
+            approver: (!a.approvers.is_empty()).then(|| a.approvers.join(", ")),
+            message,
+            ..Record::default()
+        }
+    }
+
+    /// Reserves the limits, writes the durable decision record, and forwards.
+    pub async fn forward(self, d: Decision, approval: Option<Approval>) -> Response {
+        let (verdict, decision) =
+            reserve(&self.id_text, d, self.st.counters.as_ref(), now_ms()).await;
+        tracing::info!(server = %self.srv.name, grant = %self.grant.label, tool = %self.tool, decision = ?decision.effect, rule = %decision.rule, "tools/call judged");
+        let ticket = match verdict {
+            Verdict::Answer(body) => return self.deny(body, &decision, approval.as_ref()),
+            Verdict::Forward(ticket) => ticket,
+        };
+        let trail = match (
+            &self.st.audit,
+            self.decision_record(&decision, approval.as_ref()),
+        ) {
+            (Some(log), Some(r)) => match append_durable(log, r.clone()).await {
+                Ok(seq) => Some(Arc::new(Trail::new(log.clone(), &r, seq))),
+                Err(e) => {
+                    tracing::error!("audit log unavailable: {e}; the call is refused");
+                    if let Err(e) = self.st.counters.give_back(&ticket) {
+                        tracing::error!("give-back failed: {e}");
+                    }
+                    let d = Decision::denied(
+                        "(audit unavailable)",
+                        "the audit log cannot be written; the call is refused to be safe",
+                    );
+                    return json_response(StatusCode::OK, denial_message(&self.id_text, &d));
+                }
+            },
+            _ => None,
+        };
+        let hook = Hook::Call(CallHook {
+            counters: self.st.counters.clone(),
+            ticket,
+            trail,
+        });
+        relay_request(
+            &self.st,
+            &self.cfg,
+            &self.srv,
+            &self.session,
+            &self.headers,
+            self.bytes.clone(),
+            &self.id_text,
+            self.progress.as_deref(),
+            self.accepts_sse,
+            hook,
+        )
+        .await
+    }
+
+    /// The hash of the exact arguments (what an approval is bound to).
+    pub fn arg_hash(&self) -> String {
+        arg_hash(&self.args)
+    }
+}
+
+/// A denial for a store that cannot be read.
+pub fn store_down(id_text: &str, e: &str) -> (String, Decision) {
+    tracing::error!("store unavailable: {e}");
+    let d = Decision::denied(
+        "(store unavailable)",
+        "the state store is unavailable; the call is refused to be safe",
+    );
+    (denial_message(id_text, &d), d)
+}
+
+/// Judges and answers one `tools/call`.
+pub async fn call_tool(ctx: CallCtx) -> Response {
+    match ctx.judge(false) {
+        Err(denied) => {
+            let (answer, d) = *denied;
+            ctx.deny(answer, &d, None)
+        }
+        Ok(d) if d.effect == Effect::RequireApproval => {
+            // An approval already given for exactly these arguments is used once.
+            match ctx.st.store.take_approved(
+                &ctx.grant.id,
+                &ctx.tool,
+                &ctx.arg_hash(),
+                None,
+                now_ms(),
+            ) {
+                Ok(Some(a)) => {
+                    ctx.record_approval(&a, "used", Some("a retry with the same arguments".into()));
+                    approved(ctx, a).await
+                }
+                Ok(None) => crate::approval::hold(ctx, d).await,
+                Err(e) => {
+                    let (answer, d) = store_down(&ctx.id_text, &e.to_string());
+                    ctx.deny(answer, &d, None)
+                }
+            }
+        }
+        Ok(d) => ctx.forward(d, None).await,
+    }
+}
+
+/// Judges an approved call again (approval granted) and forwards it if it still passes.
+pub async fn approved(ctx: CallCtx, a: Approval) -> Response {
+    match ctx.judge(true) {
+        Ok(d) if d.effect == Effect::Allow => ctx.forward(d, Some(a)).await,
+        Ok(d) => {
+            // Cannot happen with approval granted; refuse rather than guess.
+            let d = Decision::denied(&d.rule, "the call still needs approval");
+            ctx.deny(denial_message(&ctx.id_text, &d), &d, Some(&a))
+        }
+        Err(denied) => {
+            let (answer, d) = *denied;
+            ctx.deny(answer, &d, Some(&a))
+        }
+    }
+}
+
+/// Appends a decision record and waits until it is durable; returns its seq.
+pub async fn append_durable(log: &toolgate_store::AuditLog, record: Record) -> Result<u64, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    log.append_then(
+        record,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.await
+        .unwrap_or_else(|_| Err("the audit writer stopped".into()))
+}
+
+/// The label of a call an approver denied.
+pub const APPROVAL_DENIED: &str = "(approval denied)";
+
+/// The denial for an expired approval.
+pub fn timed_out(id_text: &str, a: &Approval) -> (String, Decision) {
+    let d = Decision::denied(
+        labels::APPROVAL_TIMED_OUT,
+        &format!(
+            "nobody approved `{}` within {} s (approval {})",
+            a.tool,
+            a.timeout_ms / 1000,
+            a.id
+        ),
+    );
+    (denial_message(id_text, &d), d)
+}
