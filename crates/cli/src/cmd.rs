@@ -6,6 +6,7 @@ pub mod demo;
 pub mod fetch_tools;
 pub mod grants;
 pub mod policy;
+pub mod run;
 pub mod scan;
 pub mod serve;
 pub mod tools;
@@ -32,6 +33,39 @@ pub fn load_config(arg: &ConfigArg) -> anyhow::Result<toolgate_gateway::Config> 
         );
     }
     Ok(toolgate_gateway::Config::load(&arg.config)?)
+}
+
+/// The folder of the user's own store, used when there is no `toolgate.toml`:
+/// `$XDG_DATA_HOME/toolgate`, else `~/.local/share/toolgate`.
+pub fn user_data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("toolgate"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/toolgate")),
+        None => anyhow::bail!("no toolgate.toml here, and neither $XDG_DATA_HOME nor $HOME is set to find the user store: pass --config FILE"),
+    }
+}
+
+/// The config for commands that also work without one (`run`, `approvals`, `audit`,
+/// `status`, `policy replay`): `--config FILE`, else `./toolgate.toml`, else the user's
+/// own store in [`user_data_dir`] (where `toolgate run` keeps its state by default).
+pub fn load_config_or_user(arg: &ConfigArg) -> anyhow::Result<toolgate_gateway::Config> {
+    if arg.config.exists() || arg.config != std::path::Path::new(DEFAULT_CONFIG) {
+        return load_config(arg);
+    }
+    let dir = user_data_dir()?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", dir.display()))?;
+    let text = format!(
+        "store = {:?}\n",
+        format!("sqlite://{}", dir.join("toolgate.db").display())
+    );
+    Ok(toolgate_gateway::Config::parse(
+        &text,
+        &dir.join("(defaults: no toolgate.toml)"),
+        &dir,
+    )?)
 }
 
 /// Opens the config's store.

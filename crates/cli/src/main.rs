@@ -23,6 +23,8 @@ mod cmd;
 const EXAMPLES: &str = "\
 Examples:
   toolgate serve                                  run the gateway with ./toolgate.toml
+  toolgate run --policy p.json -- npx -y @modelcontextprotocol/server-everything
+                                                  stdio mode, for desktop MCP clients
   toolgate grants create --server demo --label alice-laptop
   toolgate policy check policies/*.json
   toolgate policy test policies/demo.json
@@ -58,6 +60,13 @@ enum Command {
         #[command(flatten)]
         config: cmd::ConfigArg,
     },
+    /// Stdio mode for desktop clients: toolgate is the stdio server the client starts; it
+    /// starts CMD as the real server and enforces the policy on it.
+    ///
+    /// Same enforcement, audit log and approvals as `serve`. State goes to the store of
+    /// `--config` (default ./toolgate.toml), else to ~/.local/share/toolgate/. Logs go to
+    /// stderr; stdout carries only MCP messages.
+    Run(cmd::run::RunArgs),
     /// Manage grants: bearer tokens for one server, each with a policy.
     Grants {
         #[command(subcommand)]
@@ -142,6 +151,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve { config } => cmd::serve::run(&config),
+        Command::Run(a) => cmd::run::run(&a),
         Command::Grants { command, config } => cmd::grants::run(command, &config),
         Command::Policy(c) => cmd::policy::run(c),
         Command::Audit { command, config } => cmd::audit::run(command, &config),

@@ -134,38 +134,43 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
     sse_response(Body::from_stream(stream))
 }
 
-/// Waits for the decision and answers: forwards an approved call (judged again), denies
-/// a denied or expired one.
-async fn wait(ctx: CallCtx, a: Approval) -> Response {
-    let id = a.id.clone();
+/// How a held call's wait ended.
+#[derive(Debug)]
+pub enum Decided {
+    /// Approved, and now used by this call (judge it again, then forward).
+    Approved(Approval),
+    /// Refused: the denial to give (rule and message) and the approval.
+    Refused(Decision, Approval),
+    /// The store failed.
+    StoreDown(String),
+}
+
+/// Waits until approval `id` is decided. An approved one is taken (used) for this call;
+/// an expired one is marked so (and `on_expired` told, to record it).
+pub async fn wait_decision(
+    store: &toolgate_store::SqliteStore,
+    id: &str,
+    on_expired: impl Fn(&Approval),
+) -> Decided {
     loop {
         let now = now_ms();
-        let current = match ctx.st.store.approval(&id) {
+        let current = match store.approval(id) {
             Ok(x) => x,
-            Err(e) => {
-                let (answer, d) = store_down(&ctx.id_text, &e.to_string());
-                return ctx.deny(answer, &d, Some(&a));
-            }
+            Err(e) => return Decided::StoreDown(e.to_string()),
         };
         match current.status_at(now) {
             ApprovalStatus::Opening | ApprovalStatus::Pending => {}
             ApprovalStatus::Approved => {
-                match ctx.st.store.take_approved(
+                match store.take_approved(
                     &current.grant_id,
                     &current.tool,
                     &current.arg_hash,
-                    Some(&id),
+                    Some(id),
                     now,
                 ) {
-                    Ok(Some(taken)) => {
-                        ctx.record_approval(&taken, "used", None);
-                        return approved(ctx, taken).await;
-                    }
+                    Ok(Some(taken)) => return Decided::Approved(taken),
                     Ok(None) => {} // used by a retry meanwhile: the next look says so
-                    Err(e) => {
-                        let (answer, d) = store_down(&ctx.id_text, &e.to_string());
-                        return ctx.deny(answer, &d, Some(&current));
-                    }
+                    Err(e) => return Decided::StoreDown(e.to_string()),
                 }
             }
             ApprovalStatus::Used => {
@@ -175,7 +180,7 @@ async fn wait(ctx: CallCtx, a: Approval) -> Response {
                         "approval {id} was used by another call with the same arguments; ask again"
                     ),
                 );
-                return ctx.deny(denial_message(&ctx.id_text, &d), &d, Some(&current));
+                return Decided::Refused(d, current);
             }
             ApprovalStatus::Denied => {
                 let who = current.decided_by.as_deref().unwrap_or("an approver");
@@ -184,16 +189,38 @@ async fn wait(ctx: CallCtx, a: Approval) -> Response {
                     APPROVAL_DENIED,
                     &format!("{who} denied `{}`: {why}", current.tool),
                 );
-                return ctx.deny(denial_message(&ctx.id_text, &d), &d, Some(&current));
+                return Decided::Refused(d, current);
             }
             ApprovalStatus::Expired => {
-                if matches!(ctx.st.store.expire_approval(&id, now), Ok(true)) {
-                    ctx.record_approval(&current, "expired", None);
+                if matches!(store.expire_approval(id, now), Ok(true)) {
+                    on_expired(&current);
                 }
-                let (answer, d) = timed_out(&ctx.id_text, &current);
-                return ctx.deny(answer, &d, Some(&current));
+                let (_, d) = timed_out("null", &current);
+                return Decided::Refused(d, current);
             }
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits for the decision and answers: forwards an approved call (judged again), denies
+/// a denied or expired one.
+async fn wait(ctx: CallCtx, a: Approval) -> Response {
+    let decided = wait_decision(&ctx.st.store, &a.id, |current| {
+        ctx.record_approval(current, "expired", None)
+    })
+    .await;
+    match decided {
+        Decided::Approved(taken) => {
+            ctx.record_approval(&taken, "used", None);
+            approved(ctx, taken).await
+        }
+        Decided::Refused(d, current) => {
+            ctx.deny(denial_message(&ctx.id_text, &d), &d, Some(&current))
+        }
+        Decided::StoreDown(e) => {
+            let (answer, d) = store_down(&ctx.id_text, &e);
+            ctx.deny(answer, &d, Some(&a))
+        }
     }
 }

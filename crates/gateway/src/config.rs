@@ -222,7 +222,8 @@ fn parse_size(v: &toml::Value) -> Option<usize> {
     }
 }
 
-fn valid_name(s: &str) -> bool {
+/// True for a server or policy name: letters, digits, `-` and `_`, at most 64.
+pub fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()
@@ -238,15 +239,25 @@ impl Config {
         };
         let text = std::fs::read_to_string(file)
             .map_err(|e| err(vec![format!("cannot read the file: {e}")]))?;
-        let raw: RawConfig = toml::from_str(&text)
-            .map_err(|e| err(vec![e.to_string().trim().replace('\n', "\n  ")]))?;
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
         let base = if base.as_os_str().is_empty() {
             PathBuf::from(".")
         } else {
             base
         };
-        Self::validate(raw, file, &base).map_err(err)
+        Self::parse(&text, file, &base)
+    }
+
+    /// Parses and validates config text; `file` names it in errors, `base` is the folder
+    /// relative paths are taken from.
+    pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigError> {
+        let err = |errors: Vec<String>| ConfigError {
+            file: file.to_path_buf(),
+            errors,
+        };
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| err(vec![e.to_string().trim().replace('\n', "\n  ")]))?;
+        Self::validate(raw, file, base).map_err(err)
     }
 
     fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Vec<String>> {

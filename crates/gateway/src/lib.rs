@@ -15,6 +15,7 @@
 //! - [`sse`]: an incremental SSE parser that keeps raw bytes for byte-for-byte relay.
 //! - [`reload`]: hot reload of config and policies.
 //! - [`state`]: [`AppState`] shared by handlers.
+//! - [`stdio_mode`]: `toolgate run`, the same enforcement for a desktop client over stdio.
 //!
 //! [`run`] takes a bound listener and a shutdown future, so tests use port 0.
 
@@ -28,6 +29,7 @@ pub mod reload;
 pub mod session;
 pub mod sse;
 pub mod state;
+pub mod stdio_mode;
 pub mod trail;
 pub mod upstream;
 pub mod webhook;

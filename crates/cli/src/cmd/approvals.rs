@@ -9,7 +9,7 @@ use toolgate_audit::{Kind, Record};
 use toolgate_store::{Approval, AuditLog, DecideError};
 
 use super::audit::show_time;
-use super::{load_config, now_ms, open_store, operator, ConfigArg};
+use super::{load_config_or_user as load_config, now_ms, open_store, operator, ConfigArg};
 
 /// Approval subcommands.
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,7 @@ use toolgate_audit::{Kind, Record};
 use toolgate_policy::duration::parse_duration;
 use toolgate_store::{AuditFilter, AuditLog};
 
-use super::{load_config, now_ms, ConfigArg};
+use super::{load_config_or_user as load_config, now_ms, ConfigArg};
 
 /// Audit subcommands.
 #[derive(Debug, Subcommand)]

@@ -1,0 +1,154 @@
+//! `toolgate run --policy FILE -- CMD ARGS…`: stdio mode for desktop clients.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use toolgate_gateway::config::{Pinning, ServerConfig, Transport};
+use toolgate_gateway::stdio_mode::{self, StdioGate};
+use toolgate_store::{AuditLog, Grant, PersistentCounters};
+
+use super::{load_config_or_user, now_ms, open_store, operator, ConfigArg};
+
+/// Arguments of `toolgate run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The policy enforced on the server's tools (JSON). An invalid policy stops toolgate.
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+    /// The server's name in the audit log and for `toolgate tools` and approvals
+    /// (default: the command's file name). A `[[servers]]` entry of that name in the config
+    /// lends its `pinning`, `audit_arguments` and `redact` settings.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The MCP server to run, after `--`: `toolgate run --policy p.json -- npx -y @scope/server`.
+    #[arg(last = true, required = true, value_name = "CMD ARGS")]
+    command: Vec<String>,
+}
+
+fn default_name(command: &str) -> String {
+    let base = std::path::Path::new(command)
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "stdio".into());
+    let clean: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if clean.is_empty() {
+        "stdio".into()
+    } else {
+        clean
+    }
+}
+
+/// Runs stdio mode; exits with the server's exit code.
+pub fn run(a: &RunArgs) -> Result<ExitCode> {
+    let mut cfg = load_config_or_user(&a.config)?;
+    let Some((program, args)) = a.command.split_first() else {
+        bail!("give the server's command after `--`: toolgate run --policy p.json -- CMD ARGS");
+    };
+    let text = std::fs::read_to_string(&a.policy)
+        .with_context(|| format!("cannot read the policy `{}`", a.policy.display()))?;
+    let loaded = match toolgate_policy::load_str(&text) {
+        Ok(l) => l,
+        Err(e) => {
+            for d in &e.errors {
+                eprintln!("{}: {d}", a.policy.display());
+            }
+            bail!(
+                "the policy `{}` is invalid; toolgate does not start without a valid policy",
+                a.policy.display()
+            );
+        }
+    };
+    let name = a.name.clone().unwrap_or_else(|| default_name(program));
+    if !toolgate_gateway::config::valid_name(&name) {
+        bail!("--name: use letters, digits, '-' and '_' (got {name:?})");
+    }
+    let policy_name = format!("run-{name}");
+    let command = if program == "toolgate" {
+        std::env::current_exe().unwrap_or_else(|_| PathBuf::from(program))
+    } else {
+        PathBuf::from(program)
+    };
+    let like = cfg.server(&name).cloned();
+    let srv = ServerConfig {
+        name: name.clone(),
+        transport: Transport::Stdio {
+            command,
+            args: args.to_vec(),
+            env: vec![],
+            cwd: std::env::current_dir().context("cannot read the current folder")?,
+        },
+        policy: Some(policy_name.clone()),
+        pinning: like.as_ref().map_or(Pinning::Enforce, |s| s.pinning),
+        sanitize_descriptions: like.as_ref().is_some_and(|s| s.sanitize_descriptions),
+        audit_arguments: like.as_ref().map(|s| s.audit_arguments).unwrap_or_default(),
+        redactor: like.map(|s| s.redactor).unwrap_or_default(),
+    };
+    use sha2::Digest as _;
+    let version: String = hex::encode(sha2::Sha256::digest(text.as_bytes()))
+        .chars()
+        .take(16)
+        .collect();
+    cfg.policy_versions.insert(policy_name.clone(), version);
+    cfg.policies
+        .insert(policy_name.clone(), Arc::new(loaded.policy));
+    cfg.servers = vec![srv];
+    let store = Arc::new(open_store(&cfg)?);
+    let counters = Arc::new(
+        PersistentCounters::open(store.clone(), now_ms())
+            .context("cannot restore rate-limit counters")?,
+    );
+    let audit = if cfg.audit.enabled {
+        Some(Arc::new(
+            AuditLog::open_with(&cfg.audit.path, cfg.audit.durability).with_context(|| {
+                format!("cannot open the audit log `{}`", cfg.audit.path.display())
+            })?,
+        ))
+    } else {
+        None
+    };
+    let who = operator();
+    let grant = Grant {
+        id: format!("stdio-{name}"),
+        label: "stdio".into(),
+        server: name.clone(),
+        policy: Some(policy_name),
+        identity: who,
+        token_prefix: String::new(),
+        created_at_ms: now_ms(),
+        expires_at_ms: None,
+        revoked_at_ms: None,
+    };
+    tracing::info!(server = %name, store = %cfg.store, audit = %cfg.audit.path.display(), "toolgate run: enforcing {} on `{}`", a.policy.display(), a.command.join(" "));
+    let gate = StdioGate {
+        cfg: Arc::new(cfg),
+        store,
+        counters,
+        audit,
+        grant,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let code = runtime
+        .block_on(stdio_mode::run(gate))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
