@@ -199,3 +199,55 @@ def test_two_of_two_approvers_and_a_signed_webhook(gateways: Any) -> None:
         assert used and used[0]["approver"] == "alice, bob"
     finally:
         hook.shutdown()
+
+
+def admin_token(gw: Any, name: str, role: str) -> str:
+    out = gw.cli("admin-tokens create", "--name", name, "--role", role, "--json").stdout
+    return str(json.loads(out.strip().splitlines()[-1])["token"])
+
+
+def test_the_admin_api_approves_with_roles(gateways: Any) -> None:
+    import httpx
+
+    gw = gateways.new([demo_server()], {"demo": approval_policy()})
+    token = gw.grant("demo", "approval-api")
+    viewer = admin_token(gw, "vera", "viewer")
+    manager = admin_token(gw, "max", "policy_manager")
+    api = gw.base_url + "/api/v1"
+
+    def auth(t: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {t}"}
+
+    async def scenario() -> None:
+        async with mcp_client(gw.url("demo"), token) as client, httpx.AsyncClient(timeout=10) as http:
+            call = asyncio.create_task(client.call_tool("refund_payment", REFUND))
+            deadline = time.monotonic() + 15
+            while True:
+                listed = (await http.get(f"{api}/approvals", headers=auth(viewer))).json()["approvals"]
+                if listed:
+                    break
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+            aid = listed[0]["id"]
+            assert listed[0]["arguments"] == REFUND
+            nobody = await http.post(f"{api}/approvals/{aid}/approve")
+            assert nobody.status_code == 401 and nobody.headers["www-authenticate"].startswith("Bearer")
+            bad = await http.post(f"{api}/approvals/{aid}/approve", headers=auth("tga_" + "0" * 48))
+            assert bad.status_code == 401
+            forbidden = await http.post(f"{api}/approvals/{aid}/approve", headers=auth(viewer))
+            assert forbidden.status_code == 403 and "policy_manager" in forbidden.json()["error"]
+            no_reason = await http.post(f"{api}/approvals/{aid}/deny", headers=auth(manager), json={})
+            assert no_reason.status_code == 400
+            missing = await http.post(f"{api}/approvals/ap_nope/approve", headers=auth(manager))
+            assert missing.status_code == 404
+            ok = await http.post(f"{api}/approvals/{aid}/approve", headers=auth(manager))
+            assert ok.status_code == 200 and ok.json()["status"] == "approved", ok.text
+            assert_allowed(await asyncio.wait_for(call, 20), "pay_5001")
+            again = await http.post(f"{api}/approvals/{aid}/approve", headers=auth(manager))
+            assert again.status_code == 409, again.text
+            status = (await http.get(f"{api}/status", headers=auth(viewer))).json()
+            assert status["pending_approvals"] == 0 and status["calls"] >= 1
+
+    run(scenario)
+    approved = [r for r in gw.audit_records("--kind", "approval") if r["decision"] == "approved"]
+    assert approved and approved[0]["approver"] == "max"

@@ -88,6 +88,13 @@ enum Command {
         #[command(flatten)]
         config: cmd::ConfigArg,
     },
+    /// Tokens for the admin API (`/api/v1`), each with a role.
+    AdminTokens {
+        #[command(subcommand)]
+        command: cmd::admin::AdminCommand,
+        #[command(flatten)]
+        config: cmd::ConfigArg,
+    },
     /// Read the audit log: tail, query, verify the hash chain, export.
     Audit {
         #[command(subcommand)]
@@ -156,6 +163,7 @@ fn main() -> ExitCode {
         Command::Policy(c) => cmd::policy::run(c),
         Command::Audit { command, config } => cmd::audit::run(command, &config),
         Command::Approvals { command, config } => cmd::approvals::run(command, &config),
+        Command::AdminTokens { command, config } => cmd::admin::run(command, &config),
         Command::Status { since, config } => cmd::audit::status(&config, &since),
         Command::Tools { command, config } => cmd::tools::run(command, &config),
         Command::Scan(a) => cmd::scan::run(&a),

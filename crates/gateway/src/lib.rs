@@ -4,6 +4,7 @@
 //! - [`config`]: `toolgate.toml` in two stages (raw serde, then validation collecting
 //!   every error with its path) and the policies it names.
 //! - [`front`]: the axum [`router`]: `/mcp/{server}` (POST, GET, DELETE), `/healthz`, `/readyz`.
+//! - [`api`]: the admin API under `/api/v1` (admin tokens with roles).
 //! - [`call`]: one `tools/call` from judgement to the relayed answer.
 //! - [`approval`]: holding a call until a person approves or denies it.
 //! - [`webhook`]: the signed approval webhook.
@@ -19,6 +20,7 @@
 //!
 //! [`run`] takes a bound listener and a shutdown future, so tests use port 0.
 
+pub mod api;
 pub mod approval;
 pub mod call;
 pub mod config;

@@ -4,6 +4,7 @@
 //! - [`sqlite`]: [`SqliteStore`], the embedded default (`sqlite://toolgate.db`): one file,
 //!   WAL mode, safe to open from the gateway and the CLI at once.
 //! - [`grants`]: [`Grant`]s and their tokens (shown once, stored as SHA-256 hashes).
+//! - [`admin`]: admin tokens ([`AdminToken`]) with roles, for the admin API.
 //! - [`approvals`]: the approval queue ([`Approval`]): held calls, votes, one use each.
 //! - [`audit`]: [`AuditLog`], the hash-chained audit log in its own SQLite file
 //!   (`synchronous=FULL`, group commit).
@@ -13,12 +14,14 @@
 //! One gateway process owns a SQLite store's counters; replicas share Redis instead
 //! (a later backend behind the same `Counters` trait).
 
+pub mod admin;
 pub mod approvals;
 pub mod audit;
 pub mod counters;
 pub mod grants;
 pub mod sqlite;
 
+pub use admin::{AdminToken, Role};
 pub use approvals::{Approval, ApprovalStatus, DecideError, NewApproval};
 pub use audit::{AuditFilter, AuditLog, Durability, Stats, Verified};
 pub use counters::PersistentCounters;

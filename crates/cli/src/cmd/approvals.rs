@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
-use serde_json::json;
 use toolgate_audit::{Kind, Record};
 use toolgate_store::{Approval, AuditLog, DecideError};
 
@@ -50,16 +49,7 @@ pub enum ApprovalsCommand {
     },
 }
 
-fn approval_json(a: &Approval, now: u64) -> serde_json::Value {
-    json!({
-        "id": a.id, "status": a.status_at(now).as_str(), "server": a.server, "grant": a.grant_label,
-        "identity": a.identity, "tool": a.tool,
-        "arguments": serde_json::from_str::<serde_json::Value>(&a.arguments).unwrap_or_default(),
-        "arg_hash": a.arg_hash, "rule": a.rule, "approvers_needed": a.required, "approvers": a.approvers,
-        "reason": a.reason, "decided_by": a.decided_by, "created_at_ms": a.created_at_ms,
-        "expires_at_ms": a.expires_at_ms, "decided_at_ms": a.decided_at_ms, "used_at_ms": a.used_at_ms,
-    })
-}
+use toolgate_gateway::api::approval_json;
 
 /// The audit log, opened before a decision is stored so that its record follows at once.
 fn audit_log(cfg: &toolgate_gateway::Config) -> Result<Option<AuditLog>> {

@@ -1,0 +1,245 @@
+//! The admin API under `/api/v1` (JSON), behind admin tokens with roles: `viewer` reads,
+//! `policy_manager` also decides approvals, `admin` does everything. So far: the approval
+//! queue and status; docs/API.md lists what exists.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use toolgate_audit::{Kind, Record};
+use toolgate_store::{AdminToken, Approval, DecideError, Role};
+
+use crate::state::{now_ms, AppState};
+
+/// The routes, to merge into the gateway's router.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/approvals", get(list_approvals))
+        .route("/api/v1/approvals/{id}", get(get_approval))
+        .route("/api/v1/approvals/{id}/approve", post(approve))
+        .route("/api/v1/approvals/{id}/deny", post(deny))
+        .route("/api/v1/status", get(status))
+}
+
+/// An approval as the API and the CLI show it.
+pub fn approval_json(a: &Approval, now: u64) -> Value {
+    json!({
+        "id": a.id, "status": a.status_at(now).as_str(), "server": a.server, "grant": a.grant_label,
+        "identity": a.identity, "tool": a.tool,
+        "arguments": serde_json::from_str::<Value>(&a.arguments).unwrap_or_default(),
+        "arg_hash": a.arg_hash, "rule": a.rule, "approvers_needed": a.required, "approvers": a.approvers,
+        "reason": a.reason, "decided_by": a.decided_by, "created_at_ms": a.created_at_ms,
+        "expires_at_ms": a.expires_at_ms, "decided_at_ms": a.decided_at_ms, "used_at_ms": a.used_at_ms,
+    })
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"error": message}))).into_response()
+}
+
+/// Why an admin request was refused.
+pub struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut r = error(self.status, &self.message);
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"toolgate-admin\""),
+            );
+        }
+        r
+    }
+}
+
+/// The admin token of the request, if its role is at least `need`.
+fn admin(st: &AppState, headers: &HeaderMap, need: Role) -> Result<AdminToken, Refusal> {
+    let refuse = |status, message: String| Refusal { status, message };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "an admin token is required: `Authorization: Bearer tga_…` (toolgate admin-tokens create)".into(),
+        ));
+    };
+    let found = st.store.admin_by_token(token).map_err(|e| {
+        tracing::error!("admin token lookup failed: {e}");
+        refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store is unavailable".into(),
+        )
+    })?;
+    let Some(admin) = found else {
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "unknown or revoked admin token".into(),
+        ));
+    };
+    if admin.role < need {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            format!(
+                "role `{}` may not do this; it needs `{}`",
+                admin.role.as_str(),
+                need.as_str()
+            ),
+        ));
+    }
+    Ok(admin)
+}
+
+async fn list_approvals(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&st, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    let now = now_ms();
+    match st.store.approvals(true, now) {
+        Ok(list) => Json(
+            json!({"approvals": list.iter().map(|a| approval_json(a, now)).collect::<Vec<_>>()}),
+        )
+        .into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+async fn get_approval(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admin(&st, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    match st.store.approval(&id) {
+        Ok(a) => Json(approval_json(&a, now_ms())).into_response(),
+        Err(toolgate_store::StoreError::NotFound(_)) => {
+            error(StatusCode::NOT_FOUND, &format!("no approval `{id}`"))
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+fn decided(
+    st: &AppState,
+    result: Result<Result<Approval, DecideError>, toolgate_store::StoreError>,
+    who: &AdminToken,
+    event: &str,
+    reason: Option<String>,
+) -> Response {
+    let a = match result {
+        Ok(Ok(a)) => a,
+        Ok(Err(e @ DecideError::NotFound(_))) => {
+            return error(StatusCode::NOT_FOUND, &e.to_string())
+        }
+        Ok(Err(e)) => return error(StatusCode::CONFLICT, &e.to_string()),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    if let Some(log) = &st.audit {
+        let r = Record {
+            at_ms: now_ms(),
+            kind: Kind::Approval,
+            grant_id: Some(a.grant_id.clone()),
+            grant_label: Some(a.grant_label.clone()),
+            identity: Some(a.identity.clone()),
+            server: Some(a.server.clone()),
+            tool: Some(a.tool.clone()),
+            arg_hash: Some(a.arg_hash.clone()),
+            decision: Some(event.to_string()),
+            rule: Some(a.rule.clone()),
+            approval_id: Some(a.id.clone()),
+            approver: Some(who.name.clone()),
+            message: Some(match reason {
+                Some(r) => format!("{r} (admin API, token {})", who.id),
+                None => format!("admin API, token {}", who.id),
+            }),
+            ..Record::default()
+        };
+        if let Err(e) = log.append_sync(r) {
+            tracing::error!("audit log: {e}");
+        }
+    }
+    tracing::info!(approval = %a.id, by = %who.name, "approval {event} through the admin API");
+    Json(approval_json(&a, now_ms())).into_response()
+}
+
+async fn approve(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let who = match admin(&st, &headers, Role::PolicyManager) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let result = st.store.approve(&id, &who.name, now_ms());
+    decided(&st, result, &who, "approved", None)
+}
+
+async fn deny(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let who = match admin(&st, &headers, Role::PolicyManager) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let reason = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string))
+        .filter(|r| !r.trim().is_empty());
+    let Some(reason) = reason else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "send JSON {\"reason\": \"…\"}: the agent reads why its call was denied",
+        );
+    };
+    let result = st.store.deny_approval(&id, &who.name, &reason, now_ms());
+    decided(&st, result, &who, "denied", Some(reason))
+}
+
+async fn status(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&st, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    let now = now_ms();
+    let since = now.saturating_sub(3_600_000);
+    let stats = match &st.audit {
+        Some(log) => match log.stats(since) {
+            Ok(s) => Some(s),
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        },
+        None => None,
+    };
+    let pending = match st.store.approvals(true, now) {
+        Ok(p) => p.len(),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    Json(json!({
+        "since_ms": since,
+        "calls": stats.as_ref().map(|s| s.calls),
+        "calls_per_minute": stats.as_ref().map(|s| s.calls as f64 / 60.0),
+        "denied": stats.as_ref().map(|s| s.denied),
+        "top_deny_rules": stats.as_ref().map(|s| s.top_deny_rules.iter().map(|(r, n)| json!({"rule": r, "count": n})).collect::<Vec<_>>()),
+        "pending_approvals": pending,
+        "audit": st.audit.is_some(),
+    }))
+    .into_response()
+}
