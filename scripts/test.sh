@@ -12,6 +12,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "pure crates stay pure"
 scripts/check-purity.sh
 
+step "a private redis-server for the Redis backend's tests"
+REDIS_DIR=$(mktemp -d)
+trap 'scripts/redis.sh stop "$REDIS_DIR"; rm -rf "$REDIS_DIR"' EXIT
+TOOLGATE_TEST_REDIS_URL=$(scripts/redis.sh start "$REDIS_DIR")
+export TOOLGATE_TEST_REDIS_URL
+echo "redis at $TOOLGATE_TEST_REDIS_URL"
+
 step "unit, integration and golden tests"
 cargo test --workspace
 

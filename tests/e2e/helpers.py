@@ -169,6 +169,7 @@ class Gateway:
         extra: dict[str, Any] | None = None,
         relative_paths: bool = False,
         cwd: Path | None = None,
+        store: Path | None = None,
     ) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
@@ -181,7 +182,7 @@ class Gateway:
         self.cwd = cwd or self.root
         self.cwd.mkdir(parents=True, exist_ok=True)
         self.config_path = self.root / "toolgate.toml"
-        self.db_path = self.root / "toolgate.db"
+        self.db_path = store or self.root / "toolgate.db"
         self.proc: subprocess.Popen[bytes] | None = None
         self.base_url: str | None = None
         self.runs = 0
@@ -272,7 +273,7 @@ class Gateway:
     @property
     def audit_path(self) -> Path:
         """The audit log's file (default: beside the store)."""
-        return self.root / "toolgate-audit.db"
+        return self.db_path.with_name(self.db_path.stem + "-audit.db")
 
     def audit_records(self, *args: str) -> list[dict[str, Any]]:
         """`toolgate audit query --format jsonl ARGS`, parsed."""

@@ -69,6 +69,24 @@ pub fn load_config_or_user(arg: &ConfigArg) -> anyhow::Result<toolgate_gateway::
     )?)
 }
 
+/// The config's rate-limit counters: Redis when `counters` names it, else persistent
+/// counters in the SQLite store.
+pub fn open_counters(
+    cfg: &toolgate_gateway::Config,
+    store: &std::sync::Arc<toolgate_store::SqliteStore>,
+) -> anyhow::Result<std::sync::Arc<dyn toolgate_policy::Counters>> {
+    use anyhow::Context as _;
+    Ok(match &cfg.counters {
+        Some(url) => std::sync::Arc::new(
+            toolgate_store::RedisCounters::open(url).context("cannot reach the counters' Redis")?,
+        ),
+        None => std::sync::Arc::new(
+            toolgate_store::PersistentCounters::open(store.clone(), now_ms())
+                .context("cannot restore rate-limit counters")?,
+        ),
+    })
+}
+
 /// Opens the config's store.
 pub fn open_store(cfg: &toolgate_gateway::Config) -> anyhow::Result<toolgate_store::SqliteStore> {
     toolgate_store::SqliteStore::open_url(&cfg.store, &cfg.base)

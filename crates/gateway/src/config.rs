@@ -34,6 +34,7 @@ pub struct ConfigError {
 struct RawConfig {
     listen: Option<String>,
     store: Option<String>,
+    counters: Option<String>,
     max_body: Option<toml::Value>,
     upstream_timeout: Option<toml::Value>,
     #[serde(default)]
@@ -163,6 +164,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Store URL.
     pub store: String,
+    /// Where rate-limit counters live when not in the store: `redis://…` (shared by
+    /// replicas). `None`: in the SQLite store.
+    pub counters: Option<String>,
     /// The folder relative paths are taken from.
     pub base: PathBuf,
     /// Request body limit in bytes.
@@ -308,6 +312,14 @@ impl Config {
                 }
             }
         };
+        let counters = raw.counters.clone();
+        if let Some(c) = &counters {
+            if !(c.starts_with("redis://") || c.starts_with("redis+unix://"))
+                || c.len() <= "redis://".len()
+            {
+                errors.push(format!("counters: expected \"redis://HOST:PORT/DB\" (counters shared by replicas), got {c:?}; leave it out to keep counters in the store"));
+            }
+        }
         let audit = Self::audit_config(raw.audit.as_ref(), &store, base, &mut errors);
         let approvals = match raw.approvals.as_ref() {
             None => ApprovalsConfig::default(),
@@ -491,6 +503,7 @@ impl Config {
             file: file.to_path_buf(),
             listen,
             store,
+            counters,
             base: base.to_path_buf(),
             max_body,
             upstream_timeout_secs,

@@ -8,6 +8,8 @@
 //! - [`approvals`]: the approval queue ([`Approval`]): held calls, votes, one use each.
 //! - [`audit`]: [`AuditLog`], the hash-chained audit log in its own SQLite file
 //!   (`synchronous=FULL`, group commit).
+//! - [`redis_counters`]: [`RedisCounters`], exact sliding windows in Redis (Lua), shared
+//!   by replicas.
 //! - [`counters`]: [`PersistentCounters`], exact in-memory sliding windows whose entries
 //!   are written through to the store before a call is forwarded, and restored at start.
 //!
@@ -19,6 +21,7 @@ pub mod approvals;
 pub mod audit;
 pub mod counters;
 pub mod grants;
+pub mod redis_counters;
 pub mod sqlite;
 
 pub use admin::{AdminToken, Role};
@@ -26,6 +29,7 @@ pub use approvals::{Approval, ApprovalStatus, DecideError, NewApproval};
 pub use audit::{AuditFilter, AuditLog, Durability, Stats, Verified};
 pub use counters::PersistentCounters;
 pub use grants::{Grant, GrantStatus, NewGrant};
+pub use redis_counters::RedisCounters;
 pub use sqlite::{Observed, Pin, SqliteStore};
 
 /// Errors of the store.
@@ -40,6 +44,9 @@ pub enum StoreError {
     /// No such record.
     #[error("not found: `{0}`")]
     NotFound(String),
+    /// Redis could not be reached or failed.
+    #[error("redis: {0}")]
+    Redis(String),
     /// The audit log could not be written or read.
     #[error("audit log: {0}")]
     Audit(String),

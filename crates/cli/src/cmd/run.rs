@@ -8,9 +8,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use toolgate_gateway::config::{Pinning, ServerConfig, Transport};
 use toolgate_gateway::stdio_mode::{self, StdioGate};
-use toolgate_store::{AuditLog, Grant, PersistentCounters};
+use toolgate_store::{AuditLog, Grant};
 
-use super::{load_config_or_user, now_ms, open_store, operator, ConfigArg};
+use super::{load_config_or_user, now_ms, open_counters, open_store, operator, ConfigArg};
 
 /// Arguments of `toolgate run`.
 #[derive(Debug, Args)]
@@ -108,10 +108,7 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
         .insert(policy_name.clone(), Arc::new(loaded.policy));
     cfg.servers = vec![srv];
     let store = Arc::new(open_store(&cfg)?);
-    let counters = Arc::new(
-        PersistentCounters::open(store.clone(), now_ms())
-            .context("cannot restore rate-limit counters")?,
-    );
+    let counters = open_counters(&cfg, &store)?;
     let audit = if cfg.audit.enabled {
         Some(Arc::new(
             AuditLog::open_with(&cfg.audit.path, cfg.audit.durability).with_context(|| {

@@ -5,18 +5,15 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use toolgate_gateway::AppState;
-use toolgate_store::{AuditLog, NewGrant, PersistentCounters};
+use toolgate_store::{AuditLog, NewGrant};
 
-use super::{load_config, now_ms, open_store, ConfigArg};
+use super::{load_config, now_ms, open_counters, open_store, ConfigArg};
 
 /// Runs the gateway until Ctrl-C or SIGTERM.
 pub fn run(arg: &ConfigArg) -> Result<ExitCode> {
     let cfg = load_config(arg)?;
     let store = Arc::new(open_store(&cfg)?);
-    let counters = Arc::new(
-        PersistentCounters::open(store.clone(), now_ms())
-            .context("cannot restore rate-limit counters")?,
-    );
+    let counters = open_counters(&cfg, &store)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,0 +1,116 @@
+"""Replicas: three gateway processes share one Redis for counters (and, on one machine,
+one SQLite store for grants and approvals and one audit file). 64 concurrent clients spread
+over them call a tool limited to 30 a minute: exactly 30 succeed. An approval raised on one
+replica is approved through another's admin API. `audit verify` passes over all records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from helpers import assert_allowed, demo_server, http_server, mcp_client, run
+
+LIMITED = {
+    "version": "1",
+    "default": "deny",
+    "tools": {"echo": {"limits": [{"counter": "echo_rate", "window": "minute", "max": 30, "scope": "grant"}]}},
+}
+HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+def redis_url() -> str:
+    url = os.environ.get("TOOLGATE_TEST_REDIS_URL", "")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("TOOLGATE_TEST_REDIS_URL is not set: the test command starts redis-server and sets it")
+        pytest.skip("TOOLGATE_TEST_REDIS_URL is not set (scripts/test.sh starts a redis-server)")
+    return url
+
+
+def sse_or_json(resp: httpx.Response) -> dict[str, Any]:
+    if resp.headers.get("content-type", "").startswith("text/event-stream"):
+        for line in resp.text.splitlines():
+            if line.startswith("data:"):
+                msg = json.loads(line[5:])
+                if "id" in msg and ("result" in msg or "error" in msg):
+                    return msg
+        raise AssertionError(f"no response in {resp.text!r}")
+    return resp.json()
+
+
+async def one_call(http: httpx.AsyncClient, url: str, token: str, n: int) -> dict[str, Any]:
+    auth = {"Authorization": f"Bearer {token}"} | HEADERS
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "r", "version": "1"}}}
+    r = await http.post(url, json=init, headers=auth)
+    assert r.status_code == 200, r.text
+    session = {"Mcp-Session-Id": r.headers["mcp-session-id"]} | auth
+    await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": f"n{n}"}}}
+    r = await http.post(url, json=call, headers=session)
+    assert r.status_code == 200, r.text
+    return sse_or_json(r)
+
+
+def test_three_replicas_share_one_exact_limit(gateways: Any, upstreams: Any, tmp_path: Path) -> None:
+    url = redis_url()
+    shared = tmp_path / "shared" / "toolgate.db"
+    shared.parent.mkdir()
+    upstream = upstreams.recording("json")
+    replicas = [
+        gateways.new([http_server("rec", "limited", upstream.url)], {"limited": LIMITED},
+                     extra={"counters": url}, store=shared)
+        for _ in range(3)
+    ]
+    token = replicas[0].grant("rec", "replica-agent")
+
+    async def load() -> list[dict[str, Any]]:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+            return await asyncio.gather(*(one_call(http, replicas[n % 3].url("rec"), token, n) for n in range(64)))
+
+    answers = run(load, timeout=120)
+    ok = [a for a in answers if not a["result"].get("isError")]
+    denied = [a for a in answers if a["result"].get("isError")]
+    assert len(ok) == 30, f"{len(ok)} calls passed a limit of 30 shared by three replicas"
+    assert len(denied) == 34
+    assert all("/tools/echo/limits/0" in a["result"]["content"][0]["text"] for a in denied)
+    verify = replicas[1].cli("audit verify")
+    assert verify.stdout.startswith("ok: "), verify.stdout
+    calls = replicas[2].audit_records("--tool", "echo", "--kind", "call")
+    assert len(calls) == 64 and sum(c["decision"] == "allow" for c in calls) == 30
+
+
+def test_an_approval_held_on_one_replica_is_approved_through_another(gateways: Any, tmp_path: Path) -> None:
+    url = redis_url()
+    shared = tmp_path / "shared" / "toolgate.db"
+    shared.parent.mkdir()
+    policy = {"version": "1", "default": "deny",
+              "tools": {"refund_payment": {"action": "require_approval", "approval": {"timeout": "30s"}}}}
+    a, b = (gateways.new([demo_server()], {"demo": policy}, extra={"counters": url}, store=shared) for _ in range(2))
+    token = a.grant("demo", "replica-approval")
+    manager = json.loads(a.cli("admin-tokens create", "--name", "max", "--role", "policy_manager", "--json")
+                         .stdout.strip().splitlines()[-1])["token"]
+    refund = {"payment_id": "pay_5001", "amount": 100, "reason": "duplicate"}
+
+    async def scenario() -> None:
+        async with mcp_client(a.url("demo"), token) as client, httpx.AsyncClient(timeout=10) as http:
+            call = asyncio.create_task(client.call_tool("refund_payment", refund))
+            api = b.base_url + "/api/v1"
+            auth = {"Authorization": f"Bearer {manager}"}
+            deadline = time.monotonic() + 15
+            while not (waiting := (await http.get(f"{api}/approvals", headers=auth)).json()["approvals"]):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+            r = await http.post(f"{api}/approvals/{waiting[0]['id']}/approve", headers=auth)
+            assert r.status_code == 200, r.text
+            assert_allowed(await asyncio.wait_for(call, 20), "pay_5001")
+
+    run(scenario)
