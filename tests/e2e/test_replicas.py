@@ -114,3 +114,56 @@ def test_an_approval_held_on_one_replica_is_approved_through_another(gateways: A
             assert_allowed(await asyncio.wait_for(call, 20), "pay_5001")
 
     run(scenario)
+
+
+def start_redis(folder: Path, port: int) -> Any:
+    import shutil
+    import subprocess
+
+    exe = shutil.which("redis-server")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed: the test command installs it")
+        pytest.skip("redis-server is not installed")
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    import socket
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("redis-server did not start")
+
+
+def test_redis_down_fails_closed_and_recovers_without_a_restart(gateways: Any, upstreams: Any, tmp_path: Path) -> None:
+    from helpers import assert_denied, free_port
+
+    port = free_port()
+    redis = start_redis(tmp_path / "redis", port)
+    try:
+        upstream = upstreams.recording("json")
+        gw = gateways.new([http_server("rec", "limited", upstream.url)], {"limited": LIMITED},
+                          extra={"counters": f"redis://127.0.0.1:{port}/0"})
+        token = gw.grant("rec", "redis-down")
+
+        async def call(expect_ok: bool) -> None:
+            async with mcp_client(gw.url("rec"), token) as client:
+                result = await client.call_tool("echo", {"text": "hi"})
+                if expect_ok:
+                    assert_allowed(result, "hi")
+                else:
+                    assert_denied(result, "(store unavailable)")
+
+        run(lambda: call(True))
+        redis.terminate()
+        redis.wait(timeout=10)
+        run(lambda: call(False))
+        redis = start_redis(tmp_path / "redis", port)
+        run(lambda: call(True))
+    finally:
+        redis.kill()
