@@ -246,3 +246,32 @@ def test_sigkill_under_load_loses_no_record_of_a_forwarded_call(gateways: Any, t
 async def one_call(url: str, token: str) -> None:
     async with mcp_client(url, token) as client:
         assert_allowed(await client.call_tool("note", {"nonce": "after-restart"}), "noted")
+
+
+def test_tail_follows_new_records(gateways: Any, demo_policy: Any) -> None:
+    gw = gateways.new([demo_server()], {"demo": demo_policy})
+    token = gw.grant("demo", "audit-tail")
+    run(lambda: one_call_demo(gw.url("demo"), token, "list_invoices"))
+    follow = subprocess.Popen([str(toolgate_bin()), "audit", "tail", "-f", "-n", "1", "--format", "jsonl",
+                               "--config", str(gw.config_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert follow.stdout is not None
+        first = json.loads(follow.stdout.readline())  # the last record so far
+        run(lambda: one_call_demo(gw.url("demo"), token, "list_providers"))
+        deadline = time.monotonic() + 10
+        seen = []
+        while time.monotonic() < deadline:
+            record = json.loads(follow.stdout.readline())
+            seen.append(record)
+            if record.get("tool") == "list_providers" and record["kind"] == "call":
+                break
+        assert seen[-1]["tool"] == "list_providers" and seen[-1]["decision"] == "deny", seen
+        assert all(r["seq"] > first["seq"] for r in seen)
+    finally:
+        follow.kill()
+        follow.wait()
+
+
+async def one_call_demo(url: str, token: str, tool: str) -> None:
+    async with mcp_client(url, token) as client:
+        await client.call_tool(tool, {})

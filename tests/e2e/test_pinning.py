@@ -74,6 +74,14 @@ def test_changed_and_new_tools_are_held_until_approved(gateways: Any, tmp_path: 
 
     run(third_session)
 
+    # The audit log records each change and the approval, with who approved.
+    pins = [(r["tool"], r["decision"]) for r in gw.audit_records("--kind", "pin")]
+    assert pins == [("lookup", "held"), ("surprise", "held"), ("lookup", "approved")], pins
+    held = gw.audit_records("--kind", "pin", "--tool", "surprise")[0]
+    assert held["message"] == "new since pinning" and held["server"] == "changing"
+    assert "definition changed" in gw.audit_records("--kind", "pin", "--tool", "lookup")[0]["message"]
+    assert gw.audit_records("--kind", "pin", "--tool", "lookup")[1]["approver"]
+
 
 def test_pinning_warn_lets_changes_through(gateways: Any, tmp_path: Path) -> None:
     defs = tmp_path / "defs.json"
@@ -91,6 +99,7 @@ def test_pinning_warn_lets_changes_through(gateways: Any, tmp_path: Path) -> Non
     run(lambda: session({"lookup", "echo", "surprise"}))
     listed = gw.cli("tools list", "changing", "--changed")
     assert "HELD" in listed.stdout, listed.stdout
+    assert {r["decision"] for r in gw.audit_records("--kind", "pin")} == {"warned"}
 
 
 def test_sanitize_descriptions_strips_hidden_text(gateways: Any, tmp_path: Path) -> None:
