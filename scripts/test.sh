@@ -23,7 +23,7 @@ step "unit, integration and golden tests"
 cargo test --workspace
 
 step "benches and fuzz targets compile"
-cargo bench -p toolgate-policy --no-run
+cargo bench -p toolgate-policy -p toolgate-store --no-run
 (cd fuzz && cargo build)
 
 if [ -x tests/e2e/run.sh ]; then

@@ -105,6 +105,18 @@ impl CallCtx {
     /// Answers with a denial and records it (not waited for).
     pub fn deny(&self, answer: String, d: &Decision, approval: Option<&Approval>) -> Response {
         tracing::info!(server = %self.srv.name, grant = %self.grant.label, tool = %self.tool, rule = %d.rule, "tools/call denied");
+        let m = &self.st.metrics;
+        m.call(
+            &self.srv.name,
+            &self.tool,
+            if d.hidden { "hidden" } else { "deny" },
+            self.started.elapsed().as_secs_f64(),
+        );
+        match d.rule.as_str() {
+            "(store unavailable)" => m.store_error("store"),
+            "(audit unavailable)" => m.store_error("audit"),
+            _ => {}
+        }
         self.record_decision(d, approval, None);
         json_response(StatusCode::OK, answer)
     }
@@ -187,6 +199,7 @@ impl CallCtx {
                 Ok(seq) => Some(Arc::new(Trail::new(log.clone(), &r, seq))),
                 Err(e) => {
                     tracing::error!("audit log unavailable: {e}; the call is refused");
+                    self.st.metrics.store_error("audit");
                     if let Err(e) = self.st.counters.give_back(&ticket) {
                         tracing::error!("give-back failed: {e}");
                     }
@@ -199,10 +212,21 @@ impl CallCtx {
             },
             _ => None,
         };
+        self.st.metrics.call(
+            &self.srv.name,
+            &self.tool,
+            "allow",
+            self.started.elapsed().as_secs_f64(),
+        );
         let hook = Hook::Call(CallHook {
             counters: self.st.counters.clone(),
             ticket,
             trail,
+            watch: Some(crate::enforce::Watch {
+                metrics: self.st.metrics.clone(),
+                server: self.srv.name.clone(),
+                sent: Instant::now(),
+            }),
         });
         relay_request(
             &self.st,

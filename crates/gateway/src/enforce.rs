@@ -141,6 +141,31 @@ pub struct CallHook {
     pub ticket: Ticket,
     /// The audit trail, when the audit is on.
     pub trail: Option<Arc<Trail>>,
+    /// Where the outcome and the upstream's latency are counted.
+    pub watch: Option<Watch>,
+}
+
+/// Metrics of one forwarded call.
+#[derive(Clone)]
+pub struct Watch {
+    /// The metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The server.
+    pub server: String,
+    /// When the call was sent upstream.
+    pub sent: std::time::Instant,
+}
+
+impl CallHook {
+    fn ended(&self, outcome: Outcome, bytes_out: Option<usize>) {
+        if let Some(t) = &self.trail {
+            t.finish(outcome, bytes_out);
+        }
+        if let Some(w) = &self.watch {
+            w.metrics
+                .outcome(&w.server, outcome.as_str(), w.sent.elapsed().as_secs_f64());
+        }
+    }
 }
 
 /// Whether to strip hidden characters from the descriptions agents see (after pinning,
@@ -226,17 +251,15 @@ impl Hook {
             if let Err(e) = c.counters.give_back(&c.ticket) {
                 tracing::error!("give-back failed: {e}");
             }
-            if let Some(t) = &c.trail {
-                t.finish(Outcome::TransportError, None);
-            }
+            c.ended(Outcome::TransportError, None);
         }
     }
 
     /// Called when the answer was lost after the request went out: no answer in time
     /// (`timeout`) or a broken stream. The call may have run, so nothing is given back.
     pub fn lost(&self, timeout: bool) {
-        if let Hook::Call(CallHook { trail: Some(t), .. }) = self {
-            t.finish(
+        if let Hook::Call(c) = self {
+            c.ended(
                 if timeout {
                     Outcome::Timeout
                 } else {
@@ -272,9 +295,7 @@ impl Hook {
                         tracing::error!("give-back failed: {e}");
                     }
                 }
-                if let Some(t) = &c.trail {
-                    t.finish(outcome, Some(msg.len()));
-                }
+                c.ended(outcome, Some(msg.len()));
                 None
             }
             Hook::FilterTools(policy, pins, sanitize) => {

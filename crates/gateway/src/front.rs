@@ -40,6 +40,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::handler))
         .merge(crate::api::routes())
         .with_state(state)
 }
@@ -358,6 +359,7 @@ async fn post_mcp(
         .as_ref()
         .and_then(|p| cfg.policies.get(p))
         .cloned();
+    st.metrics.request(&srv.name, env.method());
     let record = st.audit.as_ref().map(|_| {
         trail::request_record(
             &cfg,

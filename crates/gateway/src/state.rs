@@ -26,6 +26,8 @@ pub struct AppState {
     grants: Mutex<GrantCache>,
     /// The audit log (`None` when `[audit] enabled = false`).
     pub audit: Option<Arc<AuditLog>>,
+    /// What `/metrics` shows.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Default)]
@@ -70,6 +72,7 @@ impl AppState {
             http,
             grants: Mutex::new(GrantCache::default()),
             audit: None,
+            metrics: Arc::default(),
         })
     }
 

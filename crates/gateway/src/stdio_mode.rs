@@ -471,6 +471,7 @@ async fn call(shared: Arc<Shared>, line: Bytes) {
         counters: shared.gate.counters.clone(),
         ticket,
         trail,
+        watch: None,
     });
     shared.pending().insert(id_key(&id_text), hook);
     shared.to_child(line);

@@ -1,0 +1,214 @@
+//! `/metrics` in the Prometheus text format: calls by server, tool and decision; decision
+//! and upstream latency histograms; requests by method; pending approvals; store errors.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::state::{now_ms, AppState};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    server: String,
+    tool: String,
+    decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerLabels {
+    server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    server: String,
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    server: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    store: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 26 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+/// The gateway's metrics.
+pub struct Metrics {
+    registry: Registry,
+    calls: Family<CallLabels, Counter>,
+    requests: Family<MethodLabels, Counter>,
+    decision_seconds: Family<ServerLabels, Histogram, fn() -> Histogram>,
+    upstream_seconds: Family<ServerLabels, Histogram, fn() -> Histogram>,
+    outcomes: Family<OutcomeLabels, Counter>,
+    store_errors: Family<ErrorLabels, Counter>,
+    pending_approvals: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("toolgate");
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "tool_calls",
+            "tools/call requests judged, by server, tool and decision",
+            calls.clone(),
+        );
+        let requests = Family::<MethodLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "JSON-RPC requests that passed authentication, by server and method",
+            requests.clone(),
+        );
+        let decision_seconds =
+            Family::<ServerLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            );
+        registry.register(
+            "decision_seconds",
+            "Time from a tools/call's arrival to its decision (limits and audit record included)",
+            decision_seconds.clone(),
+        );
+        let upstream_seconds =
+            Family::<ServerLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            );
+        registry.register(
+            "upstream_seconds",
+            "Time the upstream took to answer a forwarded tools/call",
+            upstream_seconds.clone(),
+        );
+        let outcomes = Family::<OutcomeLabels, Counter>::default();
+        registry.register("upstream_outcomes", "Forwarded tools/call outcomes (ok, tool_error, jsonrpc_error, transport_error, timeout, abandoned)", outcomes.clone());
+        let store_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "store_errors",
+            "Errors of the state stores (each refused a call: fail closed)",
+            store_errors.clone(),
+        );
+        let pending_approvals = Gauge::default();
+        registry.register(
+            "pending_approvals",
+            "Calls waiting for a person's approval",
+            pending_approvals.clone(),
+        );
+        Metrics {
+            registry,
+            calls,
+            requests,
+            decision_seconds,
+            upstream_seconds,
+            outcomes,
+            store_errors,
+            pending_approvals,
+        }
+    }
+}
+
+impl Metrics {
+    /// A judged `tools/call`.
+    pub fn call(&self, server: &str, tool: &str, decision: &str, decision_secs: f64) {
+        self.calls
+            .get_or_create(&CallLabels {
+                server: server.to_string(),
+                tool: tool.to_string(),
+                decision: decision.to_string(),
+            })
+            .inc();
+        self.decision_seconds
+            .get_or_create(&ServerLabels {
+                server: server.to_string(),
+            })
+            .observe(decision_secs);
+    }
+
+    /// A request that passed authentication.
+    pub fn request(&self, server: &str, method: &str) {
+        self.requests
+            .get_or_create(&MethodLabels {
+                server: server.to_string(),
+                method: method.to_string(),
+            })
+            .inc();
+    }
+
+    /// How a forwarded call ended, and how long the upstream took.
+    pub fn outcome(&self, server: &str, outcome: &str, upstream_secs: f64) {
+        self.outcomes
+            .get_or_create(&OutcomeLabels {
+                server: server.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.upstream_seconds
+            .get_or_create(&ServerLabels {
+                server: server.to_string(),
+            })
+            .observe(upstream_secs);
+    }
+
+    /// A store failed (`counters`, `audit`, `store`).
+    pub fn store_error(&self, store: &str) {
+        self.store_errors
+            .get_or_create(&ErrorLabels {
+                store: store.to_string(),
+            })
+            .inc();
+    }
+
+    /// The text exposition.
+    pub fn render(&self, pending_approvals: i64) -> Result<String, std::fmt::Error> {
+        self.pending_approvals.set(pending_approvals);
+        let mut out = String::new();
+        encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// `GET /metrics`.
+pub async fn handler(State(st): State<Arc<AppState>>) -> Response {
+    let pending = match st.store.approvals(true, now_ms()) {
+        Ok(p) => i64::try_from(p.len()).unwrap_or(i64::MAX),
+        Err(e) => {
+            tracing::error!("metrics: store unavailable: {e}");
+            st.metrics.store_error("store");
+            -1
+        }
+    };
+    match st.metrics.render(pending) {
+        Ok(text) => {
+            let mut r = (StatusCode::OK, text).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            r
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
