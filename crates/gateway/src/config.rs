@@ -37,6 +37,7 @@ struct RawConfig {
     counters: Option<String>,
     max_body: Option<toml::Value>,
     upstream_timeout: Option<toml::Value>,
+    body_timeout: Option<toml::Value>,
     #[serde(default)]
     allowed_origins: Vec<String>,
     #[serde(default)]
@@ -173,6 +174,8 @@ pub struct Config {
     pub max_body: usize,
     /// Per-request upstream timeout, seconds.
     pub upstream_timeout_secs: u64,
+    /// How long a request body may take to arrive, seconds (slow senders get 408).
+    pub body_timeout_secs: u64,
     /// Extra accepted `Origin` values.
     pub allowed_origins: Vec<String>,
     /// Servers by name, in file order.
@@ -353,6 +356,25 @@ impl Config {
                 }
             },
         };
+        let body_timeout_secs = match &raw.body_timeout {
+            None => 30,
+            Some(v) => {
+                let secs = match v {
+                    toml::Value::Integer(n) => u64::try_from(*n).ok().filter(|n| *n > 0),
+                    toml::Value::String(s) => parse_duration(s),
+                    _ => None,
+                };
+                match secs {
+                    Some(s) if s <= MAX_UPSTREAM_TIMEOUT_SECS => s,
+                    _ => {
+                        errors.push(format!(
+                            "body_timeout: expected a duration up to 10m such as \"30s\", got {v}"
+                        ));
+                        30
+                    }
+                }
+            }
+        };
         let mut policies = BTreeMap::new();
         let mut policy_files = BTreeMap::new();
         let mut policy_versions = BTreeMap::new();
@@ -507,6 +529,7 @@ impl Config {
             base: base.to_path_buf(),
             max_body,
             upstream_timeout_secs,
+            body_timeout_secs,
             allowed_origins: raw.allowed_origins,
             servers,
             policies,

@@ -307,14 +307,38 @@ async fn post_mcp(
             "Accept must include application/json and text/event-stream",
         );
     }
-    let bytes = match axum::body::to_bytes(body, cfg.max_body).await {
-        Ok(b) => b,
-        Err(_) => {
+    let read = tokio::time::timeout(
+        Duration::from_secs(cfg.body_timeout_secs),
+        axum::body::to_bytes(body, cfg.max_body),
+    )
+    .await;
+    let bytes = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) if is_length_limit(&e) => {
             return http_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "null",
                 error_codes::INVALID_REQUEST,
                 &format!("request body over the limit of {} bytes", cfg.max_body),
+            )
+        }
+        Ok(Err(e)) => {
+            return http_error(
+                StatusCode::BAD_REQUEST,
+                "null",
+                error_codes::INVALID_REQUEST,
+                &format!("the request body could not be read: {e}"),
+            )
+        }
+        Err(_) => {
+            return http_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "null",
+                error_codes::INVALID_REQUEST,
+                &format!(
+                    "the request body did not arrive within {} s (body_timeout)",
+                    cfg.body_timeout_secs
+                ),
             )
         }
     };
@@ -379,7 +403,7 @@ async fn post_mcp(
                     error_response(
                         &id_text,
                         error_codes::INVALID_PARAMS,
-                        "tools/call needs `params.name`, the tool to call",
+                        "tools/call needs `params.name`: the name of the tool to call, as a string",
                         None,
                     ),
                 );
@@ -448,6 +472,18 @@ async fn post_mcp(
         hook,
     )
     .await
+}
+
+/// True when reading a body failed because it passed the size limit.
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = src {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        src = err.source();
+    }
+    false
 }
 
 /// Records a request forwarded without judgement beyond the grant (not waited for).

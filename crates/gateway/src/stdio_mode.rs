@@ -345,7 +345,7 @@ async fn call(shared: Arc<Shared>, line: Bytes) {
         shared.say(error_response(
             &id_text,
             error_codes::INVALID_PARAMS,
-            "tools/call needs `params.name`, the tool to call",
+            "tools/call needs `params.name`: the name of the tool to call, as a string",
             None,
         ));
         return;

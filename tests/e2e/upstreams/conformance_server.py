@@ -1,0 +1,422 @@
+"""The upstream that the MCP conformance suite's server scenarios expect, on the official
+Python SDK (`MCPServer`, mcp 2.3.0), served over Streamable HTTP (sessions, SSE answers).
+
+`@modelcontextprotocol/conformance@0.1.16` in server mode is a client: each scenario connects,
+calls a tool, resource or prompt with a fixed name and checks what comes back. The suite's own
+reference server (a TypeScript "everything server" in the conformance repository) is not in
+the npm package, so this file implements the same names from the scenarios' requirements
+(`src/scenarios/server/*.ts` at v0.1.16):
+
+- tools: `test_simple_text`, `test_image_content`, `test_audio_content`,
+  `test_embedded_resource`, `test_multiple_content_types`, `test_tool_with_logging`,
+  `test_tool_with_progress`, `test_error_handling`, `test_sampling`, `test_elicitation`,
+  `test_elicitation_sep1034_defaults`, `test_elicitation_sep1330_enums`,
+  `json_schema_2020_12_tool` (its input schema keeps `$schema`, `$defs`,
+  `additionalProperties`), `test_reconnection` (closes its SSE stream mid-call);
+- resources: `test://static-text`, `test://static-binary`, `test://watched-resource`, the
+  template `test://template/{id}/data`; `resources/subscribe` and `resources/unsubscribe`;
+- prompts: `test_simple_prompt`, `test_prompt_with_arguments`,
+  `test_prompt_with_embedded_resource`, `test_prompt_with_image`;
+- `logging/setLevel`, `completion/complete`; DNS rebinding protection is the SDK's own
+  (on by default for a loopback host); an in-memory event store, so that POST SSE streams
+  are primed (for 2025-11-25 clients, as the SDK decides) and resumable with Last-Event-ID.
+
+    python conformance_server.py --port 0 [--host 127.0.0.1]
+
+With `--port 0` it picks a free port. Once it accepts connections it prints one line on
+stdout, `conformance-server: listening on http://HOST:PORT/mcp`, which the test waits for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import socket
+import sys
+import warnings
+from typing import Any
+
+import anyio
+import uvicorn
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.prompts.base import UserMessage
+from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
+from mcp.types import (
+    AudioContent,
+    CallToolResult,
+    Completion,
+    EmbeddedResource,
+    EmptyResult,
+    ImageContent,
+    SamplingMessage,
+    SetLevelRequestParams,
+    SubscribeRequestParams,
+    TextContent,
+    TextResourceContents,
+    UnsubscribeRequestParams,
+)
+from mcp.types.jsonrpc import JSONRPCMessage
+
+# Logging, sampling and `resources/subscribe` are legacy-era features that mcp 2.3.0 marks
+# deprecated; the 0.1.16 suite tests exactly those, so the warnings are only noise here.
+warnings.filterwarnings("ignore", message=r".*deprecated as of 2026-07-28.*")
+
+# A 1x1 PNG and a WAV header with two bytes of silence: small, valid media for the content tests.
+PNG_1X1 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+WAV_TINY = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="
+
+server = MCPServer(
+    name="toolgate-e2e-conformance",
+    version="1.0.0",
+    instructions="The tools, resources and prompts of the MCP conformance suite's server scenarios.",
+)
+
+
+def _text(text: str) -> TextContent:
+    return TextContent(type="text", text=text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tools
+
+
+@server.tool(description="Returns one text block.")
+def test_simple_text() -> CallToolResult:
+    return CallToolResult(content=[_text("This is a simple text response for testing.")])
+
+
+@server.tool(description="Returns one image block (a 1x1 PNG).")
+def test_image_content() -> CallToolResult:
+    return CallToolResult(content=[ImageContent(type="image", data=PNG_1X1, mime_type="image/png")])
+
+
+@server.tool(description="Returns one audio block (a tiny WAV).")
+def test_audio_content() -> CallToolResult:
+    return CallToolResult(content=[AudioContent(type="audio", data=WAV_TINY, mime_type="audio/wav")])
+
+
+@server.tool(description="Returns one embedded text resource.")
+def test_embedded_resource() -> CallToolResult:
+    resource = TextResourceContents(
+        uri="test://embedded-resource", mime_type="text/plain", text="This is an embedded resource content."
+    )
+    return CallToolResult(content=[EmbeddedResource(type="resource", resource=resource)])
+
+
+@server.tool(description="Returns text, an image and an embedded resource in one result.")
+def test_multiple_content_types() -> CallToolResult:
+    resource = TextResourceContents(
+        uri="test://mixed-content-resource",
+        mime_type="application/json",
+        text=json.dumps({"test": "data", "value": 123}),
+    )
+    return CallToolResult(
+        content=[
+            _text("Multiple content types test:"),
+            ImageContent(type="image", data=PNG_1X1, mime_type="image/png"),
+            EmbeddedResource(type="resource", resource=resource),
+        ]
+    )
+
+
+@server.tool(description="Sends three info log messages while it runs.")
+async def test_tool_with_logging(ctx: Context) -> str:
+    await ctx.info("Tool execution started")
+    await anyio.sleep(0.05)
+    await ctx.info("Tool processing data")
+    await anyio.sleep(0.05)
+    await ctx.info("Tool execution completed")
+    return "Tool with logging executed successfully"
+
+
+@server.tool(description="Reports progress 0, 50 and 100 out of 100 while it runs.")
+async def test_tool_with_progress(ctx: Context) -> str:
+    for step, done in enumerate((0, 50, 100)):
+        if step:
+            await anyio.sleep(0.05)
+        await ctx.report_progress(done, 100, f"Completed step {done} of 100")
+    return "Tool with progress executed successfully"
+
+
+@server.tool(description="Always fails (an isError result).")
+def test_error_handling() -> str:
+    raise ToolError("This tool intentionally returns an error for testing")
+
+
+@server.tool(description="Closes its own SSE stream mid-call; the answer comes on the resumed stream (SEP-1699).")
+async def test_reconnection(ctx: Context) -> str:
+    await ctx.close_sse_stream()
+    await anyio.sleep(0.1)  # the client reconnects with Last-Event-ID meanwhile
+    return "Reconnection test completed: the answer arrived after the stream was resumed."
+
+
+@server.tool(description="Asks the client for an LLM completion (sampling/createMessage).")
+async def test_sampling(prompt: str, ctx: Context) -> str:
+    result = await ctx.session.create_message(
+        messages=[SamplingMessage(role="user", content=_text(prompt))],
+        max_tokens=100,
+        related_request_id=ctx.request_id,
+    )
+    content = result.content
+    text = content.text if isinstance(content, TextContent) else json.dumps(content.model_dump(mode="json"))
+    return f"LLM response: {text}"
+
+
+async def _elicit(ctx: Context, message: str, schema: dict[str, Any]) -> str:
+    result = await ctx.session.elicit_form(message, requested_schema=schema, related_request_id=ctx.request_id)
+    return f"action={result.action}, content={json.dumps(result.content or {})}"
+
+
+@server.tool(description="Asks the client for a username and an email (elicitation/create).")
+async def test_elicitation(message: str, ctx: Context) -> str:
+    schema = {
+        "type": "object",
+        "properties": {
+            "username": {"type": "string", "description": "User's response"},
+            "email": {"type": "string", "description": "User's email address"},
+        },
+        "required": ["username", "email"],
+    }
+    return "User response: " + await _elicit(ctx, message, schema)
+
+
+@server.tool(description="Elicits a form whose fields all carry defaults (SEP-1034).")
+async def test_elicitation_sep1034_defaults(ctx: Context) -> str:
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "description": "Name", "default": "John Doe"},
+            "age": {"type": "integer", "description": "Age", "default": 30},
+            "score": {"type": "number", "description": "Score", "default": 95.5},
+            "status": {
+                "type": "string",
+                "description": "Status",
+                "enum": ["active", "inactive", "pending"],
+                "default": "active",
+            },
+            "verified": {"type": "boolean", "description": "Verified", "default": True},
+        },
+        "required": [],
+    }
+    return "Elicitation completed: " + await _elicit(ctx, "Review the fields (defaults filled in)", schema)
+
+
+@server.tool(description="Elicits a form with the five enum shapes of SEP-1330.")
+async def test_elicitation_sep1330_enums(ctx: Context) -> str:
+    def titled(prefix: str, titles: list[str]) -> list[dict[str, str]]:
+        return [{"const": f"{prefix}{i}", "title": title} for i, title in enumerate(titles, start=1)]
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
+            "titledSingle": {
+                "type": "string",
+                "oneOf": titled("value", ["First Option", "Second Option", "Third Option"]),
+            },
+            "legacyEnum": {
+                "type": "string",
+                "enum": ["opt1", "opt2", "opt3"],
+                "enumNames": ["Option One", "Option Two", "Option Three"],
+            },
+            "untitledMulti": {"type": "array", "items": {"type": "string", "enum": ["option1", "option2", "option3"]}},
+            "titledMulti": {
+                "type": "array",
+                "items": {"anyOf": titled("value", ["First Choice", "Second Choice", "Third Choice"])},
+            },
+        },
+        "required": [],
+    }
+    return "Elicitation completed: " + await _elicit(ctx, "Pick from the enum fields", schema)
+
+
+@server.tool(description="A tool whose input schema uses JSON Schema 2020-12 keywords (SEP-1613).")
+def json_schema_2020_12_tool(name: str | None = None, address: dict[str, Any] | None = None) -> str:
+    return "json_schema_2020_12_tool called with " + json.dumps({"name": name, "address": address})
+
+
+# The schema the suite checks for: `$schema`, `$defs` and `additionalProperties` must survive
+# listing. MCPServer derives schemas from signatures, so the tool's schema is replaced outright.
+_JSON_SCHEMA_2020_12 = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "$defs": {
+        "address": {
+            "type": "object",
+            "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
+        }
+    },
+    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "additionalProperties": False,
+}
+_tool = server._tool_manager.get_tool("json_schema_2020_12_tool")  # noqa: SLF001 (no public setter)
+assert _tool is not None
+_tool.parameters = _JSON_SCHEMA_2020_12
+
+
+# ---------------------------------------------------------------------------------------------
+# Resources
+
+
+@server.resource(
+    "test://static-text", name="static-text", description="A static text resource", mime_type="text/plain"
+)
+def static_text() -> str:
+    return "This is the content of the static text resource."
+
+
+@server.resource(
+    "test://static-binary", name="static-binary", description="A static binary resource (PNG)", mime_type="image/png"
+)
+def static_binary() -> bytes:
+    # Returned as bytes, the SDK serves it as a base64 `blob`.
+    return base64.b64decode(PNG_1X1)
+
+
+@server.resource(
+    "test://watched-resource", name="watched-resource", description="A resource to subscribe to", mime_type="text/plain"
+)
+def watched_resource() -> str:
+    return "Watched resource content"
+
+
+@server.resource(
+    "test://template/{id}/data",
+    name="template",
+    description="A resource template with parameter substitution",
+    mime_type="application/json",
+)
+def template_data(id: str) -> str:  # noqa: A002 (the template's own variable name)
+    return json.dumps({"id": id, "templateTest": True, "data": f"Data for ID: {id}"})
+
+
+# Subscriptions are only recorded: nothing changes the watched resource during a scenario.
+SUBSCRIBED: set[str] = set()
+
+
+async def _subscribe(ctx: Any, params: SubscribeRequestParams) -> EmptyResult:
+    SUBSCRIBED.add(str(params.uri))
+    return EmptyResult()
+
+
+async def _unsubscribe(ctx: Any, params: UnsubscribeRequestParams) -> EmptyResult:
+    SUBSCRIBED.discard(str(params.uri))
+    return EmptyResult()
+
+
+async def _set_level(ctx: Any, params: SetLevelRequestParams) -> EmptyResult:
+    return EmptyResult()
+
+
+# MCPServer has no decorators for these legacy-era methods; the low-level server takes them.
+_lowlevel = server._lowlevel_server  # noqa: SLF001
+_lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, _subscribe)
+_lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, _unsubscribe)
+_lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_level)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts and completion
+
+
+@server.prompt(description="A prompt without arguments.")
+def test_simple_prompt() -> list[UserMessage]:
+    return [UserMessage(_text("This is a simple prompt for testing."))]
+
+
+@server.prompt(description="A prompt with two required arguments.")
+def test_prompt_with_arguments(arg1: str, arg2: str) -> list[UserMessage]:
+    return [UserMessage(_text(f"Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"))]
+
+
+@server.prompt(description="A prompt that embeds a resource.")
+def test_prompt_with_embedded_resource(resourceUri: str) -> list[UserMessage]:  # noqa: N803 (wire name)
+    resource = TextResourceContents(
+        uri=resourceUri, mime_type="text/plain", text="Embedded resource content for testing."
+    )
+    return [
+        UserMessage(EmbeddedResource(type="resource", resource=resource)),
+        UserMessage(_text("Please process the embedded resource above.")),
+    ]
+
+
+@server.prompt(description="A prompt that contains an image.")
+def test_prompt_with_image() -> list[UserMessage]:
+    return [
+        UserMessage(ImageContent(type="image", data=PNG_1X1, mime_type="image/png")),
+        UserMessage(_text("Please analyze the image above.")),
+    ]
+
+
+@server.completion()
+async def complete(ref: Any, argument: Any, context: Any) -> Completion:
+    # Minimal, as the scenario allows: the capability and a well-formed (empty) answer.
+    return Completion(values=[], total=0, has_more=False)
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Resumability (SEP-1699): every POST SSE stream gets a priming event and can be resumed with
+# Last-Event-ID, which `test_reconnection` (scenario `server-sse-polling`) relies on.
+
+
+class MemoryEventStore(EventStore):
+    """Every event of every stream, in memory, with ids that sort in the order they were made."""
+
+    def __init__(self) -> None:
+        self.counter = 0
+        self.events: dict[str, tuple[str, JSONRPCMessage | None]] = {}
+
+    async def store_event(self, stream_id: str, message: JSONRPCMessage | None) -> str:
+        self.counter += 1
+        event_id = f"{stream_id}_{self.counter:012d}"
+        self.events[event_id] = (stream_id, message)
+        return event_id
+
+    async def replay_events_after(self, last_event_id: str, send_callback: EventCallback) -> str | None:
+        if last_event_id not in self.events:
+            return None
+        stream_id, _ = self.events[last_event_id]
+        after = int(last_event_id.rsplit("_", 1)[1])
+        for event_id, (stream, message) in list(self.events.items()):
+            if stream == stream_id and int(event_id.rsplit("_", 1)[1]) > after and message is not None:
+                await send_callback(EventMessage(message, event_id))
+        return stream_id
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+
+    # Bind first, so a port of 0 becomes a real one that we can print and uvicorn can use.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    host, port = sock.getsockname()[:2]
+
+    app = server.streamable_http_app(
+        streamable_http_path="/mcp", host=args.host, event_store=MemoryEventStore(), retry_interval=500
+    )
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+
+    async def announce_when_started() -> None:
+        while not uv.started:
+            await anyio.sleep(0.02)
+        print(f"conformance-server: listening on http://{host}:{port}/mcp", flush=True)
+
+    async def run() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(announce_when_started)
+            await uv.serve(sockets=[sock])
+            tg.cancel_scope.cancel()
+
+    anyio.run(run)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
