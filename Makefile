@@ -44,9 +44,11 @@ FUZZ_FLAGS = --cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverag
   -Cllvm-args=-sanitizer-coverage-trace-compares
 fuzz:
 	cd fuzz && RUSTFLAGS="$(FUZZ_FLAGS)" CARGO_TARGET_DIR=target/cov $(CARGO) build --release --target $(FUZZ_TRIPLE)
-	mkdir -p fuzz/corpus/policy_parser fuzz/corpus/envelope
+	mkdir -p fuzz/corpus/policy_parser fuzz/corpus/envelope fuzz/corpus/sse fuzz/corpus/config_parser
 	cp policies/*.json tests/fixtures/policies/broken/*.json fuzz/corpus/policy_parser/
-	for t in policy_parser envelope; do \
+	cp toolgate.toml fuzz/corpus/config_parser/
+	printf '\x05event: message\nid: 1\ndata: {"jsonrpc":"2.0","id":1,"result":{}}\n\n: keep-alive\r\n\r\n' > fuzz/corpus/sse/seed
+	for t in policy_parser envelope sse config_parser; do \
 	  fuzz/target/cov/$(FUZZ_TRIPLE)/release/$$t fuzz/corpus/$$t -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 run:

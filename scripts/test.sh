@@ -22,9 +22,11 @@ echo "redis at $TOOLGATE_TEST_REDIS_URL"
 step "unit, integration and golden tests"
 cargo test --workspace
 
-step "benches and fuzz targets compile"
+step "benches compile"
 cargo bench -p toolgate-policy -p toolgate-store --no-run
-(cd fuzz && cargo build)
+
+step "fuzz smoke: each target ${FUZZ_SECONDS:-60} s with libFuzzer (make fuzz)"
+make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 
 if [ -x tests/e2e/run.sh ]; then
   step "end-to-end tests with real MCP clients and servers"

@@ -17,8 +17,8 @@ use toolgate_store::{Approval, ApprovalStatus, NewApproval};
 use crate::call::{append_durable, approved, store_down, timed_out, CallCtx, APPROVAL_DENIED};
 use crate::enforce::denial_message;
 use crate::front::sse_response;
-use crate::sse::encode;
 use crate::state::now_ms;
+use toolgate_protocol::sse::encode;
 
 /// How often a held call looks at its approval.
 const POLL: Duration = Duration::from_millis(200);

@@ -22,11 +22,11 @@ use crate::call::{call_tool, CallCtx};
 use crate::config::{Pinning, ServerConfig, Transport};
 use crate::enforce::{is_response_to, Hook, PinCtx, Sanitize};
 use crate::session::{Session, UpstreamSession};
-use crate::sse::{encode, SseParser};
 use crate::state::{now_ms, AppState};
 use crate::trail;
 use crate::upstream::id_key;
 use crate::upstream::stdio::StdioProcess;
+use toolgate_protocol::sse::{encode, SseParser};
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";

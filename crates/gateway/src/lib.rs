@@ -14,7 +14,6 @@
 //! - [`pin`]: tool definitions hashed and pinned; changed ones held.
 //! - [`session`]: toolgate's own `Mcp-Session-Id`s mapped to upstream sessions.
 //! - [`upstream`]: stdio children ([`upstream::stdio`]); HTTP upstreams use `reqwest`.
-//! - [`sse`]: an incremental SSE parser that keeps raw bytes for byte-for-byte relay.
 //! - [`reload`]: hot reload of config and policies.
 //! - [`state`]: [`AppState`] shared by handlers.
 //! - [`stdio_mode`]: `toolgate run`, the same enforcement for a desktop client over stdio.
@@ -31,7 +30,6 @@ pub mod metrics;
 pub mod pin;
 pub mod reload;
 pub mod session;
-pub mod sse;
 pub mod state;
 pub mod stdio_mode;
 pub mod trail;

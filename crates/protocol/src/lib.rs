@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`envelope`]: [`Envelope`], a borrowed view of one incoming JSON-RPC message.
 //! - [`reply`]: JSON-RPC error responses and MCP tool results that toolgate writes.
+//! - [`sse`]: an incremental Server-Sent Events parser that keeps raw bytes.
 //! - [`canonical`]: canonical JSON, the one encoding toolgate hashes.
 //!
 //! No IO and no async runtime here: serde only.
@@ -15,6 +16,7 @@
 pub mod canonical;
 pub mod envelope;
 pub mod reply;
+pub mod sse;
 
 pub use canonical::canonical;
 pub use envelope::{Envelope, EnvelopeError, Era, Kind, META_PROTOCOL_VERSION};
