@@ -251,3 +251,36 @@ def test_the_admin_api_approves_with_roles(gateways: Any) -> None:
     run(scenario)
     approved = [r for r in gw.audit_records("--kind", "approval") if r["decision"] == "approved"]
     assert approved and approved[0]["approver"] == "max"
+
+
+def test_a_held_call_streams_progress_with_the_approval_id(gateways: Any) -> None:
+    import httpx
+
+    from helpers import INITIALIZE, MCP_HEADERS
+
+    gw = gateways.new([demo_server()], {"demo": approval_policy()})
+    token = gw.grant("demo", "approval-progress")
+    headers = dict(MCP_HEADERS, Authorization=f"Bearer {token}")
+    r = httpx.post(gw.url("demo"), json=INITIALIZE, headers=headers, timeout=30)
+    headers["Mcp-Session-Id"] = r.headers["mcp-session-id"]
+    httpx.post(gw.url("demo"), json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers, timeout=30)
+    body = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": "refund_payment", "arguments": REFUND, "_meta": {"progressToken": "p-1"}}}
+    events: list[dict[str, Any]] = []
+    with httpx.stream("POST", gw.url("demo"), json=body, headers=headers, timeout=30) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        for line in resp.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            msg = json.loads(line[5:])
+            events.append(msg)
+            if msg.get("method") == "notifications/progress":
+                assert msg["params"]["progressToken"] == "p-1"
+                approval_id = msg["params"]["message"].split()[3]
+                assert approval_id.startswith("ap_"), msg
+                cli(gw, "approvals deny", approval_id, "--reason", "not today")
+            if msg.get("id") == 9:
+                break
+    assert events[0].get("method") == "notifications/progress", events
+    final = events[-1]
+    assert final["result"]["isError"] is True and "not today" in final["result"]["content"][0]["text"]
