@@ -389,7 +389,8 @@ def start_everything_http(workdir: Path) -> Upstream:
 
 def start_recording_server(workdir: Path, mode: str = "sse", notes: Path | None = None) -> Upstream:
     """The Python `MCPServer` upstream; mode `sse` (sessions, SSE answers), `json` (sessions,
-    JSON answers) or `stateless` (no sessions, JSON answers). With `notes`, its `note` tool
+    JSON answers), `stateless` (no sessions, JSON answers) or `legacy-sse` (the 2024-11-05
+    HTTP+SSE transport: GET /sse, POST /messages/). With `notes`, its `note` tool
     appends each nonce there."""
     tag = f"{mode}-notes" if notes else mode
     log = workdir / f"recording-{tag}.log"
@@ -401,6 +402,8 @@ def start_recording_server(workdir: Path, mode: str = "sse", notes: Path | None 
         argv.append("--json-response")
     elif mode == "stateless":
         argv += ["--stateless", "--json-response"]
+    elif mode == "legacy-sse":
+        argv.append("--legacy-sse")
     elif mode != "sse":
         raise ValueError(mode)
     with open(log, "wb") as out:

@@ -69,6 +69,7 @@ struct RawAudit {
 struct RawServer {
     name: String,
     url: Option<String>,
+    sse_url: Option<String>,
     command: Option<String>,
     #[serde(default)]
     args: Vec<String>,
@@ -109,6 +110,13 @@ pub enum Transport {
         /// The endpoint URL.
         url: String,
         /// Headers sent upstream (credentials); the agent's `Authorization` never is.
+        headers: Vec<(String, String)>,
+    },
+    /// A legacy HTTP+SSE server (2024-11-05 transport): the event stream's URL.
+    Sse {
+        /// The GET event stream; its `endpoint` event names where messages are POSTed.
+        url: String,
+        /// Headers sent upstream on the GET and every POST.
         headers: Vec<(String, String)>,
     },
     /// A local process over stdio, started by toolgate (never from agent input).
@@ -421,23 +429,38 @@ impl Config {
                     errors.push(format!("{at}.policy: no policy named `{p}` in [policies]"));
                 }
             }
-            let transport = match (s.url, s.command) {
+            let url_count = usize::from(s.url.is_some())
+                + usize::from(s.sse_url.is_some())
+                + usize::from(s.command.is_some());
+            if url_count > 1 {
+                errors.push(format!(
+                    "{at}: give one of `url` (Streamable HTTP), `sse_url` (legacy HTTP+SSE) or `command` (stdio)"
+                ));
+            }
+            let transport = match (s.url.or(s.sse_url.clone()), s.command) {
                 (Some(url), None) => {
+                    let key = if s.sse_url.is_some() {
+                        "sse_url"
+                    } else {
+                        "url"
+                    };
                     if !(url.starts_with("http://") || url.starts_with("https://"))
                         || reqwest::Url::parse(&url).is_err()
                     {
                         errors.push(format!(
-                            "{at}.url: expected an http:// or https:// URL, got {url:?}"
+                            "{at}.{key}: expected an http:// or https:// URL, got {url:?}"
                         ));
                     }
                     if !s.args.is_empty() || !s.env.is_empty() || s.cwd.is_some() {
                         errors.push(format!(
-                            "{at}: `args`, `env` and `cwd` go with `command`, not `url`"
+                            "{at}: `args`, `env` and `cwd` go with `command`, not `{key}`"
                         ));
                     }
-                    Some(Transport::Http {
-                        url,
-                        headers: s.headers.into_iter().collect(),
+                    let headers = s.headers.into_iter().collect();
+                    Some(if s.sse_url.is_some() {
+                        Transport::Sse { url, headers }
+                    } else {
+                        Transport::Http { url, headers }
                     })
                 }
                 (None, Some(command)) => {
@@ -445,7 +468,7 @@ impl Config {
                         errors.push(format!("{at}.command: must not be empty"));
                     }
                     if !s.headers.is_empty() {
-                        errors.push(format!("{at}.headers: headers go with `url`; give a stdio server credentials through `env`"));
+                        errors.push(format!("{at}.headers: headers go with `url` or `sse_url`; give a stdio server credentials through `env`"));
                     }
                     let command = if command == "toolgate" {
                         std::env::current_exe().unwrap_or_else(|_| PathBuf::from(command))
@@ -465,15 +488,10 @@ impl Config {
                         cwd,
                     })
                 }
-                (Some(_), Some(_)) => {
-                    errors.push(format!(
-                        "{at}: give either `url` (Streamable HTTP) or `command` (stdio), not both"
-                    ));
-                    None
-                }
+                (Some(_), Some(_)) => None,
                 (None, None) => {
                     errors.push(format!(
-                        "{at}: missing `url` (Streamable HTTP) or `command` (stdio)"
+                        "{at}: missing `url` (Streamable HTTP), `sse_url` (legacy HTTP+SSE) or `command` (stdio)"
                     ));
                     None
                 }

@@ -24,8 +24,8 @@ use crate::enforce::{is_response_to, Hook, PinCtx, Sanitize};
 use crate::session::{Session, UpstreamSession};
 use crate::state::{now_ms, AppState};
 use crate::trail;
+use crate::upstream::channel::Channel;
 use crate::upstream::id_key;
-use crate::upstream::stdio::StdioProcess;
 use toolgate_protocol::sse::{encode, SseParser};
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -526,7 +526,7 @@ fn upstream_request(
 fn http_parts(srv: &ServerConfig) -> Option<(&str, &[(String, String)])> {
     match &srv.transport {
         Transport::Http { url, headers } => Some((url.as_str(), headers.as_slice())),
-        Transport::Stdio { .. } => None,
+        Transport::Stdio { .. } | Transport::Sse { .. } => None,
     }
 }
 
@@ -602,21 +602,16 @@ async fn initialize(
             }
             out
         }
-        Transport::Stdio {
-            command,
-            args,
-            env,
-            cwd,
-        } => {
-            let proc = match StdioProcess::spawn(&srv.name, command, args, env, cwd) {
+        Transport::Stdio { .. } | Transport::Sse { .. } => {
+            let proc = match open_channel(st, srv).await {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::error!(server = %srv.name, "cannot start `{}`: {e}", command.display());
+                    tracing::error!(server = %srv.name, "{e}");
                     return http_error(
                         StatusCode::BAD_GATEWAY,
                         id_text,
                         error_codes::UPSTREAM_ERROR,
-                        &format!("upstream `{}` could not be started", srv.name),
+                        &format!("upstream `{}` could not be reached: {e}", srv.name),
                     );
                 }
             };
@@ -624,10 +619,10 @@ async fn initialize(
                 our_id.clone(),
                 srv.name.clone(),
                 grant.id.clone(),
-                UpstreamSession::Stdio(proc),
+                UpstreamSession::Channel(proc),
             ));
             st.sessions.insert(session.clone());
-            tracing::info!(server = %srv.name, grant = %grant.label, session = %our_id, "session opened (stdio child started)");
+            tracing::info!(server = %srv.name, grant = %grant.label, session = %our_id, "session opened (upstream channel open)");
             let mut out = relay_request(
                 st,
                 cfg,
@@ -651,6 +646,23 @@ async fn initialize(
     }
 }
 
+/// Opens a session's channel: starts the stdio child, or connects to the SSE server.
+async fn open_channel(st: &AppState, srv: &ServerConfig) -> Result<Arc<Channel>, String> {
+    match &srv.transport {
+        Transport::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } => Channel::spawn(&srv.name, command, args, env, cwd)
+            .map_err(|e| format!("cannot start `{}`: {e}", command.display())),
+        Transport::Sse { url, headers } => {
+            Channel::connect_sse(&srv.name, &st.http, url, headers).await
+        }
+        Transport::Http { .. } => Err("a Streamable HTTP server has no channel".into()),
+    }
+}
+
 fn set_session_header(r: &mut Response, id: &str) {
     if let Ok(v) = HeaderValue::from_str(id) {
         r.headers_mut().insert(SESSION_HEADER, v);
@@ -666,7 +678,7 @@ async fn relay_one_way(
     bytes: Bytes,
 ) -> Response {
     match &session.upstream {
-        UpstreamSession::Stdio(p) => match p.send(&bytes).await {
+        UpstreamSession::Channel(p) => match p.send(&bytes).await {
             Ok(()) => StatusCode::ACCEPTED.into_response(),
             Err(e) => http_error(
                 StatusCode::BAD_GATEWAY,
@@ -755,7 +767,7 @@ pub(crate) async fn relay_request(
                 }
             }
         }
-        UpstreamSession::Stdio(proc) => {
+        UpstreamSession::Channel(proc) => {
             let key = id_key(id_text);
             let mut rx = proc.register(id_text, progress_token);
             if let Err(e) = proc.send(&bytes).await {
@@ -957,7 +969,7 @@ async fn get_mcp(
         Err(r) => return *r,
     };
     match &session.upstream {
-        UpstreamSession::Stdio(proc) => {
+        UpstreamSession::Channel(proc) => {
             let mut rx = proc.open_stream();
             let stream = async_stream::stream! {
                 let mut keepalive = tokio::time::interval(Duration::from_secs(15));

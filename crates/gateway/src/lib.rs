@@ -13,7 +13,7 @@
 //! - [`metrics`]: `/metrics` (Prometheus text).
 //! - [`pin`]: tool definitions hashed and pinned; changed ones held.
 //! - [`session`]: toolgate's own `Mcp-Session-Id`s mapped to upstream sessions.
-//! - [`upstream`]: stdio children ([`upstream::stdio`]); HTTP upstreams use `reqwest`.
+//! - [`upstream`]: stdio children ([`upstream::channel`]); HTTP upstreams use `reqwest`.
 //! - [`reload`]: hot reload of config and policies.
 //! - [`state`]: [`AppState`] shared by handlers.
 //! - [`stdio_mode`]: `toolgate run`, the same enforcement for a desktop client over stdio.

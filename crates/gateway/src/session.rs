@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::upstream::stdio::StdioProcess;
+use crate::upstream::channel::Channel;
 
 /// How a session reaches its upstream.
 #[derive(Debug, Clone)]
@@ -15,8 +15,8 @@ pub enum UpstreamSession {
         /// The upstream's `Mcp-Session-Id`.
         session_id: Option<String>,
     },
-    /// This session's own stdio child.
-    Stdio(Arc<StdioProcess>),
+    /// This session's own message channel: a stdio child, or a legacy HTTP+SSE connection.
+    Channel(Arc<Channel>),
 }
 
 /// One agent session.
@@ -57,7 +57,7 @@ impl Session {
     }
 
     fn close(&self) {
-        if let UpstreamSession::Stdio(p) = &self.upstream {
+        if let UpstreamSession::Channel(p) = &self.upstream {
             p.kill();
         }
     }
@@ -85,7 +85,7 @@ impl Sessions {
         if s.server != server || s.grant_id != grant_id {
             return None;
         }
-        if let UpstreamSession::Stdio(p) = &s.upstream {
+        if let UpstreamSession::Channel(p) = &s.upstream {
             if !p.is_alive() {
                 self.remove(id);
                 return None;

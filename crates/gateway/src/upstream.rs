@@ -1,7 +1,8 @@
 //! Upstream clients. Streamable HTTP upstreams are reached with a shared `reqwest`
-//! client from [`crate::front`]; stdio upstreams are child processes run by [`stdio`].
+//! client from [`crate::front`]; stdio and legacy HTTP+SSE upstreams are message
+//! [`channel`]s, one per agent session.
 
-pub mod stdio;
+pub mod channel;
 
 /// A normalised JSON-RPC id, for matching responses to requests (`1` and `1.0` stay
 /// distinct; whitespace and string escapes do not matter).

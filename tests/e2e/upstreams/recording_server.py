@@ -4,7 +4,7 @@ It serves a few tools through `MCPServer` (mcp 2.3.0) and records the headers of
 request it receives, so a test can prove what toolgate forwards upstream (a configured
 upstream header) and what it never forwards (the agent's own `Authorization`).
 
-    python recording_server.py --port 0 [--host 127.0.0.1] [--log FILE] [--notes FILE] [--json-response] [--stateless]
+    python recording_server.py --port 0 [--host 127.0.0.1] [--log FILE] [--notes FILE] [--json-response] [--stateless] [--legacy-sse]
 
 With `--port 0` it picks a free port. Once it accepts connections it prints one line on
 stdout, `recording-server: listening on http://HOST:PORT/mcp`, which the fixtures wait for.
@@ -127,6 +127,7 @@ def main() -> None:
     parser.add_argument("--json-response", action="store_true", help="answer with JSON instead of SSE")
     parser.add_argument("--stateless", action="store_true", help="no sessions")
     parser.add_argument("--notes", default=None, help="where the `note` tool appends its nonces")
+    parser.add_argument("--legacy-sse", action="store_true", help="serve the legacy HTTP+SSE transport (GET /sse, POST /messages/)")
     args = parser.parse_args()
     _LOG_PATH = args.log
     _NOTES_PATH = args.notes
@@ -137,19 +138,24 @@ def main() -> None:
     sock.bind((args.host, args.port))
     host, port = sock.getsockname()[:2]
 
-    app = server.streamable_http_app(
-        streamable_http_path="/mcp",
-        json_response=args.json_response,
-        stateless_http=args.stateless,
-        host=args.host,
-    )
+    if args.legacy_sse:
+        app = server.sse_app(host=args.host)
+        path = "/sse"
+    else:
+        app = server.streamable_http_app(
+            streamable_http_path="/mcp",
+            json_response=args.json_response,
+            stateless_http=args.stateless,
+            host=args.host,
+        )
+        path = "/mcp"
     config = uvicorn.Config(_RecordHeaders(app), log_level="warning", lifespan="on")
     uv = uvicorn.Server(config)
 
     async def announce_when_started() -> None:
         while not uv.started:
             await anyio.sleep(0.02)
-        print(f"recording-server: listening on http://{host}:{port}/mcp", flush=True)
+        print(f"recording-server: listening on http://{host}:{port}{path}", flush=True)
 
     async def run() -> None:
         async with anyio.create_task_group() as tg:

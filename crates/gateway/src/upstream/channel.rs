@@ -1,5 +1,7 @@
-//! A local MCP server process over stdio: one child per agent session, so agents never
-//! share a stateful server's state. The command comes only from the config.
+//! A message channel to an upstream, one per agent session so agents never share a
+//! stateful server's state: a local MCP server process over stdio (the command comes only
+//! from the config), or a legacy HTTP+SSE server (2024-11-05 transport: a GET event stream
+//! whose first `endpoint` event names the URL messages are POSTed to).
 //!
 //! Messages from the child are routed by id to the request waiting for them; progress
 //! notifications by their `progressToken`; anything else (notifications, server-to-client
@@ -33,25 +35,39 @@ struct Routes {
     backlog: VecDeque<Bytes>,
 }
 
-/// One running stdio server.
-pub struct StdioProcess {
+/// Where messages to the upstream go.
+enum Sink {
+    /// A child's stdin, one message per line.
+    Stdin(tokio::sync::Mutex<ChildStdin>),
+    /// POSTs to a legacy SSE server's message endpoint.
+    Post {
+        http: reqwest::Client,
+        url: String,
+        headers: Vec<(String, String)>,
+    },
+}
+
+/// One upstream channel (a stdio child or a legacy SSE connection).
+pub struct Channel {
     server: String,
-    stdin: tokio::sync::Mutex<ChildStdin>,
+    sink: Sink,
     routes: Mutex<Routes>,
     alive: AtomicBool,
     child: Mutex<Option<Child>>,
+    /// The SSE reader, stopped by [`Channel::kill`].
+    reader: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
-impl std::fmt::Debug for StdioProcess {
+impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StdioProcess")
+        f.debug_struct("Channel")
             .field("server", &self.server)
             .field("alive", &self.is_alive())
             .finish()
     }
 }
 
-impl StdioProcess {
+impl Channel {
     /// Starts the child. Its stderr goes to the log, line by line.
     pub fn spawn(
         server: &str,
@@ -74,12 +90,13 @@ impl StdioProcess {
         else {
             return Err(std::io::Error::other("child has no stdio pipes"));
         };
-        let proc = Arc::new(StdioProcess {
+        let proc = Arc::new(Channel {
             server: server.to_string(),
-            stdin: tokio::sync::Mutex::new(stdin),
+            sink: Sink::Stdin(tokio::sync::Mutex::new(stdin)),
             routes: Mutex::new(Routes::default()),
             alive: AtomicBool::new(true),
             child: Mutex::new(Some(child)),
+            reader: Mutex::new(None),
         });
         let name = server.to_string();
         tokio::spawn(async move {
@@ -221,28 +238,139 @@ impl StdioProcess {
         rx
     }
 
-    /// Writes one message as a line.
+    /// Sends one message: a line on the child's stdin, or a POST to the SSE endpoint.
     pub async fn send(&self, msg: &[u8]) -> std::io::Result<()> {
         if !self.is_alive() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::BrokenPipe,
-                "the upstream process has exited",
+                "the upstream has gone away",
             ));
         }
-        let mut stdin = self.stdin.lock().await;
-        // JSON-RPC over stdio is newline-delimited: a message must be one line.
-        if msg.contains(&b'\n') {
-            let v: Value = serde_json::from_slice(msg).map_err(std::io::Error::other)?;
-            stdin.write_all(v.to_string().as_bytes()).await?;
-        } else {
-            stdin.write_all(msg).await?;
+        match &self.sink {
+            Sink::Stdin(stdin) => {
+                let mut stdin = stdin.lock().await;
+                // JSON-RPC over stdio is newline-delimited: a message must be one line.
+                if msg.contains(&b'\n') {
+                    let v: Value = serde_json::from_slice(msg).map_err(std::io::Error::other)?;
+                    stdin.write_all(v.to_string().as_bytes()).await?;
+                } else {
+                    stdin.write_all(msg).await?;
+                }
+                stdin.write_all(b"\n").await?;
+                stdin.flush().await
+            }
+            Sink::Post { http, url, headers } => {
+                let mut req = http
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .timeout(std::time::Duration::from_secs(30))
+                    .body(msg.to_vec());
+                for (k, v) in headers {
+                    req = req.header(k, v);
+                }
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(std::io::Error::other(format!(
+                        "the SSE server refused the message: HTTP {}",
+                        r.status()
+                    ))),
+                    Err(e) => Err(std::io::Error::other(e)),
+                }
+            }
         }
-        stdin.write_all(b"\n").await?;
-        stdin.flush().await
     }
 
-    /// Stops the child.
+    /// Connects to a legacy HTTP+SSE server: opens its event stream, waits for the
+    /// `endpoint` event (at most 10 s), then routes every `message` event as the stdio
+    /// reader does. `headers` (credentials from the config) go on the GET and every POST.
+    pub async fn connect_sse(
+        server: &str,
+        http: &reqwest::Client,
+        sse_url: &str,
+        headers: &[(String, String)],
+    ) -> Result<Arc<Self>, String> {
+        let mut req = http.get(sse_url).header("accept", "text/event-stream");
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("cannot open {sse_url}: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("{sse_url} answered HTTP {}", resp.status()));
+        }
+        let mut stream = resp.bytes_stream();
+        let mut parser = toolgate_protocol::sse::SseParser::new();
+        let mut early = Vec::new();
+        let endpoint = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+                let chunk = chunk.map_err(|e| format!("the event stream broke: {e}"))?;
+                for ev in parser.push(&chunk).map_err(|e| e.to_string())? {
+                    if ev.event.as_deref() == Some("endpoint") {
+                        return Ok::<String, String>(ev.data);
+                    }
+                    early.push(ev);
+                }
+            }
+            Err("the event stream ended before its `endpoint` event".to_string())
+        })
+        .await
+        .map_err(|_| format!("no `endpoint` event from {sse_url} within 10 s"))??;
+        let base = reqwest::Url::parse(sse_url).map_err(|e| e.to_string())?;
+        let post_url = base
+            .join(endpoint.trim())
+            .map_err(|e| format!("bad endpoint {endpoint:?}: {e}"))?;
+        if post_url.origin() != base.origin() {
+            return Err(format!(
+                "the endpoint {post_url} is on another origin than {sse_url}; refused"
+            ));
+        }
+        let chan = Arc::new(Channel {
+            server: server.to_string(),
+            sink: Sink::Post {
+                http: http.clone(),
+                url: post_url.to_string(),
+                headers: headers.to_vec(),
+            },
+            routes: Mutex::new(Routes::default()),
+            alive: AtomicBool::new(true),
+            child: Mutex::new(None),
+            reader: Mutex::new(None),
+        });
+        for ev in early {
+            if !ev.data.is_empty() {
+                chan.route(Bytes::from(ev.data));
+            }
+        }
+        let reader = chan.clone();
+        let task = tokio::spawn(async move {
+            while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+                let Ok(chunk) = chunk else { break };
+                let Ok(events) = parser.push(&chunk) else {
+                    break;
+                };
+                for ev in events {
+                    if matches!(ev.event.as_deref(), None | Some("message")) && !ev.data.is_empty()
+                    {
+                        reader.route(Bytes::from(ev.data));
+                    }
+                }
+                if !reader.is_alive() {
+                    break;
+                }
+            }
+            reader.died();
+        });
+        *chan.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+        Ok(chan)
+    }
+
+    /// Stops the child (or closes the SSE connection).
     pub fn kill(&self) {
+        if let Some(task) = self.reader.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
         let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(mut c) = child {
             let _ = c.start_kill();
@@ -254,7 +382,7 @@ impl StdioProcess {
     }
 }
 
-impl Drop for StdioProcess {
+impl Drop for Channel {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = c.start_kill();
