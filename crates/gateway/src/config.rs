@@ -46,6 +46,23 @@ struct RawConfig {
     servers: Vec<RawServer>,
     audit: Option<RawAudit>,
     approvals: Option<RawApprovals>,
+    auth: Option<RawAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    jwt: Option<RawJwt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    issuer: String,
+    audience: String,
+    jwks_file: Option<String>,
+    jwks_url: Option<String>,
+    identity_claim: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +215,30 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The approval queue.
     pub approvals: ApprovalsConfig,
+    /// JWT identities, when configured.
+    pub jwt: Option<JwtConfig>,
+}
+
+/// Where the issuer's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// A JWKS file.
+    File(PathBuf),
+    /// A JWKS URL (fetched at start, and again for an unknown key id).
+    Url(String),
+}
+
+/// `[auth.jwt]`: agents may present JWTs from this issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtConfig {
+    /// `iss` must equal this.
+    pub issuer: String,
+    /// `aud` must contain this.
+    pub audience: String,
+    /// The issuer's keys.
+    pub jwks: JwksSource,
+    /// The claim naming the identity (default `sub`).
+    pub identity_claim: String,
 }
 
 /// The `[approvals]` table.
@@ -332,6 +373,39 @@ impl Config {
             }
         }
         let audit = Self::audit_config(raw.audit.as_ref(), &store, base, &mut errors);
+        let jwt = raw
+            .auth
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .and_then(|j| {
+                let jwks = match (&j.jwks_file, &j.jwks_url) {
+                    (Some(f), None) => JwksSource::File(base.join(f)),
+                    (None, Some(u)) if u.starts_with("https://") || u.starts_with("http://") => {
+                        JwksSource::Url(u.clone())
+                    }
+                    (None, Some(u)) => {
+                        errors.push(format!(
+                            "auth.jwt.jwks_url: expected an https:// URL, got {u:?}"
+                        ));
+                        return None;
+                    }
+                    _ => {
+                        errors.push(
+                            "auth.jwt: give exactly one of `jwks_file` and `jwks_url`".into(),
+                        );
+                        return None;
+                    }
+                };
+                if j.issuer.trim().is_empty() || j.audience.trim().is_empty() {
+                    errors.push("auth.jwt: `issuer` and `audience` must not be empty".into());
+                }
+                Some(JwtConfig {
+                    issuer: j.issuer.clone(),
+                    audience: j.audience.clone(),
+                    jwks,
+                    identity_claim: j.identity_claim.clone().unwrap_or_else(|| "sub".into()),
+                })
+            });
         let approvals = match raw.approvals.as_ref() {
             None => ApprovalsConfig::default(),
             Some(a) => match (&a.webhook, &a.webhook_secret) {
@@ -555,6 +629,7 @@ impl Config {
             policy_versions,
             audit,
             approvals,
+            jwt,
         })
     }
 

@@ -41,6 +41,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(crate::metrics::handler))
+        .route(
+            "/.well-known/oauth-protected-resource/mcp/{server}",
+            get(resource_metadata),
+        )
         .merge(crate::api::routes())
         .with_state(state)
 }
@@ -163,6 +167,9 @@ fn authenticate(st: &AppState, headers: &HeaderMap, server: &str) -> Result<Gran
     };
     let grant = match st.grant_by_token(token) {
         Ok(Some(g)) => g,
+        Ok(None) if crate::jwt::looks_like_jwt(token) && st.jwt.is_some() => {
+            return grant_for_jwt(st, token, server);
+        }
         Ok(None) => return Err(unauthorized("unknown token", true)),
         Err(e) => {
             tracing::error!("grant lookup failed: {e}");
@@ -189,6 +196,93 @@ fn authenticate(st: &AppState, headers: &HeaderMap, server: &str) -> Result<Gran
         ));
     }
     Ok(grant)
+}
+
+/// The grant a verified JWT's identity holds on `server`.
+fn grant_for_jwt(st: &AppState, token: &str, server: &str) -> Result<Grant, Reject> {
+    let Some(v) = &st.jwt else {
+        return Err(unauthorized("unknown token", true));
+    };
+    let identity = v.verify(token).map_err(|e| unauthorized(&e, true))?;
+    match st.store.grant_for_identity(server, &identity, now_ms()) {
+        Ok(Some(g)) => Ok(g),
+        Ok(None) => Err(Reject::new(
+            StatusCode::FORBIDDEN,
+            error_codes::INVALID_REQUEST,
+            format!("no active grant for identity `{identity}` on server `{server}` (toolgate grants create --server {server} --label LABEL --identity {identity})"),
+        )),
+        Err(e) => {
+            tracing::error!("grant lookup failed: {e}");
+            Err(Reject::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                error_codes::INTERNAL_ERROR,
+                "the grant store is unavailable; try again",
+            ))
+        }
+    }
+}
+
+/// Before the synchronous checks: fetches the issuer's keys again if a JWT names a key
+/// id not seen yet (key rotation).
+async fn refresh_keys(st: &AppState, headers: &HeaderMap) {
+    let Some(v) = &st.jwt else {
+        return;
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    if let Some(t) = token.filter(|t| crate::jwt::looks_like_jwt(t)) {
+        v.refresh_if_unknown(t).await;
+    }
+}
+
+/// Where this server's protected resource metadata is (RFC 9728), from the request's host.
+fn resource_metadata_url(headers: &HeaderMap, server: &str) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    Some(format!(
+        "{scheme}://{host}/.well-known/oauth-protected-resource/mcp/{server}"
+    ))
+}
+
+/// `GET /.well-known/oauth-protected-resource/mcp/{server}` (RFC 9728).
+async fn resource_metadata(
+    State(st): State<Arc<AppState>>,
+    Path(server): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (Some(v), Some(_)) = (&st.jwt, st.config().server(&server)) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    let body = serde_json::json!({
+        "resource": format!("{scheme}://{host}/mcp/{server}"),
+        "authorization_servers": [v.issuer()],
+        "bearer_methods_supported": ["header"],
+        "resource_name": format!("toolgate: server {server}"),
+    });
+    json_response(StatusCode::OK, body.to_string())
 }
 
 /// The checks shared by POST, GET and DELETE: server, origin, token.
@@ -231,7 +325,16 @@ fn admit(
             ));
         }
     }
-    let grant = authenticate(st, headers, server)?;
+    let grant = authenticate(st, headers, server).map_err(|mut r| {
+        if r.status == StatusCode::UNAUTHORIZED && st.jwt.is_some() {
+            if let (Some(w), Some(url)) =
+                (&r.www_authenticate, resource_metadata_url(headers, server))
+            {
+                r.www_authenticate = Some(format!("{w}, resource_metadata=\"{url}\""));
+            }
+        }
+        r
+    })?;
     Ok((cfg, srv, grant))
 }
 
@@ -273,6 +376,7 @@ async fn post_mcp(
     body: Body,
 ) -> Response {
     let started = std::time::Instant::now();
+    refresh_keys(&st, &headers).await;
     let (cfg, srv, grant) = match admit(&st, &headers, &server) {
         Ok(x) => x,
         Err(r) => return r.into_response(),

@@ -10,6 +10,7 @@
 //! - [`webhook`]: the signed approval webhook.
 //! - [`enforce`]: judging `tools/call`, filtering `tools/list`, give-back on failure.
 //! - [`trail`]: the audit record of a request and the outcome of a forwarded call.
+//! - [`jwt`]: JWT identities (`[auth.jwt]`): signature, issuer, audience, identity claim.
 //! - [`metrics`]: `/metrics` (Prometheus text).
 //! - [`pin`]: tool definitions hashed and pinned; changed ones held.
 //! - [`session`]: toolgate's own `Mcp-Session-Id`s mapped to upstream sessions.
@@ -26,6 +27,7 @@ pub mod call;
 pub mod config;
 pub mod enforce;
 pub mod front;
+pub mod jwt;
 pub mod metrics;
 pub mod pin;
 pub mod reload;

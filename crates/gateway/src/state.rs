@@ -28,6 +28,8 @@ pub struct AppState {
     pub audit: Option<Arc<AuditLog>>,
     /// What `/metrics` shows.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// JWT identities, when `[auth.jwt]` is configured.
+    pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
 }
 
 #[derive(Default)]
@@ -73,7 +75,14 @@ impl AppState {
             grants: Mutex::new(GrantCache::default()),
             audit: None,
             metrics: Arc::default(),
+            jwt: None,
         })
+    }
+
+    /// Accepts JWTs checked by `verifier` as identities.
+    pub fn with_jwt(mut self, verifier: Arc<crate::jwt::JwtVerifier>) -> Self {
+        self.jwt = Some(verifier);
+        self
     }
 
     /// Records every judged request in `log`.

@@ -290,6 +290,23 @@ impl SqliteStore {
         }))
     }
 
+    /// The newest active grant for `server` bound to `identity` (JWT identities).
+    pub fn grant_for_identity(
+        &self,
+        server: &str,
+        identity: &str,
+        now_ms: u64,
+    ) -> Result<Option<Grant>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {GRANT_COLS} FROM grants WHERE server = ?1 AND identity = ?2 AND revoked_at_ms IS NULL
+             AND (expires_at_ms IS NULL OR expires_at_ms > ?3) ORDER BY created_at_ms DESC LIMIT 1"
+        ))?;
+        Ok(stmt
+            .query_row(params![server, identity, to_i64(now_ms)], row_grant)
+            .optional()?)
+    }
+
     /// SQLite's `data_version`: it changes when another connection (another process, such
     /// as `toolgate grants revoke`) commits to the file. Caches use it to know they are stale.
     pub fn data_version(&self) -> Result<i64, StoreError> {

@@ -25,6 +25,10 @@ pub enum GrantsCommand {
         /// A grant with no policy denies every call.
         #[arg(long)]
         policy: Option<String>,
+        /// Bind the grant to this identity (default: the label). With `[auth.jwt]`, a JWT
+        /// whose identity claim equals it opens this grant.
+        #[arg(long)]
+        identity: Option<String>,
         /// Expire after this long (`30d`, `12h`, `90m`).
         #[arg(long, value_name = "DURATION")]
         expires: Option<String>,
@@ -90,6 +94,7 @@ pub fn run(cmd: GrantsCommand, arg: &ConfigArg) -> Result<ExitCode> {
             server,
             label,
             policy,
+            identity,
             expires,
             json,
         } => {
@@ -124,7 +129,7 @@ pub fn run(cmd: GrantsCommand, arg: &ConfigArg) -> Result<ExitCode> {
                 label,
                 server,
                 policy,
-                identity: None,
+                identity: identity.filter(|i| !i.trim().is_empty()),
                 expires_at_ms,
             };
             let (g, token) = store.create_grant(&new, now_ms())?;

@@ -34,9 +34,23 @@ pub fn run(arg: &ConfigArg) -> Result<ExitCode> {
             say!("toolgate: these tokens are shown once; send them as `Authorization: Bearer TOKEN`. `toolgate grants create` makes more.");
         }
         let audit = open_audit_for_serve(&cfg)?;
+        let jwt = match cfg.jwt.clone() {
+            Some(j) => {
+                let issuer = j.issuer.clone();
+                let v = toolgate_gateway::jwt::JwtVerifier::new(j, reqwest::Client::new())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("[auth.jwt]: {e}"))?;
+                say!("toolgate: JWT identities from {issuer} accepted");
+                Some(v)
+            }
+            None => None,
+        };
         let mut state = AppState::new(cfg, store, counters)?;
         if let Some(log) = audit {
             state = state.with_audit(log);
+        }
+        if let Some(v) = jwt {
+            state = state.with_jwt(v);
         }
         let state = Arc::new(state);
         toolgate_gateway::run(listener, shutdown_signal(), state).await?;
