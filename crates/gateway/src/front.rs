@@ -990,10 +990,15 @@ async fn relay_response(
         let stream = async_stream::stream! {
             let mut parser = SseParser::new();
             let mut answered = false;
+            // Events with ids can be resumed by the client (GET with Last-Event-ID): a stream
+            // that ends early then is polling, not a failure.
+            let mut resumable = false;
+            let mut ended = false;
             while let Some(chunk) = upstream.next().await {
                 let chunk = match chunk {
                     Ok(c) => c,
                     Err(e) => {
+                        ended = true;
                         tracing::warn!(server = %server, "upstream stream broke: {}", short_err(&e));
                         if !answered {
                             hook.lost(e.is_timeout());
@@ -1009,10 +1014,18 @@ async fn relay_response(
                     Ok(ev) => ev,
                     Err(e) => {
                         tracing::error!(server = %server, "{e}");
+                        if !answered {
+                            hook.lost(false);
+                            if key != "null" {
+                                yield Ok(encode(&error_response(&key, error_codes::UPSTREAM_ERROR, &format!("upstream `{server}`: {e}"), None), None));
+                            }
+                        }
+                        ended = true;
                         break;
                     }
                 };
                 for ev in events {
+                    resumable |= ev.id.is_some();
                     if !answered && !ev.data.is_empty() && is_response_to(ev.data.as_bytes(), &key) {
                         answered = true;
                         if let Some(rewritten) = hook.apply(ev.data.as_bytes()) {
@@ -1022,6 +1035,11 @@ async fn relay_response(
                     }
                     yield Ok(ev.raw);
                 }
+            }
+            if !ended && !answered && !resumable && key != "null" {
+                tracing::warn!(server = %server, "upstream closed the stream before answering");
+                hook.lost(false);
+                yield Ok(encode(&error_response(&key, error_codes::UPSTREAM_ERROR, &format!("upstream `{server}` closed the stream before answering"), None), None));
             }
         };
         let mut r = sse_response(Body::from_stream(stream));
@@ -1035,6 +1053,25 @@ async fn relay_response(
             return upstream_failure(id_text, &e, server);
         }
     };
+    // An answer that is not JSON cannot be relayed as one: say what came instead.
+    if !body.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+        if status.is_success() {
+            hook.lost(false);
+        }
+        let shown: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+        tracing::warn!(server = %server, status = %status, "upstream answered something that is not JSON: {shown:?}");
+        let what = if status.is_success() {
+            "something that is not JSON".to_string()
+        } else {
+            format!("HTTP {} ({shown:?})", status.as_u16())
+        };
+        return http_error(
+            StatusCode::BAD_GATEWAY,
+            id_text,
+            error_codes::UPSTREAM_ERROR,
+            &format!("upstream `{server}` answered {what}"),
+        );
+    }
     let body = if status.is_success() {
         hook.apply(&body).map(Bytes::from).unwrap_or(body)
     } else {

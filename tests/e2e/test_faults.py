@@ -1,0 +1,148 @@
+"""Faults upstream: down, slow, garbage, a stream cut mid-answer, HTTP 500, a server that
+dies, and a stdio child that floods stderr or crashes. Each gets a clear JSON-RPC error with
+the request's id (never a hang, never a panic), rate-limit counts are given back when the
+call never reached the tool, the audit records the outcome, and the gateway recovers."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from helpers import INITIALIZE, MCP_HEADERS, free_port, wait_for_line
+
+FAULTY = Path(__file__).parent / "upstreams" / "faulty_server.py"
+POLICY = {
+    "version": "1",
+    "default": "allow",
+    "all_tools": {"limits": [{"counter": "calls", "window": "minute", "max": 100, "scope": "grant"}]},
+}
+
+
+def start_faulty(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    log = tmp / "faulty.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, str(FAULTY), "--port", "0"], stdout=out, stderr=subprocess.STDOUT,
+                                env={"SLOW_SECONDS": "5", "PATH": "/usr/bin:/bin"})
+    m = wait_for_line(log, re.compile(r"listening on (http://\S+)"), proc, 20, "faulty server")
+    return proc, m.group(1)
+
+
+class Client:
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url
+        self.headers = dict(MCP_HEADERS, Authorization=f"Bearer {token}")
+        r = httpx.post(url, json=INITIALIZE, headers=self.headers, timeout=30)
+        assert r.status_code == 200, r.text
+        self.headers["Mcp-Session-Id"] = r.headers["mcp-session-id"]
+
+    def call(self, tool: str, rid: int = 5) -> tuple[int, dict[str, Any]]:
+        body = {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": tool, "arguments": {}}}
+        r = httpx.post(self.url, json=body, headers=self.headers, timeout=30)
+        if r.headers.get("content-type", "").startswith("text/event-stream"):
+            for line in r.text.splitlines():
+                if line.startswith("data:"):
+                    msg = json.loads(line[5:])
+                    if msg.get("id") == rid:
+                        return r.status_code, msg
+            raise AssertionError(f"no answer in the stream: {r.text!r}")
+        return r.status_code, r.json()
+
+
+def test_upstream_faults_get_clear_errors_and_the_gateway_recovers(gateways: Any, tmp_path: Path) -> None:
+    proc, url = start_faulty(tmp_path)
+    try:
+        gw = gateways.new([{"name": "faulty", "policy": "p", "url": url}], {"p": POLICY},
+                          extra={"upstream_timeout": "2s"})
+        token = gw.grant("faulty", "faults")
+        c = Client(gw.url("faulty"), token)
+
+        status, msg = c.call("ok")
+        assert status == 200 and msg["result"]["content"][0]["text"] == "ok done"
+
+        status, msg = c.call("garbage", 11)
+        assert status == 502 and msg["id"] == 11 and msg["error"]["code"] == -32000, msg
+        assert "not JSON" in msg["error"]["message"], msg
+
+        status, msg = c.call("slow", 12)
+        assert status == 504 and msg["id"] == 12 and "timed out" in msg["error"]["message"], msg
+
+        status, msg = c.call("cut", 13)
+        assert status == 200 and msg["id"] == 13 and "closed the stream before answering" in msg["error"]["message"], msg
+
+        status, msg = c.call("http500", 14)
+        assert status == 502 and msg["id"] == 14 and msg["error"]["code"] == -32000, msg
+        assert "HTTP 500" in msg["error"]["message"] and "internal trouble" in msg["error"]["message"], msg
+
+        status, msg = c.call("ok", 15)
+        assert status == 200 and "result" in msg, "the gateway still serves"
+
+        status, msg = c.call("die", 16)
+        assert status == 502 and msg["id"] == 16, msg
+        # The upstream is gone: a new session cannot start, with a clear error.
+        r = httpx.post(gw.url("faulty"), json=INITIALIZE, headers=dict(MCP_HEADERS, Authorization=f"Bearer {token}"), timeout=30)
+        assert r.status_code == 502 and "unreachable" in r.json()["error"]["message"], r.text
+
+        outcomes = {r["call_seq"]: r["outcome"] for r in gw.audit_records("--kind", "outcome")}
+        calls = {r["request_id"]: r["seq"] for r in gw.audit_records("--kind", "call") if r.get("tool")}
+        assert outcomes[calls["11"]] == "transport_error"
+        assert outcomes[calls["12"]] == "timeout"
+        assert outcomes[calls["13"]] == "transport_error"
+        assert outcomes[calls["14"]] == "transport_error"
+        assert gw.cli("audit verify").stdout.startswith("ok: ")
+        assert httpx.get(gw.base_url + "/healthz", timeout=5).status_code == 200
+    finally:
+        proc.kill()
+
+
+def test_a_down_upstream_is_a_clear_502(gateways: Any) -> None:
+    gw = gateways.new([{"name": "down", "policy": "p", "url": f"http://127.0.0.1:{free_port()}/mcp"}], {"p": POLICY})
+    token = gw.grant("down", "down")
+    r = httpx.post(gw.url("down"), json=INITIALIZE, headers=dict(MCP_HEADERS, Authorization=f"Bearer {token}"), timeout=30)
+    assert r.status_code == 502 and r.json()["id"] == 1 and "unreachable" in r.json()["error"]["message"], r.text
+
+
+FLOOD = """
+import sys, json
+for i in range(20000):
+    sys.stderr.write("noise " * 20 + "\\n")
+sys.stderr.flush()
+for line in sys.stdin:
+    msg = json.loads(line)
+    if "id" not in msg:
+        continue
+    if msg["method"] == "initialize":
+        out = {"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}}, "serverInfo": {"name": "flood", "version": "1"}}
+    elif msg["method"] == "tools/list":
+        out = {"tools": [{"name": "crash", "inputSchema": {"type": "object"}}, {"name": "ok", "inputSchema": {"type": "object"}}]}
+    elif msg["method"] == "tools/call" and msg["params"]["name"] == "crash":
+        sys.exit(7)
+    else:
+        out = {"content": [{"type": "text", "text": "fine"}]}
+    print(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": out}), flush=True)
+"""
+
+
+def test_a_stdio_child_that_floods_stderr_then_crashes(gateways: Any, tmp_path: Path) -> None:
+    script = tmp_path / "flood.py"
+    script.write_text(FLOOD)
+    gw = gateways.new([{"name": "flood", "policy": "p", "command": sys.executable, "args": [str(script)]}], {"p": POLICY})
+    token = gw.grant("flood", "flood")
+    c = Client(gw.url("flood"), token)
+    status, msg = c.call("ok", 21)
+    assert status == 200 and msg["result"]["content"][0]["text"] == "fine", msg
+    status, msg = c.call("crash", 22)
+    # An SSE answer was already under way (HTTP 200): the error is its last event.
+    assert status in (200, 502) and msg["id"] == 22 and "exited" in msg["error"]["message"], msg
+    # The session is gone with its child; a new one starts a new child.
+    status, msg = c.call("ok", 23)
+    assert status in (404, 502), (status, msg)
+    c2 = Client(gw.url("flood"), token)
+    status, msg = c2.call("ok", 24)
+    assert status == 200 and "result" in msg, msg
+    assert httpx.get(gw.base_url + "/healthz", timeout=5).status_code == 200
