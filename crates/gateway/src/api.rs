@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use toolgate_audit::{Kind, Record};
 use toolgate_store::{AdminToken, Approval, DecideError, Role};
 
 use crate::state::{now_ms, AppState};
@@ -151,25 +150,11 @@ fn decided(
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
     if let Some(log) = &st.audit {
-        let r = Record {
-            at_ms: now_ms(),
-            kind: Kind::Approval,
-            grant_id: Some(a.grant_id.clone()),
-            grant_label: Some(a.grant_label.clone()),
-            identity: Some(a.identity.clone()),
-            server: Some(a.server.clone()),
-            tool: Some(a.tool.clone()),
-            arg_hash: Some(a.arg_hash.clone()),
-            decision: Some(event.to_string()),
-            rule: Some(a.rule.clone()),
-            approval_id: Some(a.id.clone()),
-            approver: Some(who.name.clone()),
-            message: Some(match reason {
-                Some(r) => format!("{r} (admin API, token {})", who.id),
-                None => format!("admin API, token {}", who.id),
-            }),
-            ..Record::default()
+        let message = match reason {
+            Some(r) => format!("{r} (admin API, token {})", who.id),
+            None => format!("admin API, token {}", who.id),
         };
+        let r = a.audit_record(event, Some(who.name.clone()), Some(message), now_ms());
         if let Err(e) = log.append_sync(r) {
             tracing::error!("audit log: {e}");
         }

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
-use toolgate_audit::{arg_hash, Kind, Record};
+use toolgate_audit::{arg_hash, Record};
 use toolgate_policy::{labels, Decision, Effect, Facts};
 use toolgate_store::{Approval, Grant, GrantStatus};
 
@@ -163,23 +163,9 @@ impl CallCtx {
 
     /// The audit record of an approval event.
     pub fn approval_record(&self, a: &Approval, event: &str, message: Option<String>) -> Record {
-        Record {
-            at_ms: now_ms(),
-            kind: Kind::Approval,
-            grant_id: Some(a.grant_id.clone()),
-            grant_label: Some(a.grant_label.clone()),
-            identity: Some(a.identity.clone()),
-            server: Some(a.server.clone()),
-            session: Some(self.session.id.clone()),
-            tool: Some(a.tool.clone()),
-            arg_hash: Some(a.arg_hash.clone()),
-            decision: Some(event.to_string()),
-            rule: Some(a.rule.clone()),
-            approval_id: Some(a.id.clone()),
-            approver: (!a.approvers.is_empty()).then(|| a.approvers.join(", ")),
-            message,
-            ..Record::default()
-        }
+        let mut r = a.audit_record(event, None, message, now_ms());
+        r.session = Some(self.session.id.clone());
+        r
     }
 
     /// Reserves the limits, writes the durable decision record, and forwards.

@@ -484,22 +484,9 @@ fn approval_event(shared: &Shared, a: &toolgate_store::Approval, event: &str) {
 }
 
 fn approval_record(shared: &Shared, a: &toolgate_store::Approval, event: &str) -> Record {
-    Record {
-        at_ms: now_ms(),
-        kind: toolgate_audit::Kind::Approval,
-        grant_id: Some(a.grant_id.clone()),
-        grant_label: Some(a.grant_label.clone()),
-        identity: Some(a.identity.clone()),
-        server: Some(a.server.clone()),
-        session: Some(shared.session.clone()),
-        tool: Some(a.tool.clone()),
-        arg_hash: Some(a.arg_hash.clone()),
-        decision: Some(event.to_string()),
-        rule: Some(a.rule.clone()),
-        approval_id: Some(a.id.clone()),
-        approver: (!a.approvers.is_empty()).then(|| a.approvers.join(", ")),
-        ..Record::default()
-    }
+    let mut r = a.audit_record(event, None, None, now_ms());
+    r.session = Some(shared.session.clone());
+    r
 }
 
 /// Stores the approval, tells the client (progress) and the operator (stderr), and waits.

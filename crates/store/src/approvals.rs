@@ -131,6 +131,34 @@ pub struct Approval {
 }
 
 impl Approval {
+    /// The audit record of an event of this approval (`requested`, `approved`, `denied`,
+    /// `expired`, `used`). `approver` defaults to the approvals given so far.
+    pub fn audit_record(
+        &self,
+        event: &str,
+        approver: Option<String>,
+        message: Option<String>,
+        now_ms: u64,
+    ) -> toolgate_audit::Record {
+        toolgate_audit::Record {
+            at_ms: now_ms,
+            kind: toolgate_audit::Kind::Approval,
+            grant_id: Some(self.grant_id.clone()),
+            grant_label: Some(self.grant_label.clone()),
+            identity: Some(self.identity.clone()),
+            server: Some(self.server.clone()),
+            tool: Some(self.tool.clone()),
+            arg_hash: Some(self.arg_hash.clone()),
+            decision: Some(event.to_string()),
+            rule: Some(self.rule.clone()),
+            approval_id: Some(self.id.clone()),
+            approver: approver
+                .or_else(|| (!self.approvers.is_empty()).then(|| self.approvers.join(", "))),
+            message,
+            ..toolgate_audit::Record::default()
+        }
+    }
+
     /// The status at `now`: pending or approved ones past their expiry count as expired.
     pub fn status_at(&self, now_ms: u64) -> ApprovalStatus {
         match self.status {

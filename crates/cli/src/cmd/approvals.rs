@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
-use toolgate_audit::{Kind, Record};
 use toolgate_store::{Approval, AuditLog, DecideError};
 
 use super::audit::show_time;
@@ -72,22 +71,7 @@ fn record(
     let Some(log) = log else {
         return Ok(());
     };
-    log.append_sync(Record {
-        at_ms: now_ms(),
-        kind: Kind::Approval,
-        grant_id: Some(a.grant_id.clone()),
-        grant_label: Some(a.grant_label.clone()),
-        identity: Some(a.identity.clone()),
-        server: Some(a.server.clone()),
-        tool: Some(a.tool.clone()),
-        arg_hash: Some(a.arg_hash.clone()),
-        decision: Some(event.to_string()),
-        rule: Some(a.rule.clone()),
-        approval_id: Some(a.id.clone()),
-        approver: Some(who.to_string()),
-        message,
-        ..Record::default()
-    })?;
+    log.append_sync(a.audit_record(event, Some(who.to_string()), message, now_ms()))?;
     Ok(())
 }
 
