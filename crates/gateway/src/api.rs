@@ -62,16 +62,7 @@ impl IntoResponse for Refusal {
 /// The admin token of the request, if its role is at least `need`.
 fn admin(st: &AppState, headers: &HeaderMap, need: Role) -> Result<AdminToken, Refusal> {
     let refuse = |status, message: String| Refusal { status, message };
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
-    let Some(token) = token else {
+    let Some(token) = crate::front::bearer(headers) else {
         return Err(refuse(
             StatusCode::UNAUTHORIZED,
             "an admin token is required: `Authorization: Bearer tga_…` (toolgate admin-tokens create)".into(),

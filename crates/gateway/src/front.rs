@@ -142,6 +142,22 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     )
 }
 
+/// The token of an `Authorization: Bearer TOKEN` header value, if it is one.
+fn bearer_value(v: &str) -> Option<&str> {
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The request's bearer token, if it has one.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_value)
+}
+
 /// Authenticates the bearer token to an active grant for `server`.
 fn authenticate(st: &AppState, headers: &HeaderMap, server: &str) -> Result<Grant, Reject> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
@@ -150,15 +166,7 @@ fn authenticate(st: &AppState, headers: &HeaderMap, server: &str) -> Result<Gran
             false,
         ));
     };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
+    let token = value.to_str().ok().and_then(bearer_value);
     let Some(token) = token else {
         return Err(unauthorized(
             "malformed Authorization header: expected `Bearer TOKEN`",
@@ -228,15 +236,7 @@ async fn refresh_keys(st: &AppState, headers: &HeaderMap) {
     let Some(v) = &st.jwt else {
         return;
     };
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    if let Some(t) = token.filter(|t| crate::jwt::looks_like_jwt(t)) {
+    if let Some(t) = bearer(headers).filter(|t| crate::jwt::looks_like_jwt(t)) {
         v.refresh_if_unknown(t).await;
     }
 }
