@@ -146,3 +146,51 @@ def test_a_stdio_child_that_floods_stderr_then_crashes(gateways: Any, tmp_path: 
     status, msg = c2.call("ok", 24)
     assert status == 200 and "result" in msg, msg
     assert httpx.get(gw.base_url + "/healthz", timeout=5).status_code == 200
+
+
+def test_a_locked_store_fails_closed_and_recovers(gateways: Any, tmp_path: Path) -> None:
+    """Another process holds the audit file's write lock longer than toolgate waits (10 s):
+    the call is refused `(audit unavailable)`, never forwarded unrecorded; once the lock is
+    gone, calls pass again without a restart."""
+    import sqlite3
+    import threading
+
+    gw = gateways.new([{"name": "flood", "policy": "p", "command": sys.executable, "args": [str(write_flood(tmp_path))]}],
+                      {"p": POLICY})
+    token = gw.grant("flood", "locked")
+    c = Client(gw.url("flood"), token)
+    status, msg = c.call("ok", 31)
+    assert status == 200 and "result" in msg
+
+    locked = threading.Event()
+    release = threading.Event()
+
+    def hold_lock() -> None:
+        db = sqlite3.connect(gw.audit_path, timeout=30, isolation_level=None)
+        db.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        release.wait(30)
+        db.execute("ROLLBACK")
+        db.close()
+
+    t = threading.Thread(target=hold_lock)
+    t.start()
+    try:
+        assert locked.wait(10)
+        status, msg = c.call("ok", 32)
+        assert status == 200 and msg["result"]["isError"] is True, msg
+        assert "(audit unavailable)" in msg["result"]["content"][0]["text"], msg
+    finally:
+        release.set()
+        t.join()
+    status, msg = c.call("ok", 33)
+    assert status == 200 and not msg["result"].get("isError"), msg
+    assert gw.cli("audit verify").stdout.startswith("ok: ")
+    forwarded = {r["request_id"] for r in gw.audit_records("--kind", "call") if r.get("decision") == "allow" and r.get("tool")}
+    assert "32" not in forwarded and {"31", "33"} <= forwarded
+
+
+def write_flood(tmp: Path) -> Path:
+    script = tmp / "flood.py"
+    script.write_text(FLOOD)
+    return script
