@@ -12,12 +12,15 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "pure crates stay pure"
 scripts/check-purity.sh
 
-step "a private redis-server for the Redis backend's tests"
+step "a private redis-server and PostgreSQL for the shared backends' tests"
 REDIS_DIR=$(mktemp -d)
-trap 'scripts/redis.sh stop "$REDIS_DIR"; rm -rf "$REDIS_DIR"' EXIT
+PG_DIR=$(mktemp -d)
+chmod 755 "$PG_DIR"
+trap 'scripts/redis.sh stop "$REDIS_DIR"; scripts/postgres.sh stop "$PG_DIR"; rm -rf "$REDIS_DIR" "$PG_DIR"' EXIT
 TOOLGATE_TEST_REDIS_URL=$(scripts/redis.sh start "$REDIS_DIR")
-export TOOLGATE_TEST_REDIS_URL
-echo "redis at $TOOLGATE_TEST_REDIS_URL"
+TOOLGATE_TEST_POSTGRES_URL=$(scripts/postgres.sh start "$PG_DIR")
+export TOOLGATE_TEST_REDIS_URL TOOLGATE_TEST_POSTGRES_URL
+echo "redis at $TOOLGATE_TEST_REDIS_URL, postgres at $TOOLGATE_TEST_POSTGRES_URL"
 
 step "unit, integration and golden tests"
 cargo test --workspace

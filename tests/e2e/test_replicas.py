@@ -1,5 +1,5 @@
-"""Replicas: three gateway processes share one Redis for counters (and, on one machine,
-one SQLite store for grants and approvals and one audit file). 64 concurrent clients spread
+"""Replicas: three gateway processes share one Redis for counters and one PostgreSQL for
+the audit log (and, on one machine, one SQLite store for grants and approvals). 64 concurrent clients spread
 over them call a tool limited to 30 a minute: exactly 30 succeed. An approval raised on one
 replica is approved through another's admin API. `audit verify` passes over all records."""
 
@@ -34,6 +34,20 @@ def redis_url() -> str:
     return url
 
 
+def postgres_database(name: str) -> str:
+    """A fresh database on the test command's PostgreSQL; its URL."""
+    import subprocess
+
+    url = os.environ.get("TOOLGATE_TEST_POSTGRES_URL", "")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("TOOLGATE_TEST_POSTGRES_URL is not set: the test command starts PostgreSQL and sets it")
+        pytest.skip("TOOLGATE_TEST_POSTGRES_URL is not set (scripts/test.sh starts PostgreSQL)")
+    db = f"{name}_{os.getpid()}_{time.time_ns() % 1_000_000}"
+    subprocess.run(["psql", url, "-q", "-c", f"CREATE DATABASE {db}"], check=True, capture_output=True)
+    return url.rsplit("/", 1)[0] + "/" + db
+
+
 def sse_or_json(resp: httpx.Response) -> dict[str, Any]:
     if resp.headers.get("content-type", "").startswith("text/event-stream"):
         for line in resp.text.splitlines():
@@ -61,12 +75,13 @@ async def one_call(http: httpx.AsyncClient, url: str, token: str, n: int) -> dic
 
 def test_three_replicas_share_one_exact_limit(gateways: Any, upstreams: Any, tmp_path: Path) -> None:
     url = redis_url()
+    audit = postgres_database("tg_replicas")
     shared = tmp_path / "shared" / "toolgate.db"
     shared.parent.mkdir()
     upstream = upstreams.recording("json")
     replicas = [
         gateways.new([http_server("rec", "limited", upstream.url)], {"limited": LIMITED},
-                     extra={"counters": url}, store=shared)
+                     extra={"counters": url, "audit": {"store": audit}}, store=shared)
         for _ in range(3)
     ]
     token = replicas[0].grant("rec", "replica-agent")

@@ -79,6 +79,7 @@ struct RawAudit {
     path: Option<String>,
     retention: Option<String>,
     sync: Option<String>,
+    store: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +180,26 @@ pub struct AuditConfig {
     pub retention_ms: Option<u64>,
     /// When a record counts as written: `full` (fsync, the default) or `normal`.
     pub durability: toolgate_store::Durability,
+    /// `postgres://…`: the log lives in PostgreSQL (shared by replicas), not in `path`.
+    pub postgres: Option<String>,
+}
+
+impl AuditConfig {
+    /// Opens the audit log this config names.
+    pub fn open(&self) -> Result<toolgate_store::AuditLog, toolgate_store::StoreError> {
+        match &self.postgres {
+            Some(url) => toolgate_store::AuditLog::open_postgres(url),
+            None => toolgate_store::AuditLog::open_with(&self.path, self.durability),
+        }
+    }
+
+    /// Where the log is, for messages (a PostgreSQL URL without its password).
+    pub fn location(&self) -> String {
+        match &self.postgres {
+            Some(url) => toolgate_store::audit::redacted_url(url),
+            None => self.path.display().to_string(),
+        }
+    }
 }
 
 /// A validated config with its policies loaded.
@@ -676,11 +697,30 @@ impl Config {
                 toolgate_store::Durability::Full
             }
         };
+        let postgres = match raw.and_then(|a| a.store.as_deref()) {
+            None => None,
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Some(u.to_string())
+            }
+            Some(u) if u.starts_with("sqlite://") => {
+                errors.push(format!(
+                    "audit.store: leave it out for SQLite and use `audit.path`; got {u:?}"
+                ));
+                None
+            }
+            Some(u) => {
+                errors.push(format!(
+                    "audit.store: expected \"postgres://USER@HOST:PORT/DB\", got {u:?}"
+                ));
+                None
+            }
+        };
         AuditConfig {
             enabled: raw.and_then(|a| a.enabled).unwrap_or(true),
             path,
             retention_ms,
             durability,
+            postgres,
         }
     }
 

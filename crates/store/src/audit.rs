@@ -4,40 +4,38 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex};
-use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
-use toolgate_audit::{Record, StoredRecord, Verifier, GENESIS};
+use toolgate_audit::{Record, StoredRecord, Verifier};
 
+use crate::audit_sqlite::SqliteBackend;
 use crate::StoreError;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY,
-    at_ms INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    grant_id TEXT,
-    grant_label TEXT,
-    identity TEXT,
-    server TEXT,
-    method TEXT,
-    tool TEXT,
-    decision TEXT,
-    rule TEXT,
-    call_seq INTEGER,
-    body TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_at ON audit(at_ms);
-CREATE TABLE IF NOT EXISTS audit_anchor (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    first_seq INTEGER NOT NULL,
-    prev_hash TEXT NOT NULL
-);
-";
+/// Where records are kept: SQLite (`audit_sqlite`) or PostgreSQL (`audit_pg`). The writer
+/// thread owns one; reads use another.
+pub(crate) trait Backend: Send {
+    /// Chains and commits `records` in one transaction (setting their `seq` and
+    /// `prev_hash` from the head inside it).
+    fn commit(&mut self, records: &mut [Box<Record>]) -> Result<(), String>;
+    /// Retention: deletes records older than `before_ms`, keeping the chain verifiable.
+    fn prune(&mut self, before_ms: u64, now_ms: u64) -> Result<u64, String>;
+    /// Streams matching records.
+    fn query(
+        &mut self,
+        filter: &AuditFilter,
+        newest_first: bool,
+        limit: Option<u64>,
+        each: &mut dyn FnMut(Record) -> bool,
+    ) -> Result<(), StoreError>;
+    /// The last seq (0 when empty).
+    fn last_seq(&mut self) -> Result<u64, StoreError>;
+    /// Checks the chain.
+    fn verify(&mut self) -> Result<Result<Verified, toolgate_audit::Break>, StoreError>;
+    /// Counts for `status`.
+    fn stats(&mut self, since_ms: u64) -> Result<Stats, StoreError>;
+}
 
 /// The query columns, in table order after `seq`; each is checked against the sealed body.
-const COLUMNS: [&str; 11] = [
+pub(crate) const COLUMNS: [&str; 11] = [
     "at_ms",
     "kind",
     "grant_id",
@@ -50,6 +48,112 @@ const COLUMNS: [&str; 11] = [
     "rule",
     "call_seq",
 ];
+
+/// A query parameter.
+pub(crate) enum Param {
+    /// A text column.
+    Text(String),
+    /// An integer column.
+    Int(i64),
+}
+
+/// The WHERE/ORDER/LIMIT of a query, with `placeholder(n)` writing the n-th parameter.
+pub(crate) fn filter_sql(
+    filter: &AuditFilter,
+    newest_first: bool,
+    limit: Option<u64>,
+    placeholder: fn(usize) -> String,
+) -> (String, Vec<Param>) {
+    let mut sql = String::from("SELECT body FROM audit WHERE 1=1");
+    let mut values: Vec<Param> = vec![];
+    for (col, v) in [
+        ("identity", &filter.identity),
+        ("server", &filter.server),
+        ("tool", &filter.tool),
+        ("decision", &filter.decision),
+        ("rule", &filter.rule),
+        ("kind", &filter.kind),
+        ("method", &filter.method),
+    ] {
+        if let Some(v) = v {
+            values.push(Param::Text(v.clone()));
+            sql.push_str(&format!(" AND {col} = {}", placeholder(values.len())));
+        }
+    }
+    if let Some(g) = &filter.grant {
+        values.push(Param::Text(g.clone()));
+        let p = placeholder(values.len());
+        values.push(Param::Text(g.clone()));
+        let q = placeholder(values.len());
+        sql.push_str(&format!(" AND (grant_id = {p} OR grant_label = {q})"));
+    }
+    for (cond, v) in [
+        ("at_ms >=", filter.since_ms),
+        ("at_ms <", filter.until_ms),
+        ("seq >", filter.after_seq),
+    ] {
+        if let Some(v) = v {
+            values.push(Param::Int(to_i64(v)));
+            sql.push_str(&format!(" AND {cond} {}", placeholder(values.len())));
+        }
+    }
+    sql.push_str(if newest_first {
+        " ORDER BY seq DESC"
+    } else {
+        " ORDER BY seq"
+    });
+    if let Some(l) = limit {
+        sql.push_str(&format!(" LIMIT {}", to_i64(l)));
+    }
+    (sql, values)
+}
+
+/// Parses a stored body for a reader.
+pub(crate) fn readable(body: &str) -> Result<Record, StoreError> {
+    Record::from_body(body).map_err(|e| {
+        StoreError::Audit(format!(
+            "a record is not readable ({e}); run `toolgate audit verify`"
+        ))
+    })
+}
+
+/// Walks stored records through a [`Verifier`] that starts at (`first`, `prev`).
+pub(crate) fn verify_rows(
+    first: u64,
+    prev: &str,
+    rows: impl Iterator<Item = Result<StoredRecord, StoreError>>,
+) -> Result<Result<Verified, toolgate_audit::Break>, StoreError> {
+    let mut v = Verifier::new(first, prev);
+    let mut first_seq = None;
+    let mut last_seq = None;
+    for row in rows {
+        let stored = row?;
+        if let Err(b) = v.push(&stored) {
+            return Ok(Err(b));
+        }
+        first_seq.get_or_insert(stored.seq);
+        last_seq = Some(stored.seq);
+    }
+    Ok(Ok(Verified {
+        records: v.checked(),
+        first_seq,
+        last_seq,
+        head: v.head().to_string(),
+    }))
+}
+
+/// A database URL without its password, for messages.
+pub fn redacted_url(url: &str) -> String {
+    crate::audit_pg::redacted(url)
+}
+
+/// The message of a `prune` record.
+pub(crate) fn prune_message(first: i64, last: i64, before_ms: u64, hash: &str) -> String {
+    format!(
+        "retention: deleted records #{first} to #{last} (older than {before_ms} ms); the chain continues from #{} after hash {hash}",
+        last + 1
+    )
+}
 
 /// Told when a record is durable: its `seq`, or why it could not be written.
 pub type Appended = Box<dyn FnOnce(Result<u64, String>) + Send>;
@@ -123,7 +227,9 @@ pub struct Stats {
 /// The audit log. Reads use their own connection; all writes go through the writer thread.
 pub struct AuditLog {
     path: PathBuf,
-    reader: Mutex<Connection>,
+    /// Used from a thread of its own (see [`AuditLog::read`]): the PostgreSQL client runs
+    /// its own runtime, which must not be driven from inside the gateway's.
+    reader: Mutex<Option<Box<dyn Backend>>>,
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
@@ -137,16 +243,19 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl Drop for AuditLog {
-    /// Flushes: the writer commits what is queued, then stops.
+    /// Flushes: the writer commits what is queued, then stops. The reader is dropped on a
+    /// plain thread too (a PostgreSQL client may not be dropped inside an async runtime).
     fn drop(&mut self) {
         self.jobs.take();
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
+        let reader = self.reader.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let _ = std::thread::spawn(move || drop(reader)).join();
     }
 }
 
-fn to_i64(v: u64) -> i64 {
+pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -159,20 +268,6 @@ pub enum Durability {
     /// Written to the operating system before it is reported: survives a crash or SIGKILL
     /// of the gateway, not of the machine. About half the added latency at low load.
     Normal,
-}
-
-fn open_conn(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    // With FULL, every commit reaches the disk before its records are reported durable.
-    let sync = match durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
-    };
-    conn.pragma_update(None, "synchronous", sync)?;
-    conn.pragma_update(None, "wal_autocheckpoint", 16384)?;
-    Ok(conn)
 }
 
 impl AuditLog {
@@ -192,23 +287,50 @@ impl AuditLog {
 
     /// Opens (creating if needed) the audit log at `path` and starts its writer.
     pub fn open_with(path: &Path, durability: Durability) -> Result<Self, StoreError> {
-        let writer_conn = open_conn(path, durability)?;
-        writer_conn.execute_batch(SCHEMA)?;
-        let reader = open_conn(path, durability)?;
+        let writer = SqliteBackend::open(path, durability, true)?;
+        let reader = SqliteBackend::open(path, durability, false)?;
+        Self::start(path.to_path_buf(), Box::new(writer), Box::new(reader))
+    }
+
+    /// Opens the audit log in PostgreSQL (`postgres://…`), creating its tables if needed.
+    /// Several gateways may share it: each commit takes a transaction-scoped advisory
+    /// lock, so all their records form one chain.
+    pub fn open_postgres(url: &str) -> Result<Self, StoreError> {
+        let owned = url.to_string();
+        let (writer, reader) = std::thread::spawn(move || {
+            Ok::<_, StoreError>((
+                crate::audit_pg::PgBackend::connect(&owned, true)?,
+                crate::audit_pg::PgBackend::connect(&owned, false)?,
+            ))
+        })
+        .join()
+        .map_err(|_| StoreError::Audit("the PostgreSQL connection thread failed".into()))??;
+        Self::start(
+            PathBuf::from(crate::audit_pg::redacted(url)),
+            Box::new(writer),
+            Box::new(reader),
+        )
+    }
+
+    fn start(
+        path: PathBuf,
+        writer_backend: Box<dyn Backend>,
+        reader: Box<dyn Backend>,
+    ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let handle = std::thread::Builder::new()
             .name("toolgate-audit".into())
-            .spawn(move || writer(writer_conn, rx))
+            .spawn(move || writer(writer_backend, rx))
             .map_err(|e| StoreError::Random(format!("cannot start the audit writer: {e}")))?;
         Ok(AuditLog {
-            path: path.to_path_buf(),
-            reader: Mutex::new(reader),
+            path,
+            reader: Mutex::new(Some(reader)),
             jobs: Some(tx),
             writer: Some(handle),
         })
     }
 
-    /// The file.
+    /// Where it is: the file, or the PostgreSQL URL without its password.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -270,8 +392,22 @@ impl AuditLog {
             .map_err(StoreError::Audit)
     }
 
-    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.reader.lock().unwrap_or_else(|e| e.into_inner())
+    /// Runs a read on a thread of its own (safe from inside an async runtime).
+    fn read<T: Send>(
+        &self,
+        f: impl FnOnce(&mut dyn Backend) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut guard = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+                match guard.as_mut() {
+                    Some(b) => f(b.as_mut()),
+                    None => Err(StoreError::Audit("the audit log is closed".into())),
+                }
+            })
+            .join()
+            .unwrap_or_else(|_| Err(StoreError::Audit("an audit read failed".into())))
+        })
     }
 
     /// Streams the records matching `filter` in seq order (or newest first), at most
@@ -281,260 +417,26 @@ impl AuditLog {
         filter: &AuditFilter,
         newest_first: bool,
         limit: Option<u64>,
-        mut each: impl FnMut(Record) -> bool,
+        mut each: impl FnMut(Record) -> bool + Send,
     ) -> Result<(), StoreError> {
-        let mut sql = String::from("SELECT body FROM audit WHERE 1=1");
-        let mut values: Vec<rusqlite::types::Value> = vec![];
-        let mut eq = |sql: &mut String, col: &str, v: &Option<String>| {
-            if let Some(v) = v {
-                values.push(v.clone().into());
-                sql.push_str(&format!(" AND {col} = ?{}", values.len()));
-            }
-        };
-        eq(&mut sql, "identity", &filter.identity);
-        eq(&mut sql, "server", &filter.server);
-        eq(&mut sql, "tool", &filter.tool);
-        eq(&mut sql, "decision", &filter.decision);
-        eq(&mut sql, "rule", &filter.rule);
-        eq(&mut sql, "kind", &filter.kind);
-        eq(&mut sql, "method", &filter.method);
-        if let Some(g) = &filter.grant {
-            values.push(g.clone().into());
-            let n = values.len();
-            sql.push_str(&format!(" AND (grant_id = ?{n} OR grant_label = ?{n})"));
-        }
-        if let Some(s) = filter.since_ms {
-            values.push(to_i64(s).into());
-            sql.push_str(&format!(" AND at_ms >= ?{}", values.len()));
-        }
-        if let Some(u) = filter.until_ms {
-            values.push(to_i64(u).into());
-            sql.push_str(&format!(" AND at_ms < ?{}", values.len()));
-        }
-        if let Some(a) = filter.after_seq {
-            values.push(to_i64(a).into());
-            sql.push_str(&format!(" AND seq > ?{}", values.len()));
-        }
-        sql.push_str(if newest_first {
-            " ORDER BY seq DESC"
-        } else {
-            " ORDER BY seq"
-        });
-        if let Some(l) = limit {
-            sql.push_str(&format!(" LIMIT {}", to_i64(l)));
-        }
-        let conn = self.reader();
-        let mut stmt = conn.prepare(&sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
-        while let Some(row) = rows.next()? {
-            let body: String = row.get(0)?;
-            let record = Record::from_body(&body).map_err(|e| {
-                StoreError::Audit(format!(
-                    "a record is not readable ({e}); run `toolgate audit verify`"
-                ))
-            })?;
-            if !each(record) {
-                break;
-            }
-        }
-        Ok(())
+        self.read(|b| b.query(filter, newest_first, limit, &mut each))
     }
 
     /// The last record's seq (0 when the log is empty).
     pub fn last_seq(&self) -> Result<u64, StoreError> {
-        let seq: Option<i64> = self
-            .reader()
-            .query_row("SELECT MAX(seq) FROM audit", [], |r| r.get(0))?;
-        Ok(seq.unwrap_or(0).max(0) as u64)
+        self.read(|b| b.last_seq())
     }
 
     /// Checks the whole chain from the retention anchor (or the first record) to the head.
     /// `Ok(Err(b))` names the first bad record.
     pub fn verify(&self) -> Result<Result<Verified, toolgate_audit::Break>, StoreError> {
-        let conn = self.reader();
-        let anchor: Option<(i64, String)> = conn
-            .query_row(
-                "SELECT first_seq, prev_hash FROM audit_anchor WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let (first, prev) = anchor
-            .map(|(s, h)| (s.max(1) as u64, h))
-            .unwrap_or((1, GENESIS.to_string()));
-        let mut v = Verifier::new(first, &prev);
-        let mut stmt = conn.prepare(&format!(
-            "SELECT seq, body, hash, {} FROM audit ORDER BY seq",
-            COLUMNS.join(", ")
-        ))?;
-        let mut rows = stmt.query([])?;
-        let mut first_seq = None;
-        let mut last_seq = None;
-        while let Some(row) = rows.next()? {
-            let seq = row.get::<_, i64>(0)?.max(0) as u64;
-            let mut columns = Vec::with_capacity(COLUMNS.len());
-            for (i, name) in COLUMNS.iter().enumerate() {
-                let v: rusqlite::types::Value = row.get(i + 3)?;
-                let text = match v {
-                    rusqlite::types::Value::Null => None,
-                    rusqlite::types::Value::Integer(n) => Some(n.to_string()),
-                    rusqlite::types::Value::Real(f) => Some(f.to_string()),
-                    rusqlite::types::Value::Text(t) => Some(t),
-                    rusqlite::types::Value::Blob(b) => Some(String::from_utf8_lossy(&b).into()),
-                };
-                columns.push((*name, text));
-            }
-            let stored = StoredRecord {
-                seq,
-                body: row.get(1)?,
-                hash: row.get(2)?,
-                columns,
-            };
-            if let Err(b) = v.push(&stored) {
-                return Ok(Err(b));
-            }
-            first_seq.get_or_insert(seq);
-            last_seq = Some(seq);
-        }
-        Ok(Ok(Verified {
-            records: v.checked(),
-            first_seq,
-            last_seq,
-            head: v.head().to_string(),
-        }))
+        self.read(|b| b.verify())
     }
 
     /// Call counts since `since_ms` for `toolgate status`.
     pub fn stats(&self, since_ms: u64) -> Result<Stats, StoreError> {
-        let conn = self.reader();
-        let since = to_i64(since_ms);
-        let (calls, denied): (i64, i64) = conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(decision = 'deny'), 0) FROM audit
-             WHERE kind = 'call' AND method = 'tools/call' AND at_ms >= ?1",
-            [since],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let mut stmt = conn.prepare(
-            "SELECT rule, COUNT(*) AS n FROM audit
-             WHERE kind = 'call' AND method = 'tools/call' AND decision = 'deny' AND at_ms >= ?1
-             GROUP BY rule ORDER BY n DESC, rule LIMIT 5",
-        )?;
-        let top = stmt
-            .query_map([since], |r| {
-                Ok((
-                    r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                    r.get::<_, i64>(1)?.max(0) as u64,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Stats {
-            calls: calls.max(0) as u64,
-            denied: denied.max(0) as u64,
-            top_deny_rules: top,
-        })
+        self.read(|b| b.stats(since_ms))
     }
-}
-
-/// The chain's head: the last seq and hash, or the anchor, or the genesis.
-fn head(conn: &Connection) -> rusqlite::Result<(u64, String)> {
-    if let Some((seq, hash)) = conn
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-        )
-        .optional()?
-    {
-        return Ok((seq.max(0) as u64, hash));
-    }
-    let anchor = conn
-        .query_row(
-            "SELECT first_seq, prev_hash FROM audit_anchor WHERE id = 1",
-            [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-        )
-        .optional()?;
-    Ok(match anchor {
-        Some((first, hash)) => ((first.max(1) - 1) as u64, hash),
-        None => (0, GENESIS.to_string()),
-    })
-}
-
-fn insert(
-    tx: &rusqlite::Transaction<'_>,
-    record: &mut Record,
-    head: &mut (u64, String),
-) -> rusqlite::Result<()> {
-    record.seq = head.0 + 1;
-    record.prev_hash = head.1.clone();
-    let body = record.canonical();
-    let hash = toolgate_audit::record::hash_body(&body);
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO audit (seq, at_ms, kind, grant_id, grant_label, identity, server, method, tool, decision, rule, call_seq, body, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    )?;
-    stmt.execute(params![
-        to_i64(record.seq),
-        to_i64(record.at_ms),
-        record.kind.as_str(),
-        record.grant_id,
-        record.grant_label,
-        record.identity,
-        record.server,
-        record.method,
-        record.tool,
-        record.decision,
-        record.rule,
-        record.call_seq.map(to_i64),
-        body,
-        hash
-    ])?;
-    *head = (record.seq, hash);
-    Ok(())
-}
-
-/// Commits one batch of appends; returns each record's seq.
-fn commit_batch(conn: &mut Connection, records: &mut [Box<Record>]) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut h = head(&tx)?;
-    for r in records.iter_mut() {
-        insert(&tx, r, &mut h)?;
-    }
-    tx.commit()
-}
-
-fn prune(conn: &mut Connection, before_ms: u64, now_ms: u64) -> rusqlite::Result<u64> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let last_old: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT seq, hash FROM audit WHERE seq = (SELECT MAX(seq) FROM audit WHERE at_ms < ?1)",
-            [to_i64(before_ms)],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let Some((last, hash)) = last_old else {
-        return Ok(0);
-    };
-    let first: i64 = tx.query_row("SELECT MIN(seq) FROM audit", [], |r| r.get(0))?;
-    let n = tx.execute("DELETE FROM audit WHERE seq <= ?1", [last])?;
-    tx.execute(
-        "INSERT INTO audit_anchor (id, first_seq, prev_hash) VALUES (1, ?1, ?2)
-         ON CONFLICT(id) DO UPDATE SET first_seq = excluded.first_seq, prev_hash = excluded.prev_hash",
-        params![last + 1, hash],
-    )?;
-    let mut h = head(&tx)?;
-    let mut record = Record {
-        at_ms: now_ms,
-        kind: toolgate_audit::Kind::Prune,
-        message: Some(format!(
-            "retention: deleted records #{first} to #{last} (older than {before_ms} ms); the chain continues from #{} after hash {hash}",
-            last + 1
-        )),
-        ..Record::default()
-    };
-    insert(&tx, &mut record, &mut h)?;
-    tx.commit()?;
-    Ok(n as u64)
 }
 
 /// How long a record nobody waits for (an outcome, a denial) may stay queued before it is
@@ -544,7 +446,7 @@ const LAZY_MS: u64 = 10;
 /// Takes every job waiting and commits the appends in one transaction (one fsync), then
 /// tells each waiter. Records nobody waits for are held back up to [`LAZY_MS`] to share
 /// the next commit, so a forwarded call costs one fsync, not two (decision and outcome).
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+fn writer(mut backend: Box<dyn Backend>, rx: mpsc::Receiver<Job>) {
     let mut pending: Vec<(Box<Record>, Option<Appended>)> = vec![];
     let mut prunes = vec![];
     loop {
@@ -592,7 +494,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
         if !pending.is_empty() {
             let (mut records, waiters): (Vec<_>, Vec<_>) =
                 std::mem::take(&mut pending).into_iter().unzip();
-            let result = commit_batch(&mut conn, &mut records).map_err(|e| e.to_string());
+            let result = backend.commit(&mut records);
             if let Err(e) = &result {
                 tracing::error!("audit write failed: {e}");
             }
@@ -603,7 +505,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
             }
         }
         for (before_ms, now_ms, done) in prunes.drain(..) {
-            let _ = done.send(prune(&mut conn, before_ms, now_ms).map_err(|e| e.to_string()));
+            let _ = done.send(backend.prune(before_ms, now_ms));
         }
         if stop {
             break;
@@ -615,6 +517,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
     use toolgate_audit::Kind;
 
     fn rec(at_ms: u64, tool: &str) -> Record {

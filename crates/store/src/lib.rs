@@ -19,6 +19,8 @@
 pub mod admin;
 pub mod approvals;
 pub mod audit;
+mod audit_pg;
+mod audit_sqlite;
 pub mod counters;
 pub mod grants;
 pub mod redis_counters;

@@ -55,10 +55,7 @@ fn audit_log(cfg: &toolgate_gateway::Config) -> Result<Option<AuditLog>> {
     if !cfg.audit.enabled {
         return Ok(None);
     }
-    Ok(Some(AuditLog::open_with(
-        &cfg.audit.path,
-        cfg.audit.durability,
-    )?))
+    Ok(Some(cfg.audit.open()?))
 }
 
 fn record(

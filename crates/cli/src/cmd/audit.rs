@@ -129,15 +129,16 @@ pub fn show_time(ms: u64) -> String {
 /// Opens the config's audit log for reading; errors when there is none yet.
 pub fn open_existing(arg: &ConfigArg) -> Result<AuditLog> {
     let cfg = load_config(arg)?;
-    if !cfg.audit.path.exists() {
+    if cfg.audit.postgres.is_none() && !cfg.audit.path.exists() {
         bail!(
             "no audit log at `{}`: the gateway has not recorded anything yet, or `[audit] path` in `{}` points elsewhere",
             cfg.audit.path.display(),
             cfg.file.display()
         );
     }
-    AuditLog::open(&cfg.audit.path)
-        .with_context(|| format!("cannot open the audit log `{}`", cfg.audit.path.display()))
+    cfg.audit
+        .open()
+        .with_context(|| format!("cannot open the audit log `{}`", cfg.audit.location()))
 }
 
 fn table_line(r: &Record) -> String {
@@ -335,12 +336,12 @@ pub fn run(cmd: AuditCommand, arg: &ConfigArg) -> Result<ExitCode> {
                 until_ms: until.as_deref().map(|s| parse_when(s, now)).transpose()?,
                 ..AuditFilter::default()
             };
-            let sink: Box<dyn Write> = match &output {
+            let sink: Box<dyn Write + Send> = match &output {
                 Some(p) => Box::new(
                     std::fs::File::create(p)
                         .with_context(|| format!("cannot write `{}`", p.display()))?,
                 ),
-                None => Box::new(std::io::stdout().lock()),
+                None => Box::new(std::io::stdout()),
             };
             let mut sink = std::io::BufWriter::new(sink);
             let mut failed = None;

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use toolgate_gateway::config::{Pinning, ServerConfig, Transport};
 use toolgate_gateway::stdio_mode::{self, StdioGate};
-use toolgate_store::{AuditLog, Grant};
+use toolgate_store::Grant;
 
 use super::{load_config_or_user, now_ms, open_counters, open_store, operator, ConfigArg};
 
@@ -110,11 +110,9 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
     let store = Arc::new(open_store(&cfg)?);
     let counters = open_counters(&cfg, &store)?;
     let audit = if cfg.audit.enabled {
-        Some(Arc::new(
-            AuditLog::open_with(&cfg.audit.path, cfg.audit.durability).with_context(|| {
-                format!("cannot open the audit log `{}`", cfg.audit.path.display())
-            })?,
-        ))
+        Some(Arc::new(cfg.audit.open().with_context(|| {
+            format!("cannot open the audit log `{}`", cfg.audit.location())
+        })?))
     } else {
         None
     };
@@ -130,7 +128,7 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
         expires_at_ms: None,
         revoked_at_ms: None,
     };
-    tracing::info!(server = %name, store = %cfg.store, audit = %cfg.audit.path.display(), "toolgate run: enforcing {} on `{}`", a.policy.display(), a.command.join(" "));
+    tracing::info!(server = %name, store = %cfg.store, audit = %cfg.audit.location(), "toolgate run: enforcing {} on `{}`", a.policy.display(), a.command.join(" "));
     let gate = StdioGate {
         cfg: Arc::new(cfg),
         store,

@@ -66,10 +66,11 @@ fn open_audit_for_serve(cfg: &toolgate_gateway::Config) -> Result<Option<Arc<Aud
         return Ok(None);
     }
     let log = Arc::new(
-        AuditLog::open_with(&cfg.audit.path, cfg.audit.durability)
-            .with_context(|| format!("cannot open the audit log `{}`", cfg.audit.path.display()))?,
+        cfg.audit
+            .open()
+            .with_context(|| format!("cannot open the audit log `{}`", cfg.audit.location()))?,
     );
-    say!("toolgate: audit log {}", cfg.audit.path.display());
+    say!("toolgate: audit log {}", cfg.audit.location());
     if let Some(keep) = cfg.audit.retention_ms {
         let pruner = log.clone();
         tokio::spawn(async move {

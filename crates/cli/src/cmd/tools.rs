@@ -99,7 +99,7 @@ pub fn run(cmd: ToolsCommand, arg: &ConfigArg) -> Result<ExitCode> {
             let p = store.approve_pin(&server, &tool, now_ms())?;
             if cfg.audit.enabled {
                 let who = super::operator();
-                let log = toolgate_store::AuditLog::open(&cfg.audit.path)?;
+                let log = cfg.audit.open()?;
                 log.append_sync(toolgate_audit::Record {
                     at_ms: now_ms(),
                     kind: toolgate_audit::Kind::Pin,
