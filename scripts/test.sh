@@ -28,8 +28,8 @@ cargo test --workspace
 step "benches compile"
 cargo bench -p toolgate-policy -p toolgate-store --no-run
 
-step "fuzz smoke: each target ${FUZZ_SECONDS:-60} s with libFuzzer (make fuzz)"
-make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+step "fuzz smoke: each target ${FUZZ_SECONDS:-20} s with libFuzzer (make fuzz; FUZZ_SECONDS=60 for longer)"
+make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 
 if [ -x tests/e2e/run.sh ]; then
   step "end-to-end tests with real MCP clients and servers"
