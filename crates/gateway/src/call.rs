@@ -50,6 +50,8 @@ pub struct CallCtx {
     pub args: Value,
     /// The audit record begun for this request (`None` with the audit off).
     pub record: Option<Record>,
+    /// The request is in the 2026-07-28 era (results carry `resultType`).
+    pub modern: bool,
 }
 
 impl CallCtx {
@@ -118,7 +120,25 @@ impl CallCtx {
             _ => {}
         }
         self.record_decision(d, approval, None);
-        json_response(StatusCode::OK, answer)
+        self.answer(answer)
+    }
+
+    /// A JSON answer toolgate wrote itself; in the 2026-07-28 era its result says
+    /// `"resultType": "complete"`, as that era's schema has it.
+    pub fn answer(&self, body: String) -> Response {
+        if !self.modern {
+            return json_response(StatusCode::OK, body);
+        }
+        let mut v: Value = match serde_json::from_str(&body) {
+            Ok(v) => v,
+            Err(_) => return json_response(StatusCode::OK, body),
+        };
+        if let Some(Value::Object(result)) = v.get_mut("result") {
+            result
+                .entry("resultType")
+                .or_insert_with(|| Value::String("complete".into()));
+        }
+        json_response(StatusCode::OK, v.to_string())
     }
 
     /// Appends the decision record without waiting; `decision` overrides the effect's name.
@@ -193,7 +213,7 @@ impl CallCtx {
                         "(audit unavailable)",
                         "the audit log cannot be written; the call is refused to be safe",
                     );
-                    return json_response(StatusCode::OK, denial_message(&self.id_text, &d));
+                    return self.answer(denial_message(&self.id_text, &d));
                 }
             },
             _ => None,

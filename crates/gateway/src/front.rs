@@ -30,6 +30,27 @@ use toolgate_protocol::sse::{encode, SseParser};
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
+const METHOD_HEADER: &str = "mcp-method";
+const NAME_HEADER: &str = "mcp-name";
+/// The first revision of the stateless era: no GET stream, no DELETE.
+const MODERN_ERA: &str = "2026-07-28";
+
+/// A GET or DELETE in the stateless era (by its `MCP-Protocol-Version`): 405.
+fn modern_get_or_delete(headers: &HeaderMap) -> Option<Response> {
+    let v = headers.get(VERSION_HEADER)?.to_str().ok()?;
+    if v < MODERN_ERA || headers.contains_key(SESSION_HEADER) {
+        return None;
+    }
+    let mut r = http_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "null",
+        error_codes::INVALID_REQUEST,
+        "the 2026-07-28 era has no GET stream and no DELETE: send requests with POST",
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    Some(r)
+}
 
 /// The router: a value, tested with `oneshot`.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -467,12 +488,29 @@ async fn post_mcp(
     }
     let session = match headers.get(SESSION_HEADER) {
         None if env.era() == Era::Modern => {
-            return http_error(
-                StatusCode::BAD_REQUEST,
-                &id_text,
-                error_codes::METHOD_NOT_FOUND,
-                "this build of toolgate serves the legacy protocol era (initialize and Mcp-Session-Id); the 2026-07-28 stateless era is not available yet",
-            )
+            if let Err(r) = check_modern_headers(&headers, &env, &id_text) {
+                return *r;
+            }
+            match &srv.transport {
+                // Stateless: each request stands alone; nothing is kept between them.
+                Transport::Http { .. } => Arc::new(Session::new(
+                    format!("modern-{}", new_session_id().trim_start_matches("tgs_")),
+                    srv.name.clone(),
+                    grant.id.clone(),
+                    UpstreamSession::Http { session_id: None },
+                )),
+                _ => {
+                    return http_error(
+                        StatusCode::BAD_REQUEST,
+                        &id_text,
+                        error_codes::INVALID_REQUEST,
+                        &format!(
+                            "server `{}` is reached over stdio or legacy HTTP+SSE, which toolgate relays in the legacy era only (initialize and Mcp-Session-Id); this request is in the 2026-07-28 era",
+                            srv.name
+                        ),
+                    )
+                }
+            }
         }
         _ => match session_of(&st, &headers, &srv, &grant, &id_text) {
             Ok(s) => s,
@@ -537,6 +575,7 @@ async fn post_mcp(
                 tool,
                 args,
                 record,
+                modern: env.era() == Era::Modern,
             };
             return call_tool(ctx).await;
         }
@@ -598,6 +637,36 @@ fn record_forwarded(st: &AppState, record: Option<toolgate_audit::Record>) {
     }
 }
 
+/// The 2026-07-28 era's `Mcp-Method` and `Mcp-Name` headers must agree with the body
+/// (policy is decided from the body; a mismatch could fool a router or a WAF in front).
+fn check_modern_headers(
+    headers: &HeaderMap,
+    env: &Envelope<'_>,
+    id_text: &str,
+) -> Result<(), Box<Response>> {
+    let mismatch = |what: &str, header: &str, body: &str| {
+        Err(Box::new(http_error(
+            StatusCode::BAD_REQUEST,
+            id_text,
+            error_codes::HEADER_MISMATCH,
+            &format!("the {what} header `{header}` does not match the body's `{body}`"),
+        )))
+    };
+    if let Some(h) = headers.get(METHOD_HEADER) {
+        let h = h.to_str().unwrap_or("");
+        if h != env.method() {
+            return mismatch("Mcp-Method", h, env.method());
+        }
+    }
+    if let (Some(h), Some(name)) = (headers.get(NAME_HEADER), env.name.as_deref()) {
+        let h = h.to_str().unwrap_or("");
+        if h != name {
+            return mismatch("Mcp-Name", h, name);
+        }
+    }
+    Ok(())
+}
+
 /// Headers passed from the agent to an HTTP upstream (never `Authorization`).
 fn upstream_request(
     st: &AppState,
@@ -613,8 +682,13 @@ fn upstream_request(
             req = req.header(name, v.clone());
         }
     }
-    for name in [VERSION_HEADER, "last-event-id"] {
+    for name in [VERSION_HEADER, "last-event-id", METHOD_HEADER, NAME_HEADER] {
         if let Some(v) = headers.get(name) {
+            req = req.header(name, v.clone());
+        }
+    }
+    for (name, v) in headers {
+        if name.as_str().starts_with("mcp-param-") {
             req = req.header(name, v.clone());
         }
     }
@@ -1105,6 +1179,9 @@ async fn get_mcp(
     Path(server): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(r) = modern_get_or_delete(&headers) {
+        return r;
+    }
     let (srv, session) = match admit_session(&st, &headers, &server) {
         Ok(x) => x,
         Err(r) => return *r,
@@ -1164,6 +1241,9 @@ async fn delete_mcp(
     Path(server): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(r) = modern_get_or_delete(&headers) {
+        return r;
+    }
     let (srv, session) = match admit_session(&st, &headers, &server) {
         Ok(x) => x,
         Err(r) => return *r,
