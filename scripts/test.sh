@@ -28,8 +28,9 @@ cargo test --workspace
 step "benches compile"
 cargo bench -p toolgate-policy -p toolgate-store --no-run
 
-step "fuzz smoke: each target ${FUZZ_SECONDS:-20} s with libFuzzer (make fuzz; FUZZ_SECONDS=60 for longer)"
-make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
+step "fuzz: the envelope, SSE and policy parsers ${FUZZ_SECONDS:-30} s each with libFuzzer; the config parser's target compiles"
+make fuzz-quick FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+make fuzz-config-build
 
 if [ -x tests/e2e/run.sh ]; then
   step "end-to-end tests with real MCP clients and servers"
