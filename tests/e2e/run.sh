@@ -91,6 +91,33 @@ else
 fi
 export TOOLGATE_NODE22="$NODE22_BIN"
 
+# --- Chromium for the dashboard test -------------------------------------------------------------
+# test_dashboard.py drives Debian's chromium with playwright-core (npm, pinned in node/); a
+# test tool's own browser download does not work here. Installed with apt-get when missing
+# (as root, else through sudo); without it the test is skipped locally and fails under CI.
+CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+if [ -x "$CHROMIUM" ]; then
+  say "chromium present ($CHROMIUM)"
+elif [ "$CHROMIUM" != /usr/bin/chromium ]; then
+  echo "e2e: warning: CHROMIUM=$CHROMIUM is not an executable; the dashboard test will not run" >&2
+else
+  say "installing Debian's chromium (apt-get) for the dashboard test"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; fi
+  APT_LOG="$WORK/apt-chromium.log"
+  apt_install() {
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >>"$APT_LOG" 2>&1
+  }
+  : >"$APT_LOG"
+  if apt_install || { $SUDO apt-get update -qq >>"$APT_LOG" 2>&1 && apt_install; }; then
+    say "chromium installed: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM")"
+  else
+    tail -n 20 "$APT_LOG" >&2 || true
+    echo "e2e: warning: could not install chromium (see $APT_LOG); the dashboard test will not run" >&2
+  fi
+fi
+export CHROMIUM
+
 # --- The gateway --------------------------------------------------------------------------------
 if [ -n "${TOOLGATE_BIN:-}" ]; then
   say "using TOOLGATE_BIN=$TOOLGATE_BIN (not building)"

@@ -22,6 +22,9 @@ pub enum Kind {
     Approval,
     /// Old records were pruned by retention; the chain continues from the anchor.
     Prune,
+    /// A change made through the admin API (a policy put, a grant created, ...): who
+    /// (`approver`) did what (`message`).
+    Admin,
 }
 
 impl Kind {
@@ -33,6 +36,7 @@ impl Kind {
             Kind::Pin => "pin",
             Kind::Approval => "approval",
             Kind::Prune => "prune",
+            Kind::Admin => "admin",
         }
     }
 }

@@ -41,6 +41,8 @@ struct RawConfig {
     #[serde(default)]
     allowed_origins: Vec<String>,
     #[serde(default)]
+    allow_private_upstreams: bool,
+    #[serde(default)]
     policies: BTreeMap<String, String>,
     #[serde(default)]
     servers: Vec<RawServer>,
@@ -224,6 +226,9 @@ pub struct Config {
     pub body_timeout_secs: u64,
     /// Extra accepted `Origin` values.
     pub allowed_origins: Vec<String>,
+    /// Servers added through the admin API may point at loopback and private addresses
+    /// (default: refused, so an admin token cannot aim the gateway at internal services).
+    pub allow_private_upstreams: bool,
     /// Servers by name, in file order.
     pub servers: Vec<ServerConfig>,
     /// Loaded policies by name.
@@ -276,6 +281,14 @@ pub struct Webhook {
     pub url: String,
     /// The HMAC-SHA256 key of `X-Toolgate-Signature`.
     pub secret: String,
+}
+
+/// A policy file's version: the first 16 hex digits of the SHA-256 of its text.
+pub fn policy_version(text: &str) -> String {
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+        .chars()
+        .take(16)
+        .collect()
 }
 
 fn parse_size(v: &toml::Value) -> Option<usize> {
@@ -497,9 +510,7 @@ impl Config {
                 )),
                 Ok(text) => match toolgate_policy::load_str(&text) {
                     Ok(l) => {
-                        let digest = sha2::Sha256::digest(text.as_bytes());
-                        policy_versions
-                            .insert(name.clone(), hex::encode(digest).chars().take(16).collect());
+                        policy_versions.insert(name.clone(), policy_version(&text));
                         policies.insert(name.clone(), Arc::new(l.policy));
                     }
                     Err(e) => {
@@ -644,6 +655,7 @@ impl Config {
             upstream_timeout_secs,
             body_timeout_secs,
             allowed_origins: raw.allowed_origins,
+            allow_private_upstreams: raw.allow_private_upstreams,
             servers,
             policies,
             policy_files,

@@ -67,6 +67,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(resource_metadata),
         )
         .merge(crate::api::routes())
+        .merge(crate::dashboard::routes())
         .with_state(state)
 }
 

@@ -5,6 +5,8 @@
 //!   every error with its path) and the policies it names.
 //! - [`front`]: the axum [`router`]: `/mcp/{server}` (POST, GET, DELETE), `/healthz`, `/readyz`.
 //! - [`api`]: the admin API under `/api/v1` (admin tokens with roles).
+//! - [`manage`]: changes shared by the API and the CLI (grants, policy puts with history).
+//! - [`dashboard`]: the dashboard at `/`, its assets embedded.
 //! - [`call`]: one `tools/call` from judgement to the relayed answer.
 //! - [`approval`]: holding a call until a person approves or denies it.
 //! - [`webhook`]: the signed approval webhook.
@@ -25,9 +27,11 @@ pub mod api;
 pub mod approval;
 pub mod call;
 pub mod config;
+pub mod dashboard;
 pub mod enforce;
 pub mod front;
 pub mod jwt;
+pub mod manage;
 pub mod metrics;
 pub mod pin;
 pub mod reload;

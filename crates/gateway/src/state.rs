@@ -30,6 +30,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// JWT identities, when `[auth.jwt]` is configured.
     pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+    /// Held while the admin API rewrites a file (a policy, the config), one change at a time.
+    pub admin_lock: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -76,6 +78,7 @@ impl AppState {
             audit: None,
             metrics: Arc::default(),
             jwt: None,
+            admin_lock: Mutex::new(()),
         })
     }
 

@@ -25,6 +25,7 @@
 
 pub mod counters;
 pub mod duration;
+pub mod edit;
 pub mod eval;
 pub mod load;
 pub mod model;

@@ -188,7 +188,7 @@ pub struct AuditFilter {
     pub decision: Option<String>,
     /// The rule, exactly.
     pub rule: Option<String>,
-    /// Record kind (`call`, `outcome`, `pin`, `approval`, `prune`).
+    /// Record kind (`call`, `outcome`, `pin`, `approval`, `admin`, `prune`).
     pub kind: Option<String>,
     /// JSON-RPC method.
     pub method: Option<String>,

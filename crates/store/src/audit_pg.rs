@@ -264,7 +264,8 @@ impl Backend for PgBackend {
             .client
             .query_one(
                 "SELECT COUNT(*), COUNT(*) FILTER (WHERE decision = 'deny') FROM audit
-                 WHERE kind = 'call' AND method = 'tools/call' AND at_ms >= $1",
+                 WHERE kind = 'call' AND method = 'tools/call' AND at_ms >= $1
+                   AND COALESCE(decision, '') <> 'require_approval'",
                 &[&since],
             )
             .map_err(pg)?;

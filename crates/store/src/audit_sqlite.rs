@@ -142,8 +142,10 @@ impl Backend for SqliteBackend {
     fn stats(&mut self, since_ms: u64) -> Result<Stats, StoreError> {
         let since = to_i64(since_ms);
         let (calls, denied): (i64, i64) = self.conn.query_row(
+            // A held call has two records (held, then its verdict): count the verdict.
             "SELECT COUNT(*), COALESCE(SUM(decision = 'deny'), 0) FROM audit
-             WHERE kind = 'call' AND method = 'tools/call' AND at_ms >= ?1",
+             WHERE kind = 'call' AND method = 'tools/call' AND at_ms >= ?1
+               AND COALESCE(decision, '') <> 'require_approval'",
             [since],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;

@@ -23,6 +23,7 @@ mod audit_pg;
 mod audit_sqlite;
 pub mod counters;
 pub mod grants;
+pub mod policy_versions;
 pub mod redis_counters;
 pub mod sqlite;
 
@@ -31,6 +32,7 @@ pub use approvals::{Approval, ApprovalStatus, DecideError, NewApproval};
 pub use audit::{AuditFilter, AuditLog, Durability, Stats, Verified};
 pub use counters::PersistentCounters;
 pub use grants::{Grant, GrantStatus, NewGrant};
+pub use policy_versions::PolicyVersion;
 pub use redis_counters::RedisCounters;
 pub use sqlite::{Observed, Pin, SqliteStore};
 

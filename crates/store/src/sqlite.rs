@@ -171,6 +171,7 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::approvals::SCHEMA)?;
         conn.execute_batch(crate::admin::SCHEMA)?;
+        conn.execute_batch(crate::policy_versions::SCHEMA)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),

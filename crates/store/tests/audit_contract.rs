@@ -81,10 +81,13 @@ fn appends_chain_query_and_stats() {
             31,
             "{name}"
         );
+        // A held call's first record is not counted: its verdict (seq 31) is.
+        log.append_sync(rec(2000, "last", "require_approval"))
+            .unwrap();
         let v = log.verify().unwrap().unwrap();
         assert_eq!(
             (v.records, v.first_seq, v.last_seq),
-            (31, Some(1), Some(31)),
+            (32, Some(1), Some(32)),
             "{name}"
         );
         let mut seen = vec![];
@@ -106,7 +109,7 @@ fn appends_chain_query_and_stats() {
             vec![("(default deny)".to_string(), 10)],
             "{name}"
         );
-        assert_eq!(log.last_seq().unwrap(), 31, "{name}");
+        assert_eq!(log.last_seq().unwrap(), 32, "{name}");
     }
 }
 

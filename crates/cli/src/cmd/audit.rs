@@ -95,7 +95,7 @@ pub struct FilterArgs {
     /// The rule, exactly (`/tools/refund/deny_if/0`, `(default deny)`).
     #[arg(long)]
     rule: Option<String>,
-    /// Record kind: call, outcome, pin, approval, prune.
+    /// Record kind: call, outcome, pin, approval, admin, prune.
     #[arg(long)]
     kind: Option<String>,
     /// From this time: a duration back from now (`7d`, `90m`) or an RFC 3339 time.

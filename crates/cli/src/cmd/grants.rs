@@ -2,10 +2,8 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Subcommand;
-use serde_json::json;
-use toolgate_policy::duration::parse_duration;
 use toolgate_store::Grant;
 
 use super::{load_config, now_ms, open_store, ConfigArg};
@@ -58,11 +56,7 @@ pub enum GrantsCommand {
 }
 
 fn grant_json(g: &Grant, token: Option<&str>) -> serde_json::Value {
-    json!({
-        "id": g.id, "label": g.label, "server": g.server, "policy": g.policy, "identity": g.identity,
-        "token": token, "token_prefix": g.token_prefix, "created_at_ms": g.created_at_ms,
-        "expires_at": g.expires_at_ms, "revoked_at_ms": g.revoked_at_ms, "status": g.status(now_ms()).as_str(),
-    })
+    toolgate_gateway::manage::grant_json(g, token, now_ms())
 }
 
 fn print_token(g: &Grant, token: &str, json_out: bool) {
@@ -98,41 +92,14 @@ pub fn run(cmd: GrantsCommand, arg: &ConfigArg) -> Result<ExitCode> {
             expires,
             json,
         } => {
-            let Some(srv) = cfg.server(&server) else {
-                let names: Vec<_> = cfg.servers.iter().map(|s| s.name.as_str()).collect();
-                bail!(
-                    "no server named `{server}` in `{}` (servers: {})",
-                    cfg.file.display(),
-                    names.join(", ")
-                );
-            };
-            let policy = policy.or_else(|| srv.policy.clone());
-            if let Some(p) = &policy {
-                if !cfg.policies.contains_key(p) {
-                    bail!(
-                        "no policy named `{p}` in [policies] of `{}`",
-                        cfg.file.display()
-                    );
-                }
-            }
-            if label.trim().is_empty() {
-                bail!("`--label` must not be empty");
-            }
-            let expires_at_ms = match expires {
-                None => None,
-                Some(e) => match parse_duration(&e) {
-                    Some(secs) => Some(now_ms() + secs * 1000),
-                    None => bail!("`--expires {e}`: expected a duration such as 30d, 12h or 90m"),
-                },
-            };
-            let new = toolgate_store::NewGrant {
-                label,
+            let req = toolgate_gateway::manage::GrantRequest {
                 server,
+                label,
                 policy,
-                identity: identity.filter(|i| !i.trim().is_empty()),
-                expires_at_ms,
+                identity,
+                expires,
             };
-            let (g, token) = store.create_grant(&new, now_ms())?;
+            let (g, token) = toolgate_gateway::manage::create_grant(&cfg, &store, req, now_ms())?;
             print_token(&g, &token, json);
         }
         GrantsCommand::List { json } => {

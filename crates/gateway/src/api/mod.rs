@@ -1,6 +1,19 @@
 //! The admin API under `/api/v1` (JSON), behind admin tokens with roles: `viewer` reads,
-//! `policy_manager` also decides approvals, `admin` does everything. So far: the approval
-//! queue and status; docs/API.md lists what exists.
+//! `policy_manager` also decides approvals and changes policies, `admin` does everything
+//! (grants, servers, admin tokens, upstream credentials). docs/API.md and docs/openapi.json
+//! describe every route; [`ROUTES`] lists them for the test that keeps the two in step.
+//!
+//! Here: authentication, the approval queue, status and tokens. Beside: [`policies`],
+//! [`servers`], [`grants`], [`audit`].
+
+// Helpers here return the refusal `Response` itself as their error: one per request, so
+// its size does not matter.
+#![allow(clippy::result_large_err)]
+
+pub mod audit;
+pub mod grants;
+pub mod policies;
+pub mod servers;
 
 use std::sync::Arc;
 
@@ -14,14 +27,139 @@ use toolgate_store::{AdminToken, Approval, DecideError, Role};
 
 use crate::state::{now_ms, AppState};
 
+/// Every route: method and path (as in docs/openapi.json).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/whoami"),
+    ("get", "/api/v1/status"),
+    ("get", "/api/v1/openapi.json"),
+    ("get", "/api/v1/admin-tokens"),
+    ("get", "/api/v1/approvals"),
+    ("get", "/api/v1/approvals/{id}"),
+    ("post", "/api/v1/approvals/{id}/approve"),
+    ("post", "/api/v1/approvals/{id}/deny"),
+    ("get", "/api/v1/servers"),
+    ("post", "/api/v1/servers"),
+    ("get", "/api/v1/servers/{name}/tools"),
+    ("get", "/api/v1/policies"),
+    ("post", "/api/v1/policies/validate"),
+    ("get", "/api/v1/policies/{name}"),
+    ("put", "/api/v1/policies/{name}"),
+    ("get", "/api/v1/policies/{name}/versions"),
+    ("get", "/api/v1/policies/{name}/versions/{version}"),
+    ("post", "/api/v1/policies/{name}/rollback"),
+    ("put", "/api/v1/policies/{name}/tools/{tool}"),
+    ("get", "/api/v1/grants"),
+    ("post", "/api/v1/grants"),
+    ("post", "/api/v1/grants/{id}/rotate"),
+    ("delete", "/api/v1/grants/{id}"),
+    ("get", "/api/v1/audit"),
+    ("get", "/api/v1/audit/stream"),
+];
+
+/// The OpenAPI document of these routes.
+pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
+
 /// The routes, to merge into the gateway's router.
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/admin-tokens", get(admin_tokens))
         .route("/api/v1/approvals", get(list_approvals))
         .route("/api/v1/approvals/{id}", get(get_approval))
         .route("/api/v1/approvals/{id}/approve", post(approve))
         .route("/api/v1/approvals/{id}/deny", post(deny))
-        .route("/api/v1/status", get(status))
+        .route("/api/v1/servers", get(servers::list).post(servers::add))
+        .route("/api/v1/servers/{name}/tools", get(servers::tools))
+        .route("/api/v1/policies", get(policies::list))
+        .route("/api/v1/policies/validate", post(policies::validate))
+        .route(
+            "/api/v1/policies/{name}",
+            get(policies::get_one).put(policies::put),
+        )
+        .route("/api/v1/policies/{name}/versions", get(policies::versions))
+        .route(
+            "/api/v1/policies/{name}/versions/{version}",
+            get(policies::version),
+        )
+        .route("/api/v1/policies/{name}/rollback", post(policies::rollback))
+        .route(
+            "/api/v1/policies/{name}/tools/{tool}",
+            axum::routing::put(policies::set_tool),
+        )
+        .route("/api/v1/grants", get(grants::list).post(grants::create))
+        .route("/api/v1/grants/{id}/rotate", post(grants::rotate))
+        .route("/api/v1/grants/{id}", axum::routing::delete(grants::revoke))
+        .route("/api/v1/audit", get(audit::query))
+        .route("/api/v1/audit/stream", get(audit::stream))
+}
+
+async fn whoami(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    match admin(&st, &headers, Role::Viewer) {
+        Ok(a) => Json(json!({"id": a.id, "name": a.name, "role": a.role.as_str()})).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+async fn admin_tokens(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&st, &headers, Role::Admin) {
+        return r.into_response();
+    }
+    match st.store.admin_tokens() {
+        Ok(list) => Json(json!({"admin_tokens": list.iter().map(|t| json!({
+            "id": t.id, "name": t.name, "role": t.role.as_str(), "token_prefix": t.token_prefix,
+            "created_at_ms": t.created_at_ms, "revoked_at_ms": t.revoked_at_ms,
+        })).collect::<Vec<_>>()}))
+        .into_response(),
+        Err(e) => store_error(&e),
+    }
+}
+
+/// 503 for a store failure (the message names it).
+pub(crate) fn store_error(e: &toolgate_store::StoreError) -> Response {
+    tracing::error!("admin API: store: {e}");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("the store is unavailable: {e}"),
+    )
+}
+
+/// The response for a refused change.
+pub(crate) fn manage_error(e: crate::manage::ManageError) -> Response {
+    use crate::manage::ManageError as E;
+    match e {
+        E::BadRequest(m) => error(StatusCode::BAD_REQUEST, &m),
+        E::NotFound(m) => error(StatusCode::NOT_FOUND, &m),
+        E::Invalid { message, errors } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": message, "errors": errors})),
+        )
+            .into_response(),
+        E::Store(e) => store_error(&e),
+        E::Io(m) => error(StatusCode::INTERNAL_SERVER_ERROR, &m),
+    }
+}
+
+/// A JSON request body, or a 400 naming what is wrong with it.
+pub(crate) fn json_body(body: &[u8]) -> Result<Value, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            &format!("the body is not valid JSON: {e}"),
+        )
+    })
 }
 
 /// An approval as the API and the CLI show it.
@@ -36,7 +174,8 @@ pub fn approval_json(a: &Approval, now: u64) -> Value {
     })
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+/// `{"error": message}` with `status`.
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"error": message}))).into_response()
 }
 
@@ -60,7 +199,7 @@ impl IntoResponse for Refusal {
 }
 
 /// The admin token of the request, if its role is at least `need`.
-fn admin(st: &AppState, headers: &HeaderMap, need: Role) -> Result<AdminToken, Refusal> {
+pub(crate) fn admin(st: &AppState, headers: &HeaderMap, need: Role) -> Result<AdminToken, Refusal> {
     let refuse = |status, message: String| Refusal { status, message };
     let Some(token) = crate::front::bearer(headers) else {
         return Err(refuse(

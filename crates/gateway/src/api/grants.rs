@@ -1,0 +1,122 @@
+//! `/api/v1/grants`: list (viewer), create, rotate and revoke (admin). Tokens appear once,
+//! in the answer that made them.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use toolgate_store::{Role, StoreError};
+
+use super::{admin, error, json_body, manage_error, store_error};
+use crate::manage::{audit_admin, create_grant, grant_json, GrantRequest};
+use crate::state::{now_ms, AppState};
+
+/// `GET /api/v1/grants`.
+pub async fn list(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&st, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    let now = now_ms();
+    match st.store.list_grants() {
+        Ok(g) => {
+            Json(json!({"grants": g.iter().map(|g| grant_json(g, None, now)).collect::<Vec<_>>()}))
+                .into_response()
+        }
+        Err(e) => store_error(&e),
+    }
+}
+
+/// `POST /api/v1/grants` with `{"server", "label", "policy"?, "identity"?, "expires"?}`.
+pub async fn create(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let who = match admin(&st, &headers, Role::Admin) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let body = match json_body(&body) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    let (Some(server), Some(label)) = (s("server"), s("label")) else {
+        return error(StatusCode::BAD_REQUEST, "`server` and `label` are required");
+    };
+    let req = GrantRequest {
+        server,
+        label,
+        policy: s("policy"),
+        identity: s("identity"),
+        expires: s("expires"),
+    };
+    let now = now_ms();
+    match create_grant(&st.config(), &st.store, req, now) {
+        Ok((g, token)) => {
+            audit_admin(
+                &st,
+                &who.name,
+                format!("grant {} (`{}`) created", g.id, g.label),
+                Some(g.server.clone()),
+            );
+            (StatusCode::CREATED, Json(grant_json(&g, Some(&token), now))).into_response()
+        }
+        Err(e) => manage_error(e),
+    }
+}
+
+fn not_found_or(e: &StoreError, id: &str) -> Response {
+    match e {
+        StoreError::NotFound(_) => error(StatusCode::NOT_FOUND, &format!("no grant `{id}`")),
+        e => store_error(e),
+    }
+}
+
+/// `POST /api/v1/grants/{id}/rotate`: a new token; the old one stops working.
+pub async fn rotate(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let who = match admin(&st, &headers, Role::Admin) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    match st.store.rotate_grant(&id) {
+        Ok((g, token)) => {
+            audit_admin(
+                &st,
+                &who.name,
+                format!("grant {id} rotated"),
+                Some(g.server.clone()),
+            );
+            Json(grant_json(&g, Some(&token), now_ms())).into_response()
+        }
+        Err(e) => not_found_or(&e, &id),
+    }
+}
+
+/// `DELETE /api/v1/grants/{id}`: revokes the grant.
+pub async fn revoke(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let who = match admin(&st, &headers, Role::Admin) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    match st.store.revoke_grant(&id, now_ms()) {
+        Ok(g) => {
+            audit_admin(
+                &st,
+                &who.name,
+                format!("grant {id} revoked"),
+                Some(g.server.clone()),
+            );
+            Json(grant_json(&g, None, now_ms())).into_response()
+        }
+        Err(e) => not_found_or(&e, &id),
+    }
+}

@@ -1,0 +1,282 @@
+//! `/api/v1/policies`: read, validate, put (with history and rollback), and the
+//! dashboard's per-tool states.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use toolgate_policy::edit::{set_tool_state, Change, ToolState};
+use toolgate_store::{Role, StoreError};
+
+use super::{admin, error, json_body, manage_error, store_error};
+use crate::manage::{check_policy, put_policy, ManageError, PutOutcome};
+use crate::state::AppState;
+
+/// A policy's current document, read from its file.
+pub(crate) fn current_document(st: &AppState, name: &str) -> Result<(String, Value), Response> {
+    let cfg = st.config();
+    let Some(file) = cfg.policy_files.get(name) else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            &format!("no policy named `{name}`"),
+        ));
+    };
+    let version = cfg.policy_versions.get(name).cloned().unwrap_or_default();
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot read `{}`: {e}", file.display()),
+        )
+    })?;
+    let doc = serde_json::from_str(&text).map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("`{}` is not valid JSON: {e}", file.display()),
+        )
+    })?;
+    Ok((version, doc))
+}
+
+fn put_response(r: Result<PutOutcome, ManageError>) -> Response {
+    match r {
+        Ok(p) => Json(json!({"name": p.name, "version": p.version, "previous": p.previous, "changed": p.version != p.previous})).into_response(),
+        Err(e) => manage_error(e),
+    }
+}
+
+/// `GET /api/v1/policies`: every policy with its version and the servers using it.
+pub async fn list(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&st, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    let cfg = st.config();
+    let list: Vec<Value> = cfg
+        .policy_files
+        .iter()
+        .map(|(name, file)| {
+            let servers: Vec<&str> = cfg
+                .servers
+                .iter()
+                .filter(|s| s.policy.as_deref() == Some(name.as_str()))
+                .map(|s| s.name.as_str())
+                .collect();
+            json!({"name": name, "version": cfg.policy_versions.get(name), "file": file.display().to_string(), "servers": servers})
+        })
+        .collect();
+    Json(json!({ "policies": list })).into_response()
+}
+
+/// `GET /api/v1/policies/{name}`: the document and its version.
+pub async fn get_one(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admin(&st, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    match current_document(&st, &name) {
+        Ok((version, doc)) => {
+            Json(json!({"name": name, "version": version, "document": doc})).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+/// `POST /api/v1/policies/validate`: what `policy check` and `policy test` say of a
+/// document (always 200; `valid` is the verdict).
+pub async fn validate(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = admin(&st, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    let doc = match json_body(&body) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match check_policy(&doc) {
+        Ok(l) => Json(json!({
+            "valid": true, "errors": [],
+            "warnings": l.warnings.iter().map(|w| json!({"pointer": w.pointer, "message": w.message})).collect::<Vec<_>>(),
+            "tools": l.policy.tools.len(), "tests": l.policy.tests.len(),
+        }))
+        .into_response(),
+        Err(ManageError::Invalid { message, errors }) => {
+            Json(json!({"valid": false, "message": message, "errors": errors})).into_response()
+        }
+        Err(e) => manage_error(e),
+    }
+}
+
+/// `PUT /api/v1/policies/{name}`: replaces the document (checked and tested first).
+pub async fn put(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let who = match admin(&st, &headers, Role::PolicyManager) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let doc = match json_body(&body) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    put_response(put_policy(&st, &name, &doc, &who.name))
+}
+
+/// `GET /api/v1/policies/{name}/versions`: the history, newest first.
+pub async fn versions(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admin(&st, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    let cfg = st.config();
+    let Some(current) = cfg.policy_versions.get(&name) else {
+        return error(StatusCode::NOT_FOUND, &format!("no policy named `{name}`"));
+    };
+    let stored = match st.store.policy_versions(&name) {
+        Ok(v) => v,
+        Err(e) => return store_error(&e),
+    };
+    let mut list: Vec<Value> = vec![];
+    if !stored.iter().any(|v| &v.version == current) {
+        // Edited on disk since the last put: the file is the current version.
+        list.push(
+            json!({"version": current, "author": "(file)", "created_at_ms": null, "current": true}),
+        );
+    }
+    list.extend(stored.iter().map(|v| {
+        json!({"version": v.version, "author": v.author, "created_at_ms": v.created_at_ms, "current": &v.version == current})
+    }));
+    Json(json!({"name": name, "current": current, "versions": list})).into_response()
+}
+
+/// `GET /api/v1/policies/{name}/versions/{version}`: one stored version's document.
+pub async fn version(
+    State(st): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admin(&st, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    match st.store.policy_version(&name, &version) {
+        Ok(v) => Json(json!({
+            "name": v.name, "version": v.version, "author": v.author, "created_at_ms": v.created_at_ms,
+            "document": serde_json::from_str::<Value>(&v.document).unwrap_or(Value::Null),
+        }))
+        .into_response(),
+        Err(StoreError::NotFound(m)) => error(StatusCode::NOT_FOUND, &format!("no {m}")),
+        Err(e) => store_error(&e),
+    }
+}
+
+/// `POST /api/v1/policies/{name}/rollback` with `{"version": "…"}`: puts a stored version
+/// back (checked and tested again, recorded as a new put).
+pub async fn rollback(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let who = match admin(&st, &headers, Role::PolicyManager) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let body = match json_body(&body) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let Some(version) = body.get("version").and_then(Value::as_str) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "send {\"version\": \"…\"}: a version from GET /api/v1/policies/{name}/versions",
+        );
+    };
+    let stored = match st.store.policy_version(&name, version) {
+        Ok(v) => v,
+        Err(StoreError::NotFound(m)) => return error(StatusCode::NOT_FOUND, &format!("no {m}")),
+        Err(e) => return store_error(&e),
+    };
+    let doc: Value = match serde_json::from_str(&stored.document) {
+        Ok(d) => d,
+        Err(e) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("version {version} is not valid JSON: {e}"),
+            )
+        }
+    };
+    put_response(put_policy(&st, &name, &doc, &who.name))
+}
+
+/// `PUT /api/v1/policies/{name}/tools/{tool}` with `{"state": "deny", "reason": "…"}`
+/// (`allow`, `rate_limit` with `max` and `window`, `require_approval`, `deny`, `hide`):
+/// the dashboard's switch, written into the document and put like any change.
+pub async fn set_tool(
+    State(st): State<Arc<AppState>>,
+    Path((name, tool)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let who = match admin(&st, &headers, Role::PolicyManager) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let body = match json_body(&body) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let Some(state) = body
+        .get("state")
+        .and_then(Value::as_str)
+        .and_then(ToolState::parse)
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`state` must be one of allow, rate_limit, require_approval, deny, hide",
+        );
+    };
+    let max = match body.get("max") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64().filter(|n| *n > 0) {
+            Some(n) => Some(n),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "`max` must be a whole number above 0",
+                )
+            }
+        },
+    };
+    let change = Change {
+        state,
+        max,
+        window: body.get("window").filter(|w| !w.is_null()).cloned(),
+        reason: body
+            .get("reason")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    };
+    let (_, doc) = match current_document(&st, &name) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let edited = match set_tool_state(&doc, &tool, &change) {
+        Ok(d) => d,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+    };
+    put_response(put_policy(&st, &name, &edited, &who.name))
+}

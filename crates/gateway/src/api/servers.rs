@@ -1,0 +1,387 @@
+//! `/api/v1/servers`: the upstream servers, their tools with scan results, pins and
+//! policy states, and adding a Streamable HTTP or legacy SSE server.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use toolgate_policy::edit::tool_state;
+use toolgate_scan::ToolDef;
+use toolgate_store::Role;
+
+use super::policies::current_document;
+use super::{admin, error, json_body, store_error};
+use crate::config::{valid_name, Config, Pinning, ServerConfig, Transport};
+use crate::manage::audit_admin;
+use crate::state::{now_ms, AppState};
+
+fn pinning(p: Pinning) -> &'static str {
+    match p {
+        Pinning::Enforce => "enforce",
+        Pinning::Warn => "warn",
+        Pinning::Off => "off",
+    }
+}
+
+/// A server as the API shows it. Upstream credentials (header values, environment
+/// values) only to `admin`; other roles see their names.
+fn server_json(s: &ServerConfig, credentials: bool, tools: usize, held: usize) -> Value {
+    let secret = |pairs: &[(String, String)]| -> Value {
+        if credentials {
+            Value::Object(pairs.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
+        } else {
+            json!(pairs.iter().map(|(k, _)| k).collect::<Vec<_>>())
+        }
+    };
+    let (transport, url, extra) = match &s.transport {
+        Transport::Http { url, headers } => {
+            ("http", Some(url), json!({"headers": secret(headers)}))
+        }
+        Transport::Sse { url, headers } => ("sse", Some(url), json!({"headers": secret(headers)})),
+        Transport::Stdio {
+            command, args, env, ..
+        } => (
+            "stdio",
+            None,
+            if credentials {
+                json!({"command": command.display().to_string(), "args": args, "env": secret(env)})
+            } else {
+                json!({"env": secret(env)})
+            },
+        ),
+    };
+    let mut v = json!({
+        "name": s.name, "transport": transport, "url": url, "policy": s.policy,
+        "pinning": pinning(s.pinning), "tools": tools, "held": held,
+    });
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    v
+}
+
+/// `GET /api/v1/servers`.
+pub async fn list(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let who = match admin(&st, &headers, Role::Viewer) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let cfg = st.config();
+    let mut out = vec![];
+    for s in &cfg.servers {
+        let pins = match st.store.pins(&s.name) {
+            Ok(p) => p,
+            Err(e) => return store_error(&e),
+        };
+        let held = pins.iter().filter(|p| p.is_held()).count();
+        out.push(server_json(s, who.role == Role::Admin, pins.len(), held));
+    }
+    Json(json!({ "servers": out })).into_response()
+}
+
+/// `GET /api/v1/servers/{name}/tools[?policy=P]`: the tools agents have been shown (the
+/// pinned definitions, or the changed one waiting for approval), each with its scan
+/// result and its state under the server's policy (or `P`).
+pub async fn tools(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admin(&st, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    let cfg = st.config();
+    let Some(srv) = cfg.server(&name) else {
+        return error(StatusCode::NOT_FOUND, &format!("no server named `{name}`"));
+    };
+    let pins = match st.store.pins(&name) {
+        Ok(p) => p,
+        Err(e) => return store_error(&e),
+    };
+    let mut defs = vec![];
+    let mut held = vec![];
+    for p in &pins {
+        let text = p.pending_definition.as_ref().or(p.definition.as_ref());
+        let def = text
+            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+            .and_then(|v| ToolDef::from_value(&v));
+        if let Some(d) = def {
+            held.push(p.is_held());
+            defs.push(d);
+        }
+    }
+    let report = toolgate_scan::report(&name, &defs);
+    let policy = q.get("policy").cloned().or_else(|| srv.policy.clone());
+    let doc = match &policy {
+        Some(p) => match current_document(&st, p) {
+            Ok((_, d)) => Some(d),
+            Err(r) => return r,
+        },
+        None => None,
+    };
+    let tools: Vec<Value> = report
+        .tools
+        .iter()
+        .zip(defs.iter().zip(held))
+        .map(|(t, (def, is_held))| {
+            let (state, rule) = match &doc {
+                Some(d) => {
+                    let s = tool_state(d, &def.name);
+                    (s.state.as_str(), s.rule)
+                }
+                None => ("deny", "(no policy)".to_string()),
+            };
+            json!({
+                "name": def.name, "title": def.title, "description": def.description,
+                "state": state, "rule": rule,
+                "pin": if is_held { "held" } else { "approved" },
+                "scan": {
+                    "category": t.assessment.category.as_str(), "severity": t.assessment.severity.as_str(),
+                    "confidence": t.assessment.confidence, "signals": t.assessment.signals,
+                    "recommended": t.recommended,
+                },
+            })
+        })
+        .collect();
+    Json(json!({
+        "server": name, "policy": policy,
+        "policy_version": policy.as_ref().and_then(|p| cfg.policy_versions.get(p)),
+        "grade": report.grade.to_string(), "grade_reasons": report.grade_reasons,
+        "pinning": pinning(srv.pinning), "tools": tools,
+    }))
+    .into_response()
+}
+
+/// True for addresses an admin-added upstream may not point at unless the config allows:
+/// loopback, private, link-local, shared (CGNAT), unspecified, unique-local.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Refuses a URL whose host is, or resolves to, a private address.
+async fn check_public(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| format!("`{url}` has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
+            .map(|a| a.ip())
+            .collect(),
+    };
+    if let Some(ip) = addrs.iter().find(|ip| is_private(**ip)) {
+        return Err(format!(
+            "`{host}` is a loopback or private address ({ip}); servers added through the API must be public unless the config sets `allow_private_upstreams = true`"
+        ));
+    }
+    Ok(())
+}
+
+/// The `[[servers]]` block for a new server, as TOML text.
+fn server_block(body: &Value) -> Result<(String, String, String), String> {
+    let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    let name = s("name").ok_or("`name` is required")?;
+    if !valid_name(&name) {
+        return Err(format!(
+            "`name` {name:?}: use letters, digits, '-' and '_' only"
+        ));
+    }
+    if body.get("command").is_some() || body.get("args").is_some() {
+        return Err("stdio servers (`command`) can be declared only in the config file, never through the API".into());
+    }
+    let (key, url) = match (s("url"), s("sse_url")) {
+        (Some(u), None) => ("url", u),
+        (None, Some(u)) => ("sse_url", u),
+        _ => {
+            return Err(
+                "give exactly one of `url` (Streamable HTTP) or `sse_url` (legacy SSE)".into(),
+            )
+        }
+    };
+    let mut t = toml::Table::new();
+    t.insert("name".into(), toml::Value::String(name.clone()));
+    t.insert(key.into(), toml::Value::String(url.clone()));
+    for k in ["policy", "pinning"] {
+        if let Some(v) = s(k) {
+            t.insert(k.into(), toml::Value::String(v));
+        }
+    }
+    if let Some(h) = body.get("headers") {
+        let Some(obj) = h.as_object() else {
+            return Err("`headers` must be an object of strings".into());
+        };
+        let mut ht = toml::Table::new();
+        for (k, v) in obj {
+            let Some(v) = v.as_str() else {
+                return Err(format!("`headers.{k}` must be a string"));
+            };
+            ht.insert(k.clone(), toml::Value::String(v.to_string()));
+        }
+        t.insert("headers".into(), toml::Value::Table(ht));
+    }
+    let mut wrapper = toml::Table::new();
+    wrapper.insert(
+        "servers".into(),
+        toml::Value::Array(vec![toml::Value::Table(t)]),
+    );
+    let text = toml::to_string(&wrapper).map_err(|e| e.to_string())?;
+    Ok((name, url, text))
+}
+
+/// `POST /api/v1/servers` (admin): adds a Streamable HTTP (`url`) or legacy SSE
+/// (`sse_url`) server to the config file, validated first, live at once. Loopback and
+/// private addresses are refused unless `allow_private_upstreams = true`; stdio commands
+/// are never accepted here.
+pub async fn add(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let who = match admin(&st, &headers, Role::Admin) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let body = match json_body(&body) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let (name, url, block) = match server_block(&body) {
+        Ok(b) => b,
+        Err(m) => return error(StatusCode::BAD_REQUEST, &m),
+    };
+    let cfg = st.config();
+    if cfg.server(&name).is_some() {
+        return error(
+            StatusCode::CONFLICT,
+            &format!("a server named `{name}` exists"),
+        );
+    }
+    if !cfg.allow_private_upstreams {
+        if let Err(m) = check_public(&url).await {
+            return error(StatusCode::FORBIDDEN, &m);
+        }
+    }
+    let _one_at_a_time = st.admin_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = st.config();
+    let old = match std::fs::read_to_string(&cfg.file) {
+        Ok(t) => t,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot read `{}`: {e}", cfg.file.display()),
+            )
+        }
+    };
+    let text = format!(
+        "{old}{}\n# added through the admin API by {} at {} ms\n{block}",
+        if old.ends_with('\n') { "" } else { "\n" },
+        who.name.replace('\n', " "),
+        now_ms()
+    );
+    let new = match Config::parse(&text, &cfg.file, &cfg.base) {
+        Ok(c) => c,
+        Err(e) => return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(
+                json!({"error": "the server was refused by config validation", "errors": e.errors}),
+            ),
+        )
+            .into_response(),
+    };
+    let tmp = cfg.file.with_extension("toml.toolgate-tmp");
+    if let Err(e) = std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, &cfg.file)) {
+        let _ = std::fs::remove_file(&tmp);
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot write `{}`: {e}", cfg.file.display()),
+        );
+    }
+    let shown = new
+        .server(&name)
+        .map(|s| server_json(s, true, 0, 0))
+        .unwrap_or(Value::Null);
+    st.set_config(new);
+    audit_admin(
+        &st,
+        &who.name,
+        format!("server `{name}` added ({url})"),
+        Some(name),
+    );
+    (StatusCode::CREATED, Json(shown)).into_response()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_ranges() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "100.128.0.1"] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn blocks_are_valid_toml_and_refuse_commands() {
+        let (name, _, text) = server_block(&json!({"name": "web", "url": "https://x.example/mcp",
+            "headers": {"Authorization": "Bearer \"q\""}}))
+        .unwrap();
+        assert_eq!(name, "web");
+        let back: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(
+            back["servers"][0]["headers"]["Authorization"].as_str(),
+            Some("Bearer \"q\"")
+        );
+        assert!(server_block(&json!({"name": "x", "command": "sh"})).is_err());
+        assert!(server_block(&json!({"name": "x"})).is_err());
+        assert!(server_block(&json!({"name": "a b", "url": "https://x"})).is_err());
+    }
+}
