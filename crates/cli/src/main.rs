@@ -46,8 +46,27 @@ Docs: README.md and docs/ in the repository.";
 #[derive(Debug, Parser)]
 #[command(name = "toolgate", version, after_help = EXAMPLES, propagate_version = true)]
 struct Cli {
+    /// Log lines on stderr as `text` (default) or `json` (one object per line, with the
+    /// request's id in `span.id`; for log shippers). `RUST_LOG` sets the level.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "TOOLGATE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,16 +155,24 @@ enum Command {
 }
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`, `warn` for the demo server).
-fn init_logging(quiet: bool) {
+fn init_logging(quiet: bool, format: LogFormat) {
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 fn main() -> ExitCode {
@@ -154,7 +181,7 @@ fn main() -> ExitCode {
         cli.command,
         Command::Policy(_) | Command::Audit { .. } | Command::Status { .. }
     ) {
-        init_logging(matches!(cli.command, Command::Demo { .. }));
+        init_logging(matches!(cli.command, Command::Demo { .. }), cli.log_format);
     }
     let result = match cli.command {
         Command::Serve { config } => cmd::serve::run(&config),

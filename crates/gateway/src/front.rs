@@ -68,6 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .merge(crate::api::routes())
         .merge(crate::dashboard::routes())
+        .layer(axum::middleware::from_fn(crate::request_id::layer))
         .with_state(state)
 }
 

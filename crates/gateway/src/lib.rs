@@ -18,6 +18,7 @@
 //! - [`session`]: toolgate's own `Mcp-Session-Id`s mapped to upstream sessions.
 //! - [`upstream`]: stdio children ([`upstream::channel`]); HTTP upstreams use `reqwest`.
 //! - [`reload`]: hot reload of config and policies.
+//! - [`request_id`]: an id per HTTP request, in every log line and `X-Request-Id`.
 //! - [`state`]: [`AppState`] shared by handlers.
 //! - [`stdio_mode`]: `toolgate run`, the same enforcement for a desktop client over stdio.
 //!
@@ -35,6 +36,7 @@ pub mod manage;
 pub mod metrics;
 pub mod pin;
 pub mod reload;
+pub mod request_id;
 pub mod session;
 pub mod state;
 pub mod stdio_mode;

@@ -1,5 +1,6 @@
 //! `/metrics` in the Prometheus text format: calls by server, tool and decision; decision
-//! and upstream latency histograms; requests by method; pending approvals; store errors.
+//! and upstream latency histograms; requests by method; upstream health; pending
+//! approvals; store errors.
 
 use std::sync::Arc;
 
@@ -59,6 +60,7 @@ pub struct Metrics {
     upstream_seconds: Family<ServerLabels, Histogram, fn() -> Histogram>,
     outcomes: Family<OutcomeLabels, Counter>,
     store_errors: Family<ErrorLabels, Counter>,
+    upstream_up: Family<ServerLabels, Gauge>,
     pending_approvals: Gauge,
 }
 
@@ -109,6 +111,12 @@ impl Default for Metrics {
             "Errors of the state stores (each refused a call: fail closed)",
             store_errors.clone(),
         );
+        let upstream_up = Family::<ServerLabels, Gauge>::default();
+        registry.register(
+            "upstream_up",
+            "1 when the server's last forwarded call got an answer (even an error result), 0 when it failed to reach it or timed out",
+            upstream_up.clone(),
+        );
         let pending_approvals = Gauge::default();
         registry.register(
             "pending_approvals",
@@ -123,6 +131,7 @@ impl Default for Metrics {
             upstream_seconds,
             outcomes,
             store_errors,
+            upstream_up,
             pending_approvals,
         }
     }
@@ -157,6 +166,18 @@ impl Metrics {
 
     /// How a forwarded call ended, and how long the upstream took.
     pub fn outcome(&self, server: &str, outcome: &str, upstream_secs: f64) {
+        let up = match outcome {
+            "transport_error" | "timeout" => Some(0),
+            "abandoned" => None,
+            _ => Some(1),
+        };
+        if let Some(up) = up {
+            self.upstream_up
+                .get_or_create(&ServerLabels {
+                    server: server.to_string(),
+                })
+                .set(up);
+        }
         self.outcomes
             .get_or_create(&OutcomeLabels {
                 server: server.to_string(),
