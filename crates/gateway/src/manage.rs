@@ -156,19 +156,32 @@ pub struct PutOutcome {
     pub previous: String,
 }
 
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+/// Replaces `path`'s content: a temporary file beside it (same permissions), synced, then
+/// renamed over it, so a reader sees the old text or the new, never half of one. A
+/// symlink is followed: its target is replaced.
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.toolgate-{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    if let Err(e) = std::fs::rename(&tmp, path) {
+    let suffix = toolgate_store::grants::random_hex(4).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{suffix}.tmp"));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        if let Ok(meta) = std::fs::metadata(&path) {
+            f.set_permissions(meta.permissions())?;
+        }
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })();
+    if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(e);
     }
-    Ok(())
+    result
 }
 
 /// Replaces the named policy with `doc`: validated and tested first, the file it
@@ -202,18 +215,30 @@ pub fn put_policy(
         serde_json::to_string_pretty(doc).map_err(|e| ManageError::Io(e.to_string()))?
     );
     let version = policy_version(&text);
-    st.store.record_policy_version(&PolicyVersion {
-        name: name.to_string(),
-        version: version.clone(),
-        document: text.clone(),
-        author: author.to_string(),
-        created_at_ms: now,
-    })?;
-    if version != previous {
+    let record_new = || {
+        st.store.record_policy_version(&PolicyVersion {
+            name: name.to_string(),
+            version: version.clone(),
+            document: text.clone(),
+            author: author.to_string(),
+            created_at_ms: now,
+        })
+    };
+    if version == previous {
+        record_new()?;
+    } else {
         write_atomically(&file, &text)
             .map_err(|e| ManageError::Io(format!("cannot write `{}`: {e}", file.display())))?;
         match Config::load(&cfg.file) {
-            Ok(new) => st.set_config(new),
+            Ok(new) => {
+                st.set_config(new);
+                // Live now; a history row that fails to be written does not undo that.
+                if let Err(e) = record_new() {
+                    tracing::error!(
+                        "policy history: version {version} of `{name}` not recorded: {e}"
+                    );
+                }
+            }
             Err(e) => {
                 // Another part of the config is broken: put the old file back.
                 let _ = write_atomically(&file, &old_text);

@@ -65,6 +65,9 @@ impl AppState {
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .no_proxy()
+            // An upstream that redirects is refused, not followed: a redirect could lead
+            // the gateway to an address its config (or the API's checks) never allowed.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;

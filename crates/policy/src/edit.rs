@@ -5,6 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::load::escape_token;
+use crate::model::Policy;
 
 /// What a policy does with one tool, in the dashboard's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,16 +56,22 @@ pub struct StateOf {
     pub rule: String,
 }
 
-/// What the document says about `tool`.
-pub fn tool_state(doc: &Value, tool: &str) -> StateOf {
+/// What the document says about `tool`; `policy` is the document compiled (it decides
+/// what `hide` patterns cover: a pattern hides only tools not listed in `tools`).
+pub fn tool_state(doc: &Value, policy: &Policy, tool: &str) -> StateOf {
     let at = |state, rule: String| StateOf { state, rule };
-    if let Some(hide) = doc.get("hide").and_then(Value::as_array) {
-        if let Some(i) = hide
-            .iter()
-            .position(|h| h.as_str() == Some(tool) || h.as_str() == Some("*"))
-        {
-            return at(ToolState::Hide, format!("/hide/{i}"));
-        }
+    if policy.is_hidden(tool) {
+        let hide = doc.get("hide").and_then(Value::as_array);
+        let i = hide
+            .and_then(|h| h.iter().position(|h| h.as_str() == Some(tool)))
+            .or_else(|| {
+                hide.and_then(|h| {
+                    h.iter()
+                        .position(|h| h.as_str().is_some_and(|p| p.contains('*')))
+                })
+            })
+            .unwrap_or(0);
+        return at(ToolState::Hide, format!("/hide/{i}"));
     }
     let base = format!("/tools/{}", escape_token(tool));
     let Some(rule) = doc.get("tools").and_then(|t| t.get(tool)) else {
@@ -105,9 +112,6 @@ pub enum EditError {
     /// The document, its `tools` or the tool's rule is not a JSON object.
     #[error("{0} is not a JSON object; edit the policy document instead")]
     NotAnObject(String),
-    /// `hide` holds `"*"`: every tool is hidden, no single one can be shown.
-    #[error("`hide` contains \"*\" (every tool hidden); edit the policy document instead")]
-    HiddenByWildcard,
     /// A rate limit without its maximum.
     #[error("a rate limit needs `max`, the calls allowed per window")]
     MissingMax,
@@ -121,12 +125,10 @@ pub fn set_tool_state(doc: &Value, tool: &str, change: &Change) -> Result<Value,
     let root = doc
         .as_object_mut()
         .ok_or_else(|| EditError::NotAnObject("the document".into()))?;
-    // Hide: listed in `hide`; every other state: not listed there.
+    // Hide: named in `hide` (a pattern there does not hide a listed tool); every other
+    // state: not named there, and listed in `tools`, which no pattern hides.
     if let Some(hide) = root.get_mut("hide").and_then(Value::as_array_mut) {
         if change.state != ToolState::Hide {
-            if hide.iter().any(|h| h.as_str() == Some("*")) {
-                return Err(EditError::HiddenByWildcard);
-            }
             hide.retain(|h| h.as_str() != Some(tool));
         }
     }
@@ -134,10 +136,7 @@ pub fn set_tool_state(doc: &Value, tool: &str, change: &Change) -> Result<Value,
         let hide = root.entry("hide").or_insert_with(|| json!([]));
         match hide.as_array_mut() {
             Some(list) => {
-                if !list
-                    .iter()
-                    .any(|h| h.as_str() == Some(tool) || h.as_str() == Some("*"))
-                {
+                if !list.iter().any(|h| h.as_str() == Some(tool)) {
                     list.push(json!(tool));
                 }
             }
@@ -158,13 +157,13 @@ pub fn set_tool_state(doc: &Value, tool: &str, change: &Change) -> Result<Value,
     match change.state {
         ToolState::Allow => {
             for k in ["action", "reason", "approval", "limits"] {
-                rule.remove(k);
+                rule.shift_remove(k);
             }
         }
         ToolState::RateLimit => {
             let max = change.max.ok_or(EditError::MissingMax)?;
             for k in ["action", "reason", "approval"] {
-                rule.remove(k);
+                rule.shift_remove(k);
             }
             let window = change.window.clone().unwrap_or_else(|| json!("minute"));
             rule.insert(
@@ -173,13 +172,13 @@ pub fn set_tool_state(doc: &Value, tool: &str, change: &Change) -> Result<Value,
             );
         }
         ToolState::RequireApproval => {
-            rule.remove("reason");
+            rule.shift_remove("reason");
             rule.insert("action".into(), json!("require_approval"));
             rule.entry("approval")
                 .or_insert_with(|| json!({"timeout": "10m"}));
         }
         ToolState::Deny => {
-            rule.remove("approval");
+            rule.shift_remove("approval");
             rule.insert("action".into(), json!("deny"));
             if let Some(r) = change.reason.as_ref().filter(|r| !r.trim().is_empty()) {
                 rule.insert("reason".into(), json!(r));
@@ -215,10 +214,14 @@ mod tests {
         }
     }
 
+    fn state(d: &Value, tool: &str) -> StateOf {
+        tool_state(d, &load_value(d).unwrap().policy, tool)
+    }
+
     #[test]
     fn states_are_read_with_their_rule() {
         let d = doc();
-        let s = |t| tool_state(&d, t);
+        let s = |t| state(&d, t);
         assert_eq!(
             s("a"),
             StateOf {
@@ -233,7 +236,11 @@ mod tests {
         assert_eq!(s("drop_db").rule, "/hide/0");
         assert_eq!(s("zz").rule, "(default deny)");
         let open = json!({"version": "1", "default": "allow"});
-        assert_eq!(tool_state(&open, "zz").state, ToolState::Allow);
+        assert_eq!(state(&open, "zz").state, ToolState::Allow);
+        // A pattern hides only tools not listed, as the engine does.
+        let all = json!({"version": "1", "default": "allow", "hide": ["admin_*"], "tools": {"admin_ok": {}}});
+        assert_eq!(state(&all, "admin_x").state, ToolState::Hide);
+        assert_eq!(state(&all, "admin_ok").state, ToolState::Allow);
     }
 
     #[test]
@@ -253,14 +260,14 @@ mod tests {
                     reason: Some("why".into()),
                 };
                 let edited = set_tool_state(&doc(), tool, &c).unwrap();
-                assert_eq!(
-                    tool_state(&edited, tool).state,
-                    state,
-                    "{tool} -> {state:?}: {edited}"
-                );
                 assert!(
                     load_value(&edited).is_ok(),
                     "{tool} -> {state:?} invalid: {edited}"
+                );
+                assert_eq!(
+                    super::tests::state(&edited, tool).state,
+                    state,
+                    "{tool} -> {state:?}: {edited}"
                 );
             }
         }
@@ -285,11 +292,19 @@ mod tests {
             set_tool_state(&doc(), "a", &change(ToolState::RateLimit)),
             Err(EditError::MissingMax)
         );
-        let all_hidden = json!({"version": "1", "default": "deny", "hide": ["*"]});
-        assert_eq!(
-            set_tool_state(&all_hidden, "a", &change(ToolState::Allow)),
-            Err(EditError::HiddenByWildcard)
-        );
+        // Under `hide: ["*"]` a tool is shown by listing it, and hidden by naming it.
+        let all_hidden =
+            json!({"version": "1", "default": "deny", "hide": ["*"], "tools": {"a": {}}});
+        let shown = set_tool_state(&all_hidden, "b", &change(ToolState::Allow)).unwrap();
+        assert_eq!(state(&shown, "b").state, ToolState::Allow);
+        let hidden = set_tool_state(&all_hidden, "a", &change(ToolState::Hide)).unwrap();
+        assert_eq!(hidden["hide"], json!(["*", "a"]));
+        assert_eq!(state(&hidden, "a").state, ToolState::Hide);
+        // Keys keep their order when one is removed.
+        let ordered = json!({"version": "1", "default": "deny", "tools": {"t": {"action": "deny", "reason": "r", "on_deny": "x", "require": []}}});
+        let allowed = set_tool_state(&ordered, "t", &change(ToolState::Allow)).unwrap();
+        let keys: Vec<&String> = allowed["tools"]["t"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["on_deny", "require"]);
         assert!(set_tool_state(&json!([]), "a", &change(ToolState::Allow)).is_err());
     }
 }

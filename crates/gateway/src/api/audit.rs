@@ -171,10 +171,18 @@ pub async fn stream(
         let mut last = start;
         let mut quiet_since = Instant::now();
         loop {
+            // The head first: every record up to it is written, so when fewer than a full
+            // batch match, nothing up to the head is left to send and `last` moves past the
+            // records the filter skipped (the next poll does not scan them again).
+            let l = log.clone();
+            let head = tokio::task::spawn_blocking(move || l.last_seq()).await.ok().and_then(Result::ok);
             let mut each = f.clone();
             each.after_seq = Some(last);
             match read(log.clone(), each, false, 500).await {
                 Ok(records) => {
+                    if let Some(h) = head.filter(|_| records.len() < 500) {
+                        last = last.max(h);
+                    }
                     for r in &records {
                         last = last.max(r.seq);
                         let data = serde_json::to_string(r).unwrap_or_default();

@@ -121,7 +121,14 @@ pub async fn tools(
     let policy = q.get("policy").cloned().or_else(|| srv.policy.clone());
     let doc = match &policy {
         Some(p) => match current_document(&st, p) {
-            Ok((_, d)) => Some(d),
+            // The file compiled; if it does not (an edit refused by reload), the running policy.
+            Ok((_, d)) => {
+                let compiled = toolgate_policy::load_value(&d)
+                    .ok()
+                    .map(|l| Arc::new(l.policy))
+                    .or_else(|| cfg.policies.get(p).cloned());
+                compiled.map(|c| (d, c))
+            }
             Err(r) => return r,
         },
         None => None,
@@ -132,8 +139,8 @@ pub async fn tools(
         .zip(defs.iter().zip(held))
         .map(|(t, (def, is_held))| {
             let (state, rule) = match &doc {
-                Some(d) => {
-                    let s = tool_state(d, &def.name);
+                Some((d, compiled)) => {
+                    let s = tool_state(d, compiled, &def.name);
                     (s.state.as_str(), s.rule)
                 }
                 None => ("deny", "(no policy)".to_string()),
@@ -172,12 +179,25 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || v4.is_broadcast()
                 || o[0] == 0
                 || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_private(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let seg = v6.segments();
+            let first = seg[0];
+            // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) carry an IPv4 address.
+            if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_private(IpAddr::V4(std::net::Ipv4Addr::from(
+                    (u32::from(seg[6]) << 16) | u32::from(seg[7]),
+                )));
+            }
+            if first == 0x2002 {
+                return is_private(IpAddr::V4(std::net::Ipv4Addr::from(
+                    (u32::from(seg[1]) << 16) | u32::from(seg[2]),
+                )));
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || (first & 0xfe00) == 0xfc00
@@ -280,6 +300,12 @@ pub async fn add(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         Ok(b) => b,
         Err(m) => return error(StatusCode::BAD_REQUEST, &m),
     };
+    if !st.config().allow_private_upstreams {
+        if let Err(m) = check_public(&url).await {
+            return error(StatusCode::FORBIDDEN, &m);
+        }
+    }
+    let _one_at_a_time = st.admin_lock.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = st.config();
     if cfg.server(&name).is_some() {
         return error(
@@ -287,13 +313,6 @@ pub async fn add(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Byte
             &format!("a server named `{name}` exists"),
         );
     }
-    if !cfg.allow_private_upstreams {
-        if let Err(m) = check_public(&url).await {
-            return error(StatusCode::FORBIDDEN, &m);
-        }
-    }
-    let _one_at_a_time = st.admin_lock.lock().unwrap_or_else(|e| e.into_inner());
-    let cfg = st.config();
     let old = match std::fs::read_to_string(&cfg.file) {
         Ok(t) => t,
         Err(e) => {
@@ -319,9 +338,7 @@ pub async fn add(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         )
             .into_response(),
     };
-    let tmp = cfg.file.with_extension("toml.toolgate-tmp");
-    if let Err(e) = std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, &cfg.file)) {
-        let _ = std::fs::remove_file(&tmp);
+    if let Err(e) = crate::manage::write_atomically(&cfg.file, &text) {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("cannot write `{}`: {e}", cfg.file.display()),
@@ -364,7 +381,13 @@ mod tests {
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "100.128.0.1"] {
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "100.128.0.1",
+            "64:ff9b::808:808",
+        ] {
             assert!(!is_private(ip.parse().unwrap()), "{ip}");
         }
     }
