@@ -2,9 +2,11 @@
 # Load run on loopback: the same tools/call directly against the demo server (stateless
 # Streamable HTTP, JSON answers), through toolgate (a policy with a predicate and a limit,
 # counters written to SQLite, every call's audit record durable before it is forwarded),
-# and through a second toolgate with the audit log off, at concurrency 1 and 32. Prints
-# requests/s, p50 and p99 for each, the ratios to the direct call, and audit on / off.
-# Bounded: DURATION seconds per run (default 10), six runs.
+# through a second toolgate with the audit log off, and through a bare relay (the same
+# crates forwarding bytes with no auth, policy, counters or audit: the cost of any extra
+# hop, the floor), at concurrency 1 and 32. Prints requests/s, p50 and p99 for each, the
+# ratios to the direct call, audit on / off, and what toolgate adds over the bare relay.
+# Bounded: DURATION seconds per run (default 10), eight runs.
 # Usage: bench/proxy.sh            (installs oha with cargo if it is missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,9 @@ if ! command -v oha >/dev/null; then
   command -v oha >/dev/null || cargo install oha --locked --root bench/.tools
 fi
 cargo build --release -p toolgate
+cargo build --release -p toolgate-gateway --example bare_relay
 BIN=$PWD/target/release/toolgate
+RELAY_BIN=$PWD/target/release/examples/bare_relay
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port)
@@ -43,6 +47,8 @@ TOML
 }
 start_gateway audit true
 start_gateway noaudit false
+RELAY_PORT=$(free_port)
+"$RELAY_BIN" "127.0.0.1:$RELAY_PORT" "http://127.0.0.1:$UP/mcp" >"$WORK/relay.out" 2>&1 &
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$UP/mcp" && break; sleep 0.1; done
 
 H_CT='Content-Type: application/json'
@@ -51,6 +57,8 @@ H_PV='MCP-Protocol-Version: 2025-11-25'
 INIT='{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}'
 CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_patient","arguments":{"patient_id":"pat_1001"}}}'
 curl -s -H "$H_CT" -H "$H_AC" -H "$H_PV" "http://127.0.0.1:$UP/mcp" -d "$CALL" | grep -q '"result"' || { echo "bench: direct call failed"; exit 2; }
+for _ in $(seq 50); do grep -q 'listening' "$WORK/relay.out" 2>/dev/null && break; sleep 0.1; done
+curl -s -H "$H_CT" -H "$H_AC" -H "$H_PV" "http://127.0.0.1:$RELAY_PORT/mcp" -d "$CALL" | grep -q '"result"' || { echo "bench: call through the bare relay failed"; cat "$WORK/relay.out"; exit 2; }
 declare -A GW TOKEN SID
 for name in audit noaudit; do
   GW[$name]=$(grep -o 'http://[0-9.:]*' "$WORK/$name/serve.out" | head -1)
@@ -66,6 +74,7 @@ run() { # name concurrency url extra-headers...
 }
 for c in 1 32; do
   run "direct-c$c" "$c" "http://127.0.0.1:$UP/mcp"
+  run "relay-c$c" "$c" "http://127.0.0.1:$RELAY_PORT/mcp"
   for name in audit noaudit; do
     run "$name-c$c" "$c" "${GW[$name]}/mcp/demo" -H "Authorization: Bearer ${TOKEN[$name]}" -H "Mcp-Session-Id: ${SID[$name]}"
   done
@@ -80,13 +89,16 @@ def load(n):
     ok = d.get("statusCodeDistribution", {})
     return s["requestsPerSec"], p["p50"] * 1e6, p["p99"] * 1e6, ok
 print(f"tools/call get_patient, {dur} s per run, loopback; latencies in microseconds")
-print(f"{'conc':>4} {'path':<16} | {'req/s':>7} {'p50':>6} {'p99':>6} | {'vs direct':>9} {'added p50':>9}")
+print(f"{'conc':>4} {'path':<18} | {'req/s':>7} {'p50':>6} {'p99':>6} | {'vs direct':>9} {'added p50':>9}")
 for c in (1, 32):
     d = load(f"direct-c{c}")
-    rows = [("direct", d), ("toolgate", load(f"audit-c{c}")), ("toolgate, no audit", load(f"noaudit-c{c}"))]
+    rows = [("direct", d), ("toolgate", load(f"audit-c{c}")), ("toolgate, no audit", load(f"noaudit-c{c}")), ("bare relay", load(f"relay-c{c}"))]
     for name, r in rows:
-        print(f"{c:>4} {name:<16} | {r[0]:>7.0f} {r[1]:>6.0f} {r[2]:>6.0f} | {r[0]/d[0]:>9.2f} {r[1]-d[1]:>9.0f}")
+        print(f"{c:>4} {name:<18} | {r[0]:>7.0f} {r[1]:>6.0f} {r[2]:>6.0f} | {r[0]/d[0]:>9.2f} {r[1]-d[1]:>9.0f}")
         bad = {k: v for k, v in r[3].items() if k != "200"}
         if bad: print(f"     warning: {name} c={c} non-200 answers: {bad}")
     print(f"{c:>4} audit on / off: throughput {rows[1][1][0]/rows[2][1][0]:.2f}, added p50 {rows[1][1][1]-rows[2][1][1]:.0f} us")
+    relay = rows[3][1]
+    for name, r in rows[1:3]:
+        print(f"{c:>4} {name} over the bare relay: throughput {r[0]/relay[0]:.2f}, added p50 {r[1]-relay[1]:.0f} us")
 PY
