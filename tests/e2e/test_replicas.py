@@ -174,11 +174,48 @@ def test_redis_down_fails_closed_and_recovers_without_a_restart(gateways: Any, u
                 else:
                     assert_denied(result, "(store unavailable)")
 
+        def ready() -> tuple[int, dict[str, Any]]:
+            r = httpx.get(gw.base_url + "/readyz", timeout=10)
+            return r.status_code, r.json()
+
         run(lambda: call(True))
+        assert ready() == (200, {"ready": True, "store": "ok", "counters": "ok", "audit": "ok"})
         redis.terminate()
         redis.wait(timeout=10)
         run(lambda: call(False))
+        status, body = ready()
+        assert status == 503 and body["ready"] is False and body["counters"] != "ok", body
+        assert f"127.0.0.1:{port}" in body["counters"], "the error names the Redis it cannot reach"
         redis = start_redis(tmp_path / "redis", port)
         run(lambda: call(True))
+        assert ready()[0] == 200
+    finally:
+        redis.kill()
+
+
+def test_state_fail_mode_open_lets_calls_through_uncounted(gateways: Any, upstreams: Any, tmp_path: Path) -> None:
+    from helpers import free_port
+
+    port = free_port()
+    redis = start_redis(tmp_path / "redis", port)
+    try:
+        upstream = upstreams.recording("json")
+        server = http_server("rec", "limited", upstream.url) | {"state_fail_mode": "open"}
+        gw = gateways.new([server], {"limited": LIMITED}, extra={"counters": f"redis://127.0.0.1:{port}/0"})
+        token = gw.grant("rec", "fail-open")
+
+        async def call() -> None:
+            async with mcp_client(gw.url("rec"), token) as client:
+                assert_allowed(await client.call_tool("echo", {"text": "hi"}), "hi")
+
+        run(call)
+        redis.terminate()
+        redis.wait(timeout=10)
+        run(call)
+        assert httpx.get(gw.base_url + "/readyz", timeout=10).status_code == 503
+        metrics = httpx.get(gw.base_url + "/metrics", timeout=10).text
+        assert 'toolgate_store_errors_total{store="counters"} 1' in metrics, metrics
+        records = json.loads(gw.cli("audit query", "--tool", "echo", "--format", "json").stdout)
+        assert any("state_fail_mode" in (r.get("message") or "") for r in records), records
     finally:
         redis.kill()

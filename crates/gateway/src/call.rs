@@ -190,8 +190,18 @@ impl CallCtx {
 
     /// Reserves the limits, writes the durable decision record, and forwards.
     pub async fn forward(self, d: Decision, approval: Option<Approval>) -> Response {
-        let (verdict, decision) =
-            reserve(&self.id_text, d, self.st.counters.as_ref(), now_ms()).await;
+        let fail_open = self.srv.state_fail_mode == crate::config::FailMode::Open;
+        let (verdict, decision) = reserve(
+            &self.id_text,
+            d,
+            self.st.counters.as_ref(),
+            now_ms(),
+            fail_open,
+        )
+        .await;
+        if decision.message == crate::enforce::STATE_FAIL_OPEN {
+            self.st.metrics.store_error("counters");
+        }
         tracing::info!(server = %self.srv.name, grant = %self.grant.label, tool = %self.tool, decision = ?decision.effect, rule = %decision.rule, "tools/call judged");
         let ticket = match verdict {
             Verdict::Answer(body) => return self.deny(body, &decision, approval.as_ref()),
@@ -203,6 +213,11 @@ impl CallCtx {
         ) {
             (Some(log), Some(r)) => match append_durable(log, r.clone()).await {
                 Ok(seq) => Some(Arc::new(Trail::new(log.clone(), &r, seq))),
+                Err(e) if fail_open => {
+                    tracing::error!("audit log unavailable: {e}; the call goes through without a durable record (state_fail_mode = \"open\")");
+                    self.st.metrics.store_error("audit");
+                    None
+                }
                 Err(e) => {
                     tracing::error!("audit log unavailable: {e}; the call is refused");
                     self.st.metrics.store_error("audit");

@@ -100,6 +100,7 @@ struct RawServer {
     headers: BTreeMap<String, String>,
     policy: Option<String>,
     pinning: Option<String>,
+    state_fail_mode: Option<String>,
     #[serde(default)]
     sanitize_descriptions: bool,
     audit_arguments: Option<String>,
@@ -120,6 +121,19 @@ pub enum Pinning {
     Warn,
     /// Do not pin.
     Off,
+}
+
+/// What a call does when shared state (Redis counters, the PostgreSQL audit log) cannot
+/// be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// Refuse the call with a clear reason (the default).
+    #[default]
+    Closed,
+    /// Let it through without counting it (limits not enforced) and without a durable
+    /// audit record; each such call is logged as an error and counted in
+    /// `toolgate_store_errors_total`.
+    Open,
 }
 
 /// How toolgate reaches an upstream server.
@@ -163,6 +177,8 @@ pub struct ServerConfig {
     pub policy: Option<String>,
     /// Tool pinning.
     pub pinning: Pinning,
+    /// What a call does when the counter store or the audit log cannot be reached.
+    pub state_fail_mode: FailMode,
     /// Strip control and invisible characters from tool descriptions sent to agents.
     pub sanitize_descriptions: bool,
     /// What audit records keep of arguments.
@@ -613,6 +629,16 @@ impl Config {
                     Pinning::Enforce
                 }
             };
+            let state_fail_mode = match s.state_fail_mode.as_deref() {
+                None | Some("closed") => FailMode::Closed,
+                Some("open") => FailMode::Open,
+                Some(other) => {
+                    errors.push(format!(
+                        "{at}.state_fail_mode: expected \"closed\" (refuse calls while the counter store or audit log is unreachable, the default) or \"open\" (let them through uncounted and unaudited), got {other:?}"
+                    ));
+                    FailMode::Closed
+                }
+            };
             let audit_arguments = match s.audit_arguments.as_deref() {
                 None | Some("keys") => ArgumentsMode::Keys,
                 Some("full") => ArgumentsMode::Full,
@@ -633,6 +659,7 @@ impl Config {
                     transport,
                     policy: s.policy,
                     pinning,
+                    state_fail_mode,
                     sanitize_descriptions: s.sanitize_descriptions,
                     audit_arguments,
                     redactor,

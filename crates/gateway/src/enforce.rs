@@ -84,13 +84,20 @@ pub fn judge(
     }
 }
 
+/// The message of a call let through while shared state was unreachable.
+pub const STATE_FAIL_OPEN: &str =
+    "allowed with the state store unreachable (state_fail_mode = \"open\"): not counted";
+
 /// Makes an allowed decision's reservations (awaiting durability without blocking a
-/// thread) and returns what to do: forward with a ticket, or answer with a denial.
+/// thread) and returns what to do: forward with a ticket, or answer with a denial. With
+/// `fail_open`, an unreachable counter store lets the call through uncounted (its
+/// decision's message says so).
 pub async fn reserve(
     id_text: &str,
     d: Decision,
     counters: &dyn Counters,
     now_ms: u64,
+    fail_open: bool,
 ) -> (Verdict, Decision) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     counters.reserve_then(
@@ -108,6 +115,12 @@ pub async fn reserve(
     let d = match settled {
         Ok(ticket) => return (Verdict::Forward(ticket), d),
         Err(CounterError::Exceeded(e)) => d.limited(e.index, e.retry_after_secs()),
+        Err(CounterError::Unavailable(m)) if fail_open => {
+            tracing::error!("counter store unavailable: {m}; the call goes through uncounted (state_fail_mode = \"open\")");
+            let mut d = d;
+            d.message = STATE_FAIL_OPEN.into();
+            return (Verdict::Forward(Ticket::default()), d);
+        }
         Err(CounterError::Unavailable(m)) => {
             tracing::error!("counter store unavailable: {m}");
             Decision::denied(

@@ -72,11 +72,48 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// `/readyz`: 200 when the store, the counter store and the audit log all answer, else
+/// 503; the body names each part's state (`ok` or the error), so a load balancer takes a
+/// replica out while its Redis or PostgreSQL is unreachable and back when it recovers.
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
-    match st.store.grant_count() {
-        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response(),
-    }
+    let checked = tokio::task::spawn_blocking(move || {
+        let store = st
+            .store
+            .grant_count()
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let counters = st.counters.check().map_err(|e| e.to_string());
+        let audit = match &st.audit {
+            Some(log) => log.check().map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
+        (store, counters, audit, st.audit.is_some())
+    })
+    .await;
+    let Ok((store, counters, audit, audited)) = checked else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the check failed\n",
+        )
+            .into_response();
+    };
+    let ready = store.is_ok() && counters.is_ok() && audit.is_ok();
+    let show = |r: &Result<(), String>| match r {
+        Ok(()) => serde_json::Value::from("ok"),
+        Err(e) => serde_json::Value::from(e.as_str()),
+    };
+    let body = serde_json::json!({
+        "ready": ready,
+        "store": show(&store),
+        "counters": show(&counters),
+        "audit": if audited { show(&audit) } else { serde_json::Value::from("off") },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 /// A request refused before MCP: the one place such refusals become HTTP.

@@ -438,8 +438,14 @@ async fn call(shared: Arc<Shared>, line: Bytes) {
         }
         Ok(d) => d,
     };
-    let (verdict, decision) =
-        reserve(&id_text, decision, shared.gate.counters.as_ref(), now_ms()).await;
+    let (verdict, decision) = reserve(
+        &id_text,
+        decision,
+        shared.gate.counters.as_ref(),
+        now_ms(),
+        false,
+    )
+    .await;
     let ticket = match verdict {
         Verdict::Answer(_) => return deny(&decision, approval.as_ref()),
         Verdict::Forward(t) => t,

@@ -74,6 +74,9 @@ pub fn with_decision(
             Some(detail) => format!("{} ({detail})", d.message),
             None => d.message.clone(),
         });
+    } else if !d.message.is_empty() {
+        // An allowed call with a note (let through uncounted: state_fail_mode = "open").
+        r.message = Some(d.message.clone());
     }
     if d.hidden {
         r.rule = Some(labels::HIDDEN.to_string());

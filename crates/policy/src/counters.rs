@@ -97,6 +97,10 @@ pub trait Counters: Send + Sync {
     fn reserve_then(&self, reservations: &[Reservation], now_ms: u64, done: Settle) {
         done(self.reserve(reservations, now_ms));
     }
+    /// Whether the store answers now (for `/readyz`). The default: always.
+    fn check(&self) -> Result<(), CounterError> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Default)]

@@ -422,6 +422,11 @@ impl AuditLog {
         self.read(|b| b.query(filter, newest_first, limit, &mut each))
     }
 
+    /// Whether the log answers now (readiness): a read of its head.
+    pub fn check(&self) -> Result<(), StoreError> {
+        self.last_seq().map(|_| ())
+    }
+
     /// The last record's seq (0 when the log is empty).
     pub fn last_seq(&self) -> Result<u64, StoreError> {
         self.read(|b| b.last_seq())

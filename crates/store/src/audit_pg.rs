@@ -57,9 +57,12 @@ fn pg(e: postgres::Error) -> StoreError {
     StoreError::Audit(format!("postgres: {e}"))
 }
 
-/// One connection.
+/// One connection, made again when it was lost (PostgreSQL restarted, the connection
+/// was killed): the operation that found it dead fails (the call is refused), the next one
+/// reconnects.
 pub(crate) struct PgBackend {
     client: Client,
+    url: String,
 }
 
 impl PgBackend {
@@ -75,7 +78,21 @@ impl PgBackend {
             tx.batch_execute(SCHEMA).map_err(pg)?;
             tx.commit().map_err(pg)?;
         }
-        Ok(PgBackend { client })
+        Ok(PgBackend {
+            client,
+            url: url.to_string(),
+        })
+    }
+
+    /// The connection, made again if it was closed.
+    fn live(&mut self) -> Result<&mut Client, StoreError> {
+        if self.client.is_closed() {
+            self.client = Client::connect(&self.url, NoTls).map_err(|e| {
+                StoreError::Audit(format!("cannot reconnect to {}: {e}", redacted(&self.url)))
+            })?;
+            tracing::warn!("audit log: reconnected to {}", redacted(&self.url));
+        }
+        Ok(&mut self.client)
     }
 }
 
@@ -143,7 +160,8 @@ impl Backend for PgBackend {
                 }
                 tx.commit()
             };
-        run(&mut self.client, records).map_err(|e| format!("postgres: {e}"))
+        let client = self.live().map_err(|e| e.to_string())?;
+        run(client, records).map_err(|e| format!("postgres: {e}"))
     }
 
     fn prune(&mut self, before_ms: u64, now_ms: u64) -> Result<u64, String> {
@@ -177,7 +195,8 @@ impl Backend for PgBackend {
             tx.commit()?;
             Ok(n)
         };
-        run(&mut self.client).map_err(|e| format!("postgres: {e}"))
+        let client = self.live().map_err(|e| e.to_string())?;
+        run(client).map_err(|e| format!("postgres: {e}"))
     }
 
     fn query(
@@ -198,7 +217,7 @@ impl Backend for PgBackend {
             })
             .collect();
         let mut rows = self
-            .client
+            .live()?
             .query_raw(&sql, params.iter().map(|p| p.as_ref()))
             .map_err(pg)?;
         use postgres::fallible_iterator::FallibleIterator as _;
@@ -213,7 +232,7 @@ impl Backend for PgBackend {
 
     fn last_seq(&mut self) -> Result<u64, StoreError> {
         let seq: Option<i64> = self
-            .client
+            .live()?
             .query_one("SELECT MAX(seq) FROM audit", &[])
             .map_err(pg)?
             .get(0);
@@ -222,7 +241,7 @@ impl Backend for PgBackend {
 
     fn verify(&mut self) -> Result<Result<Verified, toolgate_audit::Break>, StoreError> {
         let anchor = self
-            .client
+            .live()?
             .query_opt(
                 "SELECT first_seq, prev_hash FROM audit_anchor WHERE id = 1",
                 &[],
@@ -239,7 +258,7 @@ impl Backend for PgBackend {
                 .join(", ")
         );
         let no_params: [&(dyn postgres::types::ToSql + Sync); 0] = [];
-        let mut rows = self.client.query_raw(&sql, no_params).map_err(pg)?;
+        let mut rows = self.live()?.query_raw(&sql, no_params).map_err(pg)?;
         use postgres::fallible_iterator::FallibleIterator as _;
         let iter = std::iter::from_fn(|| match rows.next() {
             Ok(Some(row)) => Some(Ok(StoredRecord {
@@ -261,7 +280,7 @@ impl Backend for PgBackend {
     fn stats(&mut self, since_ms: u64) -> Result<Stats, StoreError> {
         let since = to_i64(since_ms);
         let row = self
-            .client
+            .live()?
             .query_one(
                 "SELECT COUNT(*), COUNT(*) FILTER (WHERE decision = 'deny') FROM audit
                  WHERE kind = 'call' AND method = 'tools/call' AND at_ms >= $1
@@ -271,7 +290,7 @@ impl Backend for PgBackend {
             .map_err(pg)?;
         let (calls, denied): (i64, i64) = (row.get(0), row.get(1));
         let top = self
-            .client
+            .live()?
             .query(
                 "SELECT COALESCE(rule, ''), COUNT(*) AS n FROM audit
                  WHERE kind = 'call' AND method = 'tools/call' AND decision = 'deny' AND at_ms >= $1

@@ -82,6 +82,7 @@ enum Job {
 pub struct RedisCounters {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     url: String,
+    client: redis::Client,
 }
 
 impl std::fmt::Debug for RedisCounters {
@@ -266,6 +267,7 @@ impl RedisCounters {
         Ok(RedisCounters {
             jobs: Mutex::new(Some(tx)),
             url: url.to_string(),
+            client,
         })
     }
 
@@ -305,6 +307,18 @@ impl Counters for RedisCounters {
         if let Err(Job::Reserve(_, done)) = self.send(Job::Reserve(reservations.to_vec(), done)) {
             done(Err(unavailable("the redis workers stopped")));
         }
+    }
+
+    /// A PING on a fresh connection (one second at most).
+    fn check(&self) -> Result<(), CounterError> {
+        let mut conn = self
+            .client
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .map_err(|e| unavailable(format!("{}: {e}", redacted(&self.url))))?;
+        let _: String = redis::cmd("PING")
+            .query(&mut conn)
+            .map_err(|e| unavailable(format!("{}: {e}", redacted(&self.url))))?;
+        Ok(())
     }
 
     /// Queues the give-back (it does not wait for Redis; a failure is logged).

@@ -150,3 +150,47 @@ fn retention_keeps_the_chain_verifiable() {
         assert!(log.verify().unwrap().is_ok(), "{name}");
     }
 }
+
+#[test]
+fn a_lost_postgres_connection_is_made_again() {
+    let Ok(url) = std::env::var("TOOLGATE_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "TOOLGATE_TEST_POSTGRES_URL is not set: the test command starts PostgreSQL and sets it"
+        );
+        return;
+    };
+    let db = format!("tg_reconnect_{}", std::process::id());
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap();
+    let db_url = format!("{}/{db}", url.rsplit_once('/').unwrap().0);
+    let log = AuditLog::open_postgres(&db_url).unwrap();
+    log.append_sync(rec(1, "t", "allow")).unwrap();
+    // PostgreSQL restarts, or an operator kills the sessions: every connection is gone.
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&db],
+        )
+        .unwrap();
+    assert!(!killed.is_empty(), "the log's connections were found");
+    // The first write may find its connection dead (that call is refused: fail closed);
+    // the next ones reconnect, as do reads.
+    let mut wrote = false;
+    for _ in 0..3 {
+        if log.append_sync(rec(2, "t", "allow")).is_ok() {
+            wrote = true;
+            break;
+        }
+    }
+    assert!(wrote, "the writer reconnected");
+    let _ = log.check();
+    log.check().expect("reads reconnect too");
+    let v = log.verify().unwrap().unwrap();
+    assert!(v.records >= 2, "{v:?}");
+}

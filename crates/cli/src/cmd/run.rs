@@ -94,6 +94,8 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
         },
         policy: Some(policy_name.clone()),
         pinning: like.as_ref().map_or(Pinning::Enforce, |s| s.pinning),
+        // The local SQLite store only: nothing shared to be unreachable.
+        state_fail_mode: toolgate_gateway::config::FailMode::Closed,
         sanitize_descriptions: like.as_ref().is_some_and(|s| s.sanitize_descriptions),
         audit_arguments: like.as_ref().map(|s| s.audit_arguments).unwrap_or_default(),
         redactor: like.map(|s| s.redactor).unwrap_or_default(),
