@@ -52,6 +52,8 @@ pub struct CallCtx {
     pub record: Option<Record>,
     /// The request is in the 2026-07-28 era (results carry `resultType`).
     pub modern: bool,
+    /// Its trace span (`[tracing]`), ended with the denial or the outcome.
+    pub span: Option<Arc<crate::otlp::CallSpan>>,
 }
 
 impl CallCtx {
@@ -120,6 +122,14 @@ impl CallCtx {
             _ => {}
         }
         self.record_decision(d, approval, None);
+        if let Some(s) = &self.span {
+            s.set(
+                "toolgate.decision",
+                if d.hidden { "hidden" } else { "deny" },
+            );
+            s.set("toolgate.rule", d.rule.clone());
+            s.end(Some(format!("denied by {}", d.rule)));
+        }
         self.answer(answer)
     }
 
@@ -239,7 +249,12 @@ impl CallCtx {
             "allow",
             self.started.elapsed().as_secs_f64(),
         );
+        if let Some(s) = &self.span {
+            s.set("toolgate.decision", "allow");
+            s.set("toolgate.rule", decision.rule.clone());
+        }
         let hook = Hook::Call(CallHook {
+            span: self.span.clone(),
             counters: self.st.counters.clone(),
             ticket,
             trail,

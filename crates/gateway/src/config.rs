@@ -49,6 +49,14 @@ struct RawConfig {
     audit: Option<RawAudit>,
     approvals: Option<RawApprovals>,
     auth: Option<RawAuth>,
+    tracing: Option<RawTracing>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTracing {
+    otlp_endpoint: Option<String>,
+    service_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,6 +267,17 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     /// JWT identities, when configured.
     pub jwt: Option<JwtConfig>,
+    /// `[tracing]`: spans exported over OTLP/HTTP, when configured.
+    pub tracing: Option<TracingConfig>,
+}
+
+/// `[tracing]`: where spans go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracingConfig {
+    /// The collector's OTLP/HTTP base URL (`http://127.0.0.1:4318`).
+    pub otlp_endpoint: String,
+    /// `service.name` of the spans (default `toolgate`).
+    pub service_name: String,
 }
 
 /// Where the issuer's keys come from.
@@ -423,6 +442,25 @@ impl Config {
             }
         }
         let audit = Self::audit_config(raw.audit.as_ref(), &store, base, &mut errors);
+        let tracing = match raw.tracing.as_ref().and_then(|t| t.otlp_endpoint.clone()) {
+            None => None,
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                Some(TracingConfig {
+                    otlp_endpoint: u,
+                    service_name: raw
+                        .tracing
+                        .as_ref()
+                        .and_then(|t| t.service_name.clone())
+                        .unwrap_or_else(|| "toolgate".into()),
+                })
+            }
+            Some(u) => {
+                errors.push(format!(
+                    "tracing.otlp_endpoint: expected an OTLP/HTTP URL such as \"http://127.0.0.1:4318\", got {u:?}"
+                ));
+                None
+            }
+        };
         let jwt = raw
             .auth
             .as_ref()
@@ -690,6 +728,7 @@ impl Config {
             audit,
             approvals,
             jwt,
+            tracing,
         })
     }
 

@@ -156,6 +156,8 @@ pub struct CallHook {
     pub trail: Option<Arc<Trail>>,
     /// Where the outcome and the upstream's latency are counted.
     pub watch: Option<Watch>,
+    /// The call's trace span, ended with the outcome (`[tracing]`).
+    pub span: Option<Arc<crate::otlp::CallSpan>>,
 }
 
 /// Metrics of one forwarded call.
@@ -177,6 +179,10 @@ impl CallHook {
         if let Some(w) = &self.watch {
             w.metrics
                 .outcome(&w.server, outcome.as_str(), w.sent.elapsed().as_secs_f64());
+        }
+        if let Some(s) = &self.span {
+            s.set("toolgate.outcome", outcome.as_str());
+            s.end((outcome != Outcome::Ok).then(|| outcome.as_str().to_string()));
         }
     }
 }

@@ -599,6 +599,12 @@ async fn post_mcp(
                 }
             };
             let progress = env.progress_token.map(|t| t.get().to_string());
+            let span = st.otlp.as_ref().map(|e| {
+                let s = e.begin(&tool, env.traceparent.as_deref());
+                s.set("mcp.server", srv.name.clone());
+                s.set("toolgate.grant", grant.label.clone());
+                s
+            });
             let ctx = CallCtx {
                 st: st.clone(),
                 cfg: cfg.clone(),
@@ -615,6 +621,7 @@ async fn post_mcp(
                 args,
                 record,
                 modern: env.era() == Era::Modern,
+                span,
             };
             return call_tool(ctx).await;
         }

@@ -14,6 +14,7 @@
 //! - [`trail`]: the audit record of a request and the outcome of a forwarded call.
 //! - [`jwt`]: JWT identities (`[auth.jwt]`): signature, issuer, audience, identity claim.
 //! - [`metrics`]: `/metrics` (Prometheus text).
+//! - [`otlp`]: optional span export over OTLP/HTTP (JSON), continuing the agent's trace.
 //! - [`pin`]: tool definitions hashed and pinned; changed ones held.
 //! - [`session`]: toolgate's own `Mcp-Session-Id`s mapped to upstream sessions.
 //! - [`upstream`]: stdio children ([`upstream::channel`]); HTTP upstreams use `reqwest`.
@@ -34,6 +35,7 @@ pub mod front;
 pub mod jwt;
 pub mod manage;
 pub mod metrics;
+pub mod otlp;
 pub mod pin;
 pub mod reload;
 pub mod request_id;

@@ -30,6 +30,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// JWT identities, when `[auth.jwt]` is configured.
     pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+    /// Span export, when `[tracing] otlp_endpoint` is set.
+    pub otlp: Option<Arc<crate::otlp::Exporter>>,
     /// Held while the admin API rewrites a file (a policy, the config), one change at a time.
     pub admin_lock: Mutex<()>,
 }
@@ -81,6 +83,7 @@ impl AppState {
             audit: None,
             metrics: Arc::default(),
             jwt: None,
+            otlp: None,
             admin_lock: Mutex::new(()),
         })
     }
@@ -88,6 +91,16 @@ impl AppState {
     /// Accepts JWTs checked by `verifier` as identities.
     pub fn with_jwt(mut self, verifier: Arc<crate::jwt::JwtVerifier>) -> Self {
         self.jwt = Some(verifier);
+        self
+    }
+
+    /// Exports a span per judged `tools/call` (inside a tokio runtime).
+    pub fn with_otlp(mut self, t: &crate::config::TracingConfig) -> Self {
+        self.otlp = Some(crate::otlp::Exporter::start(
+            &t.otlp_endpoint,
+            &t.service_name,
+            self.http.clone(),
+        ));
         self
     }
 

@@ -478,6 +478,7 @@ async fn call(shared: Arc<Shared>, line: Bytes) {
         ticket,
         trail,
         watch: None,
+        span: None,
     });
     shared.pending().insert(id_key(&id_text), hook);
     shared.to_child(line);

@@ -72,6 +72,8 @@ struct RawMeta<'a> {
     version: Option<&'a RawValue>,
     #[serde(borrow, default, rename = "progressToken")]
     progress_token: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    traceparent: Option<&'a RawValue>,
 }
 
 /// A borrowed view of one JSON-RPC 2.0 message.
@@ -93,6 +95,8 @@ pub struct Envelope<'a> {
     pub meta_version: Option<String>,
     /// `params._meta.progressToken`, raw, if present.
     pub progress_token: Option<&'a RawValue>,
+    /// `params._meta.traceparent` (W3C trace context), when it is a string.
+    pub traceparent: Option<String>,
     /// True when the response carries `error` (responses only).
     pub is_error: bool,
     /// The raw `result` (responses only).
@@ -165,6 +169,7 @@ impl<'a> Envelope<'a> {
             arguments: None,
             meta_version: None,
             progress_token: None,
+            traceparent: None,
             is_error: raw.error.is_some(),
             result: raw.result,
         };
@@ -184,6 +189,9 @@ impl<'a> Envelope<'a> {
                                 .version
                                 .and_then(|v| serde_json::from_str::<String>(v.get()).ok());
                             env.progress_token = m.progress_token;
+                            env.traceparent = m
+                                .traceparent
+                                .and_then(|v| serde_json::from_str::<String>(v.get()).ok());
                         }
                     }
                 }
@@ -257,6 +265,11 @@ mod tests {
         assert_eq!(e.meta_version.as_deref(), Some("2026-07-28"));
         assert_eq!(e.era(), Era::Modern);
         assert_eq!(e.progress_token.unwrap().get(), "5");
+        let t = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}}"#;
+        assert_eq!(
+            Envelope::parse(t).unwrap().traceparent.as_deref(),
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        );
     }
 
     #[test]

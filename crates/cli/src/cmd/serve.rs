@@ -45,7 +45,12 @@ pub fn run(arg: &ConfigArg) -> Result<ExitCode> {
             }
             None => None,
         };
+        let tracing_cfg = cfg.tracing.clone();
         let mut state = AppState::new(cfg, store, counters)?;
+        if let Some(t) = &tracing_cfg {
+            state = state.with_otlp(t);
+            say!("toolgate: spans exported to {} (OTLP/HTTP)", t.otlp_endpoint);
+        }
         if let Some(log) = audit {
             state = state.with_audit(log);
         }
