@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all fmt lint test test-rust test-e2e bench bench-compile fuzz-build fuzz fuzz-quick fuzz-config fuzz-config-build purity run
+.PHONY: all fmt lint test test-rust test-e2e bench bench-compile fuzz-build fuzz fuzz-quick fuzz-quick-build fuzz-smoke fuzz-config fuzz-config-build purity run
 
 all: test
 
@@ -44,14 +44,31 @@ FUZZ_FLAGS = --cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverag
   -Cllvm-args=-sanitizer-coverage-trace-compares
 fuzz: fuzz-quick fuzz-config
 
-# The envelope, SSE and policy parsers (quick to build): the test command's smoke.
-fuzz-quick:
+# The envelope, SSE and policy parsers (quick to build), instrumented for coverage.
+fuzz-quick-build:
 	cd fuzz && RUSTFLAGS="$(FUZZ_FLAGS)" CARGO_TARGET_DIR=target/cov $(CARGO) build --release --target $(FUZZ_TRIPLE)
-	mkdir -p fuzz/corpus/policy_parser fuzz/corpus/envelope fuzz/corpus/sse
+	mkdir -p fuzz/corpus/policy_parser fuzz/corpus/envelope fuzz/corpus/sse fuzz/corpus/config_parser
 	cp policies/*.json tests/fixtures/policies/broken/*.json fuzz/corpus/policy_parser/
 	printf '\x05event: message\nid: 1\ndata: {"jsonrpc":"2.0","id":1,"result":{}}\n\n: keep-alive\r\n\r\n' > fuzz/corpus/sse/seed
+	cp toolgate.toml fuzz/corpus/config_parser/
+
+fuzz-quick: fuzz-quick-build
 	for t in policy_parser envelope sse; do \
 	  fuzz/target/cov/$(FUZZ_TRIPLE)/release/$$t fuzz/corpus/$$t -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+
+# The test command's smoke: every target FUZZ_SECONDS, two at a time (two cores). The
+# envelope, SSE and policy targets are coverage-guided; the config target runs the
+# uninstrumented build (mutations without coverage feedback: its instrumented build takes
+# minutes; `make fuzz-config` runs that one).
+COV = fuzz/target/cov/$(FUZZ_TRIPLE)/release
+fuzz-smoke: fuzz-quick-build fuzz-config-build
+	( $(COV)/policy_parser fuzz/corpus/policy_parser -max_total_time=$(FUZZ_SECONDS) && \
+	  $(COV)/envelope fuzz/corpus/envelope -max_total_time=$(FUZZ_SECONDS) ) > fuzz/lane-a.log 2>&1 & a=$$!; \
+	( $(COV)/sse fuzz/corpus/sse -max_total_time=$(FUZZ_SECONDS) && \
+	  target/debug/config_parser fuzz/corpus/config_parser -max_total_time=$(FUZZ_SECONDS) ) > fuzz/lane-b.log 2>&1 & b=$$!; \
+	ok=0; wait $$a || ok=1; wait $$b || ok=1; \
+	grep -h "^Done" fuzz/lane-a.log fuzz/lane-b.log; \
+	if [ $$ok -ne 0 ]; then tail -n 40 fuzz/lane-a.log fuzz/lane-b.log; exit 1; fi
 
 # The config parser (builds the whole gateway instrumented: minutes).
 fuzz-config:

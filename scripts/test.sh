@@ -28,9 +28,8 @@ cargo test --workspace
 step "benches compile"
 cargo bench -p toolgate-policy -p toolgate-store --no-run
 
-step "fuzz: the envelope, SSE and policy parsers ${FUZZ_SECONDS:-30} s each with libFuzzer; the config parser's target compiles"
-make fuzz-quick FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
-make fuzz-config-build
+step "fuzz: the envelope, SSE, policy and config parsers ${FUZZ_SECONDS:-60} s each with libFuzzer, two at a time"
+make fuzz-smoke FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 
 if [ -x tests/e2e/run.sh ]; then
   step "end-to-end tests with real MCP clients and servers"
