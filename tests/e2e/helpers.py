@@ -184,6 +184,8 @@ class Gateway:
         self.config_path = self.root / "toolgate.toml"
         self.db_path = store or self.root / "toolgate.db"
         self.proc: subprocess.Popen[bytes] | None = None
+        # Run in the gateway's process before it starts (limits, signal dispositions).
+        self.preexec: Callable[[], None] | None = None
         self.base_url: str | None = None
         self.runs = 0
         self.stdout_path = self.root / "stdout.0.log"
@@ -244,6 +246,7 @@ class Gateway:
                 cwd=self.cwd,
                 env=env,
                 start_new_session=True,
+                preexec_fn=self.preexec,
             )
         try:
             match = wait_for_line(self.stdout_path, LISTENING_RE, self.proc, timeout, "toolgate serve")

@@ -194,3 +194,61 @@ def write_flood(tmp: Path) -> Path:
     script = tmp / "flood.py"
     script.write_text(FLOOD)
     return script
+
+
+def test_a_full_disk_fails_closed_and_recovers(gateways: Any, monkeypatch: Any) -> None:
+    """The disk fills up under the gateway: its files may not grow past 512 KiB (an
+    RLIMIT_FSIZE set on its process, with SIGXFSZ ignored, so a write past the limit fails
+    with EFBIG as on a full file system: SQLite reports "database or disk is full"). Calls
+    are refused with a clear reason, never forwarded unrecorded; the gateway stays up; once
+    space is back (the limit raised on the running process) calls pass again, and the audit
+    chain verifies with every forwarded call recorded."""
+    import resource
+    import signal
+
+    from helpers import demo_server
+
+    monkeypatch.setenv("RUST_LOG", "warn")
+    policy = {"version": "1", "default": "deny", "tools": {"list_patients": {
+        "limits": [{"counter": "lp", "window": "hour", "max": 100000, "scope": "grant"}]}}}
+    gw = gateways.new([demo_server()], {"demo": policy}, start=False)
+    limit = 512 * 1024
+
+    def full_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    gw.preexec = full_disk
+    gw.start()
+    assert gw.proc is not None
+    token = gw.grant("demo", "disk")
+    c = Client(gw.url("demo"), token)
+    forwarded: set[str] = set()
+    refused: list[tuple[int, str]] = []
+    for rid in range(100, 3100):
+        status, msg = c.call("list_patients", rid)
+        assert status == 200, msg
+        result = msg.get("result", {})
+        if result.get("isError"):
+            text = result["content"][0]["text"]
+            assert text.startswith("[toolgate] denied:"), text
+            assert "(audit unavailable)" in text or "(store unavailable)" in text, text
+            refused.append((rid, text))
+            if len(refused) >= 3:
+                break
+        else:
+            forwarded.add(str(rid))
+    assert refused, "the files never reached the limit"
+    assert gw.proc.poll() is None, "the gateway stays up"
+    assert httpx.get(gw.base_url + "/healthz", timeout=10).status_code == 200
+    # Space is back.
+    resource.prlimit(gw.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    after = refused[-1][0] + 1
+    status, msg = c.call("list_patients", after)
+    assert status == 200 and not msg["result"].get("isError"), msg
+    forwarded.add(str(after))
+    assert gw.cli("audit verify").stdout.startswith("ok: ")
+    recorded = {r["request_id"] for r in gw.audit_records("--kind", "call", "--tool", "list_patients")
+                if r.get("decision") == "allow"}
+    assert forwarded <= recorded, sorted(forwarded - recorded)[:10]
+    assert not ({str(rid) for rid, _ in refused} & recorded), "a refused call has no allow record"
