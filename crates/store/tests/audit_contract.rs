@@ -20,16 +20,7 @@ fn logs(test: &str) -> Vec<Opener> {
     match std::env::var("TOOLGATE_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => {
             // A fresh database per test, so tests do not share one chain.
-            let db = format!("tg_{test}_{}", std::process::id());
-            let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-            admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
-                .unwrap();
-            admin
-                .batch_execute(&format!("CREATE DATABASE {db}"))
-                .unwrap();
-            let base = url.rsplit_once('/').unwrap().0.to_string();
-            let url = format!("{base}/{db}");
+            let (url, _) = fresh_database(&url, &format!("tg_{test}_{}", std::process::id()));
             out.push((
                 "postgres",
                 Box::new(move || AuditLog::open_postgres(&url).unwrap()),
@@ -43,6 +34,18 @@ fn logs(test: &str) -> Vec<Opener> {
         ),
     }
     out
+}
+
+/// Creates (again) database `db` on the server of `url`; its URL, and the admin connection.
+fn fresh_database(url: &str, db: &str) -> (String, postgres::Client) {
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap();
+    (format!("{}/{db}", url.rsplit_once('/').unwrap().0), admin)
 }
 
 fn rec(at_ms: u64, tool: &str, decision: &str) -> Record {
@@ -161,14 +164,7 @@ fn a_lost_postgres_connection_is_made_again() {
         return;
     };
     let db = format!("tg_reconnect_{}", std::process::id());
-    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .unwrap();
-    let db_url = format!("{}/{db}", url.rsplit_once('/').unwrap().0);
+    let (db_url, mut admin) = fresh_database(&url, &db);
     let log = AuditLog::open_postgres(&db_url).unwrap();
     log.append_sync(rec(1, "t", "allow")).unwrap();
     // PostgreSQL restarts, or an operator kills the sessions: every connection is gone.

@@ -77,6 +77,16 @@ fn log_of(st: &AppState) -> Result<Arc<AuditLog>, Response> {
     })
 }
 
+/// A viewer's read: the token checked, the filter of the query string, and the log.
+fn viewer_reads(
+    st: &AppState,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Result<(AuditFilter, Arc<AuditLog>), Response> {
+    admin(st, headers, Role::Viewer).map_err(IntoResponse::into_response)?;
+    Ok((filter(q)?, log_of(st)?))
+}
+
 /// Reads matching records off the async threads.
 async fn read(
     log: Arc<AuditLog>,
@@ -107,11 +117,8 @@ pub async fn query(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = admin(&st, &headers, Role::Viewer) {
-        return r.into_response();
-    }
-    let f = match filter(&q) {
-        Ok(f) => f,
+    let (f, log) = match viewer_reads(&st, &headers, &q) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let limit = match q.get("limit").map(|v| v.parse::<u64>()) {
@@ -123,10 +130,6 @@ pub async fn query(
                 &format!("`limit` must be a number from 1 to {MAX_LIMIT}"),
             )
         }
-    };
-    let log = match log_of(&st) {
-        Ok(l) => l,
-        Err(r) => return r,
     };
     match read(log, f, true, limit).await {
         Ok(mut records) => {
@@ -145,15 +148,8 @@ pub async fn stream(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = admin(&st, &headers, Role::Viewer) {
-        return r.into_response();
-    }
-    let f = match filter(&q) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let log = match log_of(&st) {
-        Ok(l) => l,
+    let (f, log) = match viewer_reads(&st, &headers, &q) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let start = match f.after_seq {

@@ -11,7 +11,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use toolgate_store::{Role, StoreError};
 
-use super::{admin, error, json_body, manage_error, store_error};
+use super::{admin, admin_with_body, error, manage_error, store_error};
 use crate::manage::{audit_admin, create_grant, grant_json, GrantRequest};
 use crate::state::{now_ms, AppState};
 
@@ -32,12 +32,8 @@ pub async fn list(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Respon
 
 /// `POST /api/v1/grants` with `{"server", "label", "policy"?, "identity"?, "expires"?}`.
 pub async fn create(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let who = match admin(&st, &headers, Role::Admin) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
-    let body = match json_body(&body) {
-        Ok(d) => d,
+    let (who, body) = match admin_with_body(&st, &headers, Role::Admin, &body) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);

@@ -152,6 +152,17 @@ pub(crate) fn manage_error(e: crate::manage::ManageError) -> Response {
     }
 }
 
+/// A change request: its admin token (a role of at least `need`) and its JSON body.
+pub(crate) fn admin_with_body(
+    st: &AppState,
+    headers: &HeaderMap,
+    need: Role,
+    body: &[u8],
+) -> Result<(AdminToken, Value), Response> {
+    let who = admin(st, headers, need).map_err(IntoResponse::into_response)?;
+    Ok((who, json_body(body)?))
+}
+
 /// A JSON request body, or a 400 naming what is wrong with it.
 pub(crate) fn json_body(body: &[u8]) -> Result<Value, Response> {
     serde_json::from_slice(body).map_err(|e| {

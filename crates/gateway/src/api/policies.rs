@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use toolgate_policy::edit::{set_tool_state, Change, ToolState};
 use toolgate_store::{Role, StoreError};
 
-use super::{admin, error, json_body, manage_error, store_error};
+use super::{admin, admin_with_body, error, json_body, manage_error, store_error};
 use crate::manage::{check_policy, put_policy, ManageError, PutOutcome};
 use crate::state::AppState;
 
@@ -122,12 +122,8 @@ pub async fn put(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let who = match admin(&st, &headers, Role::PolicyManager) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
-    let doc = match json_body(&body) {
-        Ok(d) => d,
+    let (who, doc) = match admin_with_body(&st, &headers, Role::PolicyManager, &body) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     put_response(put_policy(&st, &name, &doc, &who.name))
@@ -191,12 +187,8 @@ pub async fn rollback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let who = match admin(&st, &headers, Role::PolicyManager) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
-    let body = match json_body(&body) {
-        Ok(d) => d,
+    let (who, body) = match admin_with_body(&st, &headers, Role::PolicyManager, &body) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let Some(version) = body.get("version").and_then(Value::as_str) else {
@@ -231,12 +223,8 @@ pub async fn set_tool(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let who = match admin(&st, &headers, Role::PolicyManager) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
-    let body = match json_body(&body) {
-        Ok(d) => d,
+    let (who, body) = match admin_with_body(&st, &headers, Role::PolicyManager, &body) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let Some(state) = body

@@ -16,7 +16,7 @@ use toolgate_scan::ToolDef;
 use toolgate_store::Role;
 
 use super::policies::current_document;
-use super::{admin, error, json_body, store_error};
+use super::{admin, admin_with_body, error, store_error};
 use crate::config::{valid_name, Config, Pinning, ServerConfig, Transport};
 use crate::manage::audit_admin;
 use crate::state::{now_ms, AppState};
@@ -288,12 +288,8 @@ fn server_block(body: &Value) -> Result<(String, String, String), String> {
 /// private addresses are refused unless `allow_private_upstreams = true`; stdio commands
 /// are never accepted here.
 pub async fn add(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let who = match admin(&st, &headers, Role::Admin) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
-    let body = match json_body(&body) {
-        Ok(d) => d,
+    let (who, body) = match admin_with_body(&st, &headers, Role::Admin, &body) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let (name, url, block) = match server_block(&body) {
