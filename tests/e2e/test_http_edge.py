@@ -106,6 +106,9 @@ def test_startup_lines_and_quickstart_grant(gateways: Any) -> None:
     out = gw.stdout
     servers = dict(SERVER_LINE_RE.findall(out))
     assert servers.get("demo") == gw.url("demo"), out
+    assert f"toolgate: dashboard at {gw.base_url}/ (sign in with a token from" in out, out
+    page = httpx.get(gw.base_url + "/", timeout=10)
+    assert page.status_code == 200 and "toolgate" in page.text and "script-src 'self'" in page.headers["content-security-policy"]
     quickstart = dict(QUICKSTART_RE.findall(out))
     assert "demo" in quickstart, f"first start with an empty store prints a quickstart grant:\n{out}"
 

@@ -25,6 +25,7 @@ pub fn run(arg: &ConfigArg) -> Result<ExitCode> {
         for s in &cfg.servers {
             say!("toolgate: server \"{}\" at http://{addr}/mcp/{}", s.name, s.name);
         }
+        say!("toolgate: dashboard at http://{addr}/ (sign in with a token from `toolgate admin-tokens create --name NAME --role admin`)");
         if store.grant_count()? == 0 {
             for s in &cfg.servers {
                 let new = NewGrant { label: "quickstart".into(), server: s.name.clone(), policy: s.policy.clone(), identity: None, expires_at_ms: None };
