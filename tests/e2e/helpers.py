@@ -30,7 +30,9 @@ REPO = E2E.parent.parent
 NODE_DIR = E2E / "node"
 EVERYTHING_BIN = NODE_DIR / "node_modules" / ".bin" / "mcp-server-everything"
 TS_CLIENT = NODE_DIR / "client.mjs"
+TS_CLIENT_V2 = NODE_DIR / "client-v2.mjs"
 RECORDING_SERVER = E2E / "upstreams" / "recording_server.py"
+CONFORMANCE_SERVER = E2E / "upstreams" / "conformance_server.py"
 DEMO_POLICY_FILE = REPO / "policies" / "demo.json"
 
 GATEWAY_START_TIMEOUT = 20.0
@@ -278,10 +280,20 @@ class Gateway:
         """The audit log's file (default: beside the store)."""
         return self.db_path.with_name(self.db_path.stem + "-audit.db")
 
-    def audit_records(self, *args: str) -> list[dict[str, Any]]:
-        """`toolgate audit query --format jsonl ARGS`, parsed."""
-        out = self.cli("audit query", "--format", "jsonl", *args).stdout
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
+    def audit_records(self, *args: str, settle: float = 0.2) -> list[dict[str, Any]]:
+        """`toolgate audit query --format jsonl ARGS`, parsed. Records nobody waits for
+        (denials, outcomes) are committed a few milliseconds after the answer (with the next
+        commit, or alone after 10 ms), so a query right after a call may miss them: read
+        until two reads `settle` seconds apart agree (at most 10 s)."""
+        deadline = time.monotonic() + 10
+        last: list[dict[str, Any]] | None = None
+        while True:
+            out = self.cli("audit query", "--format", "jsonl", *args).stdout
+            records = [json.loads(line) for line in out.splitlines() if line.strip()]
+            if records == last or time.monotonic() > deadline:
+                return records
+            last = records
+            time.sleep(settle)
 
     def restart(self) -> Gateway:
         self.stop()
@@ -419,6 +431,28 @@ def start_recording_server(workdir: Path, mode: str = "sse", notes: Path | None 
     upstream = Upstream(f"recording server ({mode})", proc, log, match.group(1))
     upstream.headers_log = headers_log  # type: ignore[attr-defined]
     return upstream
+
+
+def start_conformance_server(workdir: Path) -> Upstream:
+    """`upstreams/conformance_server.py`: the tools, resources and prompts of the conformance
+    suite's server scenarios (both eras), over Streamable HTTP on a free port."""
+    log = workdir / "conformance-server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(CONFORMANCE_SERVER), "--port", "0"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            start_new_session=True,
+        )
+    pattern = re.compile(r"^conformance-server: listening on (http://\S+)$", re.M)
+    try:
+        match = wait_for_line(log, pattern, proc, 30.0, "conformance server")
+    except AssertionError:
+        Upstream("conformance server", proc, log, "").stop()
+        raise
+    return Upstream("conformance server", proc, log, match.group(1))
 
 
 def recorded_requests(upstream: Upstream) -> list[dict[str, Any]]:
@@ -584,19 +618,24 @@ async def poll(check: Callable[[], Awaitable[T | None]], timeout: float, interva
         await asyncio.sleep(interval)
 
 
-def ts_client(url: str, token: str | None, script: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-    """Run the TypeScript SDK client (`node/client.mjs`) and return what it reported."""
+def ts_client(
+    url: str, token: str | None, script: dict[str, Any], timeout: float = 60.0, client: Path = TS_CLIENT
+) -> dict[str, Any]:
+    """Run the TypeScript SDK client (`node/client.mjs`; `client=TS_CLIENT_V2` for the v2 client,
+    `node/client-v2.mjs`) and return what it reported."""
     node = shutil.which("node")
     assert node, "node is not on PATH"
     proc = subprocess.run(
-        [node, str(TS_CLIENT), url, token or "-", json.dumps(script)],
+        [node, str(client), url, token or "-", json.dumps(script)],
         capture_output=True,
         text=True,
         cwd=NODE_DIR,
         timeout=timeout,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"client.mjs printed no JSON (exit {proc.returncode})\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert lines, (
+        f"{client.name} printed no JSON (exit {proc.returncode})\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    )
     return json.loads(lines[-1])
 
 

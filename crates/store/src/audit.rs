@@ -454,11 +454,22 @@ const LAZY_MS: u64 = 10;
 fn writer(mut backend: Box<dyn Backend>, rx: mpsc::Receiver<Job>) {
     let mut pending: Vec<(Box<Record>, Option<Appended>)> = vec![];
     let mut prunes = vec![];
+    // When the oldest record waiting was queued: it is committed at most LAZY_MS later,
+    // however many more keep arriving.
+    let mut oldest: Option<std::time::Instant> = None;
     loop {
-        let next = if pending.is_empty() {
-            rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
-        } else {
-            rx.recv_timeout(std::time::Duration::from_millis(LAZY_MS))
+        let next = match (pending.is_empty(), oldest) {
+            (true, _) | (false, None) => {
+                rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+            }
+            (false, Some(t)) => {
+                let left = std::time::Duration::from_millis(LAZY_MS).saturating_sub(t.elapsed());
+                if left.is_zero() {
+                    Err(mpsc::RecvTimeoutError::Timeout)
+                } else {
+                    rx.recv_timeout(left)
+                }
+            }
         };
         let mut stop = false;
         match next {
@@ -478,6 +489,7 @@ fn writer(mut backend: Box<dyn Backend>, rx: mpsc::Receiver<Job>) {
                     }
                 }
                 take(job, &mut pending, &mut prunes);
+                oldest.get_or_insert_with(std::time::Instant::now);
                 while pending.len() < BATCH {
                     match rx.try_recv() {
                         Ok(j) => take(j, &mut pending, &mut prunes),
@@ -496,6 +508,7 @@ fn writer(mut backend: Box<dyn Backend>, rx: mpsc::Receiver<Job>) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => stop = true,
         }
+        oldest = None;
         if !pending.is_empty() {
             let (mut records, waiters): (Vec<_>, Vec<_>) =
                 std::mem::take(&mut pending).into_iter().unzip();
