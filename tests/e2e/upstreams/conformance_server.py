@@ -1,22 +1,29 @@
 """The upstream that the MCP conformance suite's server scenarios expect, on the official
 Python SDK (`MCPServer`, mcp 2.3.0), served over Streamable HTTP (sessions, SSE answers).
 
-`@modelcontextprotocol/conformance@0.1.16` in server mode is a client: each scenario connects,
-calls a tool, resource or prompt with a fixed name and checks what comes back. The suite's own
-reference server (a TypeScript "everything server" in the conformance repository) is not in
-the npm package, so this file implements the same names from the scenarios' requirements
-(`src/scenarios/server/*.ts` at v0.1.16):
+`@modelcontextprotocol/conformance` (0.1.16 and 0.2.0-alpha.12) in server mode is a client: each
+scenario connects, calls a tool, resource or prompt with a fixed name and checks what comes back.
+The suite's own reference server (a TypeScript "everything server" in the conformance
+repository) is not in the npm package, so this file implements the same names from the
+scenarios' requirements (`src/scenarios/server/*.ts`):
 
 - tools: `test_simple_text`, `test_image_content`, `test_audio_content`,
   `test_embedded_resource`, `test_multiple_content_types`, `test_tool_with_logging`,
   `test_tool_with_progress`, `test_error_handling`, `test_sampling`, `test_elicitation`,
   `test_elicitation_sep1034_defaults`, `test_elicitation_sep1330_enums`,
   `json_schema_2020_12_tool` (its input schema keeps `$schema`, `$defs`,
-  `additionalProperties`), `test_reconnection` (closes its SSE stream mid-call);
+  `additionalProperties`, and for the alpha `allOf`/`anyOf`, `if`/`then`/`else` and an
+  `$anchor`), `test_reconnection` (closes its SSE stream mid-call);
 - resources: `test://static-text`, `test://static-binary`, `test://watched-resource`, the
   template `test://template/{id}/data`; `resources/subscribe` and `resources/unsubscribe`;
 - prompts: `test_simple_prompt`, `test_prompt_with_arguments`,
   `test_prompt_with_embedded_resource`, `test_prompt_with_image`;
+- for the 2026-07-28 scenarios of the alpha (the SDK serves that era on the same endpoint):
+  `test_missing_capability` (-32021 without the `sampling` capability), `test_x_mcp_header`
+  (`Mcp-Param-Region`), the `input_required` tools `test_input_required_result_*` (elicitation,
+  sampling, list_roots, request_state, multiple_inputs, multi_round, tampered_state,
+  capabilities) and prompt `test_input_required_result_prompt`, `test_trigger_tool_change` and
+  `test_trigger_prompt_change` (list changes announced on `subscriptions/listen` streams);
 - `logging/setLevel`, `completion/complete`; DNS rebinding protection is the SDK's own
   (on by default for a loopback host); an in-memory event store, so that POST SSE streams
   are primed (for 2025-11-25 clients, as the SDK decides) and resumable with Last-Event-ID.
@@ -35,7 +42,7 @@ import json
 import socket
 import sys
 import warnings
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import uvicorn
@@ -43,13 +50,22 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
+from mcp.shared.exceptions import MCPError
 from mcp.types import (
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
     AudioContent,
     CallToolResult,
     Completion,
+    CreateMessageRequest,
+    CreateMessageRequestParams,
+    ElicitRequest,
+    ElicitRequestFormParams,
     EmbeddedResource,
     EmptyResult,
     ImageContent,
+    InputRequest,
+    InputRequiredResult,
+    ListRootsRequest,
     SamplingMessage,
     SetLevelRequestParams,
     SubscribeRequestParams,
@@ -58,6 +74,7 @@ from mcp.types import (
     UnsubscribeRequestParams,
 )
 from mcp.types.jsonrpc import JSONRPCMessage
+from pydantic import Field
 
 # Logging, sampling and `resources/subscribe` are legacy-era features that mcp 2.3.0 marks
 # deprecated; the 0.1.16 suite tests exactly those, so the warnings are only noise here.
@@ -238,22 +255,204 @@ def json_schema_2020_12_tool(name: str | None = None, address: dict[str, Any] | 
 
 
 # The schema the suite checks for: `$schema`, `$defs` and `additionalProperties` must survive
-# listing. MCPServer derives schemas from signatures, so the tool's schema is replaced outright.
+# listing (0.1.16), and since 0.2.0-alpha (SEP-2106) also a composition (`allOf`/`anyOf`), the
+# conditional keywords (`if`/`then`/`else`) and an `$anchor` inside `$defs`. MCPServer derives
+# schemas from signatures, so the tool's schema is replaced outright.
 _JSON_SCHEMA_2020_12 = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
     "$defs": {
         "address": {
+            "$anchor": "postalAddress",
             "type": "object",
             "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
         }
     },
-    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "properties": {
+        "name": {"type": "string"},
+        "address": {"$ref": "#/$defs/address"},
+        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+        "phone": {"type": "string"},
+        "email": {"type": "string"},
+    },
+    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+    "if": {"required": ["contactMethod"], "properties": {"contactMethod": {"const": "phone"}}},
+    "then": {"required": ["phone"]},
+    "else": {"required": ["email"]},
     "additionalProperties": False,
 }
 _tool = server._tool_manager.get_tool("json_schema_2020_12_tool")  # noqa: SLF001 (no public setter)
 assert _tool is not None
 _tool.parameters = _JSON_SCHEMA_2020_12
+
+
+# ---------------------------------------------------------------------------------------------
+# The 2026-07-28 era (0.2.0-alpha scenarios): capabilities declared per request, multi-round-trip
+# requests (SEP-2322: an `input_required` result, answered by a retry carrying `inputResponses`
+# and the echoed `requestState`), `Mcp-Param-*` headers (SEP-2243), list changes announced on
+# `subscriptions/listen` streams. The SDK seals `requestState` (integrity and expiry) before it
+# leaves and unseals it on the retry, so a tampered echo never reaches these functions.
+
+
+def _ask(message: str, properties: dict[str, Any]) -> ElicitRequest:
+    schema = {"type": "object", "properties": properties, "required": list(properties)}
+    return ElicitRequest(params=ElicitRequestFormParams(message=message, requested_schema=schema))
+
+
+def _sample(text: str, max_tokens: int) -> CreateMessageRequest:
+    message = SamplingMessage(role="user", content=_text(text))
+    return CreateMessageRequest(params=CreateMessageRequestParams(messages=[message], max_tokens=max_tokens))
+
+
+def _answer(ctx: Context, key: str) -> Any:
+    """The client's answer to input request `key` on this round, or None."""
+    return (ctx.input_responses or {}).get(key)
+
+
+def _accepted(answer: Any, field: str) -> str:
+    content = getattr(answer, "content", None) or {}
+    return str(content.get(field, "")) if isinstance(content, dict) else ""
+
+
+@server.tool(description="Needs the client's `sampling` capability: without it, error -32021 (SEP-2575).")
+async def test_missing_capability(ctx: Context) -> str:
+    capabilities = ctx.client_capabilities
+    if capabilities is None or capabilities.sampling is None:
+        raise MCPError(
+            MISSING_REQUIRED_CLIENT_CAPABILITY,
+            "test_missing_capability needs the client capability `sampling`",
+            {"requiredCapabilities": {"sampling": {}}},
+        )
+    return "the client declared sampling"
+
+
+@server.tool(description="Its `region` argument is mirrored into the Mcp-Param-Region header (SEP-2243).")
+def test_x_mcp_header(
+    region: Annotated[
+        str, Field(description="Sent as Mcp-Param-Region too", json_schema_extra={"x-mcp-header": "Region"})
+    ] = "",
+) -> str:
+    return f"region={region}"
+
+
+@server.tool(description="Asks the user's name through an input_required result (key `user_name`).")
+async def test_input_required_result_elicitation(ctx: Context) -> str | InputRequiredResult:
+    answer = _answer(ctx, "user_name")
+    if answer is None:
+        return InputRequiredResult(
+            input_requests={"user_name": _ask("What is your name?", {"name": {"type": "string"}})}
+        )
+    return f"Hello, {_accepted(answer, 'name')}!"
+
+
+@server.tool(description="Asks the client's LLM through an input_required result (key `capital_question`).")
+async def test_input_required_result_sampling(ctx: Context) -> str | InputRequiredResult:
+    answer = _answer(ctx, "capital_question")
+    if answer is None:
+        return InputRequiredResult(input_requests={"capital_question": _sample("What is the capital of France?", 100)})
+    content = getattr(answer, "content", None)
+    return f"The model said: {getattr(content, 'text', '')}"
+
+
+@server.tool(description="Asks the client's roots through an input_required result (key `client_roots`).")
+async def test_input_required_result_list_roots(ctx: Context) -> str | InputRequiredResult:
+    answer = _answer(ctx, "client_roots")
+    if answer is None:
+        return InputRequiredResult(input_requests={"client_roots": ListRootsRequest()})
+    roots = [str(root.uri) for root in getattr(answer, "roots", [])]
+    return "Roots: " + ", ".join(roots)
+
+
+@server.tool(description="An input_required result with requestState, checked on the retry.")
+async def test_input_required_result_request_state(ctx: Context) -> str | InputRequiredResult:
+    if ctx.request_state != "awaiting-confirmation" or _answer(ctx, "confirm") is None:
+        return InputRequiredResult(
+            input_requests={"confirm": _ask("Please confirm", {"ok": {"type": "boolean"}})},
+            request_state="awaiting-confirmation",
+        )
+    return "state-ok: the echoed requestState was the one this server sent"
+
+
+@server.tool(description="One input_required result with an elicitation, a sampling and a roots request.")
+async def test_input_required_result_multiple_inputs(ctx: Context) -> str | InputRequiredResult:
+    keys = ("user_name", "greeting", "client_roots")
+    if ctx.request_state != "three-questions" or any(_answer(ctx, key) is None for key in keys):
+        return InputRequiredResult(
+            input_requests={
+                "user_name": _ask("What is your name?", {"name": {"type": "string"}}),
+                "greeting": _sample("Generate a greeting", 50),
+                "client_roots": ListRootsRequest(),
+            },
+            request_state="three-questions",
+        )
+    return f"All three answered; the name is {_accepted(_answer(ctx, 'user_name'), 'name')}"
+
+
+@server.tool(description="Two input_required rounds, each with its own requestState, then the result.")
+async def test_input_required_result_multi_round(ctx: Context) -> str | InputRequiredResult:
+    state = ctx.request_state or ""
+    if state == "round-1" and _answer(ctx, "step1") is not None:
+        name = _accepted(_answer(ctx, "step1"), "name")
+        return InputRequiredResult(
+            input_requests={"step2": _ask("Step 2: What is your favorite color?", {"color": {"type": "string"}})},
+            request_state="round-2:" + json.dumps({"name": name}),
+        )
+    if state.startswith("round-2:") and _answer(ctx, "step2") is not None:
+        name = json.loads(state.removeprefix("round-2:"))["name"]
+        return f"{name} likes {_accepted(_answer(ctx, 'step2'), 'color')}"
+    return InputRequiredResult(
+        input_requests={"step1": _ask("Step 1: What is your name?", {"name": {"type": "string"}})},
+        request_state="round-1",
+    )
+
+
+@server.tool(description="Its requestState is sealed by the SDK; a tampered echo is refused.")
+async def test_input_required_result_tampered_state(ctx: Context) -> str | InputRequiredResult:
+    if ctx.request_state is None:
+        return InputRequiredResult(
+            input_requests={"confirm": _ask("Please confirm", {"ok": {"type": "boolean"}})},
+            request_state="untampered",
+        )
+    return f"state-ok: {ctx.request_state}"
+
+
+@server.tool(description="Asks only through the capabilities the request declares (sampling, elicitation).")
+async def test_input_required_result_capabilities(ctx: Context) -> str | InputRequiredResult:
+    capabilities = ctx.client_capabilities
+    if ctx.input_responses:
+        return "answered: " + ", ".join(sorted(ctx.input_responses))
+    requests: dict[str, InputRequest] = {}
+    if capabilities is not None and capabilities.sampling is not None:
+        requests["sample"] = _sample("Say hello", 50)
+    if capabilities is not None and capabilities.elicitation is not None:
+        requests["ask"] = _ask("What is your name?", {"name": {"type": "string"}})
+    return InputRequiredResult(input_requests=requests or None, request_state="capabilities-checked")
+
+
+def _dynamic() -> str:
+    return "added and removed by the trigger tools"
+
+
+@server.tool(description="Adds or removes a tool and announces tools/list_changed on listen streams.")
+async def test_trigger_tool_change(ctx: Context) -> str:
+    if server._tool_manager.get_tool("test_dynamic_tool") is None:  # noqa: SLF001
+        server.add_tool(_dynamic, name="test_dynamic_tool", description="Comes and goes.")
+    else:
+        server.remove_tool("test_dynamic_tool")
+    await ctx.notify_tools_changed()
+    return "tool list changed"
+
+
+@server.tool(description="Adds or removes a prompt and announces prompts/list_changed on listen streams.")
+async def test_trigger_prompt_change(ctx: Context) -> str:
+    from mcp.server.mcpserver.prompts.base import Prompt
+
+    if "test_dynamic_prompt" in {p.name for p in server._prompt_manager.list_prompts()}:  # noqa: SLF001
+        server.remove_prompt("test_dynamic_prompt")
+    else:
+        server.add_prompt(Prompt.from_function(_dynamic, name="test_dynamic_prompt", description="Comes and goes."))
+    await ctx.notify_prompts_changed()
+    return "prompt list changed"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,6 +547,15 @@ def test_prompt_with_image() -> list[UserMessage]:
         UserMessage(ImageContent(type="image", data=PNG_1X1, mime_type="image/png")),
         UserMessage(_text("Please analyze the image above.")),
     ]
+
+
+@server.prompt(description="Needs the user's context first: an input_required result (key `user_context`).")
+async def test_input_required_result_prompt(ctx: Context) -> list[UserMessage] | InputRequiredResult:
+    answer = _answer(ctx, "user_context")
+    if answer is None:
+        question = _ask("What context should the prompt use?", {"context": {"type": "string"}})
+        return InputRequiredResult(input_requests={"user_context": question})
+    return [UserMessage(_text(f"Answer with this context in mind: {_accepted(answer, 'context')}"))]
 
 
 @server.completion()
