@@ -71,3 +71,18 @@ def test_modern_http_rules(gateways: Any, upstreams: Any) -> None:
     demo_token = gw.grant("demo", "modern-demo")
     r = httpx.post(gw.url("demo"), json=call, headers=headers | {"Authorization": f"Bearer {demo_token}"}, timeout=30)
     assert r.status_code == 400 and "legacy era" in r.json()["error"]["message"], r.text
+
+
+def test_a_modern_request_to_a_legacy_sse_upstream_is_refused_naming_the_mismatch(
+    gateways: Any, upstreams: Any
+) -> None:
+    upstream = upstreams.recording("legacy-sse")
+    gw = gateways.new([{"name": "legacy", "policy": "p", "sse_url": upstream.url}], {"p": POLICY})
+    token = gw.grant("legacy", "modern-to-sse")
+    headers = dict(MCP_HEADERS, Authorization=f"Bearer {token}", **{"MCP-Protocol-Version": MODERN})
+    call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "x"}, "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN}}}
+    r = httpx.post(gw.url("legacy"), json=call, headers=headers | {"Mcp-Method": "tools/call", "Mcp-Name": "echo"}, timeout=30)
+    assert r.status_code == 400 and r.json()["id"] == 9, r.text
+    message = r.json()["error"]["message"]
+    assert "legacy HTTP+SSE" in message and "2026-07-28" in message, message
