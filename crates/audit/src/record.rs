@@ -57,6 +57,9 @@ pub enum Outcome {
     Timeout,
     /// The agent went away before the answer (the call may still have run).
     Abandoned,
+    /// The call was refused after its decision record was queued: the audit log committed
+    /// the record too late, and the call never reached the tool.
+    Refused,
 }
 
 impl Outcome {
@@ -69,6 +72,7 @@ impl Outcome {
             Outcome::TransportError => "transport_error",
             Outcome::Timeout => "timeout",
             Outcome::Abandoned => "abandoned",
+            Outcome::Refused => "refused",
         }
     }
 }

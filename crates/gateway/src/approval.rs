@@ -14,7 +14,7 @@ use serde_json::json;
 use toolgate_policy::Decision;
 use toolgate_store::{Approval, ApprovalStatus, NewApproval};
 
-use crate::call::{append_durable, approved, store_down, timed_out, CallCtx, APPROVAL_DENIED};
+use crate::call::{append_decision, approved, store_down, timed_out, CallCtx, APPROVAL_DENIED};
 use crate::enforce::denial_message;
 use crate::front::sse_response;
 use crate::state::now_ms;
@@ -59,7 +59,7 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
         // The `requested` record is durable before anyone can decide, so the audit log
         // never shows a decision before its request.
         if let Some(log) = &ctx.st.audit {
-            if let Err(e) = append_durable(log, ctx.approval_record(&a, "requested", None)).await {
+            if let Err(e) = append_decision(log, ctx.approval_record(&a, "requested", None)).await {
                 let (answer, d) = store_down(&ctx.id_text, &format!("audit log: {e}"));
                 return ctx.deny(answer, &d, Some(&a));
             }

@@ -210,7 +210,7 @@ impl CallCtx {
         )
         .await;
         if decision.message == crate::enforce::STATE_FAIL_OPEN {
-            self.st.metrics.store_error("counters");
+            self.st.metrics.store_error("store");
         }
         tracing::info!(server = %self.srv.name, grant = %self.grant.label, tool = %self.tool, decision = ?decision.effect, rule = %decision.rule, "tools/call judged");
         let ticket = match verdict {
@@ -221,7 +221,7 @@ impl CallCtx {
             &self.st.audit,
             self.decision_record(&decision, approval.as_ref()),
         ) {
-            (Some(log), Some(r)) => match append_durable(log, r.clone()).await {
+            (Some(log), Some(r)) => match append_decision(log, r.clone()).await {
                 Ok(seq) => Some(Arc::new(Trail::new(log.clone(), &r, seq))),
                 Err(e) if fail_open => {
                     tracing::error!("audit log unavailable: {e}; the call goes through without a durable record (state_fail_mode = \"open\")");
@@ -343,6 +343,9 @@ pub async fn approved(ctx: CallCtx, a: Approval) -> Response {
 }
 
 /// Appends a decision record and waits until it is durable; returns its seq.
+/// Appends a record and waits until it is durable; returns its seq. Gives up after
+/// [`AUDIT_WAIT`] (the caller then refuses the call, or lets it through under
+/// `state_fail_mode = "open"`).
 pub async fn append_durable(log: &toolgate_store::AuditLog, record: Record) -> Result<u64, String> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     log.append_then(
@@ -351,9 +354,51 @@ pub async fn append_durable(log: &toolgate_store::AuditLog, record: Record) -> R
             let _ = tx.send(r);
         }),
     );
-    rx.await
-        .unwrap_or_else(|_| Err("the audit writer stopped".into()))
+    wait_for(rx).await
 }
+
+/// [`append_durable`] for a decision record: if it is committed after the call gave up
+/// waiting (and the call was refused), an outcome `refused` linked to it follows, so the
+/// log never shows a refused call as simply allowed.
+pub async fn append_decision(
+    log: &Arc<toolgate_store::AuditLog>,
+    record: Record,
+) -> Result<u64, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let late = log.clone();
+    log.append_then(
+        record,
+        Box::new(move |r| {
+            if let Err(Ok(seq)) = tx.send(r) {
+                late.append(Record {
+                    kind: toolgate_audit::Kind::Outcome,
+                    at_ms: now_ms(),
+                    call_seq: Some(seq),
+                    outcome: Some(toolgate_audit::Outcome::Refused),
+                    message: Some(format!(
+                        "the decision record was committed after the call gave up waiting ({} s); the call was refused and never reached the tool",
+                        AUDIT_WAIT.as_secs()
+                    )),
+                    ..Record::default()
+                });
+            }
+        }),
+    );
+    wait_for(rx).await
+}
+
+async fn wait_for(rx: tokio::sync::oneshot::Receiver<Result<u64, String>>) -> Result<u64, String> {
+    match tokio::time::timeout(AUDIT_WAIT, rx).await {
+        Ok(r) => r.unwrap_or_else(|_| Err("the audit writer stopped".into())),
+        Err(_) => Err(format!(
+            "the audit log did not commit within {} s",
+            AUDIT_WAIT.as_secs()
+        )),
+    }
+}
+
+/// How long a call waits for its decision record to be committed.
+pub const AUDIT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The label of a call an approver denied.
 pub const APPROVAL_DENIED: &str = "(approval denied)";

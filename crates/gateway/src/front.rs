@@ -75,8 +75,15 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// `/readyz`: 200 when the store, the counter store and the audit log all answer, else
 /// 503; the body names each part's state (`ok` or the error), so a load balancer takes a
 /// replica out while its Redis or PostgreSQL is unreachable and back when it recovers.
+/// When every server has `state_fail_mode = "open"`, only the SQLite store decides: the
+/// replica serves while Redis or PostgreSQL is down (`"degraded": true`). At most 3 s.
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
-    let checked = tokio::task::spawn_blocking(move || {
+    let needs_shared = st
+        .config()
+        .servers
+        .iter()
+        .any(|s| s.state_fail_mode == crate::config::FailMode::Closed);
+    let check = tokio::task::spawn_blocking(move || {
         let store = st
             .store
             .grant_count()
@@ -88,22 +95,25 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
             None => Ok(()),
         };
         (store, counters, audit, st.audit.is_some())
-    })
-    .await;
-    let Ok((store, counters, audit, audited)) = checked else {
+    });
+    let Ok(Ok((store, counters, audit, audited))) =
+        tokio::time::timeout(Duration::from_secs(3), check).await
+    else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the check failed\n",
+            axum::Json(serde_json::json!({"ready": false, "error": "the checks did not answer within 3 s"})),
         )
             .into_response();
     };
-    let ready = store.is_ok() && counters.is_ok() && audit.is_ok();
+    let shared_ok = counters.is_ok() && audit.is_ok();
+    let ready = store.is_ok() && (shared_ok || !needs_shared);
     let show = |r: &Result<(), String>| match r {
         Ok(()) => serde_json::Value::from("ok"),
         Err(e) => serde_json::Value::from(e.as_str()),
     };
     let body = serde_json::json!({
         "ready": ready,
+        "degraded": ready && !shared_ok,
         "store": show(&store),
         "counters": show(&counters),
         "audit": if audited { show(&audit) } else { serde_json::Value::from("off") },

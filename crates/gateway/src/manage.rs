@@ -185,8 +185,9 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Replaces the named policy with `doc`: validated and tested first, the file it
-/// replaces kept in the history, the new text written atomically (pretty JSON), the
-/// config reloaded at once so the next call is judged by it, and the change audited.
+/// replaces kept in the history, the new text written atomically (pretty JSON), and the
+/// config reloaded at once so the next call is judged by it. Blocking (file and store
+/// writes): call it off the async threads; the caller audits the change.
 pub fn put_policy(
     st: &AppState,
     name: &str,
@@ -247,12 +248,6 @@ pub fn put_policy(
                 )));
             }
         }
-        audit_admin(
-            st,
-            author,
-            format!("policy `{name}` put: version {previous} -> {version}"),
-            None,
-        );
     }
     Ok(PutOutcome {
         name: name.to_string(),
@@ -261,8 +256,10 @@ pub fn put_policy(
     })
 }
 
-/// Records an admin change in the audit log (`kind = "admin"`, `approver` = who).
-pub fn audit_admin(st: &AppState, who: &str, message: String, server: Option<String>) {
+/// Records an admin change in the audit log (`kind = "admin"`, `approver` = who) and waits
+/// until it is committed, without blocking a thread (a failure is logged: the change is
+/// made already).
+pub async fn audit_admin(st: &AppState, who: &str, message: String, server: Option<String>) {
     tracing::info!(by = %who, "{message}");
     if let Some(log) = &st.audit {
         let r = Record {
@@ -273,7 +270,7 @@ pub fn audit_admin(st: &AppState, who: &str, message: String, server: Option<Str
             server,
             ..Record::default()
         };
-        if let Err(e) = log.append_sync(r) {
+        if let Err(e) = crate::call::append_durable(log, r).await {
             tracing::error!("audit log: the admin change was made but not recorded: {e}");
         }
     }

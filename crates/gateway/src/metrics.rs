@@ -108,7 +108,7 @@ impl Default for Metrics {
         let store_errors = Family::<ErrorLabels, Counter>::default();
         registry.register(
             "store_errors",
-            "Errors of the state stores (each refused a call: fail closed)",
+            "Errors of the state stores (store: grants, counters and approvals; audit): each refused a call, or let it through under state_fail_mode = \"open\"",
             store_errors.clone(),
         );
         let upstream_up = Family::<ServerLabels, Gauge>::default();

@@ -47,7 +47,13 @@ pub fn parse_traceparent(s: &str) -> Option<TraceParent> {
     if parts.next().is_some() || version != "00" || flags.len() != 2 {
         return None;
     }
-    hex::decode(flags).ok()?;
+    let lower_hex = |p: &str| {
+        p.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if !(lower_hex(trace) && lower_hex(span) && lower_hex(flags)) {
+        return None;
+    }
     Some(TraceParent {
         trace_id: hex_bytes(trace)?,
         span_id: hex_bytes(span)?,
@@ -100,8 +106,9 @@ impl Finished {
             "startTimeUnixNano": self.start_ns.to_string(),
             "endTimeUnixNano": self.end_ns.to_string(),
             "attributes": self.attributes.iter().map(|(k, v)| json!({"key": k, "value": {"stringValue": v}})).collect::<Vec<_>>(),
+            // Unset (0) unless something failed, as OpenTelemetry asks of instrumentation.
             "status": match &self.error {
-                None => json!({"code": 1}),
+                None => json!({"code": 0}),
                 Some(m) => json!({"code": 2, "message": m}),
             },
         });
@@ -170,11 +177,19 @@ impl Exporter {
     }
 }
 
-/// The span of one call, ended once (later ends are ignored).
+/// The span of one call, ended once (later ends are ignored). A span dropped without an
+/// end (the agent went away while its call was held or streaming, or a path that answered
+/// on its own) is ended then, as `abandoned`.
 #[derive(Debug)]
 pub struct CallSpan {
     exporter: Arc<Exporter>,
     span: Mutex<Option<Finished>>,
+}
+
+impl Drop for CallSpan {
+    fn drop(&mut self) {
+        self.end(Some("abandoned: ended without an outcome".into()));
+    }
 }
 
 impl CallSpan {
@@ -284,6 +299,7 @@ mod tests {
             "00-0af7651916cd43dd8448eb211c8031-b7ad6b7169203331-01",
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
             "00-zzf7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
         ] {
             assert!(parse_traceparent(bad).is_none(), "{bad}");
         }

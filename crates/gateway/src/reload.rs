@@ -26,24 +26,33 @@ pub async fn watch(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let now = fingerprint(&files);
-        if now == last {
+        if fingerprint(&files) == last {
             continue;
         }
-        last = now;
+        // One change at a time with the admin API (which writes these files and swaps the
+        // config itself): a load here must not install an older view over its change.
+        let _one_at_a_time = state.admin_lock.lock().unwrap_or_else(|e| e.into_inner());
         let current = state.config();
+        // What is on disk before the load: a write after it is seen at the next tick.
+        let seen = fingerprint(&files);
         match Config::load(&current.file) {
             Ok(new) => {
                 if new.listen != current.listen || new.store != current.store {
                     tracing::warn!("config reloaded, but `listen` and `store` changes take effect only after a restart");
                 }
-                files = new.watched_files();
-                last = fingerprint(&files);
+                let new_files = new.watched_files();
+                last = if new_files == files {
+                    seen
+                } else {
+                    fingerprint(&new_files)
+                };
+                files = new_files;
                 state.set_config(new);
                 tracing::info!(file = %current.file.display(), "config and policies reloaded");
                 println!("toolgate: reloaded {}", current.file.display());
             }
             Err(e) => {
+                last = seen;
                 tracing::error!("reload refused, keeping the running config: {e}");
                 eprintln!("toolgate: reload refused, keeping the running config: {e}");
             }

@@ -21,7 +21,7 @@ use toolgate_protocol::{error_codes, error_response, Envelope, EnvelopeError, Ki
 use toolgate_store::{AuditLog, Grant, NewApproval, SqliteStore};
 
 use crate::approval::{wait_decision, Decided};
-use crate::call::{append_durable, store_down};
+use crate::call::{append_decision, append_durable, store_down};
 use crate::config::{Config, Pinning, ServerConfig, Transport};
 use crate::enforce::{
     denial_message, judge, reserve, CallHook, Caller, Hook, PinCtx, Sanitize, Verdict,
@@ -457,7 +457,7 @@ async fn call(shared: Arc<Shared>, line: Bytes) {
                 r.approval_id = Some(a.id.clone());
                 r.approver = Some(a.approvers.join(", "));
             }
-            match append_durable(log, r.clone()).await {
+            match append_decision(log, r.clone()).await {
                 Ok(seq) => Some(Arc::new(Trail::new(log.clone(), &r, seq))),
                 Err(e) => {
                     tracing::error!("audit log unavailable: {e}; the call is refused");

@@ -75,7 +75,8 @@ pub fn with_decision(
             None => d.message.clone(),
         });
     } else if !d.message.is_empty() {
-        // An allowed call with a note (let through uncounted: state_fail_mode = "open").
+        // A note on an allowed or held call (let through uncounted under
+        // state_fail_mode = "open", or what a held call waits for).
         r.message = Some(d.message.clone());
     }
     if d.hidden {

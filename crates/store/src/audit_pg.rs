@@ -57,6 +57,20 @@ fn pg(e: postgres::Error) -> StoreError {
     StoreError::Audit(format!("postgres: {e}"))
 }
 
+/// A connection that cannot hang: connecting gives up after 5 s, a dead peer is noticed
+/// within about 20 s (TCP keepalives and `tcp_user_timeout`), and a statement runs at most
+/// 15 s. A call waiting on the audit log is refused rather than held for minutes.
+fn open(url: &str) -> Result<Client, postgres::Error> {
+    let mut config: postgres::Config = url.parse()?;
+    config
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(10))
+        .tcp_user_timeout(std::time::Duration::from_secs(20))
+        .options("-c statement_timeout=15000");
+    config.connect(NoTls)
+}
+
 /// One connection, made again when it was lost (PostgreSQL restarted, the connection
 /// was killed): the operation that found it dead fails (the call is refused), the next one
 /// reconnects.
@@ -69,7 +83,7 @@ impl PgBackend {
     /// Connects; `create` makes the tables (under the advisory lock, so replicas starting
     /// together do not race).
     pub(crate) fn connect(url: &str, create: bool) -> Result<Self, StoreError> {
-        let mut client = Client::connect(url, NoTls)
+        let mut client = open(url)
             .map_err(|e| StoreError::Audit(format!("cannot connect to {}: {e}", redacted(url))))?;
         if create {
             let mut tx = client.transaction().map_err(pg)?;
@@ -87,7 +101,7 @@ impl PgBackend {
     /// The connection, made again if it was closed.
     fn live(&mut self) -> Result<&mut Client, StoreError> {
         if self.client.is_closed() {
-            self.client = Client::connect(&self.url, NoTls).map_err(|e| {
+            self.client = open(&self.url).map_err(|e| {
                 StoreError::Audit(format!("cannot reconnect to {}: {e}", redacted(&self.url)))
             })?;
             tracing::warn!("audit log: reconnected to {}", redacted(&self.url));

@@ -309,12 +309,19 @@ impl Counters for RedisCounters {
         }
     }
 
-    /// A PING on a fresh connection (one second at most).
+    /// A PING on a fresh connection (a second to connect, a second each way).
     fn check(&self) -> Result<(), CounterError> {
         let mut conn = self
             .client
             .get_connection_with_timeout(Duration::from_secs(1))
             .map_err(|e| unavailable(format!("{}: {e}", redacted(&self.url))))?;
+        for set in [
+            redis::Connection::set_read_timeout,
+            redis::Connection::set_write_timeout,
+        ] {
+            set(&conn, Some(Duration::from_secs(1)))
+                .map_err(|e| unavailable(format!("{}: {e}", redacted(&self.url))))?;
+        }
         let _: String = redis::cmd("PING")
             .query(&mut conn)
             .map_err(|e| unavailable(format!("{}: {e}", redacted(&self.url))))?;

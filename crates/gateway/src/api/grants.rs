@@ -55,7 +55,8 @@ pub async fn create(State(st): State<Arc<AppState>>, headers: HeaderMap, body: B
                 &who.name,
                 format!("grant {} (`{}`) created", g.id, g.label),
                 Some(g.server.clone()),
-            );
+            )
+            .await;
             (StatusCode::CREATED, Json(grant_json(&g, Some(&token), now))).into_response()
         }
         Err(e) => manage_error(e),
@@ -86,7 +87,8 @@ pub async fn rotate(
                 &who.name,
                 format!("grant {id} rotated"),
                 Some(g.server.clone()),
-            );
+            )
+            .await;
             Json(grant_json(&g, Some(&token), now_ms())).into_response()
         }
         Err(e) => not_found_or(&e, &id),
@@ -110,7 +112,8 @@ pub async fn revoke(
                 &who.name,
                 format!("grant {id} revoked"),
                 Some(g.server.clone()),
-            );
+            )
+            .await;
             Json(grant_json(&g, None, now_ms())).into_response()
         }
         Err(e) => not_found_or(&e, &id),

@@ -275,7 +275,7 @@ async fn get_approval(
     }
 }
 
-fn decided(
+async fn decided(
     st: &AppState,
     result: Result<Result<Approval, DecideError>, toolgate_store::StoreError>,
     who: &AdminToken,
@@ -296,7 +296,7 @@ fn decided(
             None => format!("admin API, token {}", who.id),
         };
         let r = a.audit_record(event, Some(who.name.clone()), Some(message), now_ms());
-        if let Err(e) = log.append_sync(r) {
+        if let Err(e) = crate::call::append_durable(log, r).await {
             tracing::error!("audit log: {e}");
         }
     }
@@ -314,7 +314,7 @@ async fn approve(
         Err(r) => return r.into_response(),
     };
     let result = st.store.approve(&id, &who.name, now_ms());
-    decided(&st, result, &who, "approved", None)
+    decided(&st, result, &who, "approved", None).await
 }
 
 async fn deny(
@@ -338,7 +338,7 @@ async fn deny(
         );
     };
     let result = st.store.deny_approval(&id, &who.name, &reason, now_ms());
-    decided(&st, result, &who, "denied", Some(reason))
+    decided(&st, result, &who, "denied", Some(reason)).await
 }
 
 async fn status(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
@@ -347,10 +347,11 @@ async fn status(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response
     }
     let now = now_ms();
     let since = now.saturating_sub(3_600_000);
-    let stats = match &st.audit {
-        Some(log) => match log.stats(since) {
-            Ok(s) => Some(s),
-            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    let stats = match st.audit.clone() {
+        Some(log) => match tokio::task::spawn_blocking(move || log.stats(since)).await {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+            Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "the audit read failed"),
         },
         None => None,
     };

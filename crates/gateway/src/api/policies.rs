@@ -13,7 +13,7 @@ use toolgate_policy::edit::{set_tool_state, Change, ToolState};
 use toolgate_store::{Role, StoreError};
 
 use super::{admin, admin_with_body, error, json_body, manage_error, store_error};
-use crate::manage::{check_policy, put_policy, ManageError, PutOutcome};
+use crate::manage::{audit_admin, check_policy, put_policy, ManageError, PutOutcome};
 use crate::state::AppState;
 
 /// A policy's current document, read from its file.
@@ -41,9 +41,28 @@ pub(crate) fn current_document(st: &AppState, name: &str) -> Result<(String, Val
     Ok((version, doc))
 }
 
-fn put_response(r: Result<PutOutcome, ManageError>) -> Response {
+/// Puts `doc` off the async threads, audits a change, and answers.
+async fn put_and_audit(st: &Arc<AppState>, name: String, doc: Value, author: String) -> Response {
+    let (s2, n2, a2) = (st.clone(), name.clone(), author.clone());
+    let done = tokio::task::spawn_blocking(move || put_policy(&s2, &n2, &doc, &a2)).await;
+    let r: Result<PutOutcome, ManageError> =
+        done.unwrap_or_else(|e| Err(ManageError::Io(format!("the put failed: {e}"))));
     match r {
-        Ok(p) => Json(json!({"name": p.name, "version": p.version, "previous": p.previous, "changed": p.version != p.previous})).into_response(),
+        Ok(p) => {
+            if p.version != p.previous {
+                audit_admin(
+                    st,
+                    &author,
+                    format!(
+                        "policy `{name}` put: version {} -> {}",
+                        p.previous, p.version
+                    ),
+                    None,
+                )
+                .await;
+            }
+            Json(json!({"name": p.name, "version": p.version, "previous": p.previous, "changed": p.version != p.previous})).into_response()
+        }
         Err(e) => manage_error(e),
     }
 }
@@ -126,7 +145,7 @@ pub async fn put(
         Ok(x) => x,
         Err(r) => return r,
     };
-    put_response(put_policy(&st, &name, &doc, &who.name))
+    put_and_audit(&st, name, doc, who.name).await
 }
 
 /// `GET /api/v1/policies/{name}/versions`: the history, newest first.
@@ -211,7 +230,7 @@ pub async fn rollback(
             )
         }
     };
-    put_response(put_policy(&st, &name, &doc, &who.name))
+    put_and_audit(&st, name, doc, who.name).await
 }
 
 /// `PUT /api/v1/policies/{name}/tools/{tool}` with `{"state": "deny", "reason": "…"}`
@@ -266,5 +285,5 @@ pub async fn set_tool(
         Ok(d) => d,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
     };
-    put_response(put_policy(&st, &name, &edited, &who.name))
+    put_and_audit(&st, name, edited, who.name).await
 }

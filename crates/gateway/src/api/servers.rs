@@ -180,10 +180,19 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || o[0] == 0
                 || (o[0] == 100 && (o[1] & 0xc0) == 64)
                 || (o[0] == 198 && (o[1] & 0xfe) == 18)
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || o[0] >= 224
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_private(IpAddr::V4(v4));
+            }
+            // IPv4-compatible (deprecated `::a.b.c.d`) and multicast.
+            if let Some(v4) = v6.to_ipv4() {
+                return is_private(IpAddr::V4(v4));
+            }
+            if v6.is_multicast() {
+                return true;
             }
             let seg = v6.segments();
             let first = seg[0];
@@ -301,57 +310,71 @@ pub async fn add(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Byte
             return error(StatusCode::FORBIDDEN, &m);
         }
     }
+    let (s2, n2, who2) = (st.clone(), name.clone(), who.name.clone());
+    let added = tokio::task::spawn_blocking(move || append_server(&s2, &n2, &who2, &block)).await;
+    match added {
+        Ok(Ok(shown)) => {
+            audit_admin(
+                &st,
+                &who.name,
+                format!("server `{name}` added ({url})"),
+                Some(name),
+            )
+            .await;
+            (StatusCode::CREATED, Json(shown)).into_response()
+        }
+        Ok(Err(r)) => r,
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("adding the server failed: {e}"),
+        ),
+    }
+}
+
+/// Appends the block to the config file (validated first, written atomically) and swaps
+/// the new config in; the server as `admin` sees it. Blocking: run it off the async threads.
+fn append_server(st: &AppState, name: &str, who: &str, block: &str) -> Result<Value, Response> {
     let _one_at_a_time = st.admin_lock.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = st.config();
-    if cfg.server(&name).is_some() {
-        return error(
+    if cfg.server(name).is_some() {
+        return Err(error(
             StatusCode::CONFLICT,
             &format!("a server named `{name}` exists"),
-        );
+        ));
     }
-    let old = match std::fs::read_to_string(&cfg.file) {
-        Ok(t) => t,
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("cannot read `{}`: {e}", cfg.file.display()),
-            )
-        }
-    };
+    let old = std::fs::read_to_string(&cfg.file).map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot read `{}`: {e}", cfg.file.display()),
+        )
+    })?;
     let text = format!(
         "{old}{}\n# added through the admin API by {} at {} ms\n{block}",
         if old.ends_with('\n') { "" } else { "\n" },
-        who.name.replace('\n', " "),
+        who.replace('\n', " "),
         now_ms()
     );
-    let new = match Config::parse(&text, &cfg.file, &cfg.base) {
-        Ok(c) => c,
-        Err(e) => return (
+    let new = Config::parse(&text, &cfg.file, &cfg.base).map_err(|e| {
+        (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(
                 json!({"error": "the server was refused by config validation", "errors": e.errors}),
             ),
         )
-            .into_response(),
-    };
-    if let Err(e) = crate::manage::write_atomically(&cfg.file, &text) {
-        return error(
+            .into_response()
+    })?;
+    crate::manage::write_atomically(&cfg.file, &text).map_err(|e| {
+        error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("cannot write `{}`: {e}", cfg.file.display()),
-        );
-    }
+        )
+    })?;
     let shown = new
-        .server(&name)
+        .server(name)
         .map(|s| server_json(s, true, 0, 0))
         .unwrap_or(Value::Null);
     st.set_config(new);
-    audit_admin(
-        &st,
-        &who.name,
-        format!("server `{name}` added ({url})"),
-        Some(name),
-    );
-    (StatusCode::CREATED, Json(shown)).into_response()
+    Ok(shown)
 }
 
 #[cfg(test)]
@@ -374,6 +397,14 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            "198.18.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::1",
+            "224.0.0.1",
+            "240.0.0.1",
+            "192.0.0.8",
+            "::7f00:1",
+            "ff02::1",
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
