@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 use toolgate_audit::{arg_hash, Record};
-use toolgate_policy::{labels, Decision, Effect, Facts};
+use toolgate_policy::{labels, Decision, Effect, Facts, Ticket};
 use toolgate_store::{Approval, Grant, GrantStatus};
 
 use crate::config::{Config, Pinning, ServerConfig};
@@ -209,13 +209,14 @@ impl CallCtx {
             fail_open,
         )
         .await;
-        if decision.message == crate::enforce::STATE_FAIL_OPEN {
-            self.st.metrics.store_error("store");
-        }
         tracing::info!(server = %self.srv.name, grant = %self.grant.label, tool = %self.tool, decision = ?decision.effect, rule = %decision.rule, "tools/call judged");
         let ticket = match verdict {
             Verdict::Answer(body) => return self.deny(body, &decision, approval.as_ref()),
             Verdict::Forward(ticket) => ticket,
+            Verdict::ForwardUncounted => {
+                self.st.metrics.store_error("store");
+                Ticket::default()
+            }
         };
         let trail = match (
             &self.st.audit,

@@ -18,6 +18,8 @@ use crate::trail::{outcome_of, Trail};
 pub enum Verdict {
     /// Forward; give `ticket` back if the call never reached the tool.
     Forward(Ticket),
+    /// Forward uncounted: the counter store is unreachable and the server fails open.
+    ForwardUncounted,
     /// Answer the agent with this JSON-RPC message (HTTP 200).
     Answer(String),
 }
@@ -119,7 +121,7 @@ pub async fn reserve(
             tracing::error!("counter store unavailable: {m}; the call goes through uncounted (state_fail_mode = \"open\")");
             let mut d = d;
             d.message = STATE_FAIL_OPEN.into();
-            return (Verdict::Forward(Ticket::default()), d);
+            return (Verdict::ForwardUncounted, d);
         }
         Err(CounterError::Unavailable(m)) => {
             tracing::error!("counter store unavailable: {m}");

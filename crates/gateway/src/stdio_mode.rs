@@ -449,6 +449,8 @@ async fn call(shared: Arc<Shared>, line: Bytes) {
     let ticket = match verdict {
         Verdict::Answer(_) => return deny(&decision, approval.as_ref()),
         Verdict::Forward(t) => t,
+        // Not produced here: stdio mode always fails closed.
+        Verdict::ForwardUncounted => Default::default(),
     };
     let trail = match (&shared.gate.audit, record) {
         (Some(log), Some(r)) => {
