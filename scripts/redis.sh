@@ -15,7 +15,7 @@ case "$cmd" in
     fi
     mkdir -p "$dir"
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+    redis-server --port "$port" --bind 127.0.0.1 --databases 64 --save '' --appendonly no --daemonize yes \
       --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >&2
     for _ in $(seq 50); do
       redis-cli -p "$port" ping >/dev/null 2>&1 && break

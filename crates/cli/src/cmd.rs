@@ -69,28 +69,42 @@ pub fn load_config_or_user(arg: &ConfigArg) -> anyhow::Result<toolgate_gateway::
     )?)
 }
 
-/// The config's rate-limit counters: Redis when `counters` names it, else persistent
-/// counters in the SQLite store.
+/// The config's rate-limit counters: Redis when `counters` names it or the store is Redis,
+/// else persistent counters in the SQLite store.
 pub fn open_counters(
     cfg: &toolgate_gateway::Config,
-    store: &std::sync::Arc<toolgate_store::SqliteStore>,
+    store: &std::sync::Arc<dyn toolgate_store::StateStore>,
 ) -> anyhow::Result<std::sync::Arc<dyn toolgate_policy::Counters>> {
     use anyhow::Context as _;
-    Ok(match &cfg.counters {
-        Some(url) => std::sync::Arc::new(
+    let redis = cfg.counters.as_deref().or_else(|| {
+        (cfg.store.starts_with("redis://") || cfg.store.starts_with("redis+unix://"))
+            .then_some(cfg.store.as_str())
+    });
+    if let Some(url) = redis {
+        return Ok(std::sync::Arc::new(
             toolgate_store::RedisCounters::open(url).context("cannot reach the counters' Redis")?,
-        ),
-        None => std::sync::Arc::new(
-            toolgate_store::PersistentCounters::open(store.clone(), now_ms())
-                .context("cannot restore rate-limit counters")?,
-        ),
-    })
+        ));
+    }
+    let sqlite = store
+        .clone()
+        .as_sqlite()
+        .context("the store keeps no counters and no Redis is named for them")?;
+    Ok(std::sync::Arc::new(
+        toolgate_store::PersistentCounters::open(sqlite, now_ms())
+            .context("cannot restore rate-limit counters")?,
+    ))
 }
 
-/// Opens the config's store.
-pub fn open_store(cfg: &toolgate_gateway::Config) -> anyhow::Result<toolgate_store::SqliteStore> {
-    toolgate_store::SqliteStore::open_url(&cfg.store, &cfg.base)
-        .map_err(|e| anyhow::anyhow!("cannot open the store `{}`: {e}", cfg.store))
+/// Opens the config's store: SQLite or Redis, by its URL.
+pub fn open_store(
+    cfg: &toolgate_gateway::Config,
+) -> anyhow::Result<std::sync::Arc<dyn toolgate_store::StateStore>> {
+    toolgate_store::open_state(&cfg.store, &cfg.base).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the store `{}`: {e}",
+            toolgate_store::audit::redacted_url(&cfg.store)
+        )
+    })
 }
 
 /// Milliseconds since the Unix epoch.

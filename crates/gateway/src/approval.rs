@@ -148,7 +148,7 @@ pub enum Decided {
 /// Waits until approval `id` is decided. An approved one is taken (used) for this call;
 /// an expired one is marked so (and `on_expired` told, to record it).
 pub async fn wait_decision(
-    store: &toolgate_store::SqliteStore,
+    store: &dyn toolgate_store::StateStore,
     id: &str,
     on_expired: impl Fn(&Approval),
 ) -> Decided {
@@ -206,7 +206,7 @@ pub async fn wait_decision(
 /// Waits for the decision and answers: forwards an approved call (judged again), denies
 /// a denied or expired one.
 async fn wait(ctx: CallCtx, a: Approval) -> Response {
-    let decided = wait_decision(&ctx.st.store, &a.id, |current| {
+    let decided = wait_decision(ctx.st.store.as_ref(), &a.id, |current| {
         ctx.record_approval(current, "expired", None)
     })
     .await;

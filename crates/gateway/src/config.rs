@@ -400,8 +400,11 @@ impl Config {
         let store = raw
             .store
             .unwrap_or_else(|| "sqlite://toolgate.db".to_string());
-        if !store.starts_with("sqlite://") || store.len() <= "sqlite://".len() {
-            errors.push(format!("store: expected \"sqlite://PATH\" (redis:// and postgres:// are not available in this build), got {store:?}"));
+        let store_ok = ["sqlite://", "redis://", "redis+unix://"]
+            .iter()
+            .any(|p| store.starts_with(p) && store.len() > p.len());
+        if !store_ok {
+            errors.push(format!("store: expected \"sqlite://PATH\" (one machine, the default) or \"redis://HOST:PORT/DB\" (grants, approvals, pins and counters shared by replicas), got {store:?}"));
         }
         let max_body = match &raw.max_body {
             None => DEFAULT_MAX_BODY,

@@ -9,7 +9,7 @@ use toolgate_policy::{
     evaluate, labels, Call, CounterError, Counters, Decision, Effect, Facts, Policy, Ticket,
 };
 use toolgate_protocol::{error_codes, error_response, tool_error_result};
-use toolgate_store::{AuditLog, SqliteStore};
+use toolgate_store::{AuditLog, StateStore};
 
 use crate::trail::{outcome_of, Trail};
 
@@ -203,7 +203,7 @@ pub struct Sanitize {
 #[derive(Clone)]
 pub struct PinCtx {
     /// The store holding pins.
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn StateStore>,
     /// The server.
     pub server: String,
     /// Enforce or only warn.

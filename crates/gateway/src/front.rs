@@ -75,8 +75,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// `/readyz`: 200 when the store, the counter store and the audit log all answer, else
 /// 503; the body names each part's state (`ok` or the error), so a load balancer takes a
 /// replica out while its Redis or PostgreSQL is unreachable and back when it recovers.
-/// When every server has `state_fail_mode = "open"`, only the SQLite store decides: the
-/// replica serves while Redis or PostgreSQL is down (`"degraded": true`). At most 3 s.
+/// When every server has `state_fail_mode = "open"`, only the state store (grants) decides:
+/// the replica serves while the counters' Redis or PostgreSQL is down (`"degraded": true`). At most 3 s.
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     let needs_shared = st
         .config()
@@ -84,11 +84,7 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         .iter()
         .any(|s| s.state_fail_mode == crate::config::FailMode::Closed);
     let check = tokio::task::spawn_blocking(move || {
-        let store = st
-            .store
-            .grant_count()
-            .map(|_| ())
-            .map_err(|e| e.to_string());
+        let store = st.store.check().map_err(|e| e.to_string());
         let counters = st.counters.check().map_err(|e| e.to_string());
         let audit = match &st.audit {
             Some(log) => log.check().map_err(|e| e.to_string()),

@@ -10,7 +10,7 @@ use toolgate_audit::{Kind, Record};
 use toolgate_policy::duration::parse_duration;
 use toolgate_policy::testing::{observed, run_tests};
 use toolgate_policy::{load_value, Loaded};
-use toolgate_store::{Grant, NewGrant, PolicyVersion, SqliteStore, StoreError};
+use toolgate_store::{Grant, NewGrant, PolicyVersion, StateStore, StoreError};
 
 use crate::config::{policy_version, Config};
 use crate::state::{now_ms, AppState};
@@ -59,7 +59,7 @@ pub struct GrantRequest {
 /// token (shown once).
 pub fn create_grant(
     cfg: &Config,
-    store: &SqliteStore,
+    store: &dyn StateStore,
     req: GrantRequest,
     now_ms: u64,
 ) -> Result<(Grant, String), ManageError> {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use toolgate_policy::Counters;
-use toolgate_store::{AuditLog, Grant, SqliteStore, StoreError};
+use toolgate_store::{AuditLog, Grant, StateStore, StoreError};
 
 use crate::config::Config;
 use crate::session::Sessions;
@@ -14,8 +14,8 @@ use crate::session::Sessions;
 /// Everything a request handler needs.
 pub struct AppState {
     config: RwLock<Arc<Config>>,
-    /// Grants (and, through `counters`, counter entries).
-    pub store: Arc<SqliteStore>,
+    /// Grants, admin tokens, pins, approvals and policy history (SQLite or Redis).
+    pub store: Arc<dyn StateStore>,
     /// Rate-limit counters.
     pub counters: Arc<dyn Counters>,
     /// Live agent sessions.
@@ -62,7 +62,7 @@ impl AppState {
     /// Builds the state.
     pub fn new(
         config: Config,
-        store: Arc<SqliteStore>,
+        store: Arc<dyn StateStore>,
         counters: Arc<dyn Counters>,
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use toolgate_audit::Record;
 use toolgate_policy::{Counters, Decision, Effect, Facts};
 use toolgate_protocol::{error_codes, error_response, Envelope, EnvelopeError, Kind};
-use toolgate_store::{AuditLog, Grant, NewApproval, SqliteStore};
+use toolgate_store::{AuditLog, Grant, NewApproval, StateStore};
 
 use crate::approval::{wait_decision, Decided};
 use crate::call::{append_decision, append_durable, store_down};
@@ -38,7 +38,7 @@ pub struct StdioGate {
     /// The config: its one server is the child, its one policy the one enforced.
     pub cfg: Arc<Config>,
     /// Store (pins, approvals, counters' file).
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn StateStore>,
     /// Rate-limit counters.
     pub counters: Arc<dyn Counters>,
     /// The audit log, when on.
@@ -565,7 +565,7 @@ async fn hold(
         });
         shared.say(msg.to_string());
     }
-    let decided = wait_decision(&gate.store, &a.id, |current| {
+    let decided = wait_decision(gate.store.as_ref(), &a.id, |current| {
         approval_event(shared, current, "expired")
     })
     .await;

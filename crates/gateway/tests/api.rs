@@ -16,7 +16,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use toolgate_gateway::{router, AppState, Config};
-use toolgate_store::{AuditLog, NewGrant, PersistentCounters, Role, SqliteStore};
+use toolgate_store::{
+    AdminStore, AuditLog, GrantStore, NewGrant, PersistentCounters, Role, SqliteStore,
+};
 use tower::ServiceExt;
 
 struct Fixture {

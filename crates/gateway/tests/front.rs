@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use toolgate_gateway::{router, AppState, Config};
-use toolgate_store::{NewGrant, PersistentCounters, SqliteStore};
+use toolgate_store::{GrantStore, NewGrant, PersistentCounters, SqliteStore};
 use tower::ServiceExt;
 
 struct Fixture {

@@ -5,6 +5,7 @@ use rusqlite::{params, OptionalExtension};
 
 use crate::grants::{constant_time_eq, hash_token, random_hex};
 use crate::sqlite::SqliteStore;
+use crate::state::AdminStore;
 use crate::StoreError;
 
 /// The admin token table (created with the store's schema).
@@ -83,9 +84,9 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AdminToken> {
 
 const COLS: &str = "id, name, role, token_prefix, created_at_ms, revoked_at_ms";
 
-impl SqliteStore {
+impl AdminStore for SqliteStore {
     /// Creates an admin token; returns it and the token (the only time it exists in clear).
-    pub fn create_admin_token(
+    fn create_admin_token(
         &self,
         name: &str,
         role: Role,
@@ -108,7 +109,7 @@ impl SqliteStore {
     }
 
     /// Every admin token, oldest first.
-    pub fn admin_tokens(&self) -> Result<Vec<AdminToken>, StoreError> {
+    fn admin_tokens(&self) -> Result<Vec<AdminToken>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLS} FROM admin_tokens ORDER BY created_at_ms, id"
@@ -118,7 +119,7 @@ impl SqliteStore {
     }
 
     /// Revokes an admin token (idempotent).
-    pub fn revoke_admin_token(&self, id: &str, now_ms: u64) -> Result<(), StoreError> {
+    fn revoke_admin_token(&self, id: &str, now_ms: u64) -> Result<(), StoreError> {
         let n = self.conn().execute(
             "UPDATE admin_tokens SET revoked_at_ms = COALESCE(revoked_at_ms, ?1) WHERE id = ?2",
             params![i64::try_from(now_ms).unwrap_or(i64::MAX), id],
@@ -130,7 +131,7 @@ impl SqliteStore {
     }
 
     /// The live (not revoked) admin token a bearer token opens.
-    pub fn admin_by_token(&self, token: &str) -> Result<Option<AdminToken>, StoreError> {
+    fn admin_by_token(&self, token: &str) -> Result<Option<AdminToken>, StoreError> {
         let hash = hash_token(token);
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
@@ -143,29 +144,5 @@ impl SqliteStore {
             (constant_time_eq(stored.as_bytes(), hash.as_bytes()) && t.revoked_at_ms.is_none())
                 .then_some(t)
         }))
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_open_until_revoked() {
-        let dir = std::env::temp_dir().join(format!("tg-admin-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let s = SqliteStore::open(&dir.join("s.db")).unwrap();
-        let (t, token) = s.create_admin_token("ops", Role::PolicyManager, 1).unwrap();
-        assert!(token.starts_with("tga_"));
-        assert_eq!(
-            s.admin_by_token(&token).unwrap().unwrap().role,
-            Role::PolicyManager
-        );
-        assert!(s.admin_by_token("tga_nope").unwrap().is_none());
-        s.revoke_admin_token(&t.id, 2).unwrap();
-        assert!(s.admin_by_token(&token).unwrap().is_none());
-        assert!(Role::Admin > Role::PolicyManager && Role::PolicyManager > Role::Viewer);
     }
 }

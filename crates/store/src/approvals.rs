@@ -5,6 +5,7 @@ use rusqlite::{params, OptionalExtension};
 
 use crate::grants::random_hex;
 use crate::sqlite::SqliteStore;
+use crate::state::ApprovalStore;
 use crate::StoreError;
 
 /// The approval table (created with the store's schema).
@@ -44,7 +45,7 @@ CREATE TABLE IF NOT EXISTS approval_votes (
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApprovalStatus {
     /// Just created: not shown to approvers until its `requested` audit record is written
-    /// (see [`SqliteStore::open_approval`]), so the audit log keeps cause before effect.
+    /// (see [`ApprovalStore::open_approval`]), so the audit log keeps cause before effect.
     Opening,
     /// Waiting for approvers.
     Pending,
@@ -71,7 +72,7 @@ impl ApprovalStatus {
         }
     }
 
-    fn parse(s: &str) -> ApprovalStatus {
+    pub(crate) fn parse(s: &str) -> ApprovalStatus {
         match s {
             "approved" => ApprovalStatus::Approved,
             "denied" => ApprovalStatus::Denied,
@@ -273,11 +274,13 @@ impl SqliteStore {
             .collect::<Result<_, _>>()?;
         Ok(a)
     }
+}
 
+impl ApprovalStore for SqliteStore {
     /// Holds a call: returns the pending approval for the same grant, tool and arguments
     /// if one is waiting (a retry does not ask twice), else a new one in status
-    /// `opening`, which [`SqliteStore::open_approval`] makes visible to approvers.
-    pub fn request_approval(
+    /// `opening`, which [`ApprovalStore::open_approval`] makes visible to approvers.
+    fn request_approval(
         &self,
         new: &NewApproval,
         now_ms: u64,
@@ -328,7 +331,7 @@ impl SqliteStore {
     }
 
     /// Makes a new approval visible to approvers (`opening` → `pending`).
-    pub fn open_approval(&self, id: &str) -> Result<(), StoreError> {
+    fn open_approval(&self, id: &str) -> Result<(), StoreError> {
         self.conn().execute(
             "UPDATE approvals SET status = 'pending' WHERE id = ?1 AND status = 'opening'",
             [id],
@@ -337,7 +340,7 @@ impl SqliteStore {
     }
 
     /// One approval.
-    pub fn approval(&self, id: &str) -> Result<Approval, StoreError> {
+    fn approval(&self, id: &str) -> Result<Approval, StoreError> {
         let conn = self.conn();
         let a = conn
             .query_row(
@@ -351,7 +354,7 @@ impl SqliteStore {
     }
 
     /// Approvals, newest first: only those waiting (pending, not expired), or all.
-    pub fn approvals(&self, waiting_only: bool, now_ms: u64) -> Result<Vec<Approval>, StoreError> {
+    fn approvals(&self, waiting_only: bool, now_ms: u64) -> Result<Vec<Approval>, StoreError> {
         let conn = self.conn();
         let sql = if waiting_only {
             format!("SELECT {COLS} FROM approvals WHERE status = 'pending' AND expires_at_ms > ?1 ORDER BY created_at_ms DESC")
@@ -371,7 +374,7 @@ impl SqliteStore {
 
     /// Records an approver's approval; the approval is granted once `required` distinct
     /// approvers have approved. An approved call stays usable for `timeout` from then.
-    pub fn approve(
+    fn approve(
         &self,
         id: &str,
         approver: &str,
@@ -436,7 +439,7 @@ impl SqliteStore {
     }
 
     /// Denies a pending approval with a reason the agent will read.
-    pub fn deny_approval(
+    fn deny_approval(
         &self,
         id: &str,
         approver: &str,
@@ -463,7 +466,7 @@ impl SqliteStore {
     }
 
     /// Marks a pending approval expired (nobody decided in time). True if it was pending.
-    pub fn expire_approval(&self, id: &str, now_ms: u64) -> Result<bool, StoreError> {
+    fn expire_approval(&self, id: &str, now_ms: u64) -> Result<bool, StoreError> {
         let n = self.conn().execute(
             "UPDATE approvals SET status = 'expired', decided_at_ms = ?2 WHERE id = ?1 AND status = 'pending'",
             params![id, i(now_ms)],
@@ -473,7 +476,7 @@ impl SqliteStore {
 
     /// Uses an approval once: the approved, unexpired approval for exactly this grant,
     /// tool and arguments (hash) becomes `used`. `id` narrows it to one approval.
-    pub fn take_approved(
+    fn take_approved(
         &self,
         grant_id: &str,
         tool: &str,
@@ -502,111 +505,5 @@ impl SqliteStore {
         let a = Self::with_votes(&tx, a)?;
         tx.commit()?;
         Ok(Some(a))
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    fn store(name: &str) -> SqliteStore {
-        let dir = std::env::temp_dir().join(format!("tg-approvals-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        SqliteStore::open(&dir.join("s.db")).unwrap()
-    }
-
-    fn new(required: u32, hash: &str) -> NewApproval {
-        NewApproval {
-            server: "demo".into(),
-            grant_id: "g_1".into(),
-            grant_label: "alice".into(),
-            identity: "alice".into(),
-            tool: "refund".into(),
-            arguments: "{}".into(),
-            arg_hash: hash.into(),
-            policy: None,
-            policy_version: None,
-            rule: "/tools/refund/action".into(),
-            required,
-            timeout_ms: 60_000,
-        }
-    }
-
-    #[test]
-    fn one_approval_is_used_once_for_the_same_arguments() {
-        let s = store("once");
-        let (a, created) = s.request_approval(&new(1, "h1"), 1000).unwrap();
-        assert!(created);
-        assert!(
-            s.approve(&a.id, "bob", 1500).unwrap().is_err(),
-            "not decidable while opening"
-        );
-        assert!(s.approvals(true, 1500).unwrap().is_empty());
-        s.open_approval(&a.id).unwrap();
-        let (again, created) = s.request_approval(&new(1, "h1"), 2000).unwrap();
-        assert_eq!((again.id.as_str(), created), (a.id.as_str(), false));
-        assert!(s
-            .take_approved("g_1", "refund", "h1", None, 2000)
-            .unwrap()
-            .is_none());
-        let ok = s.approve(&a.id, "bob", 3000).unwrap().unwrap();
-        assert_eq!(ok.status, ApprovalStatus::Approved);
-        assert!(
-            s.take_approved("g_1", "refund", "h2", None, 4000)
-                .unwrap()
-                .is_none(),
-            "other arguments"
-        );
-        assert!(s
-            .take_approved("g_1", "refund", "h1", None, 4000)
-            .unwrap()
-            .is_some());
-        assert!(
-            s.take_approved("g_1", "refund", "h1", None, 4001)
-                .unwrap()
-                .is_none(),
-            "once"
-        );
-    }
-
-    #[test]
-    fn two_distinct_approvers_deny_and_expiry() {
-        let s = store("two");
-        let (a, _) = s.request_approval(&new(2, "h"), 0).unwrap();
-        s.open_approval(&a.id).unwrap();
-        assert_eq!(
-            s.approve(&a.id, "bob", 10).unwrap().unwrap().status,
-            ApprovalStatus::Pending
-        );
-        assert!(matches!(
-            s.approve(&a.id, "bob", 11).unwrap(),
-            Err(DecideError::AlreadyApproved { .. })
-        ));
-        let done = s.approve(&a.id, "carol", 12).unwrap().unwrap();
-        assert_eq!(
-            (done.status, done.approvers.len()),
-            (ApprovalStatus::Approved, 2)
-        );
-
-        let (b, _) = s.request_approval(&new(1, "x"), 0).unwrap();
-        s.open_approval(&b.id).unwrap();
-        let denied = s.deny_approval(&b.id, "bob", "no", 5).unwrap().unwrap();
-        assert_eq!(
-            (denied.status, denied.reason.as_deref()),
-            (ApprovalStatus::Denied, Some("no"))
-        );
-        assert!(s.approve(&b.id, "carol", 6).unwrap().is_err());
-
-        let (c, _) = s.request_approval(&new(1, "y"), 0).unwrap();
-        s.open_approval(&c.id).unwrap();
-        assert!(matches!(
-            s.approve(&c.id, "bob", 60_000).unwrap(),
-            Err(DecideError::NotPending {
-                status: "expired",
-                ..
-            })
-        ));
     }
 }

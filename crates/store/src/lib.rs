@@ -1,8 +1,12 @@
 //! toolgate's state that must survive a restart: grants and rate-limit counters.
 //!
 //! # Layout
+//! - [`state`]: the traits over the shared state ([`StateStore`]: grants, admin tokens, pins,
+//!   approvals, policy history) and [`open_state`], which picks the backend from the URL.
 //! - [`sqlite`]: [`SqliteStore`], the embedded default (`sqlite://toolgate.db`): one file,
 //!   WAL mode, safe to open from the gateway and the CLI at once.
+//! - [`redis_state`]: [`RedisState`] (`store = "redis://…"`), the same state in Redis for
+//!   replicas on several machines.
 //! - [`grants`]: [`Grant`]s and their tokens (shown once, stored as SHA-256 hashes).
 //! - [`admin`]: admin tokens ([`AdminToken`]) with roles, for the admin API.
 //! - [`approvals`]: the approval queue ([`Approval`]): held calls, votes, one use each.
@@ -25,7 +29,9 @@ pub mod counters;
 pub mod grants;
 pub mod policy_versions;
 pub mod redis_counters;
+pub mod redis_state;
 pub mod sqlite;
+pub mod state;
 
 pub use admin::{AdminToken, Role};
 pub use approvals::{Approval, ApprovalStatus, DecideError, NewApproval};
@@ -34,7 +40,11 @@ pub use counters::PersistentCounters;
 pub use grants::{Grant, GrantStatus, NewGrant};
 pub use policy_versions::PolicyVersion;
 pub use redis_counters::RedisCounters;
+pub use redis_state::RedisState;
 pub use sqlite::{Observed, Pin, SqliteStore};
+pub use state::{
+    open_state, AdminStore, ApprovalStore, GrantStore, PinStore, PolicyHistory, StateStore,
+};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +53,7 @@ pub enum StoreError {
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The store URL is not understood.
-    #[error("unsupported store `{0}`: expected sqlite://PATH")]
+    #[error("unsupported store `{0}`: expected sqlite://PATH or redis://HOST:PORT/DB")]
     BadUrl(String),
     /// No such record.
     #[error("not found: `{0}`")]

@@ -4,6 +4,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use crate::sqlite::SqliteStore;
+use crate::state::PolicyHistory;
 use crate::StoreError;
 
 /// The history table (created with the store's schema).
@@ -43,9 +44,9 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PolicyVersion> {
     })
 }
 
-impl SqliteStore {
+impl PolicyHistory for SqliteStore {
     /// Stores a version; a version already stored keeps its first author and time.
-    pub fn record_policy_version(&self, v: &PolicyVersion) -> Result<(), StoreError> {
+    fn record_policy_version(&self, v: &PolicyVersion) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT OR IGNORE INTO policy_versions (name, version, document, author, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![v.name, v.version, v.document, v.author, i64::try_from(v.created_at_ms).unwrap_or(i64::MAX)],
@@ -54,7 +55,7 @@ impl SqliteStore {
     }
 
     /// The stored versions of a policy, newest first.
-    pub fn policy_versions(&self, name: &str) -> Result<Vec<PolicyVersion>, StoreError> {
+    fn policy_versions(&self, name: &str) -> Result<Vec<PolicyVersion>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT name, version, document, author, created_at_ms FROM policy_versions WHERE name = ?1 ORDER BY created_at_ms DESC, rowid DESC",
@@ -64,7 +65,7 @@ impl SqliteStore {
     }
 
     /// One stored version.
-    pub fn policy_version(&self, name: &str, version: &str) -> Result<PolicyVersion, StoreError> {
+    fn policy_version(&self, name: &str, version: &str) -> Result<PolicyVersion, StoreError> {
         self.conn()
             .query_row(
                 "SELECT name, version, document, author, created_at_ms FROM policy_versions WHERE name = ?1 AND version = ?2",
@@ -73,40 +74,5 @@ impl SqliteStore {
             )
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("policy `{name}` version `{version}`")))
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_are_kept_newest_first_and_never_overwritten() {
-        let dir = std::env::temp_dir().join(format!("toolgate-pv-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let s = SqliteStore::open(&dir.join("s.db")).unwrap();
-        let v = |version: &str, author: &str, at: u64| PolicyVersion {
-            name: "p".into(),
-            version: version.into(),
-            document: format!("{{\"v\":\"{version}\"}}"),
-            author: author.into(),
-            created_at_ms: at,
-        };
-        s.record_policy_version(&v("a", "(file)", 1)).unwrap();
-        s.record_policy_version(&v("b", "max", 2)).unwrap();
-        s.record_policy_version(&v("a", "eve", 3)).unwrap();
-        let all = s.policy_versions("p").unwrap();
-        assert_eq!(
-            all.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(),
-            ["b", "a"]
-        );
-        assert_eq!(s.policy_version("p", "a").unwrap().author, "(file)");
-        assert!(matches!(
-            s.policy_version("p", "zz"),
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(s.policy_versions("q").unwrap().is_empty());
     }
 }

@@ -8,6 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use toolgate_policy::{CounterKey, Scope};
 
 use crate::grants::{constant_time_eq, hash_token, new_token, random_hex, Grant, NewGrant};
+use crate::state::{GrantStore, PinStore};
 use crate::StoreError;
 
 const SCHEMA: &str = "
@@ -187,9 +188,11 @@ impl SqliteStore {
     pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
+impl GrantStore for SqliteStore {
     /// Creates a grant; returns it and its token (the only time the token exists in clear).
-    pub fn create_grant(&self, new: &NewGrant, now_ms: u64) -> Result<(Grant, String), StoreError> {
+    fn create_grant(&self, new: &NewGrant, now_ms: u64) -> Result<(Grant, String), StoreError> {
         let token = new_token()?;
         let grant = Grant {
             id: format!("g_{}", random_hex(6)?),
@@ -221,7 +224,7 @@ impl SqliteStore {
     }
 
     /// Every grant, oldest first.
-    pub fn list_grants(&self) -> Result<Vec<Grant>, StoreError> {
+    fn list_grants(&self) -> Result<Vec<Grant>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT {GRANT_COLS} FROM grants ORDER BY created_at_ms, id"
@@ -231,7 +234,7 @@ impl SqliteStore {
     }
 
     /// How many grants exist (any status).
-    pub fn grant_count(&self) -> Result<u64, StoreError> {
+    fn grant_count(&self) -> Result<u64, StoreError> {
         let n: i64 = self
             .conn()
             .query_row("SELECT COUNT(*) FROM grants", [], |r| r.get(0))?;
@@ -239,7 +242,7 @@ impl SqliteStore {
     }
 
     /// One grant by id.
-    pub fn grant(&self, id: &str) -> Result<Grant, StoreError> {
+    fn grant(&self, id: &str) -> Result<Grant, StoreError> {
         self.conn()
             .query_row(
                 &format!("SELECT {GRANT_COLS} FROM grants WHERE id = ?1"),
@@ -251,7 +254,7 @@ impl SqliteStore {
     }
 
     /// Gives a grant a new token (the old one stops working at once); returns the new token.
-    pub fn rotate_grant(&self, id: &str) -> Result<(Grant, String), StoreError> {
+    fn rotate_grant(&self, id: &str) -> Result<(Grant, String), StoreError> {
         let token = new_token()?;
         let prefix: String = token.chars().take(9).collect();
         let n = self.conn().execute(
@@ -265,7 +268,7 @@ impl SqliteStore {
     }
 
     /// Revokes a grant (idempotent: the first revocation time is kept).
-    pub fn revoke_grant(&self, id: &str, now_ms: u64) -> Result<Grant, StoreError> {
+    fn revoke_grant(&self, id: &str, now_ms: u64) -> Result<Grant, StoreError> {
         let n = self.conn().execute(
             "UPDATE grants SET revoked_at_ms = COALESCE(revoked_at_ms, ?1) WHERE id = ?2",
             params![to_i64(now_ms), id],
@@ -277,7 +280,7 @@ impl SqliteStore {
     }
 
     /// The grant a bearer token opens, if any (whatever its status: the caller checks).
-    pub fn grant_by_token(&self, token: &str) -> Result<Option<Grant>, StoreError> {
+    fn grant_by_token(&self, token: &str) -> Result<Option<Grant>, StoreError> {
         let hash = hash_token(token);
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
@@ -292,7 +295,7 @@ impl SqliteStore {
     }
 
     /// The newest active grant for `server` bound to `identity` (JWT identities).
-    pub fn grant_for_identity(
+    fn grant_for_identity(
         &self,
         server: &str,
         identity: &str,
@@ -307,7 +310,9 @@ impl SqliteStore {
             .query_row(params![server, identity, to_i64(now_ms)], row_grant)
             .optional()?)
     }
+}
 
+impl SqliteStore {
     /// SQLite's `data_version`: it changes when another connection (another process, such
     /// as `toolgate grants revoke`) commits to the file. Caches use it to know they are stale.
     pub fn data_version(&self) -> Result<i64, StoreError> {
@@ -327,9 +332,11 @@ impl SqliteStore {
     fn held_cache(&self) -> std::sync::MutexGuard<'_, HeldCache> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
+impl PinStore for SqliteStore {
     /// Every pin of a server, by tool name.
-    pub fn pins(&self, server: &str) -> Result<Vec<Pin>, StoreError> {
+    fn pins(&self, server: &str) -> Result<Vec<Pin>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {PIN_COLS} FROM pins WHERE server = ?1 ORDER BY tool"
@@ -341,7 +348,7 @@ impl SqliteStore {
     /// Records the definitions an upstream just listed. The first time a server is seen every
     /// tool is pinned as it is; after that a changed definition, or a tool that was not
     /// there, is recorded as pending (held). Returns the pins of the listed tools.
-    pub fn observe_tools(
+    fn observe_tools(
         &self,
         server: &str,
         tools: &[(String, String, String)],
@@ -415,7 +422,7 @@ impl SqliteStore {
     }
 
     /// True when the tool's definition is held (changed or new since pinning).
-    pub fn is_held(&self, server: &str, tool: &str) -> Result<bool, StoreError> {
+    fn is_held(&self, server: &str, tool: &str) -> Result<bool, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT pending_hash IS NOT NULL FROM pins WHERE server = ?1 AND tool = ?2",
@@ -427,7 +434,7 @@ impl SqliteStore {
     }
 
     /// Approves a held definition: it becomes the pin. Errors when nothing is pending.
-    pub fn approve_pin(&self, server: &str, tool: &str, now_ms: u64) -> Result<Pin, StoreError> {
+    fn approve_pin(&self, server: &str, tool: &str, now_ms: u64) -> Result<Pin, StoreError> {
         let n = self.conn().execute(
             "UPDATE pins SET hash = pending_hash, definition = pending_definition, pinned_at_ms = ?3, pending_hash = NULL, pending_definition = NULL
              WHERE server = ?1 AND tool = ?2 AND pending_hash IS NOT NULL",
@@ -446,7 +453,9 @@ impl SqliteStore {
             row_pin,
         )?)
     }
+}
 
+impl SqliteStore {
     /// Writes counter entries.
     pub fn insert_counter_entries(
         &self,

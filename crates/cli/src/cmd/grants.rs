@@ -99,7 +99,8 @@ pub fn run(cmd: GrantsCommand, arg: &ConfigArg) -> Result<ExitCode> {
                 identity,
                 expires,
             };
-            let (g, token) = toolgate_gateway::manage::create_grant(&cfg, &store, req, now_ms())?;
+            let (g, token) =
+                toolgate_gateway::manage::create_grant(&cfg, store.as_ref(), req, now_ms())?;
             print_token(&g, &token, json);
         }
         GrantsCommand::List { json } => {

@@ -109,7 +109,7 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
     cfg.policies
         .insert(policy_name.clone(), Arc::new(loaded.policy));
     cfg.servers = vec![srv];
-    let store = Arc::new(open_store(&cfg)?);
+    let store = open_store(&cfg)?;
     let counters = open_counters(&cfg, &store)?;
     let audit = if cfg.audit.enabled {
         Some(Arc::new(cfg.audit.open().with_context(|| {

@@ -12,7 +12,7 @@ use super::{load_config, now_ms, open_counters, open_store, ConfigArg};
 /// Runs the gateway until Ctrl-C or SIGTERM.
 pub fn run(arg: &ConfigArg) -> Result<ExitCode> {
     let cfg = load_config(arg)?;
-    let store = Arc::new(open_store(&cfg)?);
+    let store = open_store(&cfg)?;
     let counters = open_counters(&cfg, &store)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -48,7 +48,7 @@ pub async fn create(State(st): State<Arc<AppState>>, headers: HeaderMap, body: B
         expires: s("expires"),
     };
     let now = now_ms();
-    match create_grant(&st.config(), &st.store, req, now) {
+    match create_grant(&st.config(), st.store.as_ref(), req, now) {
         Ok((g, token)) => {
             audit_admin(
                 &st,

@@ -1,0 +1,1116 @@
+//! The shared state in Redis (`store = "redis://HOST:PORT/DB"`): grants, admin tokens,
+//! pins, approvals and policy history, so gateway replicas on several machines (and the CLI
+//! on any of them) see one set.
+//!
+//! Every change that must be all-or-nothing is one Lua script or one `MULTI` block, which
+//! Redis runs alone: two replicas asking approval for the same call get one approval, an
+//! approval is used at most once, a rotated token's old hash is gone in the same step.
+//!
+//! # Keys (all under `toolgate:`)
+//! - `state:v`: bumped by every grant, admin-token and pin change ([`StateStore::data_version`]).
+//! - `grant:{id}` (hash), `grants` (ids by creation), `grant-token:{sha256}` → id,
+//!   `grant-ident:{digest of server, identity}` (set of ids).
+//! - `admin:{id}` (hash), `admins`, `admin-token:{sha256}` → id.
+//! - `pins:{server}` (hash: tool → JSON), `held:{server}` (set of held tools).
+//! - `ap:{id}` (hash), `ap-votes:{id}` (approver → time), `aps` (ids by creation),
+//!   `aps-pending`, `ap-call:{digest of grant, tool, arguments}`. An approval and its votes
+//!   expire from Redis [`KEEP_MS`] after the approval itself expires; the audit log keeps
+//!   every event for good.
+//! - `pv:{name}` (hash: version → JSON), `pv-order:{name}` (versions by insertion), `pv-seq`.
+//!
+//! Redis Cluster is not supported: scripts touch keys they derive themselves.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::admin::{AdminToken, Role};
+use crate::approvals::{Approval, ApprovalStatus, DecideError, NewApproval};
+use crate::grants::{constant_time_eq, hash_token, new_token, random_hex, Grant, NewGrant};
+use crate::policy_versions::PolicyVersion;
+use crate::sqlite::{Observed, Pin, SqliteStore};
+use crate::state::{AdminStore, ApprovalStore, GrantStore, PinStore, PolicyHistory, StateStore};
+use crate::StoreError;
+
+/// How long an approval stays readable in Redis after it expires (30 days).
+pub const KEEP_MS: u64 = 30 * 24 * 3600 * 1000;
+/// How many idle connections are kept for reuse.
+const MAX_IDLE: usize = 8;
+/// Connect, read and write timeouts: a Redis that does not answer fails the call (closed).
+const TIMEOUT: Duration = Duration::from_secs(2);
+const VERSION: &str = "toolgate:state:v";
+
+const ROTATE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local old = redis.call('HGET', KEYS[1], 'token_hash')
+if old then redis.call('DEL', ARGV[4] .. old) end
+redis.call('HSET', KEYS[1], 'token_hash', ARGV[1], 'token_prefix', ARGV[2])
+redis.call('SET', ARGV[4] .. ARGV[1], ARGV[3])
+redis.call('INCR', 'toolgate:state:v')
+return 1
+"#;
+
+const REVOKE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSETNX', KEYS[1], 'revoked_at_ms', ARGV[1])
+redis.call('INCR', 'toolgate:state:v')
+return 1
+"#;
+
+/// KEYS: pins hash, held set. ARGV: now, then (tool, hash, definition) triples.
+/// Returns {changed (tool, what) flat, pins as JSON in the order given}.
+const OBSERVE: &str = r#"
+local now = ARGV[1]
+local first = redis.call('HLEN', KEYS[1]) == 0
+local changed, out, touched = {}, {}, false
+for i = 2, #ARGV, 3 do
+  local tool, hash, def = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local raw = redis.call('HGET', KEYS[1], tool)
+  local p, write = nil, false
+  if not raw then
+    write = true
+    if first then
+      p = {hash = hash, definition = def, pinned_at_ms = now, seen_at_ms = now}
+    else
+      p = {pending_hash = hash, pending_definition = def, seen_at_ms = now}
+      table.insert(changed, tool)
+      table.insert(changed, 'new since pinning')
+    end
+  else
+    p = cjson.decode(raw)
+    if p.hash == hash then
+      if p.pending_hash then
+        p.pending_hash, p.pending_definition, write = nil, nil, true
+      end
+    elseif p.pending_hash ~= hash then
+      local was = p.hash or 'none'
+      p.pending_hash, p.pending_definition, p.seen_at_ms, write = hash, def, now, true
+      table.insert(changed, tool)
+      table.insert(changed, 'definition changed: pinned ' .. was .. ', now ' .. hash)
+    end
+  end
+  local enc = cjson.encode(p)
+  if write then
+    redis.call('HSET', KEYS[1], tool, enc)
+    touched = true
+  end
+  if p.pending_hash then redis.call('SADD', KEYS[2], tool) else redis.call('SREM', KEYS[2], tool) end
+  table.insert(out, enc)
+end
+if touched then redis.call('INCR', 'toolgate:state:v') end
+return {changed, out}
+"#;
+
+/// KEYS: pins hash, held set. ARGV: tool, now. Returns the new pin's JSON, or false.
+const APPROVE_PIN: &str = r#"
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return false end
+local p = cjson.decode(raw)
+if not p.pending_hash then return false end
+p.hash, p.definition, p.pinned_at_ms = p.pending_hash, p.pending_definition, ARGV[2]
+p.pending_hash, p.pending_definition = nil, nil
+local enc = cjson.encode(p)
+redis.call('HSET', KEYS[1], ARGV[1], enc)
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('INCR', 'toolgate:state:v')
+return enc
+"#;
+
+/// KEYS: call index, all approvals. ARGV: now, id, keep-until, then field/value pairs.
+/// Returns {0, existing id} or {1, new id}.
+const REQUEST: &str = r#"
+local now = tonumber(ARGV[1])
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local f = redis.call('HMGET', 'toolgate:ap:' .. id, 'status', 'expires_at_ms')
+  if not f[1] then
+    redis.call('ZREM', KEYS[1], id)
+  elseif f[1] == 'pending' and tonumber(f[2]) > now then
+    return {0, id}
+  end
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - 2592000000, 'LIMIT', 0, 100)) do
+  if redis.call('EXISTS', 'toolgate:ap:' .. id) == 0 then redis.call('ZREM', KEYS[2], id) end
+end
+local id = ARGV[2]
+local k = 'toolgate:ap:' .. id
+redis.call('HSET', k, unpack(ARGV, 4))
+local ttl = tonumber(ARGV[3]) - now
+redis.call('PEXPIRE', k, ttl)
+redis.call('ZADD', KEYS[1], now, id)
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+redis.call('ZADD', KEYS[2], now, id)
+return {1, id}
+"#;
+
+/// KEYS: approval, pending index. ARGV: id.
+const OPEN: &str = r#"
+if redis.call('HGET', KEYS[1], 'status') == 'opening' then
+  redis.call('HSET', KEYS[1], 'status', 'pending')
+  redis.call('ZADD', KEYS[2], redis.call('HGET', KEYS[1], 'created_at_ms'), ARGV[1])
+end
+return 1
+"#;
+
+/// KEYS: approval, votes, pending index. ARGV: id, approver, now, keep (ms).
+/// Returns {'ok'}, {'notfound'}, {'notpending', status} or {'already'}.
+const APPROVE: &str = r#"
+local now = tonumber(ARGV[3])
+local f = redis.call('HMGET', KEYS[1], 'status', 'expires_at_ms', 'required', 'timeout_ms')
+if not f[1] then return {'notfound'} end
+local status = f[1]
+if (status == 'opening' or status == 'pending' or status == 'approved') and now >= tonumber(f[2]) then
+  status = 'expired'
+end
+if status ~= 'pending' then
+  if status == 'expired' and f[1] == 'pending' then
+    redis.call('HSET', KEYS[1], 'status', 'expired')
+    redis.call('ZREM', KEYS[3], ARGV[1])
+  end
+  return {'notpending', status}
+end
+if redis.call('ZADD', KEYS[2], 'NX', now, ARGV[2]) == 0 then return {'already'} end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(f[3]) then
+  local expires = now + tonumber(f[4])
+  redis.call('HSET', KEYS[1], 'status', 'approved', 'decided_by', ARGV[2],
+    'decided_at_ms', string.format('%d', now), 'expires_at_ms', string.format('%d', expires))
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], expires - now + tonumber(ARGV[4]))
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return {'ok'}
+"#;
+
+/// KEYS: approval, pending index. ARGV: id, reason, approver, now. Returns 1 if denied.
+const DENY: &str = r#"
+local f = redis.call('HMGET', KEYS[1], 'status', 'expires_at_ms')
+if f[1] == 'pending' and tonumber(f[2]) > tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[1], 'status', 'denied', 'reason', ARGV[2], 'decided_by', ARGV[3], 'decided_at_ms', ARGV[4])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"#;
+
+/// KEYS: approval, pending index. ARGV: id, now. Returns 1 if it was pending.
+const EXPIRE: &str = r#"
+if redis.call('HGET', KEYS[1], 'status') == 'pending' then
+  redis.call('HSET', KEYS[1], 'status', 'expired', 'decided_at_ms', ARGV[2])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"#;
+
+/// KEYS: call index. ARGV: now, id or ''. Returns the used approval's id, or false.
+const TAKE: &str = r#"
+local now = tonumber(ARGV[1])
+local best, best_at = nil, nil
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if ARGV[2] == '' or ARGV[2] == id then
+    local f = redis.call('HMGET', 'toolgate:ap:' .. id, 'status', 'expires_at_ms', 'decided_at_ms')
+    if f[1] == 'approved' and tonumber(f[2]) > now then
+      local at = tonumber(f[3]) or 0
+      if best == nil or at < best_at then best, best_at = id, at end
+    end
+  end
+end
+if best == nil then return false end
+redis.call('HSET', 'toolgate:ap:' .. best, 'status', 'used', 'used_at_ms', ARGV[1])
+return best
+"#;
+
+/// KEYS: versions hash, order. ARGV: version, JSON.
+const RECORD_VERSION: &str = r#"
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('ZADD', KEYS[2], redis.call('INCR', 'toolgate:pv-seq'), ARGV[1])
+end
+return 1
+"#;
+
+struct Scripts {
+    rotate: redis::Script,
+    revoke: redis::Script,
+    observe: redis::Script,
+    approve_pin: redis::Script,
+    request: redis::Script,
+    open: redis::Script,
+    approve: redis::Script,
+    deny: redis::Script,
+    expire: redis::Script,
+    take: redis::Script,
+    record_version: redis::Script,
+}
+
+/// The shared state in Redis.
+pub struct RedisState {
+    client: redis::Client,
+    url: String,
+    idle: Mutex<Vec<redis::Connection>>,
+    scripts: Scripts,
+}
+
+impl std::fmt::Debug for RedisState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisState")
+            .field("url", &crate::redis_counters::redacted(&self.url))
+            .finish()
+    }
+}
+
+/// A pin as stored in Redis (all values strings, as the scripts write them).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct PinDoc {
+    hash: Option<String>,
+    definition: Option<String>,
+    pinned_at_ms: Option<String>,
+    pending_hash: Option<String>,
+    pending_definition: Option<String>,
+}
+
+impl PinDoc {
+    fn into_pin(self, server: &str, tool: &str) -> Pin {
+        Pin {
+            server: server.to_string(),
+            tool: tool.to_string(),
+            hash: self.hash,
+            definition: self.definition,
+            pinned_at_ms: self.pinned_at_ms.and_then(|v| v.parse().ok()),
+            pending_hash: self.pending_hash,
+            pending_definition: self.pending_definition,
+        }
+    }
+}
+
+fn parse_pin(json: &str, server: &str, tool: &str) -> Result<Pin, StoreError> {
+    serde_json::from_str::<PinDoc>(json)
+        .map(|d| d.into_pin(server, tool))
+        .map_err(|e| StoreError::Redis(format!("pin {server}/{tool} unreadable: {e}")))
+}
+
+#[derive(Serialize, Deserialize)]
+struct VersionDoc {
+    document: String,
+    author: String,
+    created_at_ms: u64,
+}
+
+/// A short digest naming a tuple of strings in a key (length-prefixed, so no two tuples
+/// share one).
+fn digest(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    hex::encode(h.finalize()).chars().take(32).collect()
+}
+
+type Fields = HashMap<String, String>;
+
+fn get_u64(f: &Fields, k: &str) -> Option<u64> {
+    f.get(k).and_then(|v| v.parse().ok())
+}
+
+fn grant_from(f: &Fields) -> Option<Grant> {
+    Some(Grant {
+        id: f.get("id")?.clone(),
+        label: f.get("label")?.clone(),
+        server: f.get("server")?.clone(),
+        policy: f.get("policy").cloned(),
+        identity: f.get("identity")?.clone(),
+        token_prefix: f.get("token_prefix")?.clone(),
+        created_at_ms: get_u64(f, "created_at_ms")?,
+        expires_at_ms: get_u64(f, "expires_at_ms"),
+        revoked_at_ms: get_u64(f, "revoked_at_ms"),
+    })
+}
+
+fn admin_from(f: &Fields) -> Option<AdminToken> {
+    Some(AdminToken {
+        id: f.get("id")?.clone(),
+        name: f.get("name")?.clone(),
+        role: Role::parse(f.get("role")?).unwrap_or(Role::Viewer),
+        token_prefix: f.get("token_prefix")?.clone(),
+        created_at_ms: get_u64(f, "created_at_ms")?,
+        revoked_at_ms: get_u64(f, "revoked_at_ms"),
+    })
+}
+
+fn approval_from(f: &Fields, approvers: Vec<String>) -> Option<Approval> {
+    Some(Approval {
+        id: f.get("id")?.clone(),
+        server: f.get("server")?.clone(),
+        grant_id: f.get("grant_id")?.clone(),
+        grant_label: f.get("grant_label")?.clone(),
+        identity: f.get("identity")?.clone(),
+        tool: f.get("tool")?.clone(),
+        arguments: f.get("arguments")?.clone(),
+        arg_hash: f.get("arg_hash")?.clone(),
+        policy: f.get("policy").cloned(),
+        policy_version: f.get("policy_version").cloned(),
+        rule: f.get("rule")?.clone(),
+        required: f.get("required")?.parse().ok()?,
+        timeout_ms: get_u64(f, "timeout_ms")?,
+        status: ApprovalStatus::parse(f.get("status")?),
+        reason: f.get("reason").cloned(),
+        decided_by: f.get("decided_by").cloned(),
+        approvers,
+        created_at_ms: get_u64(f, "created_at_ms")?,
+        expires_at_ms: get_u64(f, "expires_at_ms")?,
+        decided_at_ms: get_u64(f, "decided_at_ms"),
+        used_at_ms: get_u64(f, "used_at_ms"),
+    })
+}
+
+fn grant_key(id: &str) -> String {
+    format!("toolgate:grant:{id}")
+}
+
+fn admin_key(id: &str) -> String {
+    format!("toolgate:admin:{id}")
+}
+
+fn approval_key(id: &str) -> String {
+    format!("toolgate:ap:{id}")
+}
+
+fn votes_key(id: &str) -> String {
+    format!("toolgate:ap-votes:{id}")
+}
+
+fn call_key(grant_id: &str, tool: &str, arg_hash: &str) -> String {
+    format!("toolgate:ap-call:{}", digest(&[grant_id, tool, arg_hash]))
+}
+
+fn ident_key(server: &str, identity: &str) -> String {
+    format!("toolgate:grant-ident:{}", digest(&[server, identity]))
+}
+
+const PENDING: &str = "toolgate:aps-pending";
+const ALL_APPROVALS: &str = "toolgate:aps";
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Redis(format!(
+        "{what} is stored incompletely (a field is missing)"
+    ))
+}
+
+impl RedisState {
+    /// Connects to `url` (`redis://HOST:PORT/DB`) and checks it answers. Errors name the
+    /// URL without its password.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| {
+            StoreError::Redis(format!("{}: {e}", crate::redis_counters::redacted(url)))
+        })?;
+        let s = RedisState {
+            client,
+            url: url.to_string(),
+            idle: Mutex::new(Vec::new()),
+            scripts: Scripts {
+                rotate: redis::Script::new(ROTATE),
+                revoke: redis::Script::new(REVOKE),
+                observe: redis::Script::new(OBSERVE),
+                approve_pin: redis::Script::new(APPROVE_PIN),
+                request: redis::Script::new(REQUEST),
+                open: redis::Script::new(OPEN),
+                approve: redis::Script::new(APPROVE),
+                deny: redis::Script::new(DENY),
+                expire: redis::Script::new(EXPIRE),
+                take: redis::Script::new(TAKE),
+                record_version: redis::Script::new(RECORD_VERSION),
+            },
+        };
+        s.check()?;
+        Ok(s)
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Redis(format!(
+            "{}: {e}",
+            crate::redis_counters::redacted(&self.url)
+        ))
+    }
+
+    /// Runs `f` on a pooled connection; a connection that failed is not reused.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = self
+                    .client
+                    .get_connection_with_timeout(TIMEOUT)
+                    .map_err(|e| self.err(e))?;
+                c.set_read_timeout(Some(TIMEOUT)).map_err(|e| self.err(e))?;
+                c.set_write_timeout(Some(TIMEOUT))
+                    .map_err(|e| self.err(e))?;
+                c
+            }
+        };
+        match f(&mut conn) {
+            Ok(v) => {
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                if idle.len() < MAX_IDLE {
+                    idle.push(conn);
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                let broken = e.is_io_error() || e.is_connection_dropped() || e.is_timeout();
+                if !broken {
+                    let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                    if idle.len() < MAX_IDLE {
+                        idle.push(conn);
+                    }
+                }
+                Err(self.err(e))
+            }
+        }
+    }
+
+    fn hash(&self, key: &str) -> Result<Fields, StoreError> {
+        self.with(|c| redis::cmd("HGETALL").arg(key).query(c))
+    }
+
+    fn hashes(&self, keys: &[String]) -> Result<Vec<Fields>, StoreError> {
+        if keys.is_empty() {
+            return Ok(vec![]);
+        }
+        self.with(|c| {
+            let mut p = redis::pipe();
+            for k in keys {
+                p.cmd("HGETALL").arg(k);
+            }
+            p.query(c)
+        })
+    }
+
+    fn grants_by_ids(&self, ids: &[String]) -> Result<Vec<Grant>, StoreError> {
+        let keys: Vec<String> = ids.iter().map(|id| grant_key(id)).collect();
+        self.hashes(&keys)?
+            .iter()
+            .filter(|f| !f.is_empty())
+            .map(|f| grant_from(f).ok_or_else(|| corrupt("a grant")))
+            .collect()
+    }
+
+    /// Approvals by id with their votes, in the order given; ids whose approval has
+    /// expired from Redis are left out.
+    fn approvals_by_ids(&self, ids: &[String]) -> Result<Vec<Approval>, StoreError> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let rows: Vec<(Fields, Vec<String>)> = self.with(|c| {
+            let mut p = redis::pipe();
+            for id in ids {
+                p.cmd("HGETALL").arg(approval_key(id));
+                p.cmd("ZRANGE").arg(votes_key(id)).arg(0).arg(-1);
+            }
+            let flat: Vec<redis::Value> = p.query(c)?;
+            let mut out = Vec::with_capacity(ids.len());
+            let mut it = flat.into_iter();
+            while let (Some(h), Some(v)) = (it.next(), it.next()) {
+                out.push((redis::from_redis_value(h)?, redis::from_redis_value(v)?));
+            }
+            Ok(out)
+        })?;
+        rows.into_iter()
+            .filter(|(f, _)| !f.is_empty())
+            .map(|(f, votes)| approval_from(&f, votes).ok_or_else(|| corrupt("an approval")))
+            .collect()
+    }
+
+    fn decided(
+        &self,
+        id: &str,
+        now_ms: u64,
+        changed: bool,
+    ) -> Result<Result<Approval, DecideError>, StoreError> {
+        let a = match self.approval(id) {
+            Ok(a) => a,
+            Err(StoreError::NotFound(_)) => return Ok(Err(DecideError::NotFound(id.to_string()))),
+            Err(e) => return Err(e),
+        };
+        if !changed {
+            return Ok(Err(DecideError::NotPending {
+                id: id.to_string(),
+                status: a.status_at(now_ms).as_str(),
+            }));
+        }
+        Ok(Ok(a))
+    }
+}
+
+fn status_name(s: &str) -> &'static str {
+    ApprovalStatus::parse(s).as_str()
+}
+
+impl GrantStore for RedisState {
+    fn create_grant(&self, new: &NewGrant, now_ms: u64) -> Result<(Grant, String), StoreError> {
+        let token = new_token()?;
+        let grant = Grant {
+            id: format!("g_{}", random_hex(6)?),
+            label: new.label.clone(),
+            server: new.server.clone(),
+            policy: new.policy.clone(),
+            identity: new.identity.clone().unwrap_or_else(|| new.label.clone()),
+            token_prefix: token.chars().take(9).collect(),
+            created_at_ms: now_ms,
+            expires_at_ms: new.expires_at_ms,
+            revoked_at_ms: None,
+        };
+        let hash = hash_token(&token);
+        let mut fields = vec![
+            ("id", grant.id.clone()),
+            ("label", grant.label.clone()),
+            ("server", grant.server.clone()),
+            ("identity", grant.identity.clone()),
+            ("token_hash", hash.clone()),
+            ("token_prefix", grant.token_prefix.clone()),
+            ("created_at_ms", now_ms.to_string()),
+        ];
+        if let Some(p) = &grant.policy {
+            fields.push(("policy", p.clone()));
+        }
+        if let Some(e) = grant.expires_at_ms {
+            fields.push(("expires_at_ms", e.to_string()));
+        }
+        self.with(|c| {
+            redis::pipe()
+                .atomic()
+                .hset_multiple(grant_key(&grant.id), &fields)
+                .ignore()
+                .zadd("toolgate:grants", &grant.id, now_ms)
+                .ignore()
+                .set(format!("toolgate:grant-token:{hash}"), &grant.id)
+                .ignore()
+                .sadd(ident_key(&grant.server, &grant.identity), &grant.id)
+                .ignore()
+                .incr(VERSION, 1)
+                .ignore()
+                .query::<()>(c)
+        })?;
+        Ok((grant, token))
+    }
+
+    fn list_grants(&self) -> Result<Vec<Grant>, StoreError> {
+        let ids: Vec<String> = self.with(|c| {
+            redis::cmd("ZRANGE")
+                .arg("toolgate:grants")
+                .arg(0)
+                .arg(-1)
+                .query(c)
+        })?;
+        self.grants_by_ids(&ids)
+    }
+
+    fn grant_count(&self) -> Result<u64, StoreError> {
+        self.with(|c| redis::cmd("ZCARD").arg("toolgate:grants").query(c))
+    }
+
+    fn grant(&self, id: &str) -> Result<Grant, StoreError> {
+        let f = self.hash(&grant_key(id))?;
+        if f.is_empty() {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        grant_from(&f).ok_or_else(|| corrupt("a grant"))
+    }
+
+    fn rotate_grant(&self, id: &str) -> Result<(Grant, String), StoreError> {
+        let token = new_token()?;
+        let prefix: String = token.chars().take(9).collect();
+        let n: i64 = self.with(|c| {
+            self.scripts
+                .rotate
+                .key(grant_key(id))
+                .arg(hash_token(&token))
+                .arg(&prefix)
+                .arg(id)
+                .arg("toolgate:grant-token:")
+                .invoke(c)
+        })?;
+        if n == 0 {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        Ok((self.grant(id)?, token))
+    }
+
+    fn revoke_grant(&self, id: &str, now_ms: u64) -> Result<Grant, StoreError> {
+        let n: i64 = self.with(|c| self.scripts.revoke.key(grant_key(id)).arg(now_ms).invoke(c))?;
+        if n == 0 {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        self.grant(id)
+    }
+
+    fn grant_by_token(&self, token: &str) -> Result<Option<Grant>, StoreError> {
+        let hash = hash_token(token);
+        let id: Option<String> = self.with(|c| {
+            redis::cmd("GET")
+                .arg(format!("toolgate:grant-token:{hash}"))
+                .query(c)
+        })?;
+        let Some(id) = id else { return Ok(None) };
+        let f = self.hash(&grant_key(&id))?;
+        let stored = f.get("token_hash").cloned().unwrap_or_default();
+        if f.is_empty() || !constant_time_eq(stored.as_bytes(), hash.as_bytes()) {
+            return Ok(None);
+        }
+        Ok(Some(grant_from(&f).ok_or_else(|| corrupt("a grant"))?))
+    }
+
+    fn grant_for_identity(
+        &self,
+        server: &str,
+        identity: &str,
+        now_ms: u64,
+    ) -> Result<Option<Grant>, StoreError> {
+        let ids: Vec<String> = self.with(|c| {
+            redis::cmd("SMEMBERS")
+                .arg(ident_key(server, identity))
+                .query(c)
+        })?;
+        let mut grants = self.grants_by_ids(&ids)?;
+        grants.retain(|g| {
+            g.server == server
+                && g.identity == identity
+                && g.status(now_ms) == crate::GrantStatus::Active
+        });
+        grants.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
+        Ok(grants.into_iter().next())
+    }
+}
+
+impl AdminStore for RedisState {
+    fn create_admin_token(
+        &self,
+        name: &str,
+        role: Role,
+        now_ms: u64,
+    ) -> Result<(AdminToken, String), StoreError> {
+        let token = format!("tga_{}", random_hex(24)?);
+        let t = AdminToken {
+            id: format!("at_{}", random_hex(6)?),
+            name: name.to_string(),
+            role,
+            token_prefix: token.chars().take(10).collect(),
+            created_at_ms: now_ms,
+            revoked_at_ms: None,
+        };
+        let hash = hash_token(&token);
+        let fields = [
+            ("id", t.id.clone()),
+            ("name", t.name.clone()),
+            ("role", role.as_str().to_string()),
+            ("token_hash", hash.clone()),
+            ("token_prefix", t.token_prefix.clone()),
+            ("created_at_ms", now_ms.to_string()),
+        ];
+        self.with(|c| {
+            redis::pipe()
+                .atomic()
+                .hset_multiple(admin_key(&t.id), &fields)
+                .ignore()
+                .zadd("toolgate:admins", &t.id, now_ms)
+                .ignore()
+                .set(format!("toolgate:admin-token:{hash}"), &t.id)
+                .ignore()
+                .incr(VERSION, 1)
+                .ignore()
+                .query::<()>(c)
+        })?;
+        Ok((t, token))
+    }
+
+    fn admin_tokens(&self) -> Result<Vec<AdminToken>, StoreError> {
+        let ids: Vec<String> = self.with(|c| {
+            redis::cmd("ZRANGE")
+                .arg("toolgate:admins")
+                .arg(0)
+                .arg(-1)
+                .query(c)
+        })?;
+        let keys: Vec<String> = ids.iter().map(|id| admin_key(id)).collect();
+        self.hashes(&keys)?
+            .iter()
+            .filter(|f| !f.is_empty())
+            .map(|f| admin_from(f).ok_or_else(|| corrupt("an admin token")))
+            .collect()
+    }
+
+    fn revoke_admin_token(&self, id: &str, now_ms: u64) -> Result<(), StoreError> {
+        let n: i64 = self.with(|c| self.scripts.revoke.key(admin_key(id)).arg(now_ms).invoke(c))?;
+        if n == 0 {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        Ok(())
+    }
+
+    fn admin_by_token(&self, token: &str) -> Result<Option<AdminToken>, StoreError> {
+        let hash = hash_token(token);
+        let id: Option<String> = self.with(|c| {
+            redis::cmd("GET")
+                .arg(format!("toolgate:admin-token:{hash}"))
+                .query(c)
+        })?;
+        let Some(id) = id else { return Ok(None) };
+        let f = self.hash(&admin_key(&id))?;
+        let stored = f.get("token_hash").cloned().unwrap_or_default();
+        if f.is_empty() || !constant_time_eq(stored.as_bytes(), hash.as_bytes()) {
+            return Ok(None);
+        }
+        let t = admin_from(&f).ok_or_else(|| corrupt("an admin token"))?;
+        Ok(t.revoked_at_ms.is_none().then_some(t))
+    }
+}
+
+fn pins_key(server: &str) -> String {
+    format!("toolgate:pins:{server}")
+}
+
+fn held_key(server: &str) -> String {
+    format!("toolgate:held:{server}")
+}
+
+impl PinStore for RedisState {
+    fn pins(&self, server: &str) -> Result<Vec<Pin>, StoreError> {
+        let all: HashMap<String, String> = self.hash(&pins_key(server))?;
+        let mut pins = all
+            .iter()
+            .map(|(tool, json)| parse_pin(json, server, tool))
+            .collect::<Result<Vec<_>, _>>()?;
+        pins.sort_by(|a, b| a.tool.cmp(&b.tool));
+        Ok(pins)
+    }
+
+    fn observe_tools(
+        &self,
+        server: &str,
+        tools: &[(String, String, String)],
+        now_ms: u64,
+    ) -> Result<Observed, StoreError> {
+        let (changed, pins): (Vec<String>, Vec<String>) = self.with(|c| {
+            let mut inv = self.scripts.observe.prepare_invoke();
+            inv.key(pins_key(server)).key(held_key(server)).arg(now_ms);
+            for (tool, hash, definition) in tools {
+                inv.arg(tool).arg(hash).arg(definition);
+            }
+            inv.invoke(c)
+        })?;
+        let pins = tools
+            .iter()
+            .zip(&pins)
+            .map(|((tool, _, _), json)| parse_pin(json, server, tool))
+            .collect::<Result<Vec<_>, _>>()?;
+        let changed = changed
+            .chunks(2)
+            .filter_map(|p| match p {
+                [tool, what] => Some((tool.clone(), what.clone())),
+                _ => None,
+            })
+            .collect();
+        Ok(Observed { pins, changed })
+    }
+
+    fn is_held(&self, server: &str, tool: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            redis::cmd("SISMEMBER")
+                .arg(held_key(server))
+                .arg(tool)
+                .query(c)
+        })
+    }
+
+    fn approve_pin(&self, server: &str, tool: &str, now_ms: u64) -> Result<Pin, StoreError> {
+        let json: Option<String> = self.with(|c| {
+            self.scripts
+                .approve_pin
+                .key(pins_key(server))
+                .key(held_key(server))
+                .arg(tool)
+                .arg(now_ms)
+                .invoke(c)
+        })?;
+        match json {
+            Some(j) => parse_pin(&j, server, tool),
+            None => Err(StoreError::NotFound(format!(
+                "{server}/{tool} (no change is waiting for approval)"
+            ))),
+        }
+    }
+}
+
+impl ApprovalStore for RedisState {
+    fn request_approval(
+        &self,
+        new: &NewApproval,
+        now_ms: u64,
+    ) -> Result<(Approval, bool), StoreError> {
+        let id = format!("ap_{}", random_hex(8)?);
+        let expires = now_ms.saturating_add(new.timeout_ms);
+        let mut fields: Vec<(&str, String)> = vec![
+            ("id", id.clone()),
+            ("server", new.server.clone()),
+            ("grant_id", new.grant_id.clone()),
+            ("grant_label", new.grant_label.clone()),
+            ("identity", new.identity.clone()),
+            ("tool", new.tool.clone()),
+            ("arguments", new.arguments.clone()),
+            ("arg_hash", new.arg_hash.clone()),
+            ("rule", new.rule.clone()),
+            ("required", new.required.max(1).to_string()),
+            ("timeout_ms", new.timeout_ms.to_string()),
+            ("status", "opening".to_string()),
+            ("created_at_ms", now_ms.to_string()),
+            ("expires_at_ms", expires.to_string()),
+        ];
+        if let Some(p) = &new.policy {
+            fields.push(("policy", p.clone()));
+        }
+        if let Some(v) = &new.policy_version {
+            fields.push(("policy_version", v.clone()));
+        }
+        let (created, got): (i64, String) = self.with(|c| {
+            let mut inv = self.scripts.request.prepare_invoke();
+            inv.key(call_key(&new.grant_id, &new.tool, &new.arg_hash))
+                .key(ALL_APPROVALS)
+                .arg(now_ms)
+                .arg(&id)
+                .arg(expires.saturating_add(KEEP_MS));
+            for (k, v) in &fields {
+                inv.arg(*k).arg(v);
+            }
+            inv.invoke(c)
+        })?;
+        Ok((self.approval(&got)?, created == 1))
+    }
+
+    fn open_approval(&self, id: &str) -> Result<(), StoreError> {
+        let _: i64 = self.with(|c| {
+            self.scripts
+                .open
+                .key(approval_key(id))
+                .key(PENDING)
+                .arg(id)
+                .invoke(c)
+        })?;
+        Ok(())
+    }
+
+    fn approval(&self, id: &str) -> Result<Approval, StoreError> {
+        self.approvals_by_ids(&[id.to_string()])?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    fn approvals(&self, waiting_only: bool, now_ms: u64) -> Result<Vec<Approval>, StoreError> {
+        let index = if waiting_only { PENDING } else { ALL_APPROVALS };
+        let ids: Vec<String> = self.with(|c| {
+            redis::cmd("ZREVRANGE")
+                .arg(index)
+                .arg(0)
+                .arg(if waiting_only { -1 } else { 999 })
+                .query(c)
+        })?;
+        let list = self.approvals_by_ids(&ids)?;
+        if list.len() < ids.len() {
+            // Some expired from Redis: drop them from the index too.
+            let gone: Vec<&String> = ids
+                .iter()
+                .filter(|id| !list.iter().any(|a| &a.id == *id))
+                .collect();
+            self.with(|c| redis::cmd("ZREM").arg(index).arg(&gone).query::<i64>(c))?;
+        }
+        Ok(list
+            .into_iter()
+            .filter(|a| !waiting_only || a.status_at(now_ms) == ApprovalStatus::Pending)
+            .collect())
+    }
+
+    fn approve(
+        &self,
+        id: &str,
+        approver: &str,
+        now_ms: u64,
+    ) -> Result<Result<Approval, DecideError>, StoreError> {
+        let answer: Vec<String> = self.with(|c| {
+            self.scripts
+                .approve
+                .key(approval_key(id))
+                .key(votes_key(id))
+                .key(PENDING)
+                .arg(id)
+                .arg(approver)
+                .arg(now_ms)
+                .arg(KEEP_MS)
+                .invoke(c)
+        })?;
+        match answer.first().map(String::as_str) {
+            Some("ok") => Ok(Ok(self.approval(id)?)),
+            Some("notfound") => Ok(Err(DecideError::NotFound(id.to_string()))),
+            Some("notpending") => Ok(Err(DecideError::NotPending {
+                id: id.to_string(),
+                status: status_name(answer.get(1).map(String::as_str).unwrap_or("")),
+            })),
+            Some("already") => {
+                let a = self.approval(id)?;
+                Ok(Err(DecideError::AlreadyApproved {
+                    id: id.to_string(),
+                    approver: approver.to_string(),
+                    required: a.required,
+                }))
+            }
+            other => Err(self.err(format!("unexpected script answer {other:?}"))),
+        }
+    }
+
+    fn deny_approval(
+        &self,
+        id: &str,
+        approver: &str,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<Result<Approval, DecideError>, StoreError> {
+        let n: i64 = self.with(|c| {
+            self.scripts
+                .deny
+                .key(approval_key(id))
+                .key(PENDING)
+                .arg(id)
+                .arg(reason)
+                .arg(approver)
+                .arg(now_ms)
+                .invoke(c)
+        })?;
+        self.decided(id, now_ms, n == 1)
+    }
+
+    fn expire_approval(&self, id: &str, now_ms: u64) -> Result<bool, StoreError> {
+        let n: i64 = self.with(|c| {
+            self.scripts
+                .expire
+                .key(approval_key(id))
+                .key(PENDING)
+                .arg(id)
+                .arg(now_ms)
+                .invoke(c)
+        })?;
+        Ok(n == 1)
+    }
+
+    fn take_approved(
+        &self,
+        grant_id: &str,
+        tool: &str,
+        arg_hash: &str,
+        id: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Option<Approval>, StoreError> {
+        let used: Option<String> = self.with(|c| {
+            self.scripts
+                .take
+                .key(call_key(grant_id, tool, arg_hash))
+                .arg(now_ms)
+                .arg(id.unwrap_or(""))
+                .invoke(c)
+        })?;
+        match used {
+            Some(id) => Ok(Some(self.approval(&id)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl PolicyHistory for RedisState {
+    fn record_policy_version(&self, v: &PolicyVersion) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(&VersionDoc {
+            document: v.document.clone(),
+            author: v.author.clone(),
+            created_at_ms: v.created_at_ms,
+        })
+        .map_err(|e| self.err(e))?;
+        let _: i64 = self.with(|c| {
+            self.scripts
+                .record_version
+                .key(format!("toolgate:pv:{}", v.name))
+                .key(format!("toolgate:pv-order:{}", v.name))
+                .arg(&v.version)
+                .arg(&doc)
+                .invoke(c)
+        })?;
+        Ok(())
+    }
+
+    fn policy_versions(&self, name: &str) -> Result<Vec<PolicyVersion>, StoreError> {
+        let (order, docs): (Vec<String>, HashMap<String, String>) = self.with(|c| {
+            redis::pipe()
+                .cmd("ZREVRANGE")
+                .arg(format!("toolgate:pv-order:{name}"))
+                .arg(0)
+                .arg(-1)
+                .cmd("HGETALL")
+                .arg(format!("toolgate:pv:{name}"))
+                .query(c)
+        })?;
+        order
+            .iter()
+            .filter_map(|version| docs.get(version).map(|d| (version, d)))
+            .map(|(version, d)| self.version_from(name, version, d))
+            .collect()
+    }
+
+    fn policy_version(&self, name: &str, version: &str) -> Result<PolicyVersion, StoreError> {
+        let doc: Option<String> = self.with(|c| {
+            redis::cmd("HGET")
+                .arg(format!("toolgate:pv:{name}"))
+                .arg(version)
+                .query(c)
+        })?;
+        match doc {
+            Some(d) => self.version_from(name, version, &d),
+            None => Err(StoreError::NotFound(format!(
+                "policy `{name}` version `{version}`"
+            ))),
+        }
+    }
+}
+
+impl RedisState {
+    fn version_from(
+        &self,
+        name: &str,
+        version: &str,
+        doc: &str,
+    ) -> Result<PolicyVersion, StoreError> {
+        let d: VersionDoc = serde_json::from_str(doc).map_err(|e| self.err(e))?;
+        Ok(PolicyVersion {
+            name: name.to_string(),
+            version: version.to_string(),
+            document: d.document,
+            author: d.author,
+            created_at_ms: d.created_at_ms,
+        })
+    }
+}
+
+impl StateStore for RedisState {
+    fn describe(&self) -> String {
+        crate::redis_counters::redacted(&self.url)
+    }
+
+    fn data_version(&self) -> Result<i64, StoreError> {
+        let v: Option<i64> = self.with(|c| redis::cmd("GET").arg(VERSION).query(c))?;
+        Ok(v.unwrap_or(0))
+    }
+
+    fn as_sqlite(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<SqliteStore>> {
+        None
+    }
+}

@@ -1,0 +1,178 @@
+//! The state every replica must agree on, behind one set of traits: grants, admin tokens,
+//! pins, approvals and policy history. Two backends implement them: [`SqliteStore`] (one
+//! file, one machine) and [`RedisState`] (shared by replicas on several machines).
+//!
+//! The traits are split by subject so each backend keeps one file per subject; a
+//! [`StateStore`] is all of them. Callers hold an `Arc<dyn StateStore>`, on which every
+//! method is callable without importing the subject traits.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::admin::{AdminToken, Role};
+use crate::approvals::{Approval, DecideError, NewApproval};
+use crate::grants::{Grant, NewGrant};
+use crate::policy_versions::PolicyVersion;
+use crate::sqlite::{Observed, Pin, SqliteStore};
+use crate::{RedisState, StoreError};
+
+/// Grants: bearer tokens for one server with one policy.
+pub trait GrantStore {
+    /// Creates a grant; returns it and its token (the only time the token exists in clear).
+    fn create_grant(&self, new: &NewGrant, now_ms: u64) -> Result<(Grant, String), StoreError>;
+    /// Every grant, oldest first.
+    fn list_grants(&self) -> Result<Vec<Grant>, StoreError>;
+    /// How many grants exist (any status).
+    fn grant_count(&self) -> Result<u64, StoreError>;
+    /// One grant by id.
+    fn grant(&self, id: &str) -> Result<Grant, StoreError>;
+    /// Gives a grant a new token (the old one stops working at once); returns the new token.
+    fn rotate_grant(&self, id: &str) -> Result<(Grant, String), StoreError>;
+    /// Revokes a grant (idempotent: the first revocation time is kept).
+    fn revoke_grant(&self, id: &str, now_ms: u64) -> Result<Grant, StoreError>;
+    /// The grant a bearer token opens, if any (whatever its status: the caller checks).
+    fn grant_by_token(&self, token: &str) -> Result<Option<Grant>, StoreError>;
+    /// The newest active grant for `server` bound to `identity` (JWT identities).
+    fn grant_for_identity(
+        &self,
+        server: &str,
+        identity: &str,
+        now_ms: u64,
+    ) -> Result<Option<Grant>, StoreError>;
+}
+
+/// Admin tokens: bearer tokens for the admin API, each with a role.
+pub trait AdminStore {
+    /// Creates an admin token; returns it and the token (shown once).
+    fn create_admin_token(
+        &self,
+        name: &str,
+        role: Role,
+        now_ms: u64,
+    ) -> Result<(AdminToken, String), StoreError>;
+    /// Every admin token, oldest first.
+    fn admin_tokens(&self) -> Result<Vec<AdminToken>, StoreError>;
+    /// Revokes an admin token (idempotent).
+    fn revoke_admin_token(&self, id: &str, now_ms: u64) -> Result<(), StoreError>;
+    /// The unrevoked admin token a bearer token is, if any.
+    fn admin_by_token(&self, token: &str) -> Result<Option<AdminToken>, StoreError>;
+}
+
+/// Tool pins: the reviewed definition of every tool, and changed ones held for approval.
+pub trait PinStore {
+    /// Every pin of a server, by tool name.
+    fn pins(&self, server: &str) -> Result<Vec<Pin>, StoreError>;
+    /// Records the definitions an upstream just listed, as `(tool, hash, definition)`. The
+    /// first time a server is seen every tool is pinned as it is; after that a changed
+    /// definition, or a tool that was not there, is recorded as pending (held). Returns the
+    /// pins of the listed tools, in the order given.
+    fn observe_tools(
+        &self,
+        server: &str,
+        tools: &[(String, String, String)],
+        now_ms: u64,
+    ) -> Result<Observed, StoreError>;
+    /// True when the tool's definition is held (changed or new since pinning).
+    fn is_held(&self, server: &str, tool: &str) -> Result<bool, StoreError>;
+    /// Approves a held definition: it becomes the pin. Errors when nothing is pending.
+    fn approve_pin(&self, server: &str, tool: &str, now_ms: u64) -> Result<Pin, StoreError>;
+}
+
+/// The approval queue: calls held for a person's decision.
+pub trait ApprovalStore {
+    /// Holds a call: returns the pending approval for the same grant, tool and arguments
+    /// if one is waiting (a retry does not ask twice; `false`), else a new one in status
+    /// `opening` (`true`), which [`ApprovalStore::open_approval`] makes visible.
+    fn request_approval(
+        &self,
+        new: &NewApproval,
+        now_ms: u64,
+    ) -> Result<(Approval, bool), StoreError>;
+    /// Makes a new approval visible to approvers (`opening` → `pending`).
+    fn open_approval(&self, id: &str) -> Result<(), StoreError>;
+    /// One approval.
+    fn approval(&self, id: &str) -> Result<Approval, StoreError>;
+    /// Approvals, newest first: only those waiting (pending, not expired), or the newest
+    /// 1,000 of any status.
+    fn approvals(&self, waiting_only: bool, now_ms: u64) -> Result<Vec<Approval>, StoreError>;
+    /// Records an approver's approval; the approval is granted once `required` distinct
+    /// approvers have approved. An approved call stays usable for `timeout` from then.
+    fn approve(
+        &self,
+        id: &str,
+        approver: &str,
+        now_ms: u64,
+    ) -> Result<Result<Approval, DecideError>, StoreError>;
+    /// Denies a pending approval with a reason the agent will read.
+    fn deny_approval(
+        &self,
+        id: &str,
+        approver: &str,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<Result<Approval, DecideError>, StoreError>;
+    /// Marks a pending approval expired (nobody decided in time). True if it was pending.
+    fn expire_approval(&self, id: &str, now_ms: u64) -> Result<bool, StoreError>;
+    /// Uses an approval once: the approved, unexpired approval for exactly this grant,
+    /// tool and arguments (hash) becomes `used`. `id` narrows it to one approval.
+    fn take_approved(
+        &self,
+        grant_id: &str,
+        tool: &str,
+        arg_hash: &str,
+        id: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Option<Approval>, StoreError>;
+}
+
+/// Policy history: every document put through the admin API, for rollback.
+pub trait PolicyHistory {
+    /// Stores a version; a version already stored keeps its first author and time.
+    fn record_policy_version(&self, v: &PolicyVersion) -> Result<(), StoreError>;
+    /// The stored versions of a policy, newest first.
+    fn policy_versions(&self, name: &str) -> Result<Vec<PolicyVersion>, StoreError>;
+    /// One stored version.
+    fn policy_version(&self, name: &str, version: &str) -> Result<PolicyVersion, StoreError>;
+}
+
+/// Everything a gateway shares with its CLI and its replicas.
+pub trait StateStore:
+    GrantStore + AdminStore + PinStore + ApprovalStore + PolicyHistory + Send + Sync + std::fmt::Debug
+{
+    /// Where the state lives, for messages (a Redis URL without its password).
+    fn describe(&self) -> String;
+    /// A number that changes whenever grants, admin tokens or pins change, in any process
+    /// or replica: caches compare it before trusting what they hold.
+    fn data_version(&self) -> Result<i64, StoreError>;
+    /// Answers when the state can be read (for `/readyz`).
+    fn check(&self) -> Result<(), StoreError> {
+        self.data_version().map(|_| ())
+    }
+    /// The SQLite store itself, when that is the backend (its counters table keeps
+    /// rate-limit entries when no Redis is named).
+    fn as_sqlite(self: Arc<Self>) -> Option<Arc<SqliteStore>>;
+}
+
+/// Opens the state named by a store URL: `sqlite://PATH` (relative to `base`) or
+/// `redis://HOST:PORT/DB`.
+pub fn open_state(url: &str, base: &Path) -> Result<Arc<dyn StateStore>, StoreError> {
+    if url.starts_with("redis://") || url.starts_with("redis+unix://") {
+        Ok(Arc::new(RedisState::open(url)?))
+    } else {
+        Ok(Arc::new(SqliteStore::open_url(url, base)?))
+    }
+}
+
+impl StateStore for SqliteStore {
+    fn describe(&self) -> String {
+        format!("sqlite://{}", self.path().display())
+    }
+
+    fn data_version(&self) -> Result<i64, StoreError> {
+        SqliteStore::data_version(self)
+    }
+
+    fn as_sqlite(self: Arc<Self>) -> Option<Arc<SqliteStore>> {
+        Some(self)
+    }
+}

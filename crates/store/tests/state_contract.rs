@@ -1,0 +1,666 @@
+//! One contract for every backend of the shared state (grants, admin tokens, pins,
+//! approvals, policy history): SQLite (`SqliteStore`) and Redis (`RedisState`, against a
+//! real server: `TOOLGATE_TEST_REDIS_URL`, which the test command sets after starting a
+//! private `redis-server`; under `CI` its absence fails).
+//!
+//! Each test opens every backend twice, as two replicas (or the gateway and the CLI) would,
+//! and checks that what one writes the other reads. Redis tests use one database number
+//! each, flushed first, so tests running at once do not meet.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use toolgate_store::{
+    open_state, ApprovalStatus, DecideError, GrantStatus, NewApproval, NewGrant, PolicyVersion,
+    Role, StateStore, StoreError,
+};
+
+/// A backend's name and two handles on one fresh state.
+type Backend = (&'static str, Arc<dyn StateStore>, Arc<dyn StateStore>);
+
+fn backends(test: &str, db: u8) -> Vec<Backend> {
+    let dir = std::env::temp_dir().join(format!("tg-state-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("s.db").display());
+    let mut out = vec![(
+        "sqlite",
+        open_state(&url, &dir).unwrap(),
+        open_state(&url, &dir).unwrap(),
+    )];
+    match std::env::var("TOOLGATE_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => {
+            let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
+            let url = format!("{base}/{db}");
+            let client = redis::Client::open(url.as_str()).unwrap();
+            let mut c = client.get_connection().unwrap();
+            redis::cmd("FLUSHDB").query::<()>(&mut c).unwrap();
+            out.push((
+                "redis",
+                open_state(&url, &dir).unwrap(),
+                open_state(&url, &dir).unwrap(),
+            ));
+        }
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("TOOLGATE_TEST_REDIS_URL is not set: the test command starts redis-server and sets it")
+        }
+        _ => eprintln!(
+            "note: TOOLGATE_TEST_REDIS_URL not set; the redis backend is not checked here"
+        ),
+    }
+    out
+}
+
+fn new_grant(label: &str, server: &str, identity: Option<&str>, expires: Option<u64>) -> NewGrant {
+    NewGrant {
+        label: label.into(),
+        server: server.into(),
+        policy: Some("demo".into()),
+        identity: identity.map(Into::into),
+        expires_at_ms: expires,
+    }
+}
+
+#[test]
+fn grants_open_rotate_revoke_and_are_seen_by_the_other_handle() {
+    for (name, s, other) in backends("grants", 11) {
+        assert_eq!(s.grant_count().unwrap(), 0, "{name}");
+        let v0 = other.data_version().unwrap();
+        let (g, token) = s
+            .create_grant(&new_grant("alice", "demo", None, Some(5_000)), 1_000)
+            .unwrap();
+        assert!(token.starts_with("tg_") && token.len() == 51, "{name}");
+        assert_eq!(g.identity, "alice", "{name}");
+        assert_ne!(
+            other.data_version().unwrap(),
+            v0,
+            "{name}: a change is seen"
+        );
+        let found = other.grant_by_token(&token).unwrap().unwrap();
+        assert_eq!(found, g, "{name}");
+        assert_eq!(found.status(4_999), GrantStatus::Active, "{name}");
+        assert_eq!(found.status(5_000), GrantStatus::Expired, "{name}");
+        assert!(
+            other.grant_by_token("tg_wrong").unwrap().is_none(),
+            "{name}"
+        );
+        assert_eq!(other.grant(&g.id).unwrap(), g, "{name}");
+        assert!(
+            matches!(other.grant("g_nope"), Err(StoreError::NotFound(_))),
+            "{name}"
+        );
+
+        let (rotated, token2) = s.rotate_grant(&g.id).unwrap();
+        assert_ne!(rotated.token_prefix, g.token_prefix, "{name}");
+        assert!(
+            other.grant_by_token(&token).unwrap().is_none(),
+            "{name}: old token"
+        );
+        assert_eq!(
+            other.grant_by_token(&token2).unwrap().unwrap().id,
+            g.id,
+            "{name}"
+        );
+        assert!(
+            matches!(s.rotate_grant("g_nope"), Err(StoreError::NotFound(_))),
+            "{name}"
+        );
+
+        let r = s.revoke_grant(&g.id, 2_000).unwrap();
+        assert_eq!(r.status(2_000), GrantStatus::Revoked, "{name}");
+        assert_eq!(
+            s.revoke_grant(&g.id, 3_000).unwrap().revoked_at_ms,
+            Some(2_000),
+            "{name}: first time kept"
+        );
+        assert_eq!(
+            other
+                .grant_by_token(&token2)
+                .unwrap()
+                .unwrap()
+                .status(2_500),
+            GrantStatus::Revoked,
+            "{name}"
+        );
+        assert!(
+            matches!(s.revoke_grant("g_nope", 1), Err(StoreError::NotFound(_))),
+            "{name}"
+        );
+
+        let (b, _) = s
+            .create_grant(&new_grant("bob", "demo", None, None), 1_500)
+            .unwrap();
+        let ids: Vec<String> = other
+            .list_grants()
+            .unwrap()
+            .into_iter()
+            .map(|g| g.id)
+            .collect();
+        assert_eq!(ids, [g.id.clone(), b.id.clone()], "{name}: oldest first");
+        assert_eq!(other.grant_count().unwrap(), 2, "{name}");
+    }
+}
+
+#[test]
+fn identities_find_their_newest_active_grant_on_that_server() {
+    for (name, s, other) in backends("identity", 12) {
+        assert!(
+            other
+                .grant_for_identity("demo", "ci", 10)
+                .unwrap()
+                .is_none(),
+            "{name}"
+        );
+        let (old, _) = s
+            .create_grant(&new_grant("ci-1", "demo", Some("ci"), None), 1)
+            .unwrap();
+        let (new, _) = s
+            .create_grant(&new_grant("ci-2", "demo", Some("ci"), None), 2)
+            .unwrap();
+        s.create_grant(&new_grant("ci-3", "other", Some("ci"), None), 3)
+            .unwrap();
+        let (_, _) = s
+            .create_grant(&new_grant("ci-4", "demo", Some("ci"), Some(50)), 4)
+            .unwrap();
+        assert_eq!(
+            other
+                .grant_for_identity("demo", "ci", 100)
+                .unwrap()
+                .unwrap()
+                .id,
+            new.id,
+            "{name}"
+        );
+        s.revoke_grant(&new.id, 101).unwrap();
+        assert_eq!(
+            other
+                .grant_for_identity("demo", "ci", 102)
+                .unwrap()
+                .unwrap()
+                .id,
+            old.id,
+            "{name}"
+        );
+        assert!(
+            other
+                .grant_for_identity("demo", "nobody", 102)
+                .unwrap()
+                .is_none(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn admin_tokens_open_until_revoked() {
+    for (name, s, other) in backends("admin", 13) {
+        let (t, token) = s.create_admin_token("ops", Role::PolicyManager, 1).unwrap();
+        assert!(token.starts_with("tga_"), "{name}");
+        assert_eq!(
+            other.admin_by_token(&token).unwrap().unwrap().role,
+            Role::PolicyManager,
+            "{name}"
+        );
+        assert!(
+            other.admin_by_token("tga_nope").unwrap().is_none(),
+            "{name}"
+        );
+        let (_, _) = s.create_admin_token("root", Role::Admin, 2).unwrap();
+        let names: Vec<String> = other
+            .admin_tokens()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, ["ops", "root"], "{name}");
+        other.revoke_admin_token(&t.id, 3).unwrap();
+        assert!(s.admin_by_token(&token).unwrap().is_none(), "{name}");
+        assert!(
+            matches!(
+                s.revoke_admin_token("at_nope", 4),
+                Err(StoreError::NotFound(_))
+            ),
+            "{name}"
+        );
+    }
+}
+
+fn tools(defs: &[(&str, &str)]) -> Vec<(String, String, String)> {
+    defs.iter()
+        .map(|(t, h)| {
+            (
+                t.to_string(),
+                h.to_string(),
+                format!("{{\"name\":\"{t}\",\"v\":\"{h}\"}}"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn pins_hold_changed_and_new_tools_until_approved() {
+    for (name, s, other) in backends("pins", 14) {
+        let first = s
+            .observe_tools("demo", &tools(&[("b", "h1"), ("a", "h2")]), 10)
+            .unwrap();
+        assert!(
+            first.changed.is_empty(),
+            "{name}: first sight pins everything"
+        );
+        assert_eq!(
+            first
+                .pins
+                .iter()
+                .map(|p| (p.tool.as_str(), p.hash.as_deref()))
+                .collect::<Vec<_>>(),
+            [("b", Some("h1")), ("a", Some("h2"))],
+            "{name}: in the order listed"
+        );
+        assert_eq!(first.pins[0].pinned_at_ms, Some(10), "{name}");
+        assert!(!other.is_held("demo", "a").unwrap(), "{name}");
+
+        let v = other.data_version().unwrap();
+        let second = s
+            .observe_tools(
+                "demo",
+                &tools(&[("a", "h2x"), ("b", "h1"), ("c", "h3")]),
+                20,
+            )
+            .unwrap();
+        assert_ne!(
+            other.data_version().unwrap(),
+            v,
+            "{name}: pin changes are seen"
+        );
+        assert_eq!(
+            second.changed,
+            [
+                (
+                    "a".to_string(),
+                    "definition changed: pinned h2, now h2x".to_string()
+                ),
+                ("c".to_string(), "new since pinning".to_string()),
+            ],
+            "{name}"
+        );
+        assert!(
+            other.is_held("demo", "a").unwrap() && other.is_held("demo", "c").unwrap(),
+            "{name}"
+        );
+        assert!(!other.is_held("demo", "b").unwrap(), "{name}");
+        assert!(!other.is_held("elsewhere", "a").unwrap(), "{name}");
+        let a = &second.pins[0];
+        assert_eq!(
+            (a.hash.as_deref(), a.pending_hash.as_deref()),
+            (Some("h2"), Some("h2x")),
+            "{name}"
+        );
+        assert!(
+            a.pending_definition.as_deref().unwrap().contains("h2x"),
+            "{name}"
+        );
+
+        // Seen again unchanged: nothing new is reported.
+        let third = s
+            .observe_tools("demo", &tools(&[("a", "h2x")]), 30)
+            .unwrap();
+        assert!(third.changed.is_empty(), "{name}");
+
+        let approved = other.approve_pin("demo", "a", 40).unwrap();
+        assert_eq!(
+            (approved.hash.as_deref(), approved.pending_hash),
+            (Some("h2x"), None),
+            "{name}"
+        );
+        assert_eq!(approved.pinned_at_ms, Some(40), "{name}");
+        assert!(!s.is_held("demo", "a").unwrap(), "{name}");
+        assert!(
+            matches!(
+                other.approve_pin("demo", "a", 41),
+                Err(StoreError::NotFound(_))
+            ),
+            "{name}"
+        );
+
+        // Back to the pinned definition: the pending change is dropped.
+        s.observe_tools("demo", &tools(&[("a", "h2x"), ("c", "h3")]), 50)
+            .unwrap();
+        let c = other.approve_pin("demo", "c", 60).unwrap();
+        assert_eq!(c.hash.as_deref(), Some("h3"), "{name}");
+        s.observe_tools("demo", &tools(&[("b", "h1-changed")]), 70)
+            .unwrap();
+        assert!(other.is_held("demo", "b").unwrap(), "{name}");
+        s.observe_tools("demo", &tools(&[("b", "h1")]), 80).unwrap();
+        assert!(!other.is_held("demo", "b").unwrap(), "{name}: reverted");
+
+        let all = other.pins("demo").unwrap();
+        assert_eq!(
+            all.iter().map(|p| p.tool.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"],
+            "{name}"
+        );
+        assert!(other.pins("nothing").unwrap().is_empty(), "{name}");
+    }
+}
+
+fn new_approval(required: u32, hash: &str) -> NewApproval {
+    NewApproval {
+        server: "demo".into(),
+        grant_id: "g_1".into(),
+        grant_label: "alice".into(),
+        identity: "alice".into(),
+        tool: "refund".into(),
+        arguments: "{\"amount\":1}".into(),
+        arg_hash: hash.into(),
+        policy: Some("p".into()),
+        policy_version: None,
+        rule: "/tools/refund/action".into(),
+        required,
+        timeout_ms: 60_000,
+    }
+}
+
+#[test]
+fn an_approval_is_used_once_for_the_same_arguments() {
+    for (name, s, other) in backends("approve-once", 15) {
+        let (a, created) = s.request_approval(&new_approval(1, "h1"), 1000).unwrap();
+        assert!(created, "{name}");
+        assert_eq!(
+            (a.status, a.expires_at_ms),
+            (ApprovalStatus::Opening, 61_000),
+            "{name}"
+        );
+        assert_eq!(a.policy.as_deref(), Some("p"), "{name}");
+        assert!(
+            other.approve(&a.id, "bob", 1500).unwrap().is_err(),
+            "{name}: not while opening"
+        );
+        assert!(
+            other.approvals(true, 1500).unwrap().is_empty(),
+            "{name}: hidden while opening"
+        );
+        s.open_approval(&a.id).unwrap();
+        assert_eq!(other.approvals(true, 1500).unwrap().len(), 1, "{name}");
+        let (again, created) = other
+            .request_approval(&new_approval(1, "h1"), 2000)
+            .unwrap();
+        assert_eq!(
+            (again.id.as_str(), created),
+            (a.id.as_str(), false),
+            "{name}: a retry waits on the same"
+        );
+        assert!(
+            s.take_approved("g_1", "refund", "h1", None, 2000)
+                .unwrap()
+                .is_none(),
+            "{name}"
+        );
+        let ok = other.approve(&a.id, "bob", 3000).unwrap().unwrap();
+        assert_eq!(
+            (ok.status, ok.approvers.clone()),
+            (ApprovalStatus::Approved, vec!["bob".to_string()]),
+            "{name}"
+        );
+        assert_eq!(
+            (ok.decided_by.as_deref(), ok.expires_at_ms),
+            (Some("bob"), 63_000),
+            "{name}"
+        );
+        assert!(
+            other.approvals(true, 3000).unwrap().is_empty(),
+            "{name}: no longer waiting"
+        );
+        assert!(
+            s.take_approved("g_1", "refund", "h2", None, 4000)
+                .unwrap()
+                .is_none(),
+            "{name}: other arguments"
+        );
+        assert!(
+            s.take_approved("g_1", "refund", "h1", Some("ap_other"), 4000)
+                .unwrap()
+                .is_none(),
+            "{name}: other id"
+        );
+        let used = s
+            .take_approved("g_1", "refund", "h1", Some(&a.id), 4000)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (used.status, used.used_at_ms),
+            (ApprovalStatus::Used, Some(4000)),
+            "{name}"
+        );
+        assert!(
+            other
+                .take_approved("g_1", "refund", "h1", None, 4001)
+                .unwrap()
+                .is_none(),
+            "{name}: once"
+        );
+        assert_eq!(
+            other.approval(&a.id).unwrap().status,
+            ApprovalStatus::Used,
+            "{name}"
+        );
+        assert!(
+            matches!(other.approval("ap_nope"), Err(StoreError::NotFound(_))),
+            "{name}"
+        );
+        let all = other.approvals(false, 5000).unwrap();
+        assert_eq!(
+            all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+            [a.id.as_str()],
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn two_distinct_approvers_deny_and_expiry() {
+    for (name, s, other) in backends("approve-two", 16) {
+        let (a, _) = s.request_approval(&new_approval(2, "h"), 0).unwrap();
+        s.open_approval(&a.id).unwrap();
+        assert_eq!(
+            other.approve(&a.id, "bob", 10).unwrap().unwrap().status,
+            ApprovalStatus::Pending,
+            "{name}"
+        );
+        assert!(
+            matches!(
+                s.approve(&a.id, "bob", 11).unwrap(),
+                Err(DecideError::AlreadyApproved { required: 2, .. })
+            ),
+            "{name}"
+        );
+        let done = s.approve(&a.id, "carol", 12).unwrap().unwrap();
+        assert_eq!(
+            (done.status, done.approvers.clone()),
+            (
+                ApprovalStatus::Approved,
+                vec!["bob".to_string(), "carol".to_string()]
+            ),
+            "{name}"
+        );
+        assert!(
+            matches!(
+                other.approve(&a.id, "dave", 13).unwrap(),
+                Err(DecideError::NotPending {
+                    status: "approved",
+                    ..
+                })
+            ),
+            "{name}"
+        );
+
+        let (b, _) = s.request_approval(&new_approval(1, "x"), 0).unwrap();
+        s.open_approval(&b.id).unwrap();
+        let denied = other.deny_approval(&b.id, "bob", "no", 5).unwrap().unwrap();
+        assert_eq!(
+            (
+                denied.status,
+                denied.reason.as_deref(),
+                denied.decided_by.as_deref()
+            ),
+            (ApprovalStatus::Denied, Some("no"), Some("bob")),
+            "{name}"
+        );
+        assert!(
+            matches!(
+                s.approve(&b.id, "carol", 6).unwrap(),
+                Err(DecideError::NotPending {
+                    status: "denied",
+                    ..
+                })
+            ),
+            "{name}"
+        );
+        assert!(
+            matches!(
+                s.deny_approval(&b.id, "carol", "again", 6).unwrap(),
+                Err(DecideError::NotPending { .. })
+            ),
+            "{name}"
+        );
+        assert!(
+            matches!(
+                s.deny_approval("ap_nope", "carol", "x", 6).unwrap(),
+                Err(DecideError::NotFound(_))
+            ),
+            "{name}"
+        );
+        assert!(
+            matches!(
+                s.approve("ap_nope", "carol", 6).unwrap(),
+                Err(DecideError::NotFound(_))
+            ),
+            "{name}"
+        );
+
+        let (c, _) = s.request_approval(&new_approval(1, "y"), 0).unwrap();
+        s.open_approval(&c.id).unwrap();
+        assert!(
+            matches!(
+                other.approve(&c.id, "bob", 60_000).unwrap(),
+                Err(DecideError::NotPending {
+                    status: "expired",
+                    ..
+                })
+            ),
+            "{name}"
+        );
+        assert_eq!(
+            s.approval(&c.id).unwrap().status,
+            ApprovalStatus::Expired,
+            "{name}: marked"
+        );
+
+        let (d, _) = s.request_approval(&new_approval(1, "z"), 100).unwrap();
+        s.open_approval(&d.id).unwrap();
+        assert!(other.expire_approval(&d.id, 200).unwrap(), "{name}");
+        assert!(
+            !other.expire_approval(&d.id, 201).unwrap(),
+            "{name}: only once"
+        );
+        assert_eq!(
+            s.approval(&d.id).unwrap().status,
+            ApprovalStatus::Expired,
+            "{name}"
+        );
+        assert!(s.approvals(true, 300).unwrap().is_empty(), "{name}");
+        let newest: Vec<String> = s
+            .approvals(false, 300)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.id)
+            .collect();
+        assert_eq!(newest.first(), Some(&d.id), "{name}: newest first");
+        assert_eq!(newest.len(), 4, "{name}");
+    }
+}
+
+#[test]
+fn concurrent_requests_make_one_approval_and_it_is_used_once() {
+    for (name, s, other) in backends("approve-race", 17) {
+        let handles = [s.clone(), other.clone()];
+        let created: Vec<(String, bool)> = std::thread::scope(|scope| {
+            let joins: Vec<_> = (0..16)
+                .map(|i| {
+                    let h = handles[i % 2].clone();
+                    scope.spawn(move || {
+                        let (a, created) =
+                            h.request_approval(&new_approval(1, "race"), 1000).unwrap();
+                        if created {
+                            h.open_approval(&a.id).unwrap();
+                        }
+                        (a.id, created)
+                    })
+                })
+                .collect();
+            joins.into_iter().map(|j| j.join().unwrap()).collect()
+        });
+        // A request that came before the winner opened its approval may start another
+        // (the first was not yet pending); every other request waits on an open one.
+        let made: std::collections::BTreeSet<&String> = created
+            .iter()
+            .filter(|(_, c)| *c)
+            .map(|(id, _)| id)
+            .collect();
+        assert!(!made.is_empty(), "{name}");
+        for id in &made {
+            other.approve(id, "bob", 2000).unwrap().unwrap();
+        }
+        let taken = std::thread::scope(|scope| {
+            let joins: Vec<_> = (0..16)
+                .map(|i| {
+                    let h = handles[i % 2].clone();
+                    scope.spawn(move || {
+                        h.take_approved("g_1", "refund", "race", None, 3000)
+                            .unwrap()
+                            .is_some()
+                    })
+                })
+                .collect();
+            joins
+                .into_iter()
+                .map(|j| j.join().unwrap())
+                .filter(|t| *t)
+                .count()
+        });
+        assert_eq!(taken, made.len(), "{name}: each approval used exactly once");
+    }
+}
+
+#[test]
+fn policy_versions_are_kept_newest_first_and_never_overwritten() {
+    for (name, s, other) in backends("policy", 18) {
+        let v = |version: &str, author: &str, at: u64| PolicyVersion {
+            name: "p".into(),
+            version: version.into(),
+            document: format!("{{\"v\":\"{version}\"}}"),
+            author: author.into(),
+            created_at_ms: at,
+        };
+        s.record_policy_version(&v("a", "(file)", 1)).unwrap();
+        other.record_policy_version(&v("b", "max", 1)).unwrap();
+        s.record_policy_version(&v("a", "eve", 3)).unwrap();
+        let all = other.policy_versions("p").unwrap();
+        assert_eq!(
+            all.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(),
+            ["b", "a"],
+            "{name}"
+        );
+        let a = other.policy_version("p", "a").unwrap();
+        assert_eq!(
+            (a.author.as_str(), a.created_at_ms, a.document.as_str()),
+            ("(file)", 1, "{\"v\":\"a\"}"),
+            "{name}"
+        );
+        assert!(
+            matches!(s.policy_version("p", "zz"), Err(StoreError::NotFound(_))),
+            "{name}"
+        );
+        assert!(s.policy_versions("q").unwrap().is_empty(), "{name}");
+    }
+}
