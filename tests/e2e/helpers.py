@@ -172,6 +172,7 @@ class Gateway:
         relative_paths: bool = False,
         cwd: Path | None = None,
         store: Path | None = None,
+        store_url: str | None = None,
     ) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
@@ -185,6 +186,9 @@ class Gateway:
         self.cwd.mkdir(parents=True, exist_ok=True)
         self.config_path = self.root / "toolgate.toml"
         self.db_path = store or self.root / "toolgate.db"
+        # Another store than the SQLite file (`redis://…`); the audit log stays beside
+        # `db_path` unless `extra` says otherwise.
+        self.store_url = store_url
         self.proc: subprocess.Popen[bytes] | None = None
         # Run in the gateway's process before it starts (limits, signal dispositions).
         self.preexec: Callable[[], None] | None = None
@@ -212,6 +216,7 @@ class Gateway:
 
     def write_config(self) -> None:
         store = "sqlite://toolgate.db" if self.relative_paths else f"sqlite://{self.db_path}"
+        store = self.store_url or store
         lines = [
             "# Written by toolgate's end-to-end tests.",
             f"listen = {_toml('127.0.0.1:0')}",

@@ -1,7 +1,9 @@
-"""Replicas: three gateway processes share one Redis for counters and one PostgreSQL for
-the audit log (and, on one machine, one SQLite store for grants and approvals). 64 concurrent clients spread
-over them call a tool limited to 30 a minute: exactly 30 succeed. An approval raised on one
-replica is approved through another's admin API. `audit verify` passes over all records."""
+"""Replicas: three gateway processes, each with its own folder and nothing shared on disk,
+share one Redis (`store = "redis://…"`: grants, admin tokens, pins, approvals, counters) and
+one PostgreSQL (the audit log). 64 concurrent clients spread over them call a tool limited
+to 30 a minute: exactly 30 succeed. A grant made or revoked through one replica's CLI is
+seen by the others at once. An approval raised on one replica is approved through
+another's admin API. `audit verify` passes over all records."""
 
 from __future__ import annotations
 
@@ -31,6 +33,15 @@ def redis_url() -> str:
         if os.environ.get("CI"):
             pytest.fail("TOOLGATE_TEST_REDIS_URL is not set: the test command starts redis-server and sets it")
         pytest.skip("TOOLGATE_TEST_REDIS_URL is not set (scripts/test.sh starts a redis-server)")
+    return url
+
+
+def redis_database(db: int) -> str:
+    """Database `db` of the test command's Redis, emptied first (one per test)."""
+    import subprocess
+
+    url = redis_url().rsplit("/", 1)[0] + f"/{db}"
+    subprocess.run(["redis-cli", "-u", url, "FLUSHDB"], check=True, capture_output=True)
     return url
 
 
@@ -74,17 +85,17 @@ async def one_call(http: httpx.AsyncClient, url: str, token: str, n: int) -> dic
 
 
 def test_three_replicas_share_one_exact_limit(gateways: Any, upstreams: Any, tmp_path: Path) -> None:
-    url = redis_url()
+    state = redis_database(40)
     audit = postgres_database("tg_replicas")
-    shared = tmp_path / "shared" / "toolgate.db"
-    shared.parent.mkdir()
     upstream = upstreams.recording("json")
     replicas = [
         gateways.new([http_server("rec", "limited", upstream.url)], {"limited": LIMITED},
-                     extra={"counters": url, "audit": {"store": audit}}, store=shared)
+                     extra={"audit": {"store": audit}}, store_url=state)
         for _ in range(3)
     ]
-    token = replicas[0].grant("rec", "replica-agent")
+    assert not any((r.root / "toolgate.db").exists() for r in replicas), "no SQLite store is made"
+    made = replicas[0].grant_json("rec", "replica-agent")
+    token, grant_id = made["token"], made["id"]
 
     async def load() -> list[dict[str, Any]]:
         limits = httpx.Limits(max_connections=64)
@@ -102,14 +113,24 @@ def test_three_replicas_share_one_exact_limit(gateways: Any, upstreams: Any, tmp
     calls = replicas[2].audit_records("--tool", "echo", "--kind", "call")
     assert len(calls) == 64 and sum(c["decision"] == "allow" for c in calls) == 30
 
+    # Revoked through the third replica's CLI: the first refuses the token at once.
+    replicas[2].cli("grants revoke", grant_id)
+
+    async def after_revoke() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=10) as http:
+            init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "r", "version": "1"}}}
+            return await http.post(replicas[0].url("rec"), json=init, headers={"Authorization": f"Bearer {token}"} | HEADERS)
+
+    r = run(after_revoke)
+    assert r.status_code == 401 and "revoked" in r.text, r.text
+
 
 def test_an_approval_held_on_one_replica_is_approved_through_another(gateways: Any, tmp_path: Path) -> None:
-    url = redis_url()
-    shared = tmp_path / "shared" / "toolgate.db"
-    shared.parent.mkdir()
+    state = redis_database(41)
     policy = {"version": "1", "default": "deny",
               "tools": {"refund_payment": {"action": "require_approval", "approval": {"timeout": "30s"}}}}
-    a, b = (gateways.new([demo_server()], {"demo": policy}, extra={"counters": url}, store=shared) for _ in range(2))
+    a, b = (gateways.new([demo_server()], {"demo": policy}, store_url=state) for _ in range(2))
     token = a.grant("demo", "replica-approval")
     manager = json.loads(a.cli("admin-tokens create", "--name", "max", "--role", "policy_manager", "--json")
                          .stdout.strip().splitlines()[-1])["token"]

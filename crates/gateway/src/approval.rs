@@ -145,13 +145,60 @@ pub enum Decided {
     StoreDown(String),
 }
 
+/// Wake-ups for held calls: the ids of approvals just decided, by this process (the admin
+/// API) or, when the store publishes them (Redis), by any replica or CLI. A wake-up only
+/// shortens the wait; held calls still look at their approval every [`POLL`].
+#[derive(Clone, Debug)]
+pub struct Decisions(tokio::sync::broadcast::Sender<String>);
+
+impl Decisions {
+    /// Wake-ups from this process and from whatever `store` publishes.
+    pub fn watch(store: &dyn toolgate_store::StateStore) -> Self {
+        let (tx, _) = tokio::sync::broadcast::channel(256);
+        let feed = tx.clone();
+        store.watch_decisions(Box::new(move |id| {
+            let _ = feed.send(id.to_string());
+        }));
+        Decisions(tx)
+    }
+
+    /// Tells this process's waiters that approval `id` was decided.
+    pub fn decided(&self, id: &str) {
+        let _ = self.0.send(id.to_string());
+    }
+}
+
+/// Sleeps for `POLL`, or less when approval `id` is announced as decided.
+async fn nap(wake: &mut tokio::sync::broadcast::Receiver<String>, id: &str) {
+    let announced = async {
+        loop {
+            match wake.recv().await {
+                Ok(got) if got == id => return,
+                Ok(_) => {}
+                // Missed some: look now rather than risk missing ours.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    std::future::pending::<()>().await
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(POLL) => {}
+        _ = announced => {}
+    }
+}
+
 /// Waits until approval `id` is decided. An approved one is taken (used) for this call;
 /// an expired one is marked so (and `on_expired` told, to record it).
 pub async fn wait_decision(
     store: &dyn toolgate_store::StateStore,
+    decisions: &Decisions,
     id: &str,
     on_expired: impl Fn(&Approval),
 ) -> Decided {
+    // Subscribed before the first look, so a decision made in between is not missed.
+    let mut wake = decisions.0.subscribe();
     loop {
         let now = now_ms();
         let current = match store.approval(id) {
@@ -199,14 +246,14 @@ pub async fn wait_decision(
                 return Decided::Refused(d, current);
             }
         }
-        tokio::time::sleep(POLL).await;
+        nap(&mut wake, id).await;
     }
 }
 
 /// Waits for the decision and answers: forwards an approved call (judged again), denies
 /// a denied or expired one.
 async fn wait(ctx: CallCtx, a: Approval) -> Response {
-    let decided = wait_decision(ctx.st.store.as_ref(), &a.id, |current| {
+    let decided = wait_decision(ctx.st.store.as_ref(), &ctx.st.decisions, &a.id, |current| {
         ctx.record_approval(current, "expired", None)
     })
     .await;

@@ -34,6 +34,8 @@ pub struct AppState {
     pub otlp: Option<Arc<crate::otlp::Exporter>>,
     /// Held while the admin API rewrites a file (a policy, the config), one change at a time.
     pub admin_lock: Mutex<()>,
+    /// Wake-ups for calls held for approval.
+    pub decisions: crate::approval::Decisions,
 }
 
 #[derive(Default)]
@@ -75,7 +77,7 @@ impl AppState {
             .build()?;
         Ok(AppState {
             config: RwLock::new(Arc::new(config)),
-            store,
+            store: store.clone(),
             counters,
             sessions: Sessions::default(),
             http,
@@ -85,6 +87,7 @@ impl AppState {
             jwt: None,
             otlp: None,
             admin_lock: Mutex::new(()),
+            decisions: crate::approval::Decisions::watch(store.as_ref()),
         })
     }
 

@@ -45,6 +45,8 @@ pub struct StdioGate {
     pub audit: Option<Arc<AuditLog>>,
     /// Who is calling: a local grant (`stdio`, identity the OS user).
     pub grant: Grant,
+    /// Wake-ups for held calls (see [`crate::approval::Decisions`]).
+    pub decisions: crate::approval::Decisions,
 }
 
 struct Shared {
@@ -565,7 +567,7 @@ async fn hold(
         });
         shared.say(msg.to_string());
     }
-    let decided = wait_decision(gate.store.as_ref(), &a.id, |current| {
+    let decided = wait_decision(gate.store.as_ref(), &gate.decisions, &a.id, |current| {
         approval_event(shared, current, "expired")
     })
     .await;

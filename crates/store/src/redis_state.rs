@@ -42,6 +42,9 @@ const MAX_IDLE: usize = 8;
 /// Connect, read and write timeouts: a Redis that does not answer fails the call (closed).
 const TIMEOUT: Duration = Duration::from_secs(2);
 const VERSION: &str = "toolgate:state:v";
+/// The channel the approve and deny scripts publish decided approval ids on, followed by
+/// the database number (channels are shared by all of a server's databases).
+const DECIDED: &str = "toolgate:decided:";
 
 const ROTATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -154,7 +157,7 @@ end
 return 1
 "#;
 
-/// KEYS: approval, votes, pending index. ARGV: id, approver, now, keep (ms).
+/// KEYS: approval, votes, pending index. ARGV: id, approver, now, keep (ms), channel.
 /// Returns {'ok'}, {'notfound'}, {'notpending', status} or {'already'}.
 const APPROVE: &str = r#"
 local now = tonumber(ARGV[3])
@@ -178,18 +181,21 @@ if redis.call('ZCARD', KEYS[2]) >= tonumber(f[3]) then
     'decided_at_ms', string.format('%d', now), 'expires_at_ms', string.format('%d', expires))
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('PEXPIRE', KEYS[1], expires - now + tonumber(ARGV[4]))
+  redis.call('PUBLISH', ARGV[5], ARGV[1])
 end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 return {'ok'}
 "#;
 
-/// KEYS: approval, pending index. ARGV: id, reason, approver, now. Returns 1 if denied.
+/// KEYS: approval, pending index. ARGV: id, reason, approver, now, channel. Returns 1 if
+/// denied.
 const DENY: &str = r#"
 local f = redis.call('HMGET', KEYS[1], 'status', 'expires_at_ms')
 if f[1] == 'pending' and tonumber(f[2]) > tonumber(ARGV[4]) then
   redis.call('HSET', KEYS[1], 'status', 'denied', 'reason', ARGV[2], 'decided_by', ARGV[3], 'decided_at_ms', ARGV[4])
   redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('PUBLISH', ARGV[5], ARGV[1])
   return 1
 end
 return 0
@@ -251,6 +257,8 @@ pub struct RedisState {
     url: String,
     idle: Mutex<Vec<redis::Connection>>,
     scripts: Scripts,
+    /// Where decisions are announced.
+    channel: String,
 }
 
 impl std::fmt::Debug for RedisState {
@@ -406,7 +414,12 @@ impl RedisState {
         let client = redis::Client::open(url).map_err(|e| {
             StoreError::Redis(format!("{}: {e}", crate::redis_counters::redacted(url)))
         })?;
+        let channel = format!(
+            "{DECIDED}{}",
+            client.get_connection_info().redis_settings().db()
+        );
         let s = RedisState {
+            channel,
             client,
             url: url.to_string(),
             idle: Mutex::new(Vec::new()),
@@ -950,6 +963,7 @@ impl ApprovalStore for RedisState {
                 .arg(approver)
                 .arg(now_ms)
                 .arg(KEEP_MS)
+                .arg(&self.channel)
                 .invoke(c)
         })?;
         match answer.first().map(String::as_str) {
@@ -987,6 +1001,7 @@ impl ApprovalStore for RedisState {
                 .arg(reason)
                 .arg(approver)
                 .arg(now_ms)
+                .arg(&self.channel)
                 .invoke(c)
         })?;
         self.decided(id, now_ms, n == 1)
@@ -1112,5 +1127,33 @@ impl StateStore for RedisState {
 
     fn as_sqlite(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<SqliteStore>> {
         None
+    }
+
+    /// Listens on the `toolgate:decided:{db}` channel, which the approve and deny scripts
+    /// publish to, from a thread of its own that reconnects after a second when the
+    /// connection drops (polling covers the gap).
+    fn watch_decisions(&self, on_decided: Box<dyn Fn(&str) + Send + Sync>) {
+        let (client, channel) = (self.client.clone(), self.channel.clone());
+        let spawned = std::thread::Builder::new()
+            .name("toolgate-redis-decisions".into())
+            .spawn(move || loop {
+                if let Ok(mut conn) = client.get_connection_with_timeout(TIMEOUT) {
+                    // Silence longer than this reconnects, so a peer that vanished
+                    // without closing the connection is noticed.
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                    let mut sub = conn.as_pubsub();
+                    if sub.subscribe(&channel).is_ok() {
+                        while let Ok(msg) = sub.get_message() {
+                            if let Ok(id) = msg.get_payload::<String>() {
+                                on_decided(&id);
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot listen for approval decisions (polling only): {e}");
+        }
     }
 }

@@ -151,6 +151,12 @@ pub trait StateStore:
     /// The SQLite store itself, when that is the backend (its counters table keeps
     /// rate-limit entries when no Redis is named).
     fn as_sqlite(self: Arc<Self>) -> Option<Arc<SqliteStore>>;
+    /// Calls `on_decided` with the id of every approval approved or denied by any process
+    /// sharing this state, as soon as it is decided (a wake-up only: waiters read the
+    /// approval again). The default does nothing; waiters then rely on polling.
+    fn watch_decisions(&self, on_decided: Box<dyn Fn(&str) + Send + Sync>) {
+        drop(on_decided);
+    }
 }
 
 /// Opens the state named by a store URL: `sqlite://PATH` (relative to `base`) or

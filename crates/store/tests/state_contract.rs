@@ -664,3 +664,62 @@ fn policy_versions_are_kept_newest_first_and_never_overwritten() {
         assert!(s.policy_versions("q").unwrap().is_empty(), "{name}");
     }
 }
+
+#[test]
+fn decisions_made_through_one_handle_wake_watchers_of_the_other() {
+    for (name, s, other) in backends("decisions", 19) {
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let tx = std::sync::Mutex::new(tx);
+        s.watch_decisions(Box::new(move |id| {
+            let _ = tx.lock().unwrap().send(id.to_string());
+        }));
+        if name == "sqlite" {
+            // SQLite publishes nothing: held calls poll (the gateway wakes its own).
+            continue;
+        }
+        // The subscription is made by a thread: approve until one is heard.
+        let mut made = vec![];
+        let mut heard = None;
+        for attempt in 0..50 {
+            let (a, _) = other
+                .request_approval(&new_approval(1, &format!("w{attempt}")), 0)
+                .unwrap();
+            other.open_approval(&a.id).unwrap();
+            other.approve(&a.id, "bob", 1).unwrap().unwrap();
+            made.push(a.id);
+            if let Ok(id) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+                heard = Some(id);
+                break;
+            }
+        }
+        let got = heard.unwrap_or_else(|| panic!("{name}: no decision was announced"));
+        assert!(
+            made.contains(&got),
+            "{name}: only this database's decisions, got {got}"
+        );
+        // From now on every decision is heard (late echoes of the attempts are skipped).
+        let hear = |want: &str| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while let Ok(id) =
+                rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            {
+                if id == want {
+                    return true;
+                }
+                assert!(made.contains(&id), "{name}: unexpected {id}");
+            }
+            false
+        };
+        let (d, _) = other
+            .request_approval(&new_approval(1, "deny-me"), 0)
+            .unwrap();
+        other.open_approval(&d.id).unwrap();
+        other.deny_approval(&d.id, "bob", "no", 1).unwrap().unwrap();
+        assert!(hear(&d.id), "{name}: denials are announced too");
+        let (p, _) = other.request_approval(&new_approval(2, "two"), 0).unwrap();
+        other.open_approval(&p.id).unwrap();
+        other.approve(&p.id, "bob", 1).unwrap().unwrap();
+        other.approve(&p.id, "carol", 2).unwrap().unwrap();
+        assert!(hear(&p.id), "{name}: announced once decided");
+    }
+}

@@ -130,13 +130,15 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
         expires_at_ms: None,
         revoked_at_ms: None,
     };
-    tracing::info!(server = %name, store = %cfg.store, audit = %cfg.audit.location(), "toolgate run: enforcing {} on `{}`", a.policy.display(), a.command.join(" "));
+    tracing::info!(server = %name, store = %store.describe(), audit = %cfg.audit.location(), "toolgate run: enforcing {} on `{}`", a.policy.display(), a.command.join(" "));
+    let decisions = toolgate_gateway::approval::Decisions::watch(store.as_ref());
     let gate = StdioGate {
         cfg: Arc::new(cfg),
         store,
         counters,
         audit,
         grant,
+        decisions,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

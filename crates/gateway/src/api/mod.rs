@@ -290,6 +290,9 @@ async fn decided(
         Ok(Err(e)) => return error(StatusCode::CONFLICT, &e.to_string()),
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
+    if a.status != toolgate_store::ApprovalStatus::Pending {
+        st.decisions.decided(&a.id);
+    }
     if let Some(log) = &st.audit {
         let message = match reason {
             Some(r) => format!("{r} (admin API, token {})", who.id),
