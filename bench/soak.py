@@ -30,12 +30,16 @@ MIX = [("get_patient", {"patient_id": "pat_1001"})] * 6 + [("list_providers", {}
       [("search_patients", {"query": "Maria"})] * 2 + [("refund_payment", {"payment_id": "pay_5002", "amount": 1, "reason": "duplicate"})]
 
 
-def rss_kb() -> int:
+def memory_kb() -> dict[str, int]:
+    """VmRSS and its parts (anonymous: the heap and stacks; file: the binary and mapped
+    files such as SQLite's WAL index; shmem), in KiB."""
+    out: dict[str, int] = {}
     with open(f"/proc/{PID}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+            key = line.split(":")[0]
+            if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                out[key] = int(line.split()[1])
+    return out
 
 
 def open_files() -> int:
@@ -88,21 +92,26 @@ async def main() -> int:
     stop = start + DURATION
     lat: list[tuple[float, float]] = []
     counts: dict[str, int] = {}
-    samples: list[tuple[float, int, int]] = []
+    samples: list[tuple[float, int, int, dict[str, int]]] = []
+
+    def sample() -> None:
+        mem = memory_kb()
+        samples.append((time.monotonic() - start, mem.get("VmRSS", 0), open_files(), mem))
 
     async def sampler() -> None:
         while time.monotonic() < stop:
-            samples.append((time.monotonic() - start, rss_kb(), open_files()))
+            sample()
             await asyncio.sleep(10)
-        samples.append((time.monotonic() - start, rss_kb(), open_files()))
+        sample()
 
     await asyncio.gather(sampler(), approver(stop, counts), *(worker(n, stop, lat, counts) for n in range(WORKERS)))
     print(f"soak: {DURATION:.0f} s, {WORKERS} workers; calls by tool and result:")
     for k in sorted(counts):
         print(f"  {k:<40} {counts[k]}")
-    print("  t(s)   RSS(MiB)  open files")
-    for t, rss, fds in samples:
-        print(f"  {t:5.0f}  {rss / 1024:8.1f}  {fds:5d}")
+    print("  t(s)   RSS(MiB)  open files   anon   file  shmem (MiB)")
+    for t, rss, fds, mem in samples:
+        parts = "  ".join(f"{mem.get(k, 0) / 1024:5.1f}" for k in ("RssAnon", "RssFile", "RssShmem"))
+        print(f"  {t:5.0f}  {rss / 1024:8.1f}  {fds:5d}       {parts}")
     second = [s for s in samples if s[0] >= DURATION / 2]
     xs, ys = [s[0] for s in second], [s[1] / 1024 for s in second]
     slope = statistics.linear_regression(xs, ys).slope * 60 if len(second) > 2 else 0.0

@@ -152,7 +152,7 @@ def test_an_approval_held_on_one_replica_is_approved_through_another(gateways: A
     run(scenario)
 
 
-def start_redis(folder: Path, port: int) -> Any:
+def start_redis(folder: Path, port: int, persist: bool = False) -> Any:
     import shutil
     import subprocess
 
@@ -162,7 +162,8 @@ def start_redis(folder: Path, port: int) -> Any:
             pytest.fail("redis-server is not installed: the test command installs it")
         pytest.skip("redis-server is not installed")
     folder.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+    aof = ["--appendonly", "yes", "--appendfsync", "always"] if persist else ["--appendonly", "no"]
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *aof,
                              "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     import socket
@@ -241,5 +242,40 @@ def test_state_fail_mode_open_lets_calls_through_uncounted(gateways: Any, upstre
         assert ready.json()["degraded"] is True and ready.json()["counters"] != "ok", ready.text
         records = json.loads(gw.cli("audit query", "--tool", "echo", "--format", "json").stdout)
         assert any("state_fail_mode" in (r.get("message") or "") for r in records), records
+    finally:
+        redis.kill()
+
+
+def test_a_redis_store_down_refuses_every_request_and_recovers(gateways: Any, tmp_path: Path) -> None:
+    """With `store = "redis://…"` no token can be checked while Redis is down: every request
+    is refused (503, fail closed, whatever `state_fail_mode`), `/readyz` names the store, and
+    the same grant works again once Redis is back (its data kept by its own persistence)."""
+    from helpers import free_port
+
+    port = free_port()
+    redis = start_redis(tmp_path / "redis", port, persist=True)
+    try:
+        server = demo_server() | {"state_fail_mode": "open"}
+        gw = gateways.new([server], {"demo": {"version": "1", "default": "allow"}},
+                          store_url=f"redis://127.0.0.1:{port}/0")
+        token = gw.grant("demo", "store-down")
+        init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "r", "version": "1"}}}
+
+        def initialize() -> httpx.Response:
+            return httpx.post(gw.url("demo"), json=init, headers={"Authorization": f"Bearer {token}"} | HEADERS, timeout=15)
+
+        assert initialize().status_code == 200
+        redis.terminate()
+        redis.wait(timeout=10)
+        refused = initialize()
+        assert refused.status_code == 503, refused.text
+        assert "grant store is unavailable" in refused.text, refused.text
+        ready = httpx.get(gw.base_url + "/readyz", timeout=10)
+        assert ready.status_code == 503, ready.text
+        assert f"127.0.0.1:{port}" in ready.json()["store"], ready.text
+        redis = start_redis(tmp_path / "redis", port, persist=True)
+        assert initialize().status_code == 200, "the grant survived and the gateway reconnected"
+        assert httpx.get(gw.base_url + "/readyz", timeout=10).status_code == 200
     finally:
         redis.kill()

@@ -17,8 +17,8 @@
 //! - [`counters`]: [`PersistentCounters`], exact in-memory sliding windows whose entries
 //!   are written through to the store before a call is forwarded, and restored at start.
 //!
-//! One gateway process owns a SQLite store's counters; replicas share Redis instead
-//! (a later backend behind the same `Counters` trait).
+//! One gateway process owns a SQLite store's counters; replicas share Redis instead, for
+//! counters ([`RedisCounters`]) and for the rest of the state ([`RedisState`]).
 
 pub mod admin;
 pub mod approvals;
