@@ -11,7 +11,7 @@ DURATION=${DURATION:-600}
 PY=tests/e2e/.work/venv/bin/python
 [ -x "$PY" ] || { echo "soak: run tests/e2e/run.sh once first (it makes the venv with httpx)"; exit 2; }
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill ${GW_PID:-} $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 cargo build --release -p toolgate
 BIN=$PWD/target/release/toolgate
 UP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

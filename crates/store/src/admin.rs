@@ -84,14 +84,10 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AdminToken> {
 
 const COLS: &str = "id, name, role, token_prefix, created_at_ms, revoked_at_ms";
 
-impl AdminStore for SqliteStore {
-    /// Creates an admin token; returns it and the token (the only time it exists in clear).
-    fn create_admin_token(
-        &self,
-        name: &str,
-        role: Role,
-        now_ms: u64,
-    ) -> Result<(AdminToken, String), StoreError> {
+impl AdminToken {
+    /// A new admin token named `name` with `role`, created at `now_ms`, and its secret (shown
+    /// once); every backend stores these.
+    pub fn mint(name: &str, role: Role, now_ms: u64) -> Result<(AdminToken, String), StoreError> {
         let token = format!("tga_{}", random_hex(24)?);
         let t = AdminToken {
             id: format!("at_{}", random_hex(6)?),
@@ -101,6 +97,19 @@ impl AdminStore for SqliteStore {
             created_at_ms: now_ms,
             revoked_at_ms: None,
         };
+        Ok((t, token))
+    }
+}
+
+impl AdminStore for SqliteStore {
+    /// Creates an admin token; returns it and the token (the only time it exists in clear).
+    fn create_admin_token(
+        &self,
+        name: &str,
+        role: Role,
+        now_ms: u64,
+    ) -> Result<(AdminToken, String), StoreError> {
+        let (t, token) = AdminToken::mint(name, role, now_ms)?;
         self.conn().execute(
             "INSERT INTO admin_tokens (id, name, role, token_hash, token_prefix, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![t.id, t.name, role.as_str(), hash_token(&token), t.token_prefix, i64::try_from(now_ms).unwrap_or(i64::MAX)],

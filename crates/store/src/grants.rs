@@ -77,6 +77,26 @@ pub struct NewGrant {
     pub expires_at_ms: Option<u64>,
 }
 
+impl NewGrant {
+    /// The grant this asks for, created at `now_ms` with a fresh id, and its new token
+    /// (the only time it exists in clear); every backend stores these.
+    pub fn mint(&self, now_ms: u64) -> Result<(Grant, String), StoreError> {
+        let token = new_token()?;
+        let grant = Grant {
+            id: format!("g_{}", random_hex(6)?),
+            label: self.label.clone(),
+            server: self.server.clone(),
+            policy: self.policy.clone(),
+            identity: self.identity.clone().unwrap_or_else(|| self.label.clone()),
+            token_prefix: token.chars().take(9).collect(),
+            created_at_ms: now_ms,
+            expires_at_ms: self.expires_at_ms,
+            revoked_at_ms: None,
+        };
+        Ok((grant, token))
+    }
+}
+
 /// Random bytes as lowercase hex.
 pub fn random_hex(bytes: usize) -> Result<String, StoreError> {
     let mut buf = vec![0u8; bytes];

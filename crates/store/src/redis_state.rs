@@ -488,6 +488,26 @@ impl RedisState {
         }
     }
 
+    /// The record a bearer token opens: the id stored under `{index}{sha256 of token}`,
+    /// then the hash at `key(id)`, if its stored token hash matches (in constant time).
+    fn by_token(
+        &self,
+        index: &str,
+        key: fn(&str) -> String,
+        token: &str,
+    ) -> Result<Option<Fields>, StoreError> {
+        let hash = hash_token(token);
+        let id: Option<String> =
+            self.with(|c| redis::cmd("GET").arg(format!("{index}{hash}")).query(c))?;
+        let Some(id) = id else { return Ok(None) };
+        let f = self.hash(&key(&id))?;
+        let stored = f
+            .get("token_hash")
+            .map(String::as_bytes)
+            .unwrap_or_default();
+        Ok((!f.is_empty() && constant_time_eq(stored, hash.as_bytes())).then_some(f))
+    }
+
     fn hash(&self, key: &str) -> Result<Fields, StoreError> {
         self.with(|c| redis::cmd("HGETALL").arg(key).query(c))
     }
@@ -567,18 +587,7 @@ fn status_name(s: &str) -> &'static str {
 
 impl GrantStore for RedisState {
     fn create_grant(&self, new: &NewGrant, now_ms: u64) -> Result<(Grant, String), StoreError> {
-        let token = new_token()?;
-        let grant = Grant {
-            id: format!("g_{}", random_hex(6)?),
-            label: new.label.clone(),
-            server: new.server.clone(),
-            policy: new.policy.clone(),
-            identity: new.identity.clone().unwrap_or_else(|| new.label.clone()),
-            token_prefix: token.chars().take(9).collect(),
-            created_at_ms: now_ms,
-            expires_at_ms: new.expires_at_ms,
-            revoked_at_ms: None,
-        };
+        let (grant, token) = new.mint(now_ms)?;
         let hash = hash_token(&token);
         let mut fields = vec![
             ("id", grant.id.clone()),
@@ -664,19 +673,10 @@ impl GrantStore for RedisState {
     }
 
     fn grant_by_token(&self, token: &str) -> Result<Option<Grant>, StoreError> {
-        let hash = hash_token(token);
-        let id: Option<String> = self.with(|c| {
-            redis::cmd("GET")
-                .arg(format!("toolgate:grant-token:{hash}"))
-                .query(c)
-        })?;
-        let Some(id) = id else { return Ok(None) };
-        let f = self.hash(&grant_key(&id))?;
-        let stored = f.get("token_hash").cloned().unwrap_or_default();
-        if f.is_empty() || !constant_time_eq(stored.as_bytes(), hash.as_bytes()) {
-            return Ok(None);
+        match self.by_token("toolgate:grant-token:", grant_key, token)? {
+            Some(f) => Ok(Some(grant_from(&f).ok_or_else(|| corrupt("a grant"))?)),
+            None => Ok(None),
         }
-        Ok(Some(grant_from(&f).ok_or_else(|| corrupt("a grant"))?))
     }
 
     fn grant_for_identity(
@@ -708,15 +708,7 @@ impl AdminStore for RedisState {
         role: Role,
         now_ms: u64,
     ) -> Result<(AdminToken, String), StoreError> {
-        let token = format!("tga_{}", random_hex(24)?);
-        let t = AdminToken {
-            id: format!("at_{}", random_hex(6)?),
-            name: name.to_string(),
-            role,
-            token_prefix: token.chars().take(10).collect(),
-            created_at_ms: now_ms,
-            revoked_at_ms: None,
-        };
+        let (t, token) = AdminToken::mint(name, role, now_ms)?;
         let hash = hash_token(&token);
         let fields = [
             ("id", t.id.clone()),
@@ -767,18 +759,9 @@ impl AdminStore for RedisState {
     }
 
     fn admin_by_token(&self, token: &str) -> Result<Option<AdminToken>, StoreError> {
-        let hash = hash_token(token);
-        let id: Option<String> = self.with(|c| {
-            redis::cmd("GET")
-                .arg(format!("toolgate:admin-token:{hash}"))
-                .query(c)
-        })?;
-        let Some(id) = id else { return Ok(None) };
-        let f = self.hash(&admin_key(&id))?;
-        let stored = f.get("token_hash").cloned().unwrap_or_default();
-        if f.is_empty() || !constant_time_eq(stored.as_bytes(), hash.as_bytes()) {
+        let Some(f) = self.by_token("toolgate:admin-token:", admin_key, token)? else {
             return Ok(None);
-        }
+        };
         let t = admin_from(&f).ok_or_else(|| corrupt("an admin token"))?;
         Ok(t.revoked_at_ms.is_none().then_some(t))
     }
@@ -932,19 +915,21 @@ impl ApprovalStore for RedisState {
                 .arg(if waiting_only { -1 } else { 999 })
                 .query(c)
         })?;
-        let list = self.approvals_by_ids(&ids)?;
-        if list.len() < ids.len() {
-            // Some expired from Redis: drop them from the index too.
-            let gone: Vec<&String> = ids
+        let list: Vec<Approval> = self
+            .approvals_by_ids(&ids)?
+            .into_iter()
+            .filter(|a| !waiting_only || a.status_at(now_ms) == ApprovalStatus::Pending)
+            .collect();
+        if list.len() < ids.len() && (waiting_only || ids.len() < 1000) {
+            // Gone from Redis, or (in the pending index) past their time and never to be
+            // pending again: drop them from the index.
+            let stale: Vec<&String> = ids
                 .iter()
                 .filter(|id| !list.iter().any(|a| &a.id == *id))
                 .collect();
-            self.with(|c| redis::cmd("ZREM").arg(index).arg(&gone).query::<i64>(c))?;
+            self.with(|c| redis::cmd("ZREM").arg(index).arg(&stale).query::<i64>(c))?;
         }
-        Ok(list
-            .into_iter()
-            .filter(|a| !waiting_only || a.status_at(now_ms) == ApprovalStatus::Pending)
-            .collect())
+        Ok(list)
     }
 
     fn approve(
@@ -1137,20 +1122,31 @@ impl StateStore for RedisState {
         let spawned = std::thread::Builder::new()
             .name("toolgate-redis-decisions".into())
             .spawn(move || loop {
-                if let Ok(mut conn) = client.get_connection_with_timeout(TIMEOUT) {
-                    // Silence longer than this reconnects, so a peer that vanished
-                    // without closing the connection is noticed.
-                    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-                    let mut sub = conn.as_pubsub();
-                    if sub.subscribe(&channel).is_ok() {
-                        while let Ok(msg) = sub.get_message() {
-                            if let Ok(id) = msg.get_payload::<String>() {
-                                on_decided(&id);
-                            }
+                let quiet = match client.get_connection_with_timeout(TIMEOUT) {
+                    Ok(mut conn) => {
+                        // Silence longer than this reconnects, so a server that vanished
+                        // without closing the connection is noticed.
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                        let mut sub = conn.as_pubsub();
+                        match sub.subscribe(&channel) {
+                            Ok(()) => loop {
+                                match sub.get_message() {
+                                    Ok(msg) => {
+                                        if let Ok(id) = msg.get_payload::<String>() {
+                                            on_decided(&id);
+                                        }
+                                    }
+                                    Err(e) => break e.is_timeout(),
+                                }
+                            },
+                            Err(_) => false,
                         }
                     }
+                    Err(_) => false,
+                };
+                if !quiet {
+                    std::thread::sleep(Duration::from_secs(1));
                 }
-                std::thread::sleep(Duration::from_secs(1));
             });
         if let Err(e) = spawned {
             tracing::warn!("cannot listen for approval decisions (polling only): {e}");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use toolgate_policy::{CounterKey, Scope};
 
-use crate::grants::{constant_time_eq, hash_token, new_token, random_hex, Grant, NewGrant};
+use crate::grants::{constant_time_eq, hash_token, new_token, Grant, NewGrant};
 use crate::state::{GrantStore, PinStore};
 use crate::StoreError;
 
@@ -193,18 +193,7 @@ impl SqliteStore {
 impl GrantStore for SqliteStore {
     /// Creates a grant; returns it and its token (the only time the token exists in clear).
     fn create_grant(&self, new: &NewGrant, now_ms: u64) -> Result<(Grant, String), StoreError> {
-        let token = new_token()?;
-        let grant = Grant {
-            id: format!("g_{}", random_hex(6)?),
-            label: new.label.clone(),
-            server: new.server.clone(),
-            policy: new.policy.clone(),
-            identity: new.identity.clone().unwrap_or_else(|| new.label.clone()),
-            token_prefix: token.chars().take(9).collect(),
-            created_at_ms: now_ms,
-            expires_at_ms: new.expires_at_ms,
-            revoked_at_ms: None,
-        };
+        let (grant, token) = new.mint(now_ms)?;
         self.conn().execute(
             "INSERT INTO grants (id, label, server, policy, identity, token_hash, token_prefix, created_at_ms, expires_at_ms, revoked_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL)",
