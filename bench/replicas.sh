@@ -65,10 +65,12 @@ load() { # out concurrency url extra-headers...
 }
 load direct 30 "http://127.0.0.1:$UP/mcp"
 load one 30 "${GW[1]}" -H "Authorization: Bearer $TOKEN" -H "Mcp-Session-Id: ${SID[1]}"
+LOADS=()
 for n in 1 2 3; do
   load "three-$n" 10 "${GW[$n]}" -H "Authorization: Bearer $TOKEN" -H "Mcp-Session-Id: ${SID[$n]}" &
+  LOADS+=($!)
 done
-wait %4 %5 %6 2>/dev/null || wait
+wait "${LOADS[@]}"
 
 python3 - "$WORK" "$DURATION" <<'PY'
 import json, os, sys
