@@ -75,6 +75,12 @@ enum Command {
     ///
     /// On first start with an empty store it creates one `quickstart` grant per server and
     /// prints each token once. Config and policy files are reloaded when they change.
+    ///
+    /// Also served on LISTEN: the dashboard at `/` and the admin API at `/api/v1` (admin
+    /// tokens: `toolgate admin-tokens create`), `/metrics` (Prometheus), `/healthz`
+    /// (liveness) and `/readyz` (503 while the store, Redis or the audit log is
+    /// unreachable). Keep LISTEN on a private address. Replicas: `store = "redis://…"` and
+    /// `[audit] store = "postgres://…"` in the config (docs/DEPLOY.md).
     Serve {
         #[command(flatten)]
         config: cmd::ConfigArg,

@@ -112,7 +112,7 @@ async fn read(
 
 /// `GET /api/v1/audit?grant&identity&server&tool&decision&rule&kind&method&since&until&after&limit`:
 /// the newest `limit` (default 100, at most 1000) matching records, oldest first.
-pub async fn query(
+pub(crate) async fn query(
     State(st): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -143,7 +143,7 @@ pub async fn query(
 /// `GET /api/v1/audit/stream?…filters…&after=SEQ`: every matching record written after
 /// `after` (default: from now on), as SSE events `record` with the seq as event id;
 /// keep-alive comments every 15 s. Works across replicas: it reads the shared log.
-pub async fn stream(
+pub(crate) async fn stream(
     State(st): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,

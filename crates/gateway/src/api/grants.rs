@@ -11,15 +11,12 @@ use axum::Json;
 use serde_json::{json, Value};
 use toolgate_store::{Role, StoreError};
 
-use super::{admin, admin_with_body, error, manage_error, store_error};
+use super::{admin_with_body, error, manage_error, store_error, AdminOnly, Authorized, Viewer};
 use crate::manage::{audit_admin, create_grant, grant_json, GrantRequest};
 use crate::state::{now_ms, AppState};
 
 /// `GET /api/v1/grants`.
-pub async fn list(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&st, &headers, Role::Viewer) {
-        return r.into_response();
-    }
+pub(crate) async fn list(State(st): State<Arc<AppState>>, _: Viewer) -> Response {
     let now = now_ms();
     match st.store.list_grants() {
         Ok(g) => {
@@ -31,7 +28,11 @@ pub async fn list(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Respon
 }
 
 /// `POST /api/v1/grants` with `{"server", "label", "policy"?, "identity"?, "expires"?}`.
-pub async fn create(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn create(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (who, body) = match admin_with_body(&st, &headers, Role::Admin, &body) {
         Ok(x) => x,
         Err(r) => return r,
@@ -71,15 +72,11 @@ fn not_found_or(e: &StoreError, id: &str) -> Response {
 }
 
 /// `POST /api/v1/grants/{id}/rotate`: a new token; the old one stops working.
-pub async fn rotate(
+pub(crate) async fn rotate(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Authorized(who): AdminOnly,
 ) -> Response {
-    let who = match admin(&st, &headers, Role::Admin) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
     match st.store.rotate_grant(&id) {
         Ok((g, token)) => {
             audit_admin(
@@ -96,15 +93,11 @@ pub async fn rotate(
 }
 
 /// `DELETE /api/v1/grants/{id}`: revokes the grant.
-pub async fn revoke(
+pub(crate) async fn revoke(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Authorized(who): AdminOnly,
 ) -> Response {
-    let who = match admin(&st, &headers, Role::Admin) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
     match st.store.revoke_grant(&id, now_ms()) {
         Ok(g) => {
             audit_admin(

@@ -113,10 +113,7 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-async fn admin_tokens(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&st, &headers, Role::Admin) {
-        return r.into_response();
-    }
+async fn admin_tokens(State(st): State<Arc<AppState>>, _: AdminOnly) -> Response {
     match st.store.admin_tokens() {
         Ok(list) => Json(json!({"admin_tokens": list.iter().map(|t| json!({
             "id": t.id, "name": t.name, "role": t.role.as_str(), "token_prefix": t.token_prefix,
@@ -209,6 +206,34 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// The admin token of a request whose role is at least `R` (0 viewer, 1 policy manager,
+/// 2 admin), as a handler argument; otherwise the request is refused with 401, 403 or 503
+/// before its body is read.
+pub(crate) struct Authorized<const R: u8>(pub AdminToken);
+
+/// Any admin token.
+pub(crate) type Viewer = Authorized<0>;
+/// A policy manager's or an admin's token.
+pub(crate) type Manager = Authorized<1>;
+/// An admin's token.
+pub(crate) type AdminOnly = Authorized<2>;
+
+impl<const R: u8> axum::extract::FromRequestParts<Arc<AppState>> for Authorized<R> {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &Arc<AppState>,
+    ) -> Result<Self, Refusal> {
+        let need = match R {
+            0 => Role::Viewer,
+            1 => Role::PolicyManager,
+            _ => Role::Admin,
+        };
+        admin(st, &parts.headers, need).map(Authorized)
+    }
+}
+
 /// The admin token of the request, if its role is at least `need`.
 pub(crate) fn admin(st: &AppState, headers: &HeaderMap, need: Role) -> Result<AdminToken, Refusal> {
     let refuse = |status, message: String| Refusal { status, message };
@@ -244,10 +269,7 @@ pub(crate) fn admin(st: &AppState, headers: &HeaderMap, need: Role) -> Result<Ad
     Ok(admin)
 }
 
-async fn list_approvals(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&st, &headers, Role::Viewer) {
-        return r.into_response();
-    }
+async fn list_approvals(State(st): State<Arc<AppState>>, _: Viewer) -> Response {
     let now = now_ms();
     match st.store.approvals(true, now) {
         Ok(list) => Json(
@@ -261,11 +283,8 @@ async fn list_approvals(State(st): State<Arc<AppState>>, headers: HeaderMap) -> 
 async fn get_approval(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    _: Viewer,
 ) -> Response {
-    if let Err(r) = admin(&st, &headers, Role::Viewer) {
-        return r.into_response();
-    }
     match st.store.approval(&id) {
         Ok(a) => Json(approval_json(&a, now_ms())).into_response(),
         Err(toolgate_store::StoreError::NotFound(_)) => {
@@ -310,12 +329,8 @@ async fn decided(
 async fn approve(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Authorized(who): Manager,
 ) -> Response {
-    let who = match admin(&st, &headers, Role::PolicyManager) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
     let result = st.store.approve(&id, &who.name, now_ms());
     decided(&st, result, &who, "approved", None).await
 }
@@ -323,13 +338,9 @@ async fn approve(
 async fn deny(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Authorized(who): Manager,
     body: axum::body::Bytes,
 ) -> Response {
-    let who = match admin(&st, &headers, Role::PolicyManager) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
     let reason = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string))
@@ -344,10 +355,7 @@ async fn deny(
     decided(&st, result, &who, "denied", Some(reason)).await
 }
 
-async fn status(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&st, &headers, Role::Viewer) {
-        return r.into_response();
-    }
+async fn status(State(st): State<Arc<AppState>>, _: Viewer) -> Response {
     let now = now_ms();
     let since = now.saturating_sub(3_600_000);
     let stats = match st.audit.clone() {

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use toolgate_policy::edit::{set_tool_state, Change, ToolState};
 use toolgate_store::{Role, StoreError};
 
-use super::{admin, admin_with_body, error, json_body, manage_error, store_error};
+use super::{admin_with_body, error, json_body, manage_error, store_error, Viewer};
 use crate::manage::{audit_admin, check_policy, put_policy, ManageError, PutOutcome};
 use crate::state::AppState;
 
@@ -68,10 +68,7 @@ async fn put_and_audit(st: &Arc<AppState>, name: String, doc: Value, author: Str
 }
 
 /// `GET /api/v1/policies`: every policy with its version and the servers using it.
-pub async fn list(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&st, &headers, Role::Viewer) {
-        return r.into_response();
-    }
+pub(crate) async fn list(State(st): State<Arc<AppState>>, _: Viewer) -> Response {
     let cfg = st.config();
     let list: Vec<Value> = cfg
         .policy_files
@@ -90,14 +87,11 @@ pub async fn list(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Respon
 }
 
 /// `GET /api/v1/policies/{name}`: the document and its version.
-pub async fn get_one(
+pub(crate) async fn get_one(
     State(st): State<Arc<AppState>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    _: Viewer,
 ) -> Response {
-    if let Err(r) = admin(&st, &headers, Role::Viewer) {
-        return r.into_response();
-    }
     match current_document(&st, &name) {
         Ok((version, doc)) => {
             Json(json!({"name": name, "version": version, "document": doc})).into_response()
@@ -108,14 +102,7 @@ pub async fn get_one(
 
 /// `POST /api/v1/policies/validate`: what `policy check` and `policy test` say of a
 /// document (always 200; `valid` is the verdict).
-pub async fn validate(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Err(r) = admin(&st, &headers, Role::Viewer) {
-        return r.into_response();
-    }
+pub(crate) async fn validate(_: Viewer, body: Bytes) -> Response {
     let doc = match json_body(&body) {
         Ok(d) => d,
         Err(r) => return r,
@@ -135,7 +122,7 @@ pub async fn validate(
 }
 
 /// `PUT /api/v1/policies/{name}`: replaces the document (checked and tested first).
-pub async fn put(
+pub(crate) async fn put(
     State(st): State<Arc<AppState>>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -149,14 +136,11 @@ pub async fn put(
 }
 
 /// `GET /api/v1/policies/{name}/versions`: the history, newest first.
-pub async fn versions(
+pub(crate) async fn versions(
     State(st): State<Arc<AppState>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    _: Viewer,
 ) -> Response {
-    if let Err(r) = admin(&st, &headers, Role::Viewer) {
-        return r.into_response();
-    }
     let cfg = st.config();
     let Some(current) = cfg.policy_versions.get(&name) else {
         return error(StatusCode::NOT_FOUND, &format!("no policy named `{name}`"));
@@ -179,14 +163,11 @@ pub async fn versions(
 }
 
 /// `GET /api/v1/policies/{name}/versions/{version}`: one stored version's document.
-pub async fn version(
+pub(crate) async fn version(
     State(st): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,
-    headers: HeaderMap,
+    _: Viewer,
 ) -> Response {
-    if let Err(r) = admin(&st, &headers, Role::Viewer) {
-        return r.into_response();
-    }
     match st.store.policy_version(&name, &version) {
         Ok(v) => Json(json!({
             "name": v.name, "version": v.version, "author": v.author, "created_at_ms": v.created_at_ms,
@@ -200,7 +181,7 @@ pub async fn version(
 
 /// `POST /api/v1/policies/{name}/rollback` with `{"version": "…"}`: puts a stored version
 /// back (checked and tested again, recorded as a new put).
-pub async fn rollback(
+pub(crate) async fn rollback(
     State(st): State<Arc<AppState>>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -236,7 +217,7 @@ pub async fn rollback(
 /// `PUT /api/v1/policies/{name}/tools/{tool}` with `{"state": "deny", "reason": "…"}`
 /// (`allow`, `rate_limit` with `max` and `window`, `require_approval`, `deny`, `hide`):
 /// the dashboard's switch, written into the document and put like any change.
-pub async fn set_tool(
+pub(crate) async fn set_tool(
     State(st): State<Arc<AppState>>,
     Path((name, tool)): Path<(String, String)>,
     headers: HeaderMap,

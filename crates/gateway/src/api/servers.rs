@@ -16,7 +16,7 @@ use toolgate_scan::ToolDef;
 use toolgate_store::Role;
 
 use super::policies::current_document;
-use super::{admin, admin_with_body, error, store_error};
+use super::{admin_with_body, error, store_error, Authorized, Viewer};
 use crate::config::{valid_name, Config, Pinning, ServerConfig, Transport};
 use crate::manage::audit_admin;
 use crate::state::{now_ms, AppState};
@@ -67,11 +67,7 @@ fn server_json(s: &ServerConfig, credentials: bool, tools: usize, held: usize) -
 }
 
 /// `GET /api/v1/servers`.
-pub async fn list(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let who = match admin(&st, &headers, Role::Viewer) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
+pub(crate) async fn list(State(st): State<Arc<AppState>>, Authorized(who): Viewer) -> Response {
     let cfg = st.config();
     let mut out = vec![];
     for s in &cfg.servers {
@@ -88,15 +84,12 @@ pub async fn list(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Respon
 /// `GET /api/v1/servers/{name}/tools[?policy=P]`: the tools agents have been shown (the
 /// pinned definitions, or the changed one waiting for approval), each with its scan
 /// result and its state under the server's policy (or `P`).
-pub async fn tools(
+pub(crate) async fn tools(
     State(st): State<Arc<AppState>>,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    _: Viewer,
 ) -> Response {
-    if let Err(r) = admin(&st, &headers, Role::Viewer) {
-        return r.into_response();
-    }
     let cfg = st.config();
     let Some(srv) = cfg.server(&name) else {
         return error(StatusCode::NOT_FOUND, &format!("no server named `{name}`"));
@@ -296,7 +289,11 @@ fn server_block(body: &Value) -> Result<(String, String, String), String> {
 /// (`sse_url`) server to the config file, validated first, live at once. Loopback and
 /// private addresses are refused unless `allow_private_upstreams = true`; stdio commands
 /// are never accepted here.
-pub async fn add(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn add(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (who, body) = match admin_with_body(&st, &headers, Role::Admin, &body) {
         Ok(x) => x,
         Err(r) => return r,
