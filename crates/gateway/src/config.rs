@@ -326,6 +326,38 @@ pub fn policy_version(text: &str) -> String {
         .collect()
 }
 
+/// A timeout setting: seconds as an integer or a duration such as `"60s"` or `"2m"`, above
+/// zero and at most the hard maximum (10 minutes); `default` when absent or wrong (and the
+/// error recorded).
+fn timeout_setting(
+    key: &str,
+    value: Option<&toml::Value>,
+    default: u64,
+    errors: &mut Vec<String>,
+) -> u64 {
+    let Some(v) = value else { return default };
+    let secs = match v {
+        toml::Value::Integer(n) => u64::try_from(*n).ok().filter(|n| *n > 0),
+        toml::Value::String(s) => parse_duration(s),
+        _ => None,
+    };
+    match secs {
+        Some(s) if s <= MAX_UPSTREAM_TIMEOUT_SECS => s,
+        Some(s) => {
+            errors.push(format!(
+                "{key}: {s} s is above the hard maximum of {MAX_UPSTREAM_TIMEOUT_SECS} s"
+            ));
+            default
+        }
+        None => {
+            errors.push(format!(
+                "{key}: expected a duration such as \"30s\" or \"2m\", got {v}"
+            ));
+            default
+        }
+    }
+}
+
 fn parse_size(v: &toml::Value) -> Option<usize> {
     match v {
         toml::Value::Integer(n) => usize::try_from(*n).ok().filter(|n| *n > 0),
@@ -415,27 +447,12 @@ impl Config {
                 DEFAULT_MAX_BODY
             }),
         };
-        let upstream_timeout_secs = match &raw.upstream_timeout {
-            None => 60,
-            Some(v) => {
-                let secs = match v {
-                    toml::Value::Integer(n) => u64::try_from(*n).ok().filter(|n| *n > 0),
-                    toml::Value::String(s) => parse_duration(s),
-                    _ => None,
-                };
-                match secs {
-                    Some(s) if s <= MAX_UPSTREAM_TIMEOUT_SECS => s,
-                    Some(s) => {
-                        errors.push(format!("upstream_timeout: {s} s is above the hard maximum of {MAX_UPSTREAM_TIMEOUT_SECS} s"));
-                        60
-                    }
-                    None => {
-                        errors.push(format!("upstream_timeout: expected a duration such as \"60s\" or \"2m\", got {v}"));
-                        60
-                    }
-                }
-            }
-        };
+        let upstream_timeout_secs = timeout_setting(
+            "upstream_timeout",
+            raw.upstream_timeout.as_ref(),
+            60,
+            &mut errors,
+        );
         let counters = raw.counters.clone();
         if let Some(c) = &counters {
             if !(c.starts_with("redis://") || c.starts_with("redis+unix://"))
@@ -529,25 +546,8 @@ impl Config {
                 }
             },
         };
-        let body_timeout_secs = match &raw.body_timeout {
-            None => 30,
-            Some(v) => {
-                let secs = match v {
-                    toml::Value::Integer(n) => u64::try_from(*n).ok().filter(|n| *n > 0),
-                    toml::Value::String(s) => parse_duration(s),
-                    _ => None,
-                };
-                match secs {
-                    Some(s) if s <= MAX_UPSTREAM_TIMEOUT_SECS => s,
-                    _ => {
-                        errors.push(format!(
-                            "body_timeout: expected a duration up to 10m such as \"30s\", got {v}"
-                        ));
-                        30
-                    }
-                }
-            }
-        };
+        let body_timeout_secs =
+            timeout_setting("body_timeout", raw.body_timeout.as_ref(), 30, &mut errors);
         let mut policies = BTreeMap::new();
         let mut policy_files = BTreeMap::new();
         let mut policy_versions = BTreeMap::new();
@@ -852,12 +852,15 @@ mod tests {
     fn every_error_with_its_path() {
         let d = dir("bad");
         write(&d, "p.json", r#"{"version":"1","default":"sometimes"}"#);
-        let f = write(&d, "toolgate.toml", "listen = \"nowhere\"\nmax_body = \"lots\"\n[policies]\np = \"p.json\"\nq = \"missing.json\"\n[[servers]]\nname = \"a b\"\nurl = \"ftp://x\"\n[[servers]]\nname = \"c\"\n[[servers]]\nname = \"d\"\ncommand = \"x\"\npolicy = \"zz\"\n");
+        let f = write(&d, "toolgate.toml", "listen = \"nowhere\"\nmax_body = \"lots\"\nupstream_timeout = \"11m\"\nbody_timeout = \"forever\"\nstore = \"mysql://x\"\n[policies]\np = \"p.json\"\nq = \"missing.json\"\n[[servers]]\nname = \"a b\"\nurl = \"ftp://x\"\n[[servers]]\nname = \"c\"\n[[servers]]\nname = \"d\"\ncommand = \"x\"\npolicy = \"zz\"\n");
         let e = Config::load(&f).unwrap_err();
         let all = e.errors.join("\n");
         for needle in [
             "listen:",
             "max_body:",
+            "upstream_timeout: 660 s is above the hard maximum of 600 s",
+            "body_timeout: expected a duration",
+            "store: expected \"sqlite://PATH\"",
             "policies.p",
             "/default",
             "policies.q: cannot read",
@@ -880,5 +883,21 @@ mod tests {
         );
         let e = Config::load(&f).unwrap_err();
         assert!(e.errors[0].contains("unknown field `urll`"), "{e}");
+    }
+
+    #[test]
+    fn a_redis_store_keeps_the_audit_log_beside_the_config() {
+        let d = dir("redis-store");
+        let f = write(
+            &d,
+            "toolgate.toml",
+            "store = \"redis://127.0.0.1:6379/3\"\n",
+        );
+        let c = Config::load(&f).unwrap();
+        assert_eq!(c.store, "redis://127.0.0.1:6379/3");
+        assert_eq!(
+            c.audit.location(),
+            d.join("toolgate-audit.db").display().to_string()
+        );
     }
 }
