@@ -106,21 +106,29 @@ fn writer(store: Arc<SqliteStore>, mem: Arc<MemoryCounters>, rx: mpsc::Receiver<
     }
 }
 
+/// `reserve` for a store whose reservations settle later (`reserve_then`): waits for the
+/// settlement on this thread. `stopped` says why when the store's workers are gone.
+pub(crate) fn reserve_blocking(
+    counters: &(impl Counters + ?Sized),
+    reservations: &[Reservation],
+    now_ms: u64,
+    stopped: &str,
+) -> Result<Ticket, CounterError> {
+    let (tx, rx) = mpsc::channel();
+    counters.reserve_then(
+        reservations,
+        now_ms,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.recv()
+        .unwrap_or_else(|_| Err(CounterError::Unavailable(stopped.into())))
+}
+
 impl Counters for PersistentCounters {
     fn reserve(&self, reservations: &[Reservation], now_ms: u64) -> Result<Ticket, CounterError> {
-        let (tx, rx) = mpsc::channel();
-        self.reserve_then(
-            reservations,
-            now_ms,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        rx.recv().unwrap_or_else(|_| {
-            Err(CounterError::Unavailable(
-                "the counter writer stopped".into(),
-            ))
-        })
+        reserve_blocking(self, reservations, now_ms, "the counter writer stopped")
     }
 
     fn reserve_then(&self, reservations: &[Reservation], now_ms: u64, done: Settle) {

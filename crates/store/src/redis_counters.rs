@@ -288,16 +288,7 @@ impl Drop for RedisCounters {
 
 impl Counters for RedisCounters {
     fn reserve(&self, reservations: &[Reservation], now_ms: u64) -> Result<Ticket, CounterError> {
-        let (tx, rx) = mpsc::channel();
-        self.reserve_then(
-            reservations,
-            now_ms,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        rx.recv()
-            .unwrap_or_else(|_| Err(unavailable("the redis workers stopped")))
+        crate::counters::reserve_blocking(self, reservations, now_ms, "redis: the workers stopped")
     }
 
     fn reserve_then(&self, reservations: &[Reservation], _now_ms: u64, done: Settle) {
