@@ -277,5 +277,11 @@ def test_a_redis_store_down_refuses_every_request_and_recovers(gateways: Any, tm
         redis = start_redis(tmp_path / "redis", port, persist=True)
         assert initialize().status_code == 200, "the grant survived and the gateway reconnected"
         assert httpx.get(gw.base_url + "/readyz", timeout=10).status_code == 200
+        # A restart between two requests: the first request after it finds its pooled
+        # connections dead and is served on a fresh one, not refused.
+        redis.terminate()
+        redis.wait(timeout=10)
+        redis = start_redis(tmp_path / "redis", port, persist=True)
+        assert initialize().status_code == 200
     finally:
         redis.kill()

@@ -102,7 +102,7 @@ pub fn open_store(
     toolgate_store::open_state(&cfg.store, &cfg.base).map_err(|e| {
         anyhow::anyhow!(
             "cannot open the store `{}`: {e}",
-            toolgate_store::audit::redacted_url(&cfg.store)
+            toolgate_store::redact_url(&cfg.store)
         )
     })
 }

@@ -222,7 +222,7 @@ impl AuditConfig {
     /// Where the log is, for messages (a PostgreSQL URL without its password).
     pub fn location(&self) -> String {
         match &self.postgres {
-            Some(url) => toolgate_store::audit::redacted_url(url),
+            Some(url) => toolgate_store::redact_url(url),
             None => self.path.display().to_string(),
         }
     }
@@ -436,7 +436,7 @@ impl Config {
             .iter()
             .any(|p| store.starts_with(p) && store.len() > p.len());
         if !store_ok {
-            errors.push(format!("store: expected \"sqlite://PATH\" (one machine, the default) or \"redis://HOST:PORT/DB\" (grants, approvals, pins and counters shared by replicas), got {store:?}"));
+            errors.push(format!("store: expected \"sqlite://PATH\" (one machine, the default) or \"redis://HOST:PORT/DB\" (grants, approvals, pins and counters shared by replicas), got {:?}", toolgate_store::redact_url(&store)));
         }
         let max_body = match &raw.max_body {
             None => DEFAULT_MAX_BODY,
@@ -458,7 +458,7 @@ impl Config {
             if !(c.starts_with("redis://") || c.starts_with("redis+unix://"))
                 || c.len() <= "redis://".len()
             {
-                errors.push(format!("counters: expected \"redis://HOST:PORT/DB\" (counters shared by replicas), got {c:?}; leave it out to keep counters in the store"));
+                errors.push(format!("counters: expected \"redis://HOST:PORT/DB\" (counters shared by replicas), got {:?}; leave it out to keep counters in the store", toolgate_store::redact_url(c)));
             }
         }
         let audit = Self::audit_config(raw.audit.as_ref(), &store, base, &mut errors);
@@ -791,7 +791,8 @@ impl Config {
             }
             Some(u) => {
                 errors.push(format!(
-                    "audit.store: expected \"postgres://USER@HOST:PORT/DB\", got {u:?}"
+                    "audit.store: expected \"postgres://USER@HOST:PORT/DB\", got {:?}",
+                    toolgate_store::redact_url(u)
                 ));
                 None
             }

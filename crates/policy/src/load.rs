@@ -15,6 +15,9 @@ use crate::model::{
     Predicate, Scope, ToolRule,
 };
 
+/// The longest an approval may wait for a decision (and stay usable once given): 30 days.
+pub const MAX_APPROVAL_TIMEOUT_SECS: u64 = 30 * 24 * 3600;
+
 /// How serious a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -494,7 +497,8 @@ impl Cx {
         };
         if let Some(t) = map.get("timeout") {
             match duration_secs(t) {
-                Some(s) => spec.timeout_secs = s,
+                Some(s) if (1..=MAX_APPROVAL_TIMEOUT_SECS).contains(&s) => spec.timeout_secs = s,
+                Some(_) => self.error(&format!("{at}/timeout"), format!("expected a duration from 1s to 30d, got {}", show(t))),
                 None => self.error(&format!("{at}/timeout"), format!("expected a duration such as \"10m\", \"1h\" or a whole number of seconds, got {}", show(t))),
             }
         }
@@ -974,6 +978,20 @@ mod tests {
             e,
             vec![
                 r#"/tools/refund/limits/0/window: expected "second", "minute", "hour", "day" or a whole number of seconds, got "fortnight""#
+            ]
+        );
+    }
+
+    #[test]
+    fn approval_timeout_is_bounded() {
+        let e = errors(
+            r#"{"version":"1","default":"deny","tools":{"r":{"action":"require_approval","approval":{"timeout":"31d"}},"s":{"action":"require_approval","approval":{"timeout":0}}}}"#,
+        );
+        assert_eq!(
+            e,
+            vec![
+                r#"/tools/r/approval/timeout: expected a duration from 1s to 30d, got "31d""#,
+                r#"/tools/s/approval/timeout: expected a duration such as "10m", "1h" or a whole number of seconds, got 0"#,
             ]
         );
     }

@@ -142,11 +142,6 @@ pub(crate) fn verify_rows(
     }))
 }
 
-/// A database URL without its password, for messages.
-pub fn redacted_url(url: &str) -> String {
-    crate::audit_pg::redacted(url)
-}
-
 /// The message of a `prune` record.
 pub(crate) fn prune_message(first: i64, last: i64, before_ms: u64, hash: &str) -> String {
     format!(
@@ -306,7 +301,7 @@ impl AuditLog {
         .join()
         .map_err(|_| StoreError::Audit("the PostgreSQL connection thread failed".into()))??;
         Self::start(
-            PathBuf::from(crate::audit_pg::redacted(url)),
+            PathBuf::from(crate::redact_url(url)),
             Box::new(writer),
             Box::new(reader),
         )

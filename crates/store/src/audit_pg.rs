@@ -41,18 +41,6 @@ CREATE TABLE IF NOT EXISTS audit_anchor (
 );
 ";
 
-/// The URL without a password, for messages.
-pub(crate) fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let user = &url[s + 3..at];
-            let user = user.split(':').next().unwrap_or("");
-            format!("{}://{user}@{}", &url[..s], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 fn pg(e: postgres::Error) -> StoreError {
     StoreError::Audit(format!("postgres: {e}"))
 }
@@ -83,8 +71,9 @@ impl PgBackend {
     /// Connects; `create` makes the tables (under the advisory lock, so replicas starting
     /// together do not race).
     pub(crate) fn connect(url: &str, create: bool) -> Result<Self, StoreError> {
-        let mut client = open(url)
-            .map_err(|e| StoreError::Audit(format!("cannot connect to {}: {e}", redacted(url))))?;
+        let mut client = open(url).map_err(|e| {
+            StoreError::Audit(format!("cannot connect to {}: {e}", crate::redact_url(url)))
+        })?;
         if create {
             let mut tx = client.transaction().map_err(pg)?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
@@ -102,9 +91,12 @@ impl PgBackend {
     fn live(&mut self) -> Result<&mut Client, StoreError> {
         if self.client.is_closed() {
             self.client = open(&self.url).map_err(|e| {
-                StoreError::Audit(format!("cannot reconnect to {}: {e}", redacted(&self.url)))
+                StoreError::Audit(format!(
+                    "cannot reconnect to {}: {e}",
+                    crate::redact_url(&self.url)
+                ))
             })?;
-            tracing::warn!("audit log: reconnected to {}", redacted(&self.url));
+            tracing::warn!("audit log: reconnected to {}", crate::redact_url(&self.url));
         }
         Ok(&mut self.client)
     }

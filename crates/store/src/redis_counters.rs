@@ -88,16 +88,8 @@ pub struct RedisCounters {
 impl std::fmt::Debug for RedisCounters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisCounters")
-            .field("url", &redacted(&self.url))
+            .field("url", &crate::redact_url(&self.url))
             .finish()
-    }
-}
-
-/// The URL without a password.
-pub(crate) fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
     }
 }
 
@@ -226,13 +218,13 @@ impl RedisCounters {
     /// checks it answers. Errors name the URL without its password.
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Redis(format!("{}: {e}", redacted(url))))?;
+            .map_err(|e| StoreError::Redis(format!("{}: {e}", crate::redact_url(url))))?;
         let mut probe = client
             .get_connection_with_timeout(Duration::from_secs(3))
-            .map_err(|e| StoreError::Redis(format!("{}: {e}", redacted(url))))?;
+            .map_err(|e| StoreError::Redis(format!("{}: {e}", crate::redact_url(url))))?;
         let _: String = redis::cmd("PING")
             .query(&mut probe)
-            .map_err(|e| StoreError::Redis(format!("{}: {e}", redacted(url))))?;
+            .map_err(|e| StoreError::Redis(format!("{}: {e}", crate::redact_url(url))))?;
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for n in 0..WORKERS {
@@ -305,17 +297,17 @@ impl Counters for RedisCounters {
         let mut conn = self
             .client
             .get_connection_with_timeout(Duration::from_secs(1))
-            .map_err(|e| unavailable(format!("{}: {e}", redacted(&self.url))))?;
+            .map_err(|e| unavailable(format!("{}: {e}", crate::redact_url(&self.url))))?;
         for set in [
             redis::Connection::set_read_timeout,
             redis::Connection::set_write_timeout,
         ] {
             set(&conn, Some(Duration::from_secs(1)))
-                .map_err(|e| unavailable(format!("{}: {e}", redacted(&self.url))))?;
+                .map_err(|e| unavailable(format!("{}: {e}", crate::redact_url(&self.url))))?;
         }
         let _: String = redis::cmd("PING")
             .query(&mut conn)
-            .map_err(|e| unavailable(format!("{}: {e}", redacted(&self.url))))?;
+            .map_err(|e| unavailable(format!("{}: {e}", crate::redact_url(&self.url))))?;
         Ok(())
     }
 

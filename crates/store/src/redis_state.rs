@@ -122,16 +122,37 @@ redis.call('INCR', 'toolgate:state:v')
 return enc
 "#;
 
+/// Drops from a call index (KEYS[1]) the approvals that can no longer be waited on or
+/// used: gone from Redis, decided against, used, or past their expiry. Shared by the
+/// scripts that walk the index, so it stays as short as the calls in flight.
+const PRUNE_CALL_INDEX: &str = r#"
+local function live_ids(index, now)
+  local out = {}
+  for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    local f = redis.call('HMGET', 'toolgate:ap:' .. id, 'status', 'expires_at_ms', 'decided_at_ms')
+    local status = f[1]
+    if not status or status == 'denied' or status == 'expired' or status == 'used'
+        or tonumber(f[2]) <= now then
+      redis.call('ZREM', index, id)
+    else
+      table.insert(out, {id, status, tonumber(f[3]) or 0})
+    end
+  end
+  return out
+end
+local function record(id)
+  return {redis.call('HGETALL', 'toolgate:ap:' .. id), redis.call('ZRANGE', 'toolgate:ap-votes:' .. id, 0, -1)}
+end
+"#;
+
 /// KEYS: call index, all approvals. ARGV: now, id, keep-until, then field/value pairs.
-/// Returns {0, existing id} or {1, new id}.
+/// Returns {0 or 1 (created), id, fields, votes}.
 const REQUEST: &str = r#"
 local now = tonumber(ARGV[1])
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local f = redis.call('HMGET', 'toolgate:ap:' .. id, 'status', 'expires_at_ms')
-  if not f[1] then
-    redis.call('ZREM', KEYS[1], id)
-  elseif f[1] == 'pending' and tonumber(f[2]) > now then
-    return {0, id}
+for _, a in ipairs(live_ids(KEYS[1], now)) do
+  if a[2] == 'pending' then
+    local r = record(a[1])
+    return {0, a[1], r[1], r[2]}
   end
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - 2592000000, 'LIMIT', 0, 100)) do
@@ -139,13 +160,14 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - 259200000
 end
 local id = ARGV[2]
 local k = 'toolgate:ap:' .. id
-redis.call('HSET', k, unpack(ARGV, 4))
+redis.call('HSET', k, 'call_key', KEYS[1], unpack(ARGV, 4))
 local ttl = tonumber(ARGV[3]) - now
 redis.call('PEXPIRE', k, ttl)
 redis.call('ZADD', KEYS[1], now, id)
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
 redis.call('ZADD', KEYS[2], now, id)
-return {1, id}
+local r = record(id)
+return {1, id, r[1], r[2]}
 "#;
 
 /// KEYS: approval, pending index. ARGV: id.
@@ -157,8 +179,8 @@ end
 return 1
 "#;
 
-/// KEYS: approval, votes, pending index. ARGV: id, approver, now, keep (ms), channel.
-/// Returns {'ok'}, {'notfound'}, {'notpending', status} or {'already'}.
+/// KEYS: approval, votes, pending index. ARGV: id, approver, now, keep (ms).
+/// Returns {'ok', fields, votes}, {'notfound'}, {'notpending', status} or {'already', required}.
 const APPROVE: &str = r#"
 local now = tonumber(ARGV[3])
 local f = redis.call('HMGET', KEYS[1], 'status', 'expires_at_ms', 'required', 'timeout_ms')
@@ -174,31 +196,33 @@ if status ~= 'pending' then
   end
   return {'notpending', status}
 end
-if redis.call('ZADD', KEYS[2], 'NX', now, ARGV[2]) == 0 then return {'already'} end
+if redis.call('ZADD', KEYS[2], 'NX', now, ARGV[2]) == 0 then return {'already', f[3]} end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(f[3]) then
   local expires = now + tonumber(f[4])
   redis.call('HSET', KEYS[1], 'status', 'approved', 'decided_by', ARGV[2],
     'decided_at_ms', string.format('%d', now), 'expires_at_ms', string.format('%d', expires))
   redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], expires - now + tonumber(ARGV[4]))
-  redis.call('PUBLISH', ARGV[5], ARGV[1])
+  local keep = expires - now + tonumber(ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], keep)
+  -- The call's index must live as long, or the approved call could not find it.
+  local index = redis.call('HGET', KEYS[1], 'call_key')
+  if index and redis.call('PTTL', index) < keep then redis.call('PEXPIRE', index, keep) end
 end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-return {'ok'}
+return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('ZRANGE', KEYS[2], 0, -1)}
 "#;
 
-/// KEYS: approval, pending index. ARGV: id, reason, approver, now, channel. Returns 1 if
-/// denied.
+/// KEYS: approval, pending index. ARGV: id, reason, approver, now. Returns {fields, votes}
+/// if it denied the approval, else false.
 const DENY: &str = r#"
 local f = redis.call('HMGET', KEYS[1], 'status', 'expires_at_ms')
 if f[1] == 'pending' and tonumber(f[2]) > tonumber(ARGV[4]) then
   redis.call('HSET', KEYS[1], 'status', 'denied', 'reason', ARGV[2], 'decided_by', ARGV[3], 'decided_at_ms', ARGV[4])
   redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('PUBLISH', ARGV[5], ARGV[1])
-  return 1
+  return {redis.call('HGETALL', KEYS[1]), redis.call('ZRANGE', 'toolgate:ap-votes:' .. ARGV[1], 0, -1)}
 end
-return 0
+return false
 "#;
 
 /// KEYS: approval, pending index. ARGV: id, now. Returns 1 if it was pending.
@@ -211,22 +235,19 @@ end
 return 0
 "#;
 
-/// KEYS: call index. ARGV: now, id or ''. Returns the used approval's id, or false.
+/// KEYS: call index. ARGV: now, id or ''. Returns {fields, votes} of the approval it used,
+/// or false.
 const TAKE: &str = r#"
 local now = tonumber(ARGV[1])
 local best, best_at = nil, nil
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if ARGV[2] == '' or ARGV[2] == id then
-    local f = redis.call('HMGET', 'toolgate:ap:' .. id, 'status', 'expires_at_ms', 'decided_at_ms')
-    if f[1] == 'approved' and tonumber(f[2]) > now then
-      local at = tonumber(f[3]) or 0
-      if best == nil or at < best_at then best, best_at = id, at end
-    end
+for _, a in ipairs(live_ids(KEYS[1], now)) do
+  if a[2] == 'approved' and (ARGV[2] == '' or ARGV[2] == a[1]) then
+    if best == nil or a[3] < best_at then best, best_at = a[1], a[3] end
   end
 end
 if best == nil then return false end
 redis.call('HSET', 'toolgate:ap:' .. best, 'status', 'used', 'used_at_ms', ARGV[1])
-return best
+return record(best)
 "#;
 
 /// KEYS: versions hash, order. ARGV: version, JSON.
@@ -264,7 +285,7 @@ pub struct RedisState {
 impl std::fmt::Debug for RedisState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisState")
-            .field("url", &crate::redis_counters::redacted(&self.url))
+            .field("url", &crate::redact_url(&self.url))
             .finish()
     }
 }
@@ -401,6 +422,11 @@ fn ident_key(server: &str, identity: &str) -> String {
 const PENDING: &str = "toolgate:aps-pending";
 const ALL_APPROVALS: &str = "toolgate:aps";
 
+/// Whether an error means the connection cannot be used again.
+fn broken(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_timeout()
+}
+
 fn corrupt(what: &str) -> StoreError {
     StoreError::Redis(format!(
         "{what} is stored incompletely (a field is missing)"
@@ -411,9 +437,8 @@ impl RedisState {
     /// Connects to `url` (`redis://HOST:PORT/DB`) and checks it answers. Errors name the
     /// URL without its password.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| {
-            StoreError::Redis(format!("{}: {e}", crate::redis_counters::redacted(url)))
-        })?;
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Redis(format!("{}: {e}", crate::redact_url(url))))?;
         let channel = format!(
             "{DECIDED}{}",
             client.get_connection_info().redis_settings().db()
@@ -428,12 +453,12 @@ impl RedisState {
                 revoke: redis::Script::new(REVOKE),
                 observe: redis::Script::new(OBSERVE),
                 approve_pin: redis::Script::new(APPROVE_PIN),
-                request: redis::Script::new(REQUEST),
+                request: redis::Script::new(&format!("{PRUNE_CALL_INDEX}{REQUEST}")),
                 open: redis::Script::new(OPEN),
                 approve: redis::Script::new(APPROVE),
                 deny: redis::Script::new(DENY),
                 expire: redis::Script::new(EXPIRE),
-                take: redis::Script::new(TAKE),
+                take: redis::Script::new(&format!("{PRUNE_CALL_INDEX}{TAKE}")),
                 record_version: redis::Script::new(RECORD_VERSION),
             },
         };
@@ -442,49 +467,76 @@ impl RedisState {
     }
 
     fn err(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Redis(format!(
-            "{}: {e}",
-            crate::redis_counters::redacted(&self.url)
-        ))
+        StoreError::Redis(format!("{}: {e}", crate::redact_url(&self.url)))
     }
 
-    /// Runs `f` on a pooled connection; a connection that failed is not reused.
+    fn connect(&self) -> Result<redis::Connection, StoreError> {
+        let c = self
+            .client
+            .get_connection_with_timeout(TIMEOUT)
+            .map_err(|e| self.err(e))?;
+        c.set_read_timeout(Some(TIMEOUT)).map_err(|e| self.err(e))?;
+        c.set_write_timeout(Some(TIMEOUT))
+            .map_err(|e| self.err(e))?;
+        Ok(c)
+    }
+
+    /// An idle connection (true) or a new one (false).
+    fn checkout(&self) -> Result<(redis::Connection, bool), StoreError> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match pooled {
+            Some(c) => Ok((c, true)),
+            None => Ok((self.connect()?, false)),
+        }
+    }
+
+    /// Ends a use of `conn`: back to the pool, unless it broke, in which case the idle ones
+    /// are dropped too (after a Redis restart they are all dead).
+    fn finish<T>(
+        &self,
+        conn: redis::Connection,
+        r: redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        match r {
+            Err(e) if broken(&e) => {
+                idle.clear();
+                Err(self.err(e))
+            }
+            r => {
+                if idle.len() < MAX_IDLE {
+                    idle.push(conn);
+                }
+                r.map_err(|e| self.err(e))
+            }
+        }
+    }
+
+    /// Runs `f` (a change, run at most once) on a pooled connection.
     fn with<T>(
         &self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
-        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => {
-                let c = self
-                    .client
-                    .get_connection_with_timeout(TIMEOUT)
-                    .map_err(|e| self.err(e))?;
-                c.set_read_timeout(Some(TIMEOUT)).map_err(|e| self.err(e))?;
-                c.set_write_timeout(Some(TIMEOUT))
-                    .map_err(|e| self.err(e))?;
-                c
-            }
-        };
+        let (mut conn, _) = self.checkout()?;
+        let r = f(&mut conn);
+        self.finish(conn, r)
+    }
+
+    /// Runs `f` (a read, safe to repeat) on a pooled connection; when that connection is
+    /// found broken (Redis restarted since it was last used), once more on a fresh one.
+    fn read<T>(
+        &self,
+        f: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let (mut conn, pooled) = self.checkout()?;
         match f(&mut conn) {
-            Ok(v) => {
-                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                if idle.len() < MAX_IDLE {
-                    idle.push(conn);
-                }
-                Ok(v)
+            Err(e) if pooled && broken(&e) => {
+                self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                let mut fresh = self.connect()?;
+                let r = f(&mut fresh);
+                self.finish(fresh, r)
             }
-            Err(e) => {
-                let broken = e.is_io_error() || e.is_connection_dropped() || e.is_timeout();
-                if !broken {
-                    let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                    if idle.len() < MAX_IDLE {
-                        idle.push(conn);
-                    }
-                }
-                Err(self.err(e))
-            }
+            r => self.finish(conn, r),
         }
     }
 
@@ -498,7 +550,7 @@ impl RedisState {
     ) -> Result<Option<Fields>, StoreError> {
         let hash = hash_token(token);
         let id: Option<String> =
-            self.with(|c| redis::cmd("GET").arg(format!("{index}{hash}")).query(c))?;
+            self.read(|c| redis::cmd("GET").arg(format!("{index}{hash}")).query(c))?;
         let Some(id) = id else { return Ok(None) };
         let f = self.hash(&key(&id))?;
         let stored = f
@@ -509,14 +561,14 @@ impl RedisState {
     }
 
     fn hash(&self, key: &str) -> Result<Fields, StoreError> {
-        self.with(|c| redis::cmd("HGETALL").arg(key).query(c))
+        self.read(|c| redis::cmd("HGETALL").arg(key).query(c))
     }
 
     fn hashes(&self, keys: &[String]) -> Result<Vec<Fields>, StoreError> {
         if keys.is_empty() {
             return Ok(vec![]);
         }
-        self.with(|c| {
+        self.read(|c| {
             let mut p = redis::pipe();
             for k in keys {
                 p.cmd("HGETALL").arg(k);
@@ -540,7 +592,7 @@ impl RedisState {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        let rows: Vec<(Fields, Vec<String>)> = self.with(|c| {
+        let rows: Vec<(Fields, Vec<String>)> = self.read(|c| {
             let mut p = redis::pipe();
             for id in ids {
                 p.cmd("HGETALL").arg(approval_key(id));
@@ -558,26 +610,6 @@ impl RedisState {
             .filter(|(f, _)| !f.is_empty())
             .map(|(f, votes)| approval_from(&f, votes).ok_or_else(|| corrupt("an approval")))
             .collect()
-    }
-
-    fn decided(
-        &self,
-        id: &str,
-        now_ms: u64,
-        changed: bool,
-    ) -> Result<Result<Approval, DecideError>, StoreError> {
-        let a = match self.approval(id) {
-            Ok(a) => a,
-            Err(StoreError::NotFound(_)) => return Ok(Err(DecideError::NotFound(id.to_string()))),
-            Err(e) => return Err(e),
-        };
-        if !changed {
-            return Ok(Err(DecideError::NotPending {
-                id: id.to_string(),
-                status: a.status_at(now_ms).as_str(),
-            }));
-        }
-        Ok(Ok(a))
     }
 }
 
@@ -623,7 +655,7 @@ impl GrantStore for RedisState {
     }
 
     fn list_grants(&self) -> Result<Vec<Grant>, StoreError> {
-        let ids: Vec<String> = self.with(|c| {
+        let ids: Vec<String> = self.read(|c| {
             redis::cmd("ZRANGE")
                 .arg("toolgate:grants")
                 .arg(0)
@@ -634,7 +666,7 @@ impl GrantStore for RedisState {
     }
 
     fn grant_count(&self) -> Result<u64, StoreError> {
-        self.with(|c| redis::cmd("ZCARD").arg("toolgate:grants").query(c))
+        self.read(|c| redis::cmd("ZCARD").arg("toolgate:grants").query(c))
     }
 
     fn grant(&self, id: &str) -> Result<Grant, StoreError> {
@@ -685,7 +717,7 @@ impl GrantStore for RedisState {
         identity: &str,
         now_ms: u64,
     ) -> Result<Option<Grant>, StoreError> {
-        let ids: Vec<String> = self.with(|c| {
+        let ids: Vec<String> = self.read(|c| {
             redis::cmd("SMEMBERS")
                 .arg(ident_key(server, identity))
                 .query(c)
@@ -735,7 +767,7 @@ impl AdminStore for RedisState {
     }
 
     fn admin_tokens(&self) -> Result<Vec<AdminToken>, StoreError> {
-        let ids: Vec<String> = self.with(|c| {
+        let ids: Vec<String> = self.read(|c| {
             redis::cmd("ZRANGE")
                 .arg("toolgate:admins")
                 .arg(0)
@@ -816,7 +848,7 @@ impl PinStore for RedisState {
     }
 
     fn is_held(&self, server: &str, tool: &str) -> Result<bool, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             redis::cmd("SISMEMBER")
                 .arg(held_key(server))
                 .arg(tool)
@@ -873,7 +905,7 @@ impl ApprovalStore for RedisState {
         if let Some(v) = &new.policy_version {
             fields.push(("policy_version", v.clone()));
         }
-        let (created, got): (i64, String) = self.with(|c| {
+        let (created, _, f, votes): (i64, String, Fields, Vec<String>) = self.with(|c| {
             let mut inv = self.scripts.request.prepare_invoke();
             inv.key(call_key(&new.grant_id, &new.tool, &new.arg_hash))
                 .key(ALL_APPROVALS)
@@ -885,7 +917,8 @@ impl ApprovalStore for RedisState {
             }
             inv.invoke(c)
         })?;
-        Ok((self.approval(&got)?, created == 1))
+        let a = approval_from(&f, votes).ok_or_else(|| corrupt("an approval"))?;
+        Ok((a, created == 1))
     }
 
     fn open_approval(&self, id: &str) -> Result<(), StoreError> {
@@ -908,7 +941,7 @@ impl ApprovalStore for RedisState {
 
     fn approvals(&self, waiting_only: bool, now_ms: u64) -> Result<Vec<Approval>, StoreError> {
         let index = if waiting_only { PENDING } else { ALL_APPROVALS };
-        let ids: Vec<String> = self.with(|c| {
+        let ids: Vec<String> = self.read(|c| {
             redis::cmd("ZREVRANGE")
                 .arg(index)
                 .arg(0)
@@ -938,7 +971,7 @@ impl ApprovalStore for RedisState {
         approver: &str,
         now_ms: u64,
     ) -> Result<Result<Approval, DecideError>, StoreError> {
-        let answer: Vec<String> = self.with(|c| {
+        let answer: Vec<redis::Value> = self.with(|c| {
             self.scripts
                 .approve
                 .key(approval_key(id))
@@ -948,25 +981,33 @@ impl ApprovalStore for RedisState {
                 .arg(approver)
                 .arg(now_ms)
                 .arg(KEEP_MS)
-                .arg(&self.channel)
                 .invoke(c)
         })?;
-        match answer.first().map(String::as_str) {
-            Some("ok") => Ok(Ok(self.approval(id)?)),
-            Some("notfound") => Ok(Err(DecideError::NotFound(id.to_string()))),
-            Some("notpending") => Ok(Err(DecideError::NotPending {
-                id: id.to_string(),
-                status: status_name(answer.get(1).map(String::as_str).unwrap_or("")),
-            })),
-            Some("already") => {
-                let a = self.approval(id)?;
-                Ok(Err(DecideError::AlreadyApproved {
-                    id: id.to_string(),
-                    approver: approver.to_string(),
-                    required: a.required,
-                }))
+        let text = |v: Option<&redis::Value>| -> String {
+            v.and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+                .unwrap_or_default()
+        };
+        match (text(answer.first()).as_str(), &answer[..]) {
+            ("ok", [_, f, votes]) => {
+                let parsed: Option<(Fields, Vec<String>)> = redis::from_redis_value(f.clone())
+                    .ok()
+                    .zip(redis::from_redis_value(votes.clone()).ok());
+                let (f, votes) = parsed.ok_or_else(|| corrupt("an approval"))?;
+                approval_from(&f, votes)
+                    .map(Ok)
+                    .ok_or_else(|| corrupt("an approval"))
             }
-            other => Err(self.err(format!("unexpected script answer {other:?}"))),
+            ("notfound", _) => Ok(Err(DecideError::NotFound(id.to_string()))),
+            ("notpending", _) => Ok(Err(DecideError::NotPending {
+                id: id.to_string(),
+                status: status_name(&text(answer.get(1))),
+            })),
+            ("already", _) => Ok(Err(DecideError::AlreadyApproved {
+                id: id.to_string(),
+                approver: approver.to_string(),
+                required: text(answer.get(1)).parse().unwrap_or(1),
+            })),
+            (other, _) => Err(self.err(format!("unexpected script answer {other:?}"))),
         }
     }
 
@@ -977,7 +1018,7 @@ impl ApprovalStore for RedisState {
         reason: &str,
         now_ms: u64,
     ) -> Result<Result<Approval, DecideError>, StoreError> {
-        let n: i64 = self.with(|c| {
+        let denied: Option<(Fields, Vec<String>)> = self.with(|c| {
             self.scripts
                 .deny
                 .key(approval_key(id))
@@ -986,10 +1027,21 @@ impl ApprovalStore for RedisState {
                 .arg(reason)
                 .arg(approver)
                 .arg(now_ms)
-                .arg(&self.channel)
                 .invoke(c)
         })?;
-        self.decided(id, now_ms, n == 1)
+        match denied {
+            Some((f, votes)) => approval_from(&f, votes)
+                .map(Ok)
+                .ok_or_else(|| corrupt("an approval")),
+            None => match self.approval(id) {
+                Ok(a) => Ok(Err(DecideError::NotPending {
+                    id: id.to_string(),
+                    status: a.status_at(now_ms).as_str(),
+                })),
+                Err(StoreError::NotFound(_)) => Ok(Err(DecideError::NotFound(id.to_string()))),
+                Err(e) => Err(e),
+            },
+        }
     }
 
     fn expire_approval(&self, id: &str, now_ms: u64) -> Result<bool, StoreError> {
@@ -1013,7 +1065,7 @@ impl ApprovalStore for RedisState {
         id: Option<&str>,
         now_ms: u64,
     ) -> Result<Option<Approval>, StoreError> {
-        let used: Option<String> = self.with(|c| {
+        let used: Option<(Fields, Vec<String>)> = self.with(|c| {
             self.scripts
                 .take
                 .key(call_key(grant_id, tool, arg_hash))
@@ -1022,7 +1074,9 @@ impl ApprovalStore for RedisState {
                 .invoke(c)
         })?;
         match used {
-            Some(id) => Ok(Some(self.approval(&id)?)),
+            Some((f, votes)) => Ok(Some(
+                approval_from(&f, votes).ok_or_else(|| corrupt("an approval"))?,
+            )),
             None => Ok(None),
         }
     }
@@ -1049,7 +1103,7 @@ impl PolicyHistory for RedisState {
     }
 
     fn policy_versions(&self, name: &str) -> Result<Vec<PolicyVersion>, StoreError> {
-        let (order, docs): (Vec<String>, HashMap<String, String>) = self.with(|c| {
+        let (order, docs): (Vec<String>, HashMap<String, String>) = self.read(|c| {
             redis::pipe()
                 .cmd("ZREVRANGE")
                 .arg(format!("toolgate:pv-order:{name}"))
@@ -1067,7 +1121,7 @@ impl PolicyHistory for RedisState {
     }
 
     fn policy_version(&self, name: &str, version: &str) -> Result<PolicyVersion, StoreError> {
-        let doc: Option<String> = self.with(|c| {
+        let doc: Option<String> = self.read(|c| {
             redis::cmd("HGET")
                 .arg(format!("toolgate:pv:{name}"))
                 .arg(version)
@@ -1102,11 +1156,11 @@ impl RedisState {
 
 impl StateStore for RedisState {
     fn describe(&self) -> String {
-        crate::redis_counters::redacted(&self.url)
+        crate::redact_url(&self.url)
     }
 
     fn data_version(&self) -> Result<i64, StoreError> {
-        let v: Option<i64> = self.with(|c| redis::cmd("GET").arg(VERSION).query(c))?;
+        let v: Option<i64> = self.read(|c| redis::cmd("GET").arg(VERSION).query(c))?;
         Ok(v.unwrap_or(0))
     }
 
@@ -1114,38 +1168,64 @@ impl StateStore for RedisState {
         None
     }
 
-    /// Listens on the `toolgate:decided:{db}` channel, which the approve and deny scripts
-    /// publish to, from a thread of its own that reconnects after a second when the
+    /// Publishes `id` on `toolgate:decided:{db}`; a failure is logged, not returned.
+    fn announce_decided(&self, id: &str) {
+        if let Err(e) = self.with(|c| {
+            redis::cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(id)
+                .query::<i64>(c)
+        }) {
+            tracing::warn!("cannot announce the decision of {id} (held calls will see it when they next look): {e}");
+        }
+    }
+
+    /// Listens on the `toolgate:decided:{db}` channel, which [`StateStore::announce_decided`]
+    /// publishes to, from a thread of its own that reconnects after a second when the
     /// connection drops (polling covers the gap).
     fn watch_decisions(&self, on_decided: Box<dyn Fn(&str) + Send + Sync>) {
         let (client, channel) = (self.client.clone(), self.channel.clone());
         let spawned = std::thread::Builder::new()
             .name("toolgate-redis-decisions".into())
-            .spawn(move || loop {
-                let quiet = match client.get_connection_with_timeout(TIMEOUT) {
-                    Ok(mut conn) => {
-                        // Silence longer than this reconnects, so a server that vanished
-                        // without closing the connection is noticed.
-                        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-                        let mut sub = conn.as_pubsub();
-                        match sub.subscribe(&channel) {
-                            Ok(()) => loop {
-                                match sub.get_message() {
-                                    Ok(msg) => {
-                                        if let Ok(id) = msg.get_payload::<String>() {
-                                            on_decided(&id);
+            .spawn(move || {
+                let mut warned = false;
+                loop {
+                    let ended = match client.get_connection_with_timeout(TIMEOUT) {
+                        Ok(mut conn) => {
+                            // Silence longer than this reconnects, so a server that vanished
+                            // without closing the connection is noticed.
+                            let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                            let mut sub = conn.as_pubsub();
+                            match sub.subscribe(&channel) {
+                                Ok(()) => {
+                                    warned = false;
+                                    loop {
+                                        match sub.get_message() {
+                                            Ok(msg) => {
+                                                if let Ok(id) = msg.get_payload::<String>() {
+                                                    on_decided(&id);
+                                                }
+                                            }
+                                            Err(e) => break Err(e),
                                         }
                                     }
-                                    Err(e) => break e.is_timeout(),
                                 }
-                            },
-                            Err(_) => false,
+                                Err(e) => Err(e),
+                            }
                         }
+                        Err(e) => Err(e),
+                    };
+                    match ended {
+                        Err(e) if e.is_timeout() => {} // quiet: reconnect at once
+                        Err(e) => {
+                            if !warned {
+                                tracing::warn!("not listening for approval decisions on {channel} (held calls poll instead; retrying every second): {e}");
+                                warned = true;
+                            }
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                        Ok(()) => std::thread::sleep(Duration::from_secs(1)),
                     }
-                    Err(_) => false,
-                };
-                if !quiet {
-                    std::thread::sleep(Duration::from_secs(1));
                 }
             });
         if let Err(e) = spawned {

@@ -151,11 +151,18 @@ pub trait StateStore:
     /// The SQLite store itself, when that is the backend (its counters table keeps
     /// rate-limit entries when no Redis is named).
     fn as_sqlite(self: Arc<Self>) -> Option<Arc<SqliteStore>>;
-    /// Calls `on_decided` with the id of every approval approved or denied by any process
-    /// sharing this state, as soon as it is decided (a wake-up only: waiters read the
-    /// approval again). The default does nothing; waiters then rely on polling.
+    /// Calls `on_decided` with the id of every approval announced by any process sharing
+    /// this state ([`StateStore::announce_decided`]): a wake-up only, waiters read the
+    /// approval again. The default does nothing; waiters then rely on polling.
     fn watch_decisions(&self, on_decided: Box<dyn Fn(&str) + Send + Sync>) {
         drop(on_decided);
+    }
+    /// Tells every process watching this state that approval `id` was decided. Called after
+    /// the decision's audit record is written, so a held call woken by it records `used`
+    /// after `approved`. Best effort: a lost announcement only delays the wake-up to the
+    /// next poll. The default does nothing.
+    fn announce_decided(&self, id: &str) {
+        let _ = id;
     }
 }
 

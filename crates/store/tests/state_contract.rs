@@ -666,7 +666,7 @@ fn policy_versions_are_kept_newest_first_and_never_overwritten() {
 }
 
 #[test]
-fn decisions_made_through_one_handle_wake_watchers_of_the_other() {
+fn decisions_announced_through_one_handle_wake_watchers_of_the_other() {
     for (name, s, other) in backends("decisions", 19) {
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let tx = std::sync::Mutex::new(tx);
@@ -686,6 +686,7 @@ fn decisions_made_through_one_handle_wake_watchers_of_the_other() {
                 .unwrap();
             other.open_approval(&a.id).unwrap();
             other.approve(&a.id, "bob", 1).unwrap().unwrap();
+            other.announce_decided(&a.id);
             made.push(a.id);
             if let Ok(id) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
                 heard = Some(id);
@@ -715,11 +716,64 @@ fn decisions_made_through_one_handle_wake_watchers_of_the_other() {
             .unwrap();
         other.open_approval(&d.id).unwrap();
         other.deny_approval(&d.id, "bob", "no", 1).unwrap().unwrap();
+        other.announce_decided(&d.id);
         assert!(hear(&d.id), "{name}: denials are announced too");
-        let (p, _) = other.request_approval(&new_approval(2, "two"), 0).unwrap();
-        other.open_approval(&p.id).unwrap();
-        other.approve(&p.id, "bob", 1).unwrap().unwrap();
-        other.approve(&p.id, "carol", 2).unwrap().unwrap();
-        assert!(hear(&p.id), "{name}: announced once decided");
+    }
+}
+
+#[test]
+fn finished_approvals_leave_the_call_index() {
+    for (name, s, other) in backends("call-index", 20) {
+        for round in 0..6u64 {
+            let (a, created) = s
+                .request_approval(&new_approval(1, "again"), round * 10)
+                .unwrap();
+            assert!(created, "{name}: round {round} asks anew");
+            s.open_approval(&a.id).unwrap();
+            match round % 3 {
+                0 => {
+                    other
+                        .deny_approval(&a.id, "bob", "no", round * 10 + 1)
+                        .unwrap()
+                        .unwrap();
+                }
+                1 => {
+                    other
+                        .approve(&a.id, "bob", round * 10 + 1)
+                        .unwrap()
+                        .unwrap();
+                    let used = s
+                        .take_approved("g_1", "refund", "again", None, round * 10 + 2)
+                        .unwrap();
+                    assert_eq!(used.map(|u| u.id), Some(a.id.clone()), "{name}");
+                }
+                _ => assert!(
+                    other.expire_approval(&a.id, round * 10 + 1).unwrap(),
+                    "{name}"
+                ),
+            }
+        }
+        if name == "redis" {
+            // The index a held call walks keeps only approvals still in play.
+            let url = std::env::var("TOOLGATE_TEST_REDIS_URL").unwrap();
+            let url = format!("{}/20", url.rsplit_once('/').unwrap().0);
+            let mut c = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("toolgate:ap-call:*")
+                .query(&mut c)
+                .unwrap();
+            assert_eq!(keys.len(), 1, "{keys:?}");
+            let (last, _) = s.request_approval(&new_approval(1, "again"), 100).unwrap();
+            let members: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&keys[0])
+                .arg(0)
+                .arg(-1)
+                .query(&mut c)
+                .unwrap();
+            assert_eq!(members, [last.id], "{name}: finished ones were dropped");
+        }
     }
 }

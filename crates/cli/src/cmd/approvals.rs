@@ -139,6 +139,9 @@ pub fn run(cmd: ApprovalsCommand, arg: &ConfigArg) -> Result<ExitCode> {
                 Err(e) => return Ok(refused(&e)),
             };
             record(log.as_ref(), &a, "approved", &who, None)?;
+            if a.status == toolgate_store::ApprovalStatus::Approved {
+                store.announce_decided(&a.id);
+            }
             if a.status_at(now) == toolgate_store::ApprovalStatus::Approved {
                 say!(
                     "approved {}: `{}` for {} may run once (until {})",
@@ -169,6 +172,7 @@ pub fn run(cmd: ApprovalsCommand, arg: &ConfigArg) -> Result<ExitCode> {
                 Err(e) => return Ok(refused(&e)),
             };
             record(log.as_ref(), &a, "denied", &who, Some(reason))?;
+            store.announce_decided(&a.id);
             say!("denied {}: the agent is told why", a.id);
             Ok(ExitCode::SUCCESS)
         }

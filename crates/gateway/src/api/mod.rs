@@ -309,9 +309,6 @@ async fn decided(
         Ok(Err(e)) => return error(StatusCode::CONFLICT, &e.to_string()),
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
-    if a.status != toolgate_store::ApprovalStatus::Pending {
-        st.decisions.decided(&a.id);
-    }
     if let Some(log) = &st.audit {
         let message = match reason {
             Some(r) => format!("{r} (admin API, token {})", who.id),
@@ -321,6 +318,13 @@ async fn decided(
         if let Err(e) = crate::call::append_durable(log, r).await {
             tracing::error!("audit log: {e}");
         }
+    }
+    // Woken after the record, so the held call's `used` follows this `approved`.
+    if a.status != toolgate_store::ApprovalStatus::Pending {
+        st.decisions.decided(&a.id);
+        let store = st.store.clone();
+        let id = a.id.clone();
+        tokio::task::spawn_blocking(move || store.announce_decided(&id));
     }
     tracing::info!(approval = %a.id, by = %who.name, "approval {event} through the admin API");
     Json(approval_json(&a, now_ms())).into_response()
