@@ -280,7 +280,23 @@ pub struct RedisState {
     scripts: Scripts,
     /// Where decisions are announced.
     channel: String,
+    /// Pin checks answered since the state's version was last read (see [`HeldCache`]).
+    held: Mutex<HeldCache>,
 }
+
+/// Whether (server, tool) is held, as of the state version read at `read_at`. Every pin
+/// change bumps the version, and the gateway reads the version at the start of each
+/// request, so a call's pin check costs no round trip while nothing changed. Answers are
+/// trusted for at most [`HELD_FRESH`] after that read.
+#[derive(Debug, Default)]
+struct HeldCache {
+    version: Option<i64>,
+    read_at: Option<std::time::Instant>,
+    by_tool: HashMap<(String, String), bool>,
+}
+
+/// How long after a version read cached pin checks are trusted.
+const HELD_FRESH: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for RedisState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -444,6 +460,7 @@ impl RedisState {
             client.get_connection_info().redis_settings().db()
         );
         let s = RedisState {
+            held: Mutex::new(HeldCache::default()),
             channel,
             client,
             url: url.to_string(),
@@ -538,6 +555,17 @@ impl RedisState {
             }
             r => self.finish(conn, r),
         }
+    }
+
+    fn held_cache(&self) -> std::sync::MutexGuard<'_, HeldCache> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets cached pin checks (after this process changed a pin).
+    fn forget_held(&self) {
+        let mut cache = self.held_cache();
+        cache.by_tool.clear();
+        cache.version = None;
     }
 
     /// The record a bearer token opens: the id stored under `{index}{sha256 of token}`,
@@ -832,6 +860,7 @@ impl PinStore for RedisState {
             }
             inv.invoke(c)
         })?;
+        self.forget_held();
         let pins = tools
             .iter()
             .zip(&pins)
@@ -848,12 +877,27 @@ impl PinStore for RedisState {
     }
 
     fn is_held(&self, server: &str, tool: &str) -> Result<bool, StoreError> {
-        self.read(|c| {
+        let key = (server.to_string(), tool.to_string());
+        {
+            let cache = self.held_cache();
+            let fresh = cache.read_at.is_some_and(|t| t.elapsed() < HELD_FRESH);
+            if let (true, Some(held)) = (fresh, cache.by_tool.get(&key)) {
+                return Ok(*held);
+            }
+        }
+        let version = self.held_cache().version;
+        let held: bool = self.read(|c| {
             redis::cmd("SISMEMBER")
                 .arg(held_key(server))
                 .arg(tool)
                 .query(c)
-        })
+        })?;
+        let mut cache = self.held_cache();
+        // Kept only if no newer version was seen meanwhile (the answer could predate it).
+        if version.is_some() && cache.version == version {
+            cache.by_tool.insert(key, held);
+        }
+        Ok(held)
     }
 
     fn approve_pin(&self, server: &str, tool: &str, now_ms: u64) -> Result<Pin, StoreError> {
@@ -866,6 +910,7 @@ impl PinStore for RedisState {
                 .arg(now_ms)
                 .invoke(c)
         })?;
+        self.forget_held();
         match json {
             Some(j) => parse_pin(&j, server, tool),
             None => Err(StoreError::NotFound(format!(
@@ -1161,7 +1206,14 @@ impl StateStore for RedisState {
 
     fn data_version(&self) -> Result<i64, StoreError> {
         let v: Option<i64> = self.read(|c| redis::cmd("GET").arg(VERSION).query(c))?;
-        Ok(v.unwrap_or(0))
+        let v = v.unwrap_or(0);
+        let mut cache = self.held_cache();
+        if cache.version != Some(v) {
+            cache.by_tool.clear();
+            cache.version = Some(v);
+        }
+        cache.read_at = Some(std::time::Instant::now());
+        Ok(v)
     }
 
     fn as_sqlite(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<SqliteStore>> {

@@ -334,6 +334,24 @@ fn pins_hold_changed_and_new_tools_until_approved() {
         s.observe_tools("demo", &tools(&[("b", "h1")]), 80).unwrap();
         assert!(!other.is_held("demo", "b").unwrap(), "{name}: reverted");
 
+        // A pin check is exact as of this handle's latest version read (the gateway reads
+        // the version at the start of every request), even if it answered before.
+        other.data_version().unwrap();
+        assert!(!other.is_held("demo", "b").unwrap(), "{name}");
+        s.observe_tools("demo", &tools(&[("b", "h1-again")]), 90)
+            .unwrap();
+        other.data_version().unwrap();
+        assert!(
+            other.is_held("demo", "b").unwrap(),
+            "{name}: the change is seen"
+        );
+        s.observe_tools("demo", &tools(&[("b", "h1")]), 95).unwrap();
+        other.data_version().unwrap();
+        assert!(
+            !other.is_held("demo", "b").unwrap(),
+            "{name}: and its revert"
+        );
+
         let all = other.pins("demo").unwrap();
         assert_eq!(
             all.iter().map(|p| p.tool.as_str()).collect::<Vec<_>>(),
