@@ -557,6 +557,35 @@ impl RedisState {
         }
     }
 
+    /// Stores a record that a bearer token opens, in one `MULTI`: its hash (key, fields),
+    /// its place in an index by creation (index, id, time), the token's hash → id, whatever
+    /// `more` adds, and a new state version.
+    fn insert_tokened(
+        &self,
+        (key, fields): (&str, &[(&str, String)]),
+        (index, id, created_ms): (&str, &str, u64),
+        token_key: &str,
+        more: impl Fn(&mut redis::Pipeline),
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            let mut p = redis::pipe();
+            p.atomic()
+                .hset_multiple(key, fields)
+                .ignore()
+                .zadd(index, id, created_ms)
+                .ignore()
+                .set(token_key, id)
+                .ignore();
+            more(&mut p);
+            p.incr(VERSION, 1).ignore().query::<()>(c)
+        })
+    }
+
+    /// The ids in an index, oldest first.
+    fn ids(&self, index: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|c| redis::cmd("ZRANGE").arg(index).arg(0).arg(-1).query(c))
+    }
+
     fn held_cache(&self) -> std::sync::MutexGuard<'_, HeldCache> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -664,33 +693,20 @@ impl GrantStore for RedisState {
         if let Some(e) = grant.expires_at_ms {
             fields.push(("expires_at_ms", e.to_string()));
         }
-        self.with(|c| {
-            redis::pipe()
-                .atomic()
-                .hset_multiple(grant_key(&grant.id), &fields)
-                .ignore()
-                .zadd("toolgate:grants", &grant.id, now_ms)
-                .ignore()
-                .set(format!("toolgate:grant-token:{hash}"), &grant.id)
-                .ignore()
-                .sadd(ident_key(&grant.server, &grant.identity), &grant.id)
-                .ignore()
-                .incr(VERSION, 1)
-                .ignore()
-                .query::<()>(c)
-        })?;
+        let ident = ident_key(&grant.server, &grant.identity);
+        self.insert_tokened(
+            (&grant_key(&grant.id), &fields),
+            ("toolgate:grants", &grant.id, now_ms),
+            &format!("toolgate:grant-token:{hash}"),
+            |p| {
+                p.sadd(&ident, &grant.id).ignore();
+            },
+        )?;
         Ok((grant, token))
     }
 
     fn list_grants(&self) -> Result<Vec<Grant>, StoreError> {
-        let ids: Vec<String> = self.read(|c| {
-            redis::cmd("ZRANGE")
-                .arg("toolgate:grants")
-                .arg(0)
-                .arg(-1)
-                .query(c)
-        })?;
-        self.grants_by_ids(&ids)
+        self.grants_by_ids(&self.ids("toolgate:grants")?)
     }
 
     fn grant_count(&self) -> Result<u64, StoreError> {
@@ -778,30 +794,17 @@ impl AdminStore for RedisState {
             ("token_prefix", t.token_prefix.clone()),
             ("created_at_ms", now_ms.to_string()),
         ];
-        self.with(|c| {
-            redis::pipe()
-                .atomic()
-                .hset_multiple(admin_key(&t.id), &fields)
-                .ignore()
-                .zadd("toolgate:admins", &t.id, now_ms)
-                .ignore()
-                .set(format!("toolgate:admin-token:{hash}"), &t.id)
-                .ignore()
-                .incr(VERSION, 1)
-                .ignore()
-                .query::<()>(c)
-        })?;
+        self.insert_tokened(
+            (&admin_key(&t.id), &fields),
+            ("toolgate:admins", &t.id, now_ms),
+            &format!("toolgate:admin-token:{hash}"),
+            |_| {},
+        )?;
         Ok((t, token))
     }
 
     fn admin_tokens(&self) -> Result<Vec<AdminToken>, StoreError> {
-        let ids: Vec<String> = self.read(|c| {
-            redis::cmd("ZRANGE")
-                .arg("toolgate:admins")
-                .arg(0)
-                .arg(-1)
-                .query(c)
-        })?;
+        let ids = self.ids("toolgate:admins")?;
         let keys: Vec<String> = ids.iter().map(|id| admin_key(id)).collect();
         self.hashes(&keys)?
             .iter()
