@@ -14,16 +14,13 @@ DURATION=${DURATION:-10}
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-if ! command -v oha >/dev/null; then
-  export PATH="$PWD/bench/.tools/bin:$PATH"
-  command -v oha >/dev/null || cargo install oha --locked --root bench/.tools
-fi
+# shellcheck source=bench/common.sh
+. bench/common.sh
 cargo build --release -p toolgate
 cargo build --release -p toolgate-gateway --example bare_relay
 BIN=$PWD/target/release/toolgate
 RELAY_BIN=$PWD/target/release/examples/bare_relay
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port)
 "$BIN" demo --http "127.0.0.1:$UP" --stateless 2>"$WORK/demo.log" &
 start_gateway() { # name audit-enabled
@@ -51,11 +48,6 @@ RELAY_PORT=$(free_port)
 "$RELAY_BIN" "127.0.0.1:$RELAY_PORT" "http://127.0.0.1:$UP/mcp" >"$WORK/relay.out" 2>&1 &
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$UP/mcp" && break; sleep 0.1; done
 
-H_CT='Content-Type: application/json'
-H_AC='Accept: application/json, text/event-stream'
-H_PV='MCP-Protocol-Version: 2025-11-25'
-INIT='{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}'
-CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_patient","arguments":{"patient_id":"pat_1001"}}}'
 curl -s -H "$H_CT" -H "$H_AC" -H "$H_PV" "http://127.0.0.1:$UP/mcp" -d "$CALL" | grep -q '"result"' || { echo "bench: direct call failed"; exit 2; }
 for _ in $(seq 50); do grep -q 'listening' "$WORK/relay.out" 2>/dev/null && break; sleep 0.1; done
 curl -s -H "$H_CT" -H "$H_AC" -H "$H_PV" "http://127.0.0.1:$RELAY_PORT/mcp" -d "$CALL" | grep -q '"result"' || { echo "bench: call through the bare relay failed"; cat "$WORK/relay.out"; exit 2; }

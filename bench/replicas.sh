@@ -16,15 +16,12 @@ DURATION=${DURATION:-10}
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; scripts/redis.sh stop "$WORK/redis" || true; rm -rf "$WORK"' EXIT
 
-if ! command -v oha >/dev/null; then
-  export PATH="$PWD/bench/.tools/bin:$PATH"
-  command -v oha >/dev/null || cargo install oha --locked --root bench/.tools
-fi
+# shellcheck source=bench/common.sh
+. bench/common.sh
 cargo build --release -p toolgate
 BIN=$PWD/target/release/toolgate
 REDIS=$(scripts/redis.sh start "$WORK/redis")
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port)
 "$BIN" demo --http "127.0.0.1:$UP" --stateless 2>"$WORK/demo.log" &
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$UP/mcp" && break; sleep 0.1; done
@@ -45,11 +42,6 @@ TOML
 done
 TOKEN=$("$BIN" grants create --config "$WORK/r1/toolgate.toml" --server demo --label bench --policy bench --json | python3 -c 'import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])["token"])')
 declare -A GW SID
-H_CT='Content-Type: application/json'
-H_AC='Accept: application/json, text/event-stream'
-H_PV='MCP-Protocol-Version: 2025-11-25'
-INIT='{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}'
-CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_patient","arguments":{"patient_id":"pat_1001"}}}'
 for n in 1 2 3; do
   RUST_LOG=warn "$BIN" serve --config "$WORK/r$n/toolgate.toml" >"$WORK/r$n/serve.out" 2>"$WORK/r$n/serve.err" &
   for _ in $(seq 100); do grep -q 'listening on' "$WORK/r$n/serve.out" 2>/dev/null && break; sleep 0.1; done
