@@ -18,6 +18,20 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8555";
 pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 /// The hard maximum of `upstream_timeout`.
 pub const MAX_UPSTREAM_TIMEOUT_SECS: u64 = 600;
+/// The default cap on an upstream answer toolgate reads whole: 64 MiB.
+pub const DEFAULT_MAX_ANSWER: usize = 64 * 1024 * 1024;
+/// The default cap on open client connections (lowered below the file limit at start).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// The default time request headers have to arrive, seconds.
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+/// The default cap on open sessions of one grant on one server.
+pub const DEFAULT_SESSIONS_PER_GRANT: usize = 16;
+/// The default cap on open sessions of one server.
+pub const DEFAULT_SESSIONS_PER_SERVER: usize = 64;
+/// The default idle time after which a session is closed, seconds (30 minutes).
+pub const DEFAULT_SESSION_IDLE_SECS: u64 = 30 * 60;
+/// At a session cap, a session idle at least this long is closed to make room.
+pub const SESSION_EVICT_AFTER_SECS: u64 = 60;
 
 /// A config that could not be used: every problem, one line each.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -38,6 +52,12 @@ struct RawConfig {
     max_body: Option<toml::Value>,
     upstream_timeout: Option<toml::Value>,
     body_timeout: Option<toml::Value>,
+    header_timeout: Option<toml::Value>,
+    max_answer: Option<toml::Value>,
+    max_connections: Option<toml::Value>,
+    max_sessions_per_grant: Option<toml::Value>,
+    max_sessions_per_server: Option<toml::Value>,
+    session_idle: Option<toml::Value>,
     #[serde(default)]
     allowed_origins: Vec<String>,
     #[serde(default)]
@@ -248,6 +268,15 @@ pub struct Config {
     pub upstream_timeout_secs: u64,
     /// How long a request body may take to arrive, seconds (slow senders get 408).
     pub body_timeout_secs: u64,
+    /// How long request headers may take to arrive, seconds (then the connection is closed).
+    pub header_timeout_secs: u64,
+    /// The largest upstream answer toolgate reads whole (JSON bodies, SSE events, stdio
+    /// lines), bytes; a larger one is refused with an error naming the limit.
+    pub max_answer: usize,
+    /// Open client connections at most (read at start).
+    pub max_connections: usize,
+    /// Session caps.
+    pub sessions: SessionLimits,
     /// Extra accepted `Origin` values.
     pub allowed_origins: Vec<String>,
     /// Servers added through the admin API may point at loopback and private addresses
@@ -269,6 +298,28 @@ pub struct Config {
     pub jwt: Option<JwtConfig>,
     /// `[tracing]`: spans exported over OTLP/HTTP, when configured.
     pub tracing: Option<TracingConfig>,
+}
+
+/// The bounds on agent sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Open sessions one grant may hold on one server.
+    pub per_grant: usize,
+    /// Open sessions on one server, all grants together.
+    pub per_server: usize,
+    /// Idle sessions are closed after this many seconds.
+    pub idle_secs: u64,
+}
+
+impl SessionLimits {
+    /// The caps as [`crate::session::Sessions::reserve`] takes them.
+    pub fn caps(&self) -> crate::session::Caps {
+        crate::session::Caps {
+            per_grant: self.per_grant,
+            per_server: self.per_server,
+            evict_after: std::time::Duration::from_secs(SESSION_EVICT_AFTER_SECS),
+        }
+    }
 }
 
 /// `[tracing]`: where spans go.
@@ -335,6 +386,38 @@ fn timeout_setting(
     default: u64,
     errors: &mut Vec<String>,
 ) -> u64 {
+    duration_setting(key, value, default, MAX_UPSTREAM_TIMEOUT_SECS, errors)
+}
+
+/// A positive count setting (`max_connections = 1024`), at most `max`.
+fn count_setting(
+    key: &str,
+    value: Option<&toml::Value>,
+    default: usize,
+    max: usize,
+    errors: &mut Vec<String>,
+) -> usize {
+    match value {
+        None => default,
+        Some(toml::Value::Integer(n)) if *n > 0 && usize::try_from(*n).is_ok_and(|n| n <= max) => {
+            usize::try_from(*n).unwrap_or(default)
+        }
+        Some(v) => {
+            errors.push(format!(
+                "{key}: expected a whole number from 1 to {max}, got {v}"
+            ));
+            default
+        }
+    }
+}
+
+fn duration_setting(
+    key: &str,
+    value: Option<&toml::Value>,
+    default: u64,
+    max_secs: u64,
+    errors: &mut Vec<String>,
+) -> u64 {
     let Some(v) = value else { return default };
     let secs = match v {
         toml::Value::Integer(n) => u64::try_from(*n).ok().filter(|n| *n > 0),
@@ -342,10 +425,10 @@ fn timeout_setting(
         _ => None,
     };
     match secs {
-        Some(s) if s <= MAX_UPSTREAM_TIMEOUT_SECS => s,
+        Some(s) if s <= max_secs => s,
         Some(s) => {
             errors.push(format!(
-                "{key}: {s} s is above the hard maximum of {MAX_UPSTREAM_TIMEOUT_SECS} s"
+                "{key}: {s} s is above the hard maximum of {max_secs} s"
             ));
             default
         }
@@ -548,6 +631,51 @@ impl Config {
         };
         let body_timeout_secs =
             timeout_setting("body_timeout", raw.body_timeout.as_ref(), 30, &mut errors);
+        let header_timeout_secs = timeout_setting(
+            "header_timeout",
+            raw.header_timeout.as_ref(),
+            DEFAULT_HEADER_TIMEOUT_SECS,
+            &mut errors,
+        );
+        let max_answer = match &raw.max_answer {
+            None => DEFAULT_MAX_ANSWER,
+            Some(v) => parse_size(v).unwrap_or_else(|| {
+                errors.push(format!(
+                    "max_answer: expected a size such as \"64MiB\" or a number of bytes, got {v}"
+                ));
+                DEFAULT_MAX_ANSWER
+            }),
+        };
+        let max_connections = count_setting(
+            "max_connections",
+            raw.max_connections.as_ref(),
+            DEFAULT_MAX_CONNECTIONS,
+            1 << 20,
+            &mut errors,
+        );
+        let sessions = SessionLimits {
+            per_grant: count_setting(
+                "max_sessions_per_grant",
+                raw.max_sessions_per_grant.as_ref(),
+                DEFAULT_SESSIONS_PER_GRANT,
+                100_000,
+                &mut errors,
+            ),
+            per_server: count_setting(
+                "max_sessions_per_server",
+                raw.max_sessions_per_server.as_ref(),
+                DEFAULT_SESSIONS_PER_SERVER,
+                100_000,
+                &mut errors,
+            ),
+            idle_secs: duration_setting(
+                "session_idle",
+                raw.session_idle.as_ref(),
+                DEFAULT_SESSION_IDLE_SECS,
+                7 * 24 * 3600,
+                &mut errors,
+            ),
+        };
         let mut policies = BTreeMap::new();
         let mut policy_files = BTreeMap::new();
         let mut policy_versions = BTreeMap::new();
@@ -722,6 +850,10 @@ impl Config {
             max_body,
             upstream_timeout_secs,
             body_timeout_secs,
+            header_timeout_secs,
+            max_answer,
+            max_connections,
+            sessions,
             allowed_origins: raw.allowed_origins,
             allow_private_upstreams: raw.allow_private_upstreams,
             servers,

@@ -1,6 +1,7 @@
 //! Enforcement: judging `tools/call` with the engine and the counters, and the hooks
 //! applied to an upstream's response (give-back on error, `tools/list` filtering).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -8,6 +9,7 @@ use toolgate_audit::{Kind, Outcome, Record};
 use toolgate_policy::{
     evaluate, labels, Call, CounterError, Counters, Decision, Effect, Facts, Policy, Ticket,
 };
+use toolgate_protocol::upstream::{parse_value, peek, repair, Unreadable};
 use toolgate_protocol::{error_codes, error_response, tool_error_result};
 use toolgate_store::{AuditLog, StateStore};
 
@@ -298,16 +300,16 @@ impl Hook {
         }
     }
 
-    /// Applies the hook to the response message; returns the rewritten message, if any.
-    pub fn apply(&self, msg: &[u8]) -> Option<String> {
+    /// Applies the hook to the response message (already [`repair`]ed): the rewritten
+    /// message, if any. `Err` when the message cannot be judged: the caller answers with
+    /// [`unreadable_answer`] instead, never with the message.
+    pub fn apply(&self, msg: &[u8]) -> Result<Option<String>, Unreadable> {
         match self {
-            Hook::None => None,
+            Hook::None => Ok(None),
             Hook::Call(c) => {
                 // Most answers are plain results: parse only when `error` or `isError` may be there.
                 let outcome = if contains(msg, b"\"error\"") || contains(msg, b"\"isError\"") {
-                    serde_json::from_slice::<Value>(msg)
-                        .map(|v| outcome_of(&v))
-                        .unwrap_or(Outcome::Ok)
+                    parse_value(msg).map(|v| outcome_of(&v))?
                 } else {
                     Outcome::Ok
                 };
@@ -317,11 +319,16 @@ impl Hook {
                     }
                 }
                 c.ended(outcome, Some(msg.len()));
-                None
+                Ok(None)
             }
             Hook::FilterTools(policy, pins, sanitize) => {
-                let mut v: Value = serde_json::from_slice(msg).ok()?;
-                let tools = v.pointer_mut("/result/tools")?.as_array_mut()?;
+                let mut v = parse_value(msg)?;
+                let Some(tools) = v.pointer_mut("/result/tools") else {
+                    return Ok(None);
+                };
+                let Some(tools) = tools.as_array_mut() else {
+                    return Err(Unreadable("`result.tools` is not an array".into()));
+                };
                 let held = match pins {
                     Some(ctx) => pin_tools(ctx, tools),
                     None => Ok(vec![]),
@@ -346,22 +353,62 @@ impl Hook {
                         }
                     }
                 }
-                Some(v.to_string())
+                Ok(Some(v.to_string()))
+            }
+        }
+    }
+
+    /// [`Hook::apply`] for a relay: the message to send the agent in place of `msg`
+    /// (the rewritten one, `msg` itself, or an error naming the upstream when `msg`
+    /// cannot be judged, after recording the call's outcome as lost).
+    pub fn answer(&self, msg: &[u8], id_text: &str, server: &str) -> Option<String> {
+        match self.apply(msg) {
+            Ok(rewritten) => rewritten,
+            Err(e) => {
+                tracing::warn!(server = %server, "upstream answer refused: {e}");
+                self.lost(false);
+                Some(unreadable_answer(id_text, server, &e))
             }
         }
     }
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(hay, needle).is_some()
+/// The error answered instead of an upstream message toolgate cannot judge.
+pub fn unreadable_answer(id_text: &str, server: &str, e: &Unreadable) -> String {
+    error_response(
+        id_text,
+        error_codes::UPSTREAM_ERROR,
+        &format!("upstream `{server}` answered something toolgate cannot judge ({e}); refused rather than relayed unchecked"),
+        None,
+    )
 }
 
-/// True when a JSON message is the response to the request with this id.
-pub fn is_response_to(msg: &[u8], id_key: &str) -> bool {
-    let Ok(v) = serde_json::from_slice::<Value>(msg) else {
-        return false;
+/// One message from an upstream, read for the request waiting on it (`id_key`).
+#[derive(Debug)]
+pub enum Seen<'a> {
+    /// The response to that request (repaired if it had to be).
+    Answer(Cow<'a, [u8]>),
+    /// Another message: a notification, a server-to-client request, another response.
+    Other(Cow<'a, [u8]>),
+    /// Unreadable: never relayed.
+    Unreadable(Unreadable),
+}
+
+/// Reads one upstream message for the request with this id: lone surrogate escapes are
+/// repaired ([`repair`]), then the envelope is read.
+pub fn classify<'a>(msg: &'a [u8], id_key: &str) -> Seen<'a> {
+    let fixed = repair(msg);
+    let answer = match peek(&fixed) {
+        Ok(p) => p.is_response() && p.id_key() == id_key,
+        Err(e) => return Seen::Unreadable(e),
     };
-    v.get("method").is_none()
-        && (v.get("result").is_some() || v.get("error").is_some())
-        && v.get("id").map(Value::to_string).as_deref() == Some(id_key)
+    if answer {
+        Seen::Answer(fixed)
+    } else {
+        Seen::Other(fixed)
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(hay, needle).is_some()
 }

@@ -20,7 +20,7 @@ use toolgate_store::{Grant, GrantStatus};
 
 use crate::call::{call_tool, CallCtx};
 use crate::config::{Pinning, ServerConfig, Transport};
-use crate::enforce::{is_response_to, Hook, PinCtx, Sanitize};
+use crate::enforce::{classify, Hook, PinCtx, Sanitize, Seen};
 use crate::session::{Session, UpstreamSession};
 use crate::state::{now_ms, AppState};
 use crate::trail;
@@ -809,6 +809,26 @@ async fn initialize(
     id_text: &str,
 ) -> Response {
     let our_id = new_session_id();
+    // A place within the session caps, held until the session is in the table.
+    let _slot = match st
+        .sessions
+        .reserve(&srv.name, &grant.id, cfg.sessions.caps())
+    {
+        Ok(slot) => slot,
+        Err(full) => {
+            st.metrics.session_refused(&srv.name);
+            tracing::warn!(server = %srv.name, grant = %grant.label, "session refused: {full}");
+            let mut r = http_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                id_text,
+                error_codes::INVALID_REQUEST,
+                &format!("session refused: {full}"),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            return r;
+        }
+    };
     match &srv.transport {
         Transport::Http {
             url,
@@ -1032,11 +1052,14 @@ pub(crate) async fn relay_request(
                 loop {
                     tokio::select! {
                         m = rx.recv() => match m {
-                            Some(m) if is_response_to(&m, &key) => {
-                                let body = hook.apply(&m).unwrap_or_else(|| String::from_utf8_lossy(&m).into_owned());
-                                return json_response(StatusCode::OK, body);
-                            }
-                            Some(m) => tracing::debug!(server = %srv.name, "not relayed to a JSON-only request: {}", String::from_utf8_lossy(&m)),
+                            Some(m) => match classify(&m, &key) {
+                                Seen::Answer(m) => {
+                                    let body = hook.answer(&m, id_text, &srv.name).unwrap_or_else(|| String::from_utf8_lossy(&m).into_owned());
+                                    return json_response(StatusCode::OK, body);
+                                }
+                                Seen::Other(m) => tracing::debug!(server = %srv.name, "not relayed to a JSON-only request: {}", String::from_utf8_lossy(&m)),
+                                Seen::Unreadable(e) => tracing::warn!(server = %srv.name, "upstream message dropped: {e}"),
+                            },
                             None => {
                                 hook.never_reached();
                                 return http_error(StatusCode::BAD_GATEWAY, id_text, error_codes::UPSTREAM_ERROR, &format!("upstream `{}` exited before answering", srv.name));
@@ -1059,12 +1082,15 @@ pub(crate) async fn relay_request(
                 loop {
                     tokio::select! {
                         m = rx.recv() => match m {
-                            Some(m) if is_response_to(&m, &key) => {
-                                let body = hook.apply(&m).map(Bytes::from).unwrap_or(m);
-                                yield Ok::<Bytes, std::io::Error>(encode(&String::from_utf8_lossy(&body), None));
-                                break;
-                            }
-                            Some(m) => yield Ok(encode(&String::from_utf8_lossy(&m), None)),
+                            Some(m) => match classify(&m, &key) {
+                                Seen::Answer(m) => {
+                                    let body = hook.answer(&m, &id_owned, &server).unwrap_or_else(|| String::from_utf8_lossy(&m).into_owned());
+                                    yield Ok::<Bytes, std::io::Error>(encode(&body, None));
+                                    break;
+                                }
+                                Seen::Other(m) => yield Ok(encode(&String::from_utf8_lossy(&m), None)),
+                                Seen::Unreadable(e) => tracing::warn!(server = %server, "upstream message dropped: {e}"),
+                            },
                             None => {
                                 hook.never_reached();
                                 let e = error_response(&id_owned, error_codes::UPSTREAM_ERROR, &format!("upstream `{server}` exited before answering"), None);
@@ -1163,14 +1189,34 @@ async fn relay_response(
                 };
                 for ev in events {
                     resumable |= ev.id.is_some();
-                    if !answered && !ev.data.is_empty() && is_response_to(ev.data.as_bytes(), &key) {
-                        answered = true;
-                        if let Some(rewritten) = hook.apply(ev.data.as_bytes()) {
-                            yield Ok(encode(&rewritten, ev.id.as_deref()));
-                            continue;
+                    if ev.data.is_empty() {
+                        yield Ok(ev.raw);
+                        continue;
+                    }
+                    match classify(ev.data.as_bytes(), &key) {
+                        Seen::Answer(m) if !answered => {
+                            answered = true;
+                            match hook.answer(&m, &key, &server) {
+                                Some(rewritten) => yield Ok(encode(&rewritten, ev.id.as_deref())),
+                                None if matches!(m, std::borrow::Cow::Owned(_)) => yield Ok(encode(&String::from_utf8_lossy(&m), ev.id.as_deref())),
+                                None => yield Ok(ev.raw),
+                            }
+                        }
+                        Seen::Answer(m) | Seen::Other(m) => match m {
+                            std::borrow::Cow::Owned(m) => yield Ok(encode(&String::from_utf8_lossy(&m), ev.id.as_deref())),
+                            std::borrow::Cow::Borrowed(_) => yield Ok(ev.raw),
+                        },
+                        Seen::Unreadable(e) => {
+                            tracing::warn!(server = %server, "upstream event dropped: {e}");
+                            if !answered {
+                                answered = true;
+                                hook.lost(false);
+                                if key != "null" {
+                                    yield Ok(encode(&crate::enforce::unreadable_answer(&key, &server, &e), None));
+                                }
+                            }
                         }
                     }
-                    yield Ok(ev.raw);
                 }
             }
             if !ended && !answered && !resumable && key != "null" {
@@ -1189,6 +1235,11 @@ async fn relay_response(
             hook.lost(e.is_timeout());
             return upstream_failure(id_text, &e, server);
         }
+    };
+    // Lone surrogate escapes repaired (what clients read is what is judged and relayed).
+    let body = match toolgate_protocol::upstream::repair(&body) {
+        std::borrow::Cow::Owned(fixed) => Bytes::from(fixed),
+        std::borrow::Cow::Borrowed(_) => body,
     };
     // An answer that is not JSON cannot be relayed as one: say what came instead.
     if !body.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
@@ -1210,7 +1261,19 @@ async fn relay_response(
         );
     }
     let body = if status.is_success() {
-        hook.apply(&body).map(Bytes::from).unwrap_or(body)
+        match hook.apply(&body) {
+            Ok(rewritten) => rewritten.map(Bytes::from).unwrap_or(body),
+            Err(e) => {
+                tracing::warn!(server = %server, "upstream answer refused: {e}");
+                hook.lost(false);
+                return http_error(
+                    StatusCode::BAD_GATEWAY,
+                    id_text,
+                    error_codes::UPSTREAM_ERROR,
+                    &format!("upstream `{server}` answered something toolgate cannot judge ({e}); refused rather than relayed unchecked"),
+                );
+            }
+        }
     } else {
         body
     };

@@ -54,9 +54,6 @@ pub use config::{Config, ConfigError};
 pub use front::router;
 pub use state::AppState;
 
-/// Sessions idle this long are closed (their stdio children stopped).
-pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
-
 /// Serves until `shutdown` completes; also runs hot reload and the idle-session reaper.
 pub async fn run(
     listener: tokio::net::TcpListener,
@@ -66,10 +63,13 @@ pub async fn run(
     let watcher = tokio::spawn(reload::watch(state.clone()));
     let reaper_state = state.clone();
     let reaper = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        // Every 10 s: `session_idle` (a config key, default 30 minutes) is honoured to
+        // within 10 s, and a reload that shortens it applies at once.
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {
             tick.tick().await;
-            let n = reaper_state.sessions.reap(SESSION_IDLE);
+            let idle = Duration::from_secs(reaper_state.config().sessions.idle_secs);
+            let n = reaper_state.sessions.reap(idle);
             if n > 0 {
                 tracing::info!("closed {n} idle session(s)");
             }

@@ -62,6 +62,11 @@ pub struct Metrics {
     store_errors: Family<ErrorLabels, Counter>,
     upstream_up: Family<ServerLabels, Gauge>,
     pending_approvals: Gauge,
+    open_sessions: Family<ServerLabels, Gauge>,
+    upstream_channels: Family<ServerLabels, Gauge>,
+    sessions_refused: Family<ServerLabels, Counter>,
+    open_connections: Gauge,
+    connections_refused: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -123,8 +128,43 @@ impl Default for Metrics {
             "Calls waiting for a person's approval",
             pending_approvals.clone(),
         );
+        let open_sessions = Family::<ServerLabels, Gauge>::default();
+        registry.register(
+            "open_sessions",
+            "Agent sessions open, by server (max_sessions_per_server)",
+            open_sessions.clone(),
+        );
+        let upstream_channels = Family::<ServerLabels, Gauge>::default();
+        registry.register(
+            "upstream_channels",
+            "Live upstream channels, by server: stdio children and legacy SSE connections, one per session",
+            upstream_channels.clone(),
+        );
+        let sessions_refused = Family::<ServerLabels, Counter>::default();
+        registry.register(
+            "sessions_refused",
+            "initialize requests refused at a session cap (max_sessions_per_grant, max_sessions_per_server)",
+            sessions_refused.clone(),
+        );
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Client connections open (max_connections)",
+            open_connections.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Client connections closed at once because max_connections were open",
+            connections_refused.clone(),
+        );
         Metrics {
             registry,
+            open_sessions,
+            upstream_channels,
+            sessions_refused,
+            open_connections,
+            connections_refused,
             calls,
             requests,
             decision_seconds,
@@ -200,9 +240,44 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition.
-    pub fn render(&self, pending_approvals: i64) -> Result<String, std::fmt::Error> {
+    /// An `initialize` refused at a session cap.
+    pub fn session_refused(&self, server: &str) {
+        self.sessions_refused
+            .get_or_create(&ServerLabels {
+                server: server.to_string(),
+            })
+            .inc();
+    }
+
+    /// A client connection opened (`+1`) or closed (`-1`).
+    pub fn connection(&self, delta: i64) {
+        self.open_connections.inc_by(delta);
+    }
+
+    /// A client connection refused at `max_connections`.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// The text exposition. `sessions`: (server, open sessions, live channels), every
+    /// configured server listed (0 when none).
+    pub fn render(
+        &self,
+        pending_approvals: i64,
+        sessions: &[(String, usize, usize)],
+    ) -> Result<String, std::fmt::Error> {
         self.pending_approvals.set(pending_approvals);
+        for (server, open, channels) in sessions {
+            let labels = ServerLabels {
+                server: server.clone(),
+            };
+            self.open_sessions
+                .get_or_create(&labels)
+                .set(i64::try_from(*open).unwrap_or(i64::MAX));
+            self.upstream_channels
+                .get_or_create(&labels)
+                .set(i64::try_from(*channels).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry)?;
         Ok(out)
@@ -219,7 +294,13 @@ pub async fn handler(State(st): State<Arc<AppState>>) -> Response {
             -1
         }
     };
-    match st.metrics.render(pending) {
+    let mut sessions = st.sessions.by_server();
+    for srv in &st.config().servers {
+        if !sessions.iter().any(|(s, _, _)| *s == srv.name) {
+            sessions.push((srv.name.clone(), 0, 0));
+        }
+    }
+    match st.metrics.render(pending, &sessions) {
         Ok(text) => {
             let mut r = (StatusCode::OK, text).into_response();
             r.headers_mut().insert(

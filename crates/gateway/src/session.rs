@@ -63,25 +63,122 @@ impl Session {
     }
 }
 
+/// The bounds on open sessions (`max_sessions_per_grant`, `max_sessions_per_server`).
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    /// Open sessions one grant may hold on one server.
+    pub per_grant: usize,
+    /// Open sessions on one server, all grants together.
+    pub per_server: usize,
+    /// At a cap, the least recently used session idle at least this long is closed to
+    /// make room; a cap with no such session refuses the new one.
+    pub evict_after: Duration,
+}
+
+/// A session refused at a cap.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Full {
+    /// The grant holds `max_sessions_per_grant` sessions on this server, all in use.
+    #[error("this grant already holds {0} open sessions on this server (max_sessions_per_grant), none idle: close one (HTTP DELETE) or reuse it")]
+    Grant(usize),
+    /// The server has `max_sessions_per_server` sessions, all in use.
+    #[error("server has {0} open sessions (max_sessions_per_server), none idle: try again later")]
+    Server(usize),
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<String, Arc<Session>>,
+    /// Sessions being opened (server, grant): counted against the caps.
+    opening: Vec<(String, String)>,
+}
+
 /// The live sessions.
 #[derive(Debug, Default)]
 pub struct Sessions {
-    map: Mutex<HashMap<String, Arc<Session>>>,
+    inner: Mutex<Inner>,
+}
+
+/// A place held for a session while it opens (its child starting, its upstream
+/// answering `initialize`); given back when dropped.
+#[derive(Debug)]
+pub struct Slot<'a> {
+    sessions: &'a Sessions,
+    server: String,
+    grant: String,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.sessions.lock();
+        if let Some(i) = inner
+            .opening
+            .iter()
+            .position(|(s, g)| *s == self.server && *g == self.grant)
+        {
+            inner.opening.swap_remove(i);
+        }
+    }
 }
 
 impl Sessions {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Holds a place for a new session of `grant` on `server` within `caps`, closing the
+    /// least recently used idle session at a full cap (the grant's own first).
+    pub fn reserve(&self, server: &str, grant: &str, caps: Caps) -> Result<Slot<'_>, Full> {
+        loop {
+            let mut inner = self.lock();
+            let on_server = |s: &Session| s.server == server;
+            let of_grant = |s: &Session| s.server == server && s.grant_id == grant;
+            let opening_grant = inner
+                .opening
+                .iter()
+                .filter(|(s, g)| s == server && g == grant)
+                .count();
+            let opening_server = inner.opening.iter().filter(|(s, _)| s == server).count();
+            let n_grant = inner.map.values().filter(|s| of_grant(s)).count() + opening_grant;
+            let n_server = inner.map.values().filter(|s| on_server(s)).count() + opening_server;
+            let victim = if n_grant >= caps.per_grant {
+                Some(lru(&inner, &of_grant, caps.evict_after).ok_or(Full::Grant(caps.per_grant))?)
+            } else if n_server >= caps.per_server {
+                Some(
+                    lru(&inner, &on_server, caps.evict_after)
+                        .ok_or(Full::Server(caps.per_server))?,
+                )
+            } else {
+                None
+            };
+            match victim {
+                Some(id) => {
+                    if let Some(s) = inner.map.remove(&id) {
+                        drop(inner);
+                        s.close();
+                        tracing::info!(server = %server, session = %id, "idle session closed to make room for a new one");
+                    }
+                }
+                None => {
+                    inner.opening.push((server.to_string(), grant.to_string()));
+                    return Ok(Slot {
+                        sessions: self,
+                        server: server.to_string(),
+                        grant: grant.to_string(),
+                    });
+                }
+            }
+        }
     }
 
     /// Adds a session.
     pub fn insert(&self, s: Arc<Session>) {
-        self.map().insert(s.id.clone(), s);
+        self.lock().map.insert(s.id.clone(), s);
     }
 
     /// A live session by id, for this server and grant; touches it.
     pub fn get(&self, id: &str, server: &str, grant_id: &str) -> Option<Arc<Session>> {
-        let s = self.map().get(id).cloned()?;
+        let s = self.lock().map.get(id).cloned()?;
         if s.server != server || s.grant_id != grant_id {
             return None;
         }
@@ -97,7 +194,7 @@ impl Sessions {
 
     /// Removes and closes a session.
     pub fn remove(&self, id: &str) -> Option<Arc<Session>> {
-        let s = self.map().remove(id);
+        let s = self.lock().map.remove(id);
         if let Some(s) = &s {
             s.close();
         }
@@ -107,7 +204,8 @@ impl Sessions {
     /// Closes sessions idle for longer than `max_idle`; returns how many.
     pub fn reap(&self, max_idle: Duration) -> usize {
         let idle: Vec<String> = self
-            .map()
+            .lock()
+            .map
             .iter()
             .filter(|(_, s)| s.idle_for() > max_idle)
             .map(|(k, _)| k.clone())
@@ -118,13 +216,106 @@ impl Sessions {
         idle.len()
     }
 
+    /// Open sessions by server: (sessions, of which with a live channel: a stdio child
+    /// or a legacy SSE connection).
+    pub fn by_server(&self) -> Vec<(String, usize, usize)> {
+        let mut out: HashMap<String, (usize, usize)> = HashMap::new();
+        for s in self.lock().map.values() {
+            let e = out.entry(s.server.clone()).or_default();
+            e.0 += 1;
+            if let UpstreamSession::Channel(p) = &s.upstream {
+                if p.is_alive() {
+                    e.1 += 1;
+                }
+            }
+        }
+        out.into_iter().map(|(k, (a, b))| (k, a, b)).collect()
+    }
+
     /// How many sessions are open.
     pub fn len(&self) -> usize {
-        self.map().len()
+        self.lock().map.len()
     }
 
     /// True when no session is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The least recently used session matching `pick` and idle at least `min_idle`.
+fn lru(inner: &Inner, pick: &dyn Fn(&Session) -> bool, min_idle: Duration) -> Option<String> {
+    inner
+        .map
+        .values()
+        .filter(|s| pick(s))
+        .map(|s| (s.idle_for(), s))
+        .filter(|(idle, _)| *idle >= min_idle)
+        .max_by_key(|(idle, _)| *idle)
+        .map(|(_, s)| s.id.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(id: &str, server: &str, grant: &str) -> Arc<Session> {
+        Arc::new(Session::new(
+            id.into(),
+            server.into(),
+            grant.into(),
+            UpstreamSession::Http { session_id: None },
+        ))
+    }
+
+    const CAPS: Caps = Caps {
+        per_grant: 2,
+        per_server: 3,
+        evict_after: Duration::from_secs(3600),
+    };
+
+    #[test]
+    fn a_grant_at_its_cap_is_refused_while_its_sessions_are_in_use() {
+        let s = Sessions::default();
+        for i in 0..2 {
+            let slot = s.reserve("a", "g1", CAPS).expect("room");
+            s.insert(http(&format!("s{i}"), "a", "g1"));
+            drop(slot);
+        }
+        assert_eq!(s.reserve("a", "g1", CAPS).unwrap_err(), Full::Grant(2));
+        // Another grant still has room, up to the server's cap.
+        let slot = s.reserve("a", "g2", CAPS).expect("room");
+        assert_eq!(s.reserve("a", "g3", CAPS).unwrap_err(), Full::Server(3));
+        drop(slot);
+        assert!(s.reserve("b", "g1", CAPS).is_ok(), "caps are per server");
+    }
+
+    #[test]
+    fn places_being_opened_count_against_the_cap() {
+        let s = Sessions::default();
+        let a = s.reserve("a", "g1", CAPS).expect("room");
+        let b = s.reserve("a", "g1", CAPS).expect("room");
+        assert!(s.reserve("a", "g1", CAPS).is_err());
+        drop(a);
+        drop(b);
+        assert!(s.reserve("a", "g1", CAPS).is_ok());
+    }
+
+    #[test]
+    fn the_least_recently_used_idle_session_makes_room() {
+        let s = Sessions::default();
+        let caps = Caps {
+            evict_after: Duration::ZERO,
+            ..CAPS
+        };
+        for i in 0..2 {
+            s.insert(http(&format!("s{i}"), "a", "g1"));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        s.get("s0", "a", "g1")
+            .expect("s0 touched: s1 is now the oldest");
+        let _slot = s.reserve("a", "g1", caps).expect("an idle session closed");
+        assert!(s.get("s1", "a", "g1").is_none());
+        assert!(s.get("s0", "a", "g1").is_some());
     }
 }

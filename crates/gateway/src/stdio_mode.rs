@@ -174,15 +174,25 @@ pub async fn run_on(
         let shared = shared.clone();
         tokio::spawn(async move {
             read_lines(child_stdout, |line| {
-                let hook = match Envelope::parse(&line) {
-                    Ok(env) if env.kind == Kind::Response => {
-                        shared.pending().remove(&id_key(env.id_text()))
-                    }
-                    _ => None,
+                // Lone surrogates repaired; what cannot be read is never relayed.
+                let line = match toolgate_protocol::upstream::repair(&line) {
+                    std::borrow::Cow::Owned(fixed) => Bytes::from(fixed),
+                    std::borrow::Cow::Borrowed(_) => line,
                 };
-                let out = match hook {
-                    Some(h) => h.apply(&line).map(Bytes::from).unwrap_or(line),
-                    None => line,
+                let key = match toolgate_protocol::upstream::peek(&line) {
+                    Ok(p) => p.is_response().then(|| p.id_key()),
+                    Err(e) => {
+                        tracing::warn!(server = %shared.srv.name, "upstream line dropped: {e}");
+                        return;
+                    }
+                };
+                let hook = key.as_ref().and_then(|k| shared.pending().remove(k));
+                let out = match (hook, key) {
+                    (Some(h), Some(k)) => h
+                        .answer(&line, &k, &shared.srv.name)
+                        .map(Bytes::from)
+                        .unwrap_or(line),
+                    _ => line,
                 };
                 let _ = shared.out.send(out);
             })

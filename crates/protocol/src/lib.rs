@@ -10,6 +10,7 @@
 //! - [`reply`]: JSON-RPC error responses and MCP tool results that toolgate writes.
 //! - [`sse`]: an incremental Server-Sent Events parser that keeps raw bytes.
 //! - [`canonical`]: canonical JSON, the one encoding toolgate hashes.
+//! - [`upstream`]: reading an upstream's messages as clients do (lone surrogates repaired).
 //!
 //! No IO and no async runtime here: serde only.
 
@@ -17,6 +18,7 @@ pub mod canonical;
 pub mod envelope;
 pub mod reply;
 pub mod sse;
+pub mod upstream;
 
 pub use canonical::canonical;
 pub use envelope::{Envelope, EnvelopeError, Era, Kind, META_PROTOCOL_VERSION};

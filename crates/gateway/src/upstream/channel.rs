@@ -156,18 +156,25 @@ impl Channel {
     }
 
     fn route(&self, msg: Bytes) {
-        let v: Value = match serde_json::from_slice(&msg) {
-            Ok(v) => v,
+        // Lone surrogates repaired (as clients read them); what cannot be read is dropped,
+        // never relayed.
+        let msg = match toolgate_protocol::upstream::repair(&msg) {
+            std::borrow::Cow::Owned(fixed) => Bytes::from(fixed),
+            std::borrow::Cow::Borrowed(_) => msg,
+        };
+        let (is_response, key, token) = match toolgate_protocol::upstream::peek(&msg) {
+            Ok(p) => (
+                p.is_response(),
+                p.id_key(),
+                p.progress_token.map(|t| id_key(t.get())),
+            ),
             Err(e) => {
-                tracing::warn!(server = %self.server, "upstream wrote a line that is not JSON ({e}); dropped");
+                tracing::warn!(server = %self.server, "upstream wrote a line toolgate cannot read ({e}); dropped");
                 return;
             }
         };
         let mut r = self.routes();
-        let is_response =
-            v.get("method").is_none() && (v.get("result").is_some() || v.get("error").is_some());
         if is_response {
-            let key = v.get("id").map(Value::to_string).unwrap_or_default();
             if let Some(tx) = r.pending.remove(&key) {
                 r.progress.retain(|_, id| *id != key);
                 let _ = tx.send(msg);
@@ -176,8 +183,8 @@ impl Channel {
             }
             return;
         }
-        if let Some(token) = v.pointer("/params/progressToken") {
-            if let Some(id) = r.progress.get(&token.to_string()).cloned() {
+        if let Some(token) = token {
+            if let Some(id) = r.progress.get(&token).cloned() {
                 if let Some(tx) = r.pending.get(&id) {
                     let _ = tx.send(msg);
                     return;

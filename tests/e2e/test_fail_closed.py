@@ -1,0 +1,185 @@
+"""Fail closed and bounded: what an attack on the gateway found (issue 17), one test each.
+
+A hostile upstream (`upstreams/hostile_server.py`) answers `tools/list` with what serde_json
+refuses and clients accept; the gateway must filter and pin what it relays, or refuse it,
+never relay it as it is. Sessions, answers, ids and connections have bounds."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from helpers import INITIALIZE, MCP_HEADERS, wait_for_line
+
+HOSTILE = Path(__file__).parent / "upstreams" / "hostile_server.py"
+HIDE_SECRET = {"version": "1", "default": "allow", "hide": ["secret"]}
+
+
+def start_hostile(tmp: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+    control = tmp / "hostile.json"
+    control.write_text("{}")
+    log = tmp / "hostile.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, str(HOSTILE), "--port", "0", "--control", str(control)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    m = wait_for_line(log, re.compile(r"listening on (http://\S+)"), proc, 20, "hostile server")
+    return proc, m.group(1), control
+
+
+class Client:
+    """A raw Streamable HTTP client: sees the exact bytes the gateway relays."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url
+        self.headers = dict(MCP_HEADERS, Authorization=f"Bearer {token}")
+        r = httpx.post(url, json=INITIALIZE, headers=self.headers, timeout=30)
+        assert r.status_code == 200, r.text
+        self.headers["Mcp-Session-Id"] = r.headers["mcp-session-id"]
+
+    def post(self, body: dict[str, Any] | bytes, timeout: float = 30) -> httpx.Response:
+        if isinstance(body, bytes):
+            return httpx.post(self.url, content=body, headers=self.headers, timeout=timeout)
+        return httpx.post(self.url, json=body, headers=self.headers, timeout=timeout)
+
+    def list_raw(self, rid: int = 2) -> httpx.Response:
+        return self.post({"jsonrpc": "2.0", "id": rid, "method": "tools/list"})
+
+    def call(self, tool: str, rid: int = 5) -> dict[str, Any]:
+        r = self.post({"jsonrpc": "2.0", "id": rid, "method": "tools/call",
+                       "params": {"name": tool, "arguments": {}}})
+        return answer_of(r, rid)
+
+
+def answer_of(r: httpx.Response, rid: int) -> dict[str, Any]:
+    if r.headers.get("content-type", "").startswith("text/event-stream"):
+        for line in r.text.splitlines():
+            if line.startswith("data:"):
+                msg = json.loads(line[5:])
+                if msg.get("id") == rid:
+                    return msg
+        raise AssertionError(f"no answer in the stream: {r.text!r}")
+    return r.json()
+
+
+@pytest.mark.parametrize("sse", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("quirk", ["surrogate", "bignum", "deep"])
+def test_tools_list_the_gateway_cannot_parse_is_never_relayed_unfiltered(
+    gateways: Any, tmp_path: Path, quirk: str, sse: bool
+) -> None:
+    """Finding 2: a list with a lone surrogate, a number past f64 or deep nesting is
+    filtered (hidden tools removed) or refused with an error naming the upstream."""
+    proc, url, control = start_hostile(tmp_path)
+    try:
+        gw = gateways.new([{"name": "hostile", "policy": "p", "url": url, "pinning": "off"}], {"p": HIDE_SECRET})
+        c = Client(gw.url("hostile"), gw.grant("hostile"))
+        control.write_text(json.dumps({"list": quirk, "sse": sse}))
+        r = c.list_raw()
+        assert '"secret"' not in r.text, f"hidden tool relayed: {r.text[:500]}"
+        msg = answer_of(r, 2)
+        if "error" in msg:
+            assert "hostile" in msg["error"]["message"], msg
+        else:
+            names = [t["name"] for t in msg["result"]["tools"]]
+            assert names == ["visible", "other"], names
+        # The session still works afterwards.
+        control.write_text(json.dumps({"list": "plain", "sse": sse}))
+        names = [t["name"] for t in answer_of(c.list_raw(3), 3)["result"]["tools"]]
+        assert names == ["visible", "other"], names
+    finally:
+        proc.terminate()
+
+
+def test_a_rug_pull_with_a_lone_surrogate_is_held(gateways: Any, tmp_path: Path) -> None:
+    """Finding 3: a description changed to one carrying `\\ud800` is pinned as a change and
+    held: gone from the list, calls denied, shown by `tools list --changed`."""
+    proc, url, control = start_hostile(tmp_path)
+    try:
+        gw = gateways.new([{"name": "hostile", "policy": "p", "url": url}], {"p": HIDE_SECRET})
+        c = Client(gw.url("hostile"), gw.grant("hostile"))
+        names = [t["name"] for t in answer_of(c.list_raw(2), 2)["result"]["tools"]]
+        assert names == ["visible", "other"], names
+        control.write_text(json.dumps({"list": "surrogate"}))
+        r = c.list_raw(3)
+        assert "Also call" not in r.text, r.text[:500]
+        msg = answer_of(r, 3)
+        if "result" in msg:
+            assert [t["name"] for t in msg["result"]["tools"]] == ["other"], msg
+        denied = c.call("visible", 4)
+        assert denied["result"]["isError"] is True, denied
+        assert "(definition changed)" in json.dumps(denied), denied
+        listed = gw.cli("tools list", "hostile", "--changed")
+        assert "visible" in listed.stdout and "HELD" in listed.stdout, listed.stdout
+    finally:
+        proc.terminate()
+
+
+def metric(gw: Any, name: str, server: str) -> float:
+    text = httpx.get(gw.base_url + "/metrics", timeout=10).text
+    m = re.search(rf'^toolgate_{name}\{{server="{server}"\}} (\S+)$', text, re.M)
+    assert m, f"no toolgate_{name} for {server} in:\n{text}"
+    return float(m.group(1))
+
+
+def test_sessions_with_stdio_upstreams_are_capped(gateways: Any, tmp_path: Path) -> None:
+    """Finding 1: one grant cannot open unbounded stdio children. Over the cap the
+    `initialize` gets 429 with a JSON-RPC error naming the cap; `/metrics` counts open
+    sessions and children; a closed session frees its place."""
+    from helpers import DEMO_POLICY_FILE, demo_server
+
+    gw = gateways.new([demo_server()], {"demo": DEMO_POLICY_FILE.read_text()},
+                      extra={"max_sessions_per_grant": 3, "max_sessions_per_server": 5})
+    token, other = gw.grant("demo", "a"), gw.grant("demo", "b")
+    headers = dict(MCP_HEADERS, Authorization=f"Bearer {token}")
+    opened = []
+    refused = 0
+    for _ in range(8):
+        r = httpx.post(gw.url("demo"), json=INITIALIZE, headers=headers, timeout=30)
+        if r.status_code == 200:
+            opened.append(r.headers["mcp-session-id"])
+        else:
+            assert r.status_code == 429, r.text
+            assert "max_sessions_per_grant" in r.json()["error"]["message"], r.text
+            refused += 1
+    assert len(opened) == 3 and refused == 5, (opened, refused)
+    assert metric(gw, "open_sessions", "demo") == 3
+    assert metric(gw, "upstream_channels", "demo") == 3
+    children = subprocess.run(["pgrep", "-f", "-P", str(gw.proc.pid), "demo --stdio"],
+                              capture_output=True, text=True).stdout.split()
+    assert len(children) == 3, children
+    # Another grant has room up to the server's cap (5 in all).
+    other_headers = dict(MCP_HEADERS, Authorization=f"Bearer {other}")
+    codes = [httpx.post(gw.url("demo"), json=INITIALIZE, headers=other_headers, timeout=30).status_code
+             for _ in range(3)]
+    assert codes == [200, 200, 429], codes
+    # Closing a session frees its place.
+    r = httpx.delete(gw.url("demo"), headers=dict(headers, **{"Mcp-Session-Id": opened[0]}), timeout=10)
+    assert r.status_code == 200
+    r = httpx.post(gw.url("demo"), json=INITIALIZE, headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+
+
+def test_idle_sessions_close_after_session_idle(gateways: Any, tmp_path: Path) -> None:
+    """Finding 1: the idle timeout is a config key; the reaper closes the child."""
+    from helpers import DEMO_POLICY_FILE, demo_server
+
+    gw = gateways.new([demo_server()], {"demo": DEMO_POLICY_FILE.read_text()}, extra={"session_idle": "2s"})
+    headers = dict(MCP_HEADERS, Authorization=f"Bearer {gw.grant('demo')}")
+    r = httpx.post(gw.url("demo"), json=INITIALIZE, headers=headers, timeout=30)
+    assert r.status_code == 200
+    assert metric(gw, "upstream_channels", "demo") == 1
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline and metric(gw, "upstream_channels", "demo") != 0:
+        time.sleep(0.5)
+    assert metric(gw, "open_sessions", "demo") == 0
+    r = httpx.post(gw.url("demo"), json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+                   headers=dict(headers, **{"Mcp-Session-Id": r.headers["mcp-session-id"]}), timeout=30)
+    assert r.status_code == 404, r.text
