@@ -51,8 +51,15 @@ CASES: list[tuple[str, Any, dict[str, str], int, int | None]] = [
     ("id-array", {"jsonrpc": "2.0", "id": [1], "method": "ping"}, {}, 400, INVALID_REQUEST),
     ("id-object", {"jsonrpc": "2.0", "id": {"a": 1}, "method": "ping"}, {}, 400, INVALID_REQUEST),
     ("id-bool", {"jsonrpc": "2.0", "id": True, "method": "ping"}, {}, 400, INVALID_REQUEST),
-    # JSON-RPC allows fractional ids (it discourages them): passed through.
-    ("id-float", {"jsonrpc": "2.0", "id": 1.5, "method": "ping"}, {}, 200, None),
+    # MCP ids are strings or integers: a fractional id is refused at once (an upstream may
+    # never echo it; the request would wait for the upstream timeout).
+    ("id-float", {"jsonrpc": "2.0", "id": 1.5, "method": "ping"}, {}, 400, INVALID_REQUEST),
+    ("id-exponent", {"jsonrpc": "2.0", "id": 1e3, "method": "ping"}, {}, 400, INVALID_REQUEST),
+    ("id-huge", {"jsonrpc": "2.0", "id": 2**64, "method": "ping"}, {}, 400, INVALID_REQUEST),
+    # A method that must be judged, sent without an id (or with a null one), is refused:
+    # relayed as a notification it would run unjudged and unaudited.
+    ("call-without-id", {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "list_patients"}}, {}, 400, INVALID_REQUEST),
+    ("call-null-id", {"jsonrpc": "2.0", "id": None, "method": "tools/call", "params": {"name": "list_patients"}}, {}, 400, INVALID_REQUEST),
     ("duplicate-keys", b'{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}', {}, 400, PARSE),
     ("params-array", {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": ["list_patients"]}, {}, 200, INVALID_PARAMS),
     # The envelope is read; the arguments are too deep to judge: refused, not forwarded.
@@ -113,7 +120,8 @@ def answer_of(r: httpx.Response) -> dict[str, Any] | None:
 def test_bad_input_gets_a_defined_answer(session: Any, name: str, body: Any, extra: dict[str, str], status: int, code: int | None) -> None:
     gw, headers = session
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    r = httpx.post(gw.url("demo"), content=content, headers=headers | extra, timeout=60)
+    # Every case is answered at once: nothing here waits for the upstream's timeout.
+    r = httpx.post(gw.url("demo"), content=content, headers=headers | extra, timeout=10)
     assert r.status_code == status, f"{name}: HTTP {r.status_code}: {r.text[:300]}"
     msg = answer_of(r)
     if code is not None:

@@ -183,3 +183,25 @@ def test_idle_sessions_close_after_session_idle(gateways: Any, tmp_path: Path) -
     r = httpx.post(gw.url("demo"), json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
                    headers=dict(headers, **{"Mcp-Session-Id": r.headers["mcp-session-id"]}), timeout=30)
     assert r.status_code == 404, r.text
+
+
+def test_session_scoped_limits_hold_in_the_stateless_era(gateways: Any, upstreams: Any) -> None:
+    """Finding 12: in the 2026-07-28 era each request is its own "session"; a
+    `scope: "session"` limit counts per grant there (documented), so it still limits."""
+    from test_modern_era import modern_client
+
+    from helpers import assert_allowed, assert_denied, http_server, run
+
+    policy = {"version": "1", "default": "allow",
+              "tools": {"echo": {"limits": [{"counter": "echoes", "window": "minute", "max": 2, "scope": "session"}]}}}
+    upstream = upstreams.recording("sse")
+    gw = gateways.new([http_server("rec", "p", upstream.url)], {"p": policy})
+    token = gw.grant("rec", "stateless-limit")
+
+    async def scenario() -> None:
+        async with modern_client(gw.url("rec"), token) as client:
+            assert_allowed(await client.call_tool("echo", {"text": "1"}), "1")
+            assert_allowed(await client.call_tool("echo", {"text": "2"}), "2")
+            assert_denied(await client.call_tool("echo", {"text": "3"}), "/tools/echo/limits/0")
+
+    run(scenario)

@@ -85,10 +85,20 @@ impl CallCtx {
                 tracing::error!(server = %self.srv.name, "pin store failed: {e}; the call is held to be safe");
                 true
             });
+        // The 2026-07-28 era has no sessions: each request stands alone. There, a
+        // `scope: "session"` limit counts per grant (docs/CONFIG.md), never per request
+        // (which would let every call through).
+        let stateless_key;
+        let session_key = if self.modern {
+            stateless_key = format!("stateless:{}", self.grant.id);
+            &stateless_key
+        } else {
+            &self.session.id
+        };
         let caller = Caller {
             grant: &self.grant.id,
             identity: &self.grant.identity,
-            session: &self.session.id,
+            session: session_key,
             server: &self.srv.name,
         };
         let facts = Facts {

@@ -76,6 +76,34 @@ struct RawMeta<'a> {
     traceparent: Option<&'a RawValue>,
 }
 
+/// The largest integer id accepted: the largest integer every client (a JavaScript
+/// number included) represents exactly, so every upstream can echo it.
+pub const MAX_INTEGER_ID: u64 = (1 << 53) - 1;
+
+/// An id must be a string or an integer within ±[`MAX_INTEGER_ID`]: a fractional or huge
+/// number is refused at once rather than given to an upstream that may never echo it.
+fn check_id(raw: &str) -> Result<(), EnvelopeError> {
+    let bad = |what: &str| {
+        Err(EnvelopeError::Invalid(format!(
+            "`id` must be a string or an integer, got {raw} ({what})"
+        )))
+    };
+    match raw.as_bytes().first() {
+        Some(b'"') => Ok(()),
+        Some(b'-' | b'0'..=b'9') => {
+            let digits = raw.strip_prefix('-').unwrap_or(raw);
+            if !digits.bytes().all(|c| c.is_ascii_digit()) {
+                return bad("a fraction or an exponent");
+            }
+            match digits.parse::<u64>() {
+                Ok(n) if n <= MAX_INTEGER_ID => Ok(()),
+                _ => bad("beyond ±9007199254740991"),
+            }
+        }
+        _ => bad("neither"),
+    }
+}
+
 /// A borrowed view of one JSON-RPC 2.0 message.
 ///
 /// Only the envelope is parsed; `params` beyond `name`, `arguments` and `_meta` stays raw.
@@ -136,14 +164,7 @@ impl<'a> Envelope<'a> {
             None => return Err(EnvelopeError::Invalid("missing `jsonrpc`: \"2.0\"".into())),
         }
         if let Some(id) = raw.id {
-            let c = id.get().as_bytes().first().copied();
-            let ok = matches!(c, Some(b'"') | Some(b'-') | Some(b'0'..=b'9'));
-            if !ok {
-                return Err(EnvelopeError::Invalid(format!(
-                    "`id` must be a string or a number, got {}",
-                    id.get()
-                )));
-            }
+            check_id(id.get())?;
         }
         let method = match raw.method {
             None => None,
@@ -153,7 +174,13 @@ impl<'a> Envelope<'a> {
         };
         let kind = match (&method, raw.id, raw.result.is_some() || raw.error.is_some()) {
             (Some(_), Some(_), _) => Kind::Request,
-            (Some(_), None, _) => Kind::Notification,
+            (Some(m), None, _) if m.starts_with("notifications/") => Kind::Notification,
+            (Some(m), None, _) => {
+                // Relayed as a notification, a request the upstream runs would pass unjudged.
+                return Err(EnvelopeError::Invalid(format!(
+                    "`{m}` without an `id` (or with `\"id\": null`): only `notifications/…` methods may be sent without one; send `{m}` as a request with a string or integer id"
+                )));
+            }
             (None, Some(_), true) => Kind::Response,
             (None, _, _) => {
                 return Err(EnvelopeError::Invalid(
@@ -245,6 +272,51 @@ impl<'a> Envelope<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_strings_or_integers_every_client_can_echo() {
+        for ok in [r#""a""#, "0", "-7", "9007199254740991", "-9007199254740991"] {
+            let b = format!(r#"{{"jsonrpc":"2.0","id":{ok},"method":"ping"}}"#);
+            assert!(Envelope::parse(b.as_bytes()).is_ok(), "{ok}");
+        }
+        for bad in [
+            "1.5",
+            "1e3",
+            "1.0",
+            "9007199254740992",
+            "18446744073709551616",
+            "-1E2",
+        ] {
+            let b = format!(r#"{{"jsonrpc":"2.0","id":{bad},"method":"ping"}}"#);
+            assert!(
+                matches!(
+                    Envelope::parse(b.as_bytes()),
+                    Err(EnvelopeError::Invalid(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_method_without_an_id_is_refused() {
+        for b in [
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","method":"tools/list"}"#,
+        ] {
+            assert!(
+                matches!(
+                    Envelope::parse(b.as_bytes()),
+                    Err(EnvelopeError::Invalid(_))
+                ),
+                "{b}"
+            );
+        }
+        let n = Envelope::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+            .expect("a notification");
+        assert_eq!(n.kind, Kind::Notification);
+    }
 
     #[test]
     fn request_with_tool_call() {
