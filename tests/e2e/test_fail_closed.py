@@ -205,3 +205,52 @@ def test_session_scoped_limits_hold_in_the_stateless_era(gateways: Any, upstream
             assert_denied(await client.call_tool("echo", {"text": "3"}), "/tools/echo/limits/0")
 
     run(scenario)
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.parametrize("sse", [False, True], ids=["json", "sse"])
+def test_an_answer_over_max_answer_is_refused_with_bounded_memory(gateways: Any, tmp_path: Path, sse: bool) -> None:
+    """Finding 9: an 80 MB `tools/list` (over the default max_answer, 64 MiB) is refused
+    with an error naming the limit, and the gateway's memory stays bounded; smaller
+    answers still pass, and a lower max_answer applies."""
+    proc, url, control = start_hostile(tmp_path)
+    try:
+        gw = gateways.new([{"name": "hostile", "policy": "p", "url": url, "pinning": "off"}], {"p": HIDE_SECRET})
+        c = Client(gw.url("hostile"), gw.grant("hostile"))
+        control.write_text(json.dumps({"list": "huge", "huge_mb": 80, "sse": sse}))
+        r = c.list_raw(2)
+        msg = answer_of(r, 2)
+        assert "max_answer" in msg["error"]["message"] and "hostile" in msg["error"]["message"], msg
+        assert peak_rss_mib(gw.proc.pid) < 250, peak_rss_mib(gw.proc.pid)
+        control.write_text(json.dumps({"list": "huge", "huge_mb": 2, "sse": sse}))
+        names = [t["name"] for t in answer_of(c.list_raw(3), 3)["result"]["tools"]]
+        assert names == ["visible", "other"]
+
+        gw2 = gateways.new([{"name": "hostile", "policy": "p", "url": url, "pinning": "off"}], {"p": HIDE_SECRET},
+                           extra={"max_answer": "1MiB"})
+        c2 = Client(gw2.url("hostile"), gw2.grant("hostile"))
+        msg = answer_of(c2.list_raw(4), 4)
+        assert "max_answer (1048576 bytes)" in msg["error"]["message"], msg
+    finally:
+        proc.terminate()
+
+
+def test_a_stdio_line_over_max_answer_answers_that_request_and_keeps_the_session(gateways: Any, tmp_path: Path) -> None:
+    """Finding 9 (stdio): a child's line over max_answer is dropped; the request waiting
+    for it gets an error naming the limit at once, and the session goes on."""
+    from helpers import DEMO_POLICY_FILE, demo_server
+
+    gw = gateways.new([demo_server()], {"demo": DEMO_POLICY_FILE.read_text()}, extra={"max_answer": "2KiB"})
+    c = Client(gw.url("demo"), gw.grant("demo"))
+    started = time.monotonic()
+    msg = answer_of(c.list_raw(2), 2)  # the demo's tools/list is far over 2 KiB
+    assert "max_answer (2048 bytes)" in msg["error"]["message"], msg
+    assert time.monotonic() - started < 10
+    r = c.post({"jsonrpc": "2.0", "id": 3, "method": "ping"})
+    assert answer_of(r, 3).get("result") == {}, r.text

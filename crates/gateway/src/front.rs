@@ -847,7 +847,8 @@ async fn initialize(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let ok = resp.status().is_success();
-            let mut out = relay_response(resp, id_text, Hook::None, &srv.name).await;
+            let mut out =
+                relay_response(resp, id_text, Hook::None, &srv.name, cfg.max_answer).await;
             if ok {
                 let s = Arc::new(Session::new(
                     our_id.clone(),
@@ -915,10 +916,10 @@ async fn open_channel(st: &AppState, srv: &ServerConfig) -> Result<Arc<Channel>,
             args,
             env,
             cwd,
-        } => Channel::spawn(&srv.name, command, args, env, cwd)
+        } => Channel::spawn(&srv.name, command, args, env, cwd, st.config().max_answer)
             .map_err(|e| format!("cannot start `{}`: {e}", command.display())),
         Transport::Sse { url, headers } => {
-            Channel::connect_sse(&srv.name, &st.http, url, headers).await
+            Channel::connect_sse(&srv.name, &st.http, url, headers, st.config().max_answer).await
         }
         Transport::Http { .. } => Err("a Streamable HTTP server has no channel".into()),
     }
@@ -964,7 +965,9 @@ async fn relay_one_way(
             .body(bytes);
             match req.send().await {
                 Ok(r) if r.status().is_success() => StatusCode::ACCEPTED.into_response(),
-                Ok(r) => relay_response(r, "null", Hook::None, &srv.name).await,
+                Ok(r) => {
+                    relay_response(r, "null", Hook::None, &srv.name, st.config().max_answer).await
+                }
                 Err(e) => upstream_failure("null", &e, &srv.name),
             }
         }
@@ -1017,7 +1020,7 @@ pub(crate) async fn relay_request(
                         "the upstream ended this session: send `initialize` again",
                     )
                 }
-                Ok(r) => relay_response(r, id_text, hook, &srv.name).await,
+                Ok(r) => relay_response(r, id_text, hook, &srv.name, cfg.max_answer).await,
                 Err(e) => {
                     if e.is_timeout() {
                         hook.lost(true);
@@ -1131,6 +1134,7 @@ async fn relay_response(
     id_text: &str,
     hook: Hook,
     server: &str,
+    max_answer: usize,
 ) -> Response {
     let status = resp.status();
     let ctype = resp
@@ -1151,7 +1155,7 @@ async fn relay_response(
         let server = server.to_string();
         let mut upstream = resp.bytes_stream();
         let stream = async_stream::stream! {
-            let mut parser = SseParser::new();
+            let mut parser = SseParser::with_limit(max_answer);
             let mut answered = false;
             // Events with ids can be resumed by the client (GET with Last-Event-ID): a stream
             // that ends early then is polling, not a failure.
@@ -1229,9 +1233,19 @@ async fn relay_response(
         *r.status_mut() = status;
         return r;
     }
-    let body = match resp.bytes().await {
+    let body = match read_capped(resp, max_answer).await {
         Ok(b) => b,
-        Err(e) => {
+        Err(Capped::Over) => {
+            hook.lost(false);
+            tracing::error!(server = %server, "upstream answer over max_answer ({max_answer} bytes); refused");
+            return http_error(
+                StatusCode::BAD_GATEWAY,
+                id_text,
+                error_codes::UPSTREAM_ERROR,
+                &format!("upstream `{server}` answered more than max_answer ({max_answer} bytes); refused"),
+            );
+        }
+        Err(Capped::Failed(e)) => {
             hook.lost(e.is_timeout());
             return upstream_failure(id_text, &e, server);
         }
@@ -1287,6 +1301,31 @@ async fn relay_response(
         r.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     r
+}
+
+/// Why [`read_capped`] stopped.
+enum Capped {
+    /// The body passed the cap.
+    Over,
+    /// The transport failed.
+    Failed(reqwest::Error),
+}
+
+/// Reads a whole upstream body of at most `max` bytes, without ever holding more.
+async fn read_capped(resp: reqwest::Response, max: usize) -> Result<Bytes, Capped> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(Capped::Over);
+    }
+    let mut buf = bytes::BytesMut::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(Capped::Failed)?;
+        if buf.len() + chunk.len() > max {
+            return Err(Capped::Over);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
 }
 
 /// The checks of GET and DELETE: server, origin, token, then an existing session.

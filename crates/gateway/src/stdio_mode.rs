@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use toolgate_audit::Record;
@@ -29,9 +29,6 @@ use crate::enforce::{
 use crate::state::now_ms;
 use crate::trail::{self, Trail};
 use crate::upstream::id_key;
-
-/// The longest line accepted from either side (16 MiB).
-const MAX_LINE: usize = 16 * 1024 * 1024;
 
 /// What stdio mode runs on.
 pub struct StdioGate {
@@ -173,7 +170,8 @@ pub async fn run_on(
     let from_child = {
         let shared = shared.clone();
         tokio::spawn(async move {
-            read_lines(child_stdout, |line| {
+            let max = shared.gate.cfg.max_answer;
+            read_lines(child_stdout, max, "upstream", |line| {
                 // Lone surrogates repaired; what cannot be read is never relayed.
                 let line = match toolgate_protocol::upstream::repair(&line) {
                     std::borrow::Cow::Owned(fixed) => Bytes::from(fixed),
@@ -204,7 +202,8 @@ pub async fn run_on(
     let from_client = {
         let shared = shared.clone();
         tokio::spawn(async move {
-            read_lines(input, |line| client_line(&shared, line)).await;
+            let max = shared.gate.cfg.max_body;
+            read_lines(input, max, "client", |line| client_line(&shared, line)).await;
         })
     };
 
@@ -247,29 +246,28 @@ pub async fn run_on(
     Ok(status.code().unwrap_or(1))
 }
 
-async fn read_lines(reader: impl AsyncRead + Unpin, mut each: impl FnMut(Bytes)) {
+async fn read_lines(
+    reader: impl AsyncRead + Unpin,
+    max: usize,
+    what: &str,
+    mut each: impl FnMut(Bytes),
+) {
     let mut reader = BufReader::new(reader);
     let mut buf = Vec::new();
     loop {
-        buf.clear();
-        match (&mut reader)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .await
-        {
-            Ok(0) => break,
-            Ok(_) if buf.len() > MAX_LINE => {
-                tracing::error!("a line over {MAX_LINE} bytes; stopping");
-                break;
+        match crate::upstream::read_line(&mut reader, &mut buf, max).await {
+            Ok(crate::upstream::Line::End) => break,
+            Ok(crate::upstream::Line::TooLong) => {
+                tracing::error!("{what}: a line over {max} bytes; dropped");
             }
-            Ok(_) => {
+            Ok(crate::upstream::Line::Read) => {
                 let line = buf.trim_ascii();
                 if !line.is_empty() {
                     each(Bytes::copy_from_slice(line));
                 }
             }
             Err(e) => {
-                tracing::error!("reading: {e}");
+                tracing::error!("{what}: reading: {e}");
                 break;
             }
         }

@@ -3,7 +3,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-/// The largest event toolgate buffers (16 MiB); larger ones are an upstream fault.
+/// The largest event a parser from [`SseParser::new`] buffers (16 MiB); larger ones are an
+/// upstream fault. [`SseParser::with_limit`] sets another (the gateway's `max_answer`).
 pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// One event as received.
@@ -19,20 +20,30 @@ pub struct SseEvent {
     pub event: Option<String>,
 }
 
-/// The event stream grew past [`MAX_EVENT_BYTES`] without an event boundary.
+/// The event stream grew past the parser's limit (in bytes) without an event boundary.
 #[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
-#[error("an upstream event is larger than {MAX_EVENT_BYTES} bytes")]
-pub struct TooLarge;
+#[error("an upstream event is over max_answer ({0} bytes); refused")]
+pub struct TooLarge(pub usize);
 
 /// Splits a byte stream into events.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseParser {
     buf: BytesMut,
+    /// How far `buf` was searched for a boundary (each byte is searched once).
+    scanned: usize,
+    limit: usize,
 }
 
-fn boundary(buf: &[u8]) -> Option<usize> {
+impl Default for SseParser {
+    fn default() -> Self {
+        Self::with_limit(MAX_EVENT_BYTES)
+    }
+}
+
+fn boundary(buf: &[u8], from: usize) -> Option<usize> {
     // The end (exclusive) of the first event: after "\n\n", "\r\n\r\n" or "\r\r".
-    let mut i = 0;
+    // A boundary may straddle chunks: search again from 3 bytes before `from`.
+    let mut i = from.saturating_sub(3);
     while i + 1 < buf.len() {
         match (buf.get(i), buf.get(i + 1)) {
             (Some(b'\n'), Some(b'\n')) => return Some(i + 2),
@@ -74,16 +85,26 @@ fn parse_fields(raw: &[u8]) -> (String, Option<String>, Option<String>) {
 }
 
 impl SseParser {
-    /// A new parser.
+    /// A new parser with the default limit, [`MAX_EVENT_BYTES`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A new parser that refuses an event larger than `limit` bytes.
+    pub fn with_limit(limit: usize) -> Self {
+        SseParser {
+            buf: BytesMut::new(),
+            scanned: 0,
+            limit,
+        }
     }
 
     /// Feeds bytes; returns the events completed by them.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, TooLarge> {
         self.buf.extend_from_slice(chunk);
         let mut out = vec![];
-        while let Some(end) = boundary(&self.buf) {
+        while let Some(end) = boundary(&self.buf, self.scanned) {
+            self.scanned = 0;
             let raw = self.buf.split_to(end).freeze();
             let (data, id, event) = parse_fields(&raw);
             out.push(SseEvent {
@@ -93,8 +114,9 @@ impl SseParser {
                 event,
             });
         }
-        if self.buf.len() > MAX_EVENT_BYTES {
-            return Err(TooLarge);
+        self.scanned = self.buf.len();
+        if self.buf.len() > self.limit {
+            return Err(TooLarge(self.limit));
         }
         Ok(out)
     }
@@ -159,6 +181,24 @@ mod tests {
     fn bounded() {
         let mut p = SseParser::new();
         let big = vec![b'x'; MAX_EVENT_BYTES + 1];
-        assert_eq!(p.push(&big), Err(TooLarge));
+        assert_eq!(p.push(&big), Err(TooLarge(MAX_EVENT_BYTES)));
+    }
+
+    #[test]
+    fn boundaries_split_across_chunks_byte_by_byte() {
+        let stream = b"data: a\r\n\r\ndata: b\n\ndata: c\r\rdata: d\n";
+        let mut p = SseParser::new();
+        let mut got = vec![];
+        for b in stream.iter() {
+            got.extend(p.push(&[*b]).expect("small").into_iter().map(|e| e.data));
+        }
+        assert_eq!(got, ["a", "b", "c"]);
+        assert_eq!(p.rest(), b"data: d\n");
+    }
+
+    #[test]
+    fn the_limit_is_the_parsers() {
+        let mut p = SseParser::with_limit(10);
+        assert_eq!(p.push(b"data: 12345678901"), Err(TooLarge(10)));
     }
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
@@ -24,8 +24,6 @@ use super::id_key;
 
 /// Messages kept for a GET stream that is not open yet.
 const BACKLOG: usize = 1000;
-/// The longest line read from a child (16 MiB).
-const MAX_LINE: usize = 16 * 1024 * 1024;
 
 #[derive(Default)]
 struct Routes {
@@ -75,6 +73,7 @@ impl Channel {
         args: &[String],
         env: &[(String, String)],
         cwd: &Path,
+        max_line: usize,
     ) -> std::io::Result<Arc<Self>> {
         let mut child = Command::new(command)
             .args(args)
@@ -110,18 +109,10 @@ impl Channel {
             let mut out = BufReader::new(stdout);
             let mut buf = Vec::new();
             loop {
-                buf.clear();
-                match (&mut out)
-                    .take(MAX_LINE as u64 + 1)
-                    .read_until(b'\n', &mut buf)
-                    .await
-                {
-                    Ok(0) => break,
-                    Ok(_) if buf.len() > MAX_LINE => {
-                        tracing::error!(server = %reader.server, "upstream sent a line over {MAX_LINE} bytes; stopping it");
-                        break;
-                    }
-                    Ok(_) => {
+                match super::read_line(&mut out, &mut buf, max_line).await {
+                    Ok(super::Line::End) => break,
+                    Ok(super::Line::TooLong) => reader.too_long(max_line),
+                    Ok(super::Line::Read) => {
                         let line = buf.trim_ascii();
                         if !line.is_empty() {
                             reader.route(Bytes::copy_from_slice(line));
@@ -153,6 +144,28 @@ impl Channel {
     /// True while the child runs.
     pub fn is_alive(&self) -> bool {
         self.alive.load(Ordering::SeqCst)
+    }
+
+    /// A line over `max_answer` was dropped. When one request is waiting, it is the one
+    /// answered: it gets an error naming the limit (the session goes on).
+    fn too_long(&self, max: usize) {
+        let r = self.routes();
+        let msg = format!(
+            "upstream `{}` sent a message over max_answer ({max} bytes); dropped",
+            self.server
+        );
+        tracing::error!(server = %self.server, "{msg}");
+        if r.pending.len() == 1 {
+            if let Some((id, tx)) = r.pending.iter().next() {
+                let e = toolgate_protocol::error_response(
+                    id,
+                    toolgate_protocol::error_codes::UPSTREAM_ERROR,
+                    &msg,
+                    None,
+                );
+                let _ = tx.send(Bytes::from(e));
+            }
+        }
     }
 
     fn route(&self, msg: Bytes) {
@@ -295,6 +308,7 @@ impl Channel {
         http: &reqwest::Client,
         sse_url: &str,
         headers: &[(String, String)],
+        max_event: usize,
     ) -> Result<Arc<Self>, String> {
         let mut req = http.get(sse_url).header("accept", "text/event-stream");
         for (k, v) in headers {
@@ -308,7 +322,7 @@ impl Channel {
             return Err(format!("{sse_url} answered HTTP {}", resp.status()));
         }
         let mut stream = resp.bytes_stream();
-        let mut parser = toolgate_protocol::sse::SseParser::new();
+        let mut parser = toolgate_protocol::sse::SseParser::with_limit(max_event);
         let mut early = Vec::new();
         let endpoint = tokio::time::timeout(std::time::Duration::from_secs(10), async {
             while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
