@@ -254,3 +254,100 @@ def test_a_stdio_line_over_max_answer_answers_that_request_and_keeps_the_session
     assert time.monotonic() - started < 10
     r = c.post({"jsonrpc": "2.0", "id": 3, "method": "ping"})
     assert answer_of(r, 3).get("result") == {}, r.text
+
+
+def host_port(gw: Any) -> tuple[str, int]:
+    host, port = gw.base_url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def test_headers_trickled_byte_by_byte_are_cut_at_header_timeout(gateways: Any) -> None:
+    """Finding 6: a client that sends its headers one byte at a time is disconnected at
+    `header_timeout`, not kept open for ever."""
+    from helpers import DEMO_POLICY_FILE, demo_server
+
+    gw = gateways.new([demo_server()], {"demo": DEMO_POLICY_FILE.read_text()}, extra={"header_timeout": "2s"})
+    s = socket.create_connection(host_port(gw), timeout=10)
+    started = time.monotonic()
+    closed = False
+    try:
+        for b in b"POST /mcp/demo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 40:
+            s.sendall(bytes([b]))
+            time.sleep(0.5)
+            s.setblocking(False)
+            try:
+                if s.recv(4096) == b"":
+                    closed = True
+                    break
+            except BlockingIOError:
+                pass
+            except (ConnectionResetError, BrokenPipeError):
+                closed = True
+                break
+            finally:
+                s.setblocking(True)
+    except (ConnectionResetError, BrokenPipeError):
+        closed = True
+    finally:
+        s.close()
+    elapsed = time.monotonic() - started
+    assert closed and elapsed < 8, f"still open after {elapsed:.1f} s"
+
+
+def open_fds(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def test_half_sent_requests_cannot_exhaust_descriptors(gateways: Any) -> None:
+    """Finding 6: past `max_connections` new connections are closed at once (counted in
+    /metrics), so descriptors stay bounded; the held ones are cut at `header_timeout`
+    and the gateway answers again."""
+    from helpers import DEMO_POLICY_FILE, demo_server
+
+    gw = gateways.new([demo_server()], {"demo": DEMO_POLICY_FILE.read_text()},
+                      extra={"header_timeout": "3s", "max_connections": 40})
+    before = open_fds(gw.proc.pid)
+    socks = []
+    try:
+        for _ in range(120):
+            s = socket.create_connection(host_port(gw), timeout=5)
+            s.sendall(b"POST /mcp/demo HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            socks.append(s)
+        time.sleep(0.5)
+        assert open_fds(gw.proc.pid) <= before + 40 + 5, (before, open_fds(gw.proc.pid))
+        deadline = time.monotonic() + 15
+        ok = False
+        while time.monotonic() < deadline and not ok:
+            try:
+                ok = httpx.get(gw.base_url + "/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert ok, "healthz never answered again"
+    finally:
+        for s in socks:
+            s.close()
+    text = httpx.get(gw.base_url + "/metrics", timeout=10).text
+    m = re.search(r"^toolgate_connections_refused_total (\d+)", text, re.M)
+    assert m and int(m.group(1)) >= 80, text[-2000:]
+
+
+def test_the_open_file_limit_is_raised_at_start(gateways: Any) -> None:
+    """Finding 6: the soft limit on open files is raised to the hard limit at start."""
+    import resource
+
+    from helpers import DEMO_POLICY_FILE, demo_server
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard <= 512:
+        pytest.skip(f"the hard limit is {hard}: nothing to raise")
+    gw = gateways.new([demo_server()], {"demo": DEMO_POLICY_FILE.read_text()}, start=False)
+    gw.preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    gw.start()
+    deadline = time.monotonic() + 10
+    while True:  # raised when the gateway starts serving, just after its first lines
+        limits = Path(f"/proc/{gw.proc.pid}/limits").read_text()
+        soft = int(re.search(r"^Max open files\s+(\d+)", limits, re.M).group(1))
+        if soft == hard or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert soft == hard, limits

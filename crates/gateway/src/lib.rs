@@ -54,7 +54,37 @@ pub use config::{Config, ConfigError};
 pub use front::router;
 pub use state::AppState;
 
+/// File descriptors kept for everything but client connections (stdio children, the
+/// store, upstream connections), at least this many.
+const FD_RESERVE: u64 = 256;
+
+/// Raises the file-descriptor soft limit to the hard limit and returns the client
+/// connection cap: `max_connections`, lowered to leave a reserve of descriptors (a
+/// quarter of the limit, at least 256) for everything else.
+pub fn connection_cap(max_connections: usize) -> usize {
+    let soft = rlimit::increase_nofile_limit(u64::MAX).unwrap_or_else(|e| {
+        tracing::warn!("cannot raise the open-file limit: {e}");
+        rlimit::getrlimit(rlimit::Resource::NOFILE)
+            .map(|(soft, _)| soft)
+            .unwrap_or(1024)
+    });
+    let reserve = (soft / 4).max(FD_RESERVE);
+    let room = usize::try_from(soft.saturating_sub(reserve)).unwrap_or(usize::MAX);
+    let cap = max_connections.min(room.max(1));
+    if cap < max_connections {
+        tracing::warn!(
+            "max_connections lowered from {max_connections} to {cap}: the open-file limit is {soft}"
+        );
+    }
+    cap
+}
+
 /// Serves until `shutdown` completes; also runs hot reload and the idle-session reaper.
+///
+/// Each connection must send its request headers within `header_timeout` (slowloris);
+/// at most [`connection_cap`]`(max_connections)` connections are open at once, and one
+/// over the cap is closed at once (counted in `/metrics`), so the gateway never runs out
+/// of descriptors and `/healthz` keeps answering.
 pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -75,10 +105,71 @@ pub async fn run(
             }
         }
     });
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let cfg = state.config();
+    let permits = Arc::new(tokio::sync::Semaphore::new(connection_cap(
+        cfg.max_connections,
+    )));
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(cfg.header_timeout_secs));
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(cfg.header_timeout_secs));
+    drop(cfg);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let app = router(state.clone());
+    let shutdown = shutdown;
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and the like: wait a moment rather than spin.
+                    tracing::error!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            state.metrics.connection_refused();
+            tracing::warn!("connection refused: max_connections are open");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        let metrics = state.metrics.clone();
+        metrics.connection(1);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection ended: {e}");
+            }
+            metrics.connection(-1);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Connections finish their requests; streams that never end are cut after 10 s.
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 10 s; closing them");
+    }
     watcher.abort();
     reaper.abort();
-    result
+    Ok(())
 }
