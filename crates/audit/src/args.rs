@@ -238,6 +238,36 @@ mod tests {
         assert_ne!(arg_hash(&a), arg_hash(&json!({"a": 1, "b": 1})));
     }
 
+    /// Finding 5: an integer above `u64` was hashed as a rounded float, so an approval
+    /// for one account matched a call for another.
+    #[test]
+    fn hash_tells_apart_every_pair_of_different_numbers() {
+        let parse = |t: &str| serde_json::from_str::<Value>(t).unwrap();
+        for (a, b) in [
+            ("1234567890123456789", "1234567890123456800"),
+            (
+                "123456789012345678901234567890",
+                "123456789012345678901234567891",
+            ),
+            ("18446744073709551616", "18446744073709551617"),
+            ("100", "100.00000000000001"),
+            ("100.0", "100.0000000000000000001"),
+            ("0", "1e-400"),
+        ] {
+            let (x, y) = (
+                parse(&format!(r#"{{"account": {a}}}"#)),
+                parse(&format!(r#"{{"account": {b}}}"#)),
+            );
+            assert_ne!(arg_hash(&x), arg_hash(&y), "{a} vs {b}");
+            assert_eq!(arg_hash(&x), arg_hash(&x.clone()));
+        }
+        // Ordinary numbers hash as before (pins and stored approvals stay valid).
+        assert_eq!(
+            toolgate_protocol::canonical(&parse(r#"{"a": 1e3, "b": 1.50, "c": 42}"#)),
+            r#"{"a":1000.0,"b":1.5,"c":42}"#
+        );
+    }
+
     #[test]
     fn configured_paths_and_secrets_are_redacted() {
         let r = Redactor::new(&["args.card.cvc".into()], &["args.note".into()]).unwrap();

@@ -10,14 +10,18 @@
 //! - [`reply`]: JSON-RPC error responses and MCP tool results that toolgate writes.
 //! - [`sse`]: an incremental Server-Sent Events parser that keeps raw bytes.
 //! - [`canonical`]: canonical JSON, the one encoding toolgate hashes.
+//! - [`number`]: exact JSON numbers ([`Decimal`]): compared and hashed as written, never
+//!   rounded through `f64`.
 //!
 //! No IO and no async runtime here: serde only.
 
 pub mod canonical;
 pub mod envelope;
+pub mod number;
 pub mod reply;
 pub mod sse;
 
 pub use canonical::canonical;
 pub use envelope::{Envelope, EnvelopeError, Era, Kind, META_PROTOCOL_VERSION};
+pub use number::Decimal;
 pub use reply::{error_codes, error_response, tool_error_result};
