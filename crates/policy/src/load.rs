@@ -612,7 +612,11 @@ impl Cx {
                 match name {
                     "eq" => Some(Op::Eq(value.clone())),
                     "neq" => Some(Op::Neq(value.clone())),
-                    "lt" | "lte" | "gt" | "gte" => match value.as_f64() {
+                    "lt" | "lte" | "gt" | "gte" => match value
+                        .as_number()
+                        .filter(|n| toolgate_protocol::Decimal::from_number(n).is_some())
+                        .cloned()
+                    {
                         Some(n) => Some(match name {
                             "lt" => Op::Lt(n),
                             "lte" => Op::Lte(n),

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use regex::Regex;
-use serde_json::Value;
+use serde_json::{Number, Value};
 
 /// What happens to a tool that `tools` does not list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,18 +80,19 @@ impl ArgPath {
 /// A predicate's operator with its checked value.
 #[derive(Debug, Clone)]
 pub enum Op {
-    /// Equal (numbers compared by value).
+    /// Equal (numbers compared by exact value: `1e3` equals `1000`, integers of any size
+    /// are compared digit for digit).
     Eq(Value),
     /// Not equal.
     Neq(Value),
-    /// Less than a number.
-    Lt(f64),
+    /// Less than a number (compared exactly, as written; never rounded through `f64`).
+    Lt(Number),
     /// Less than or equal to a number.
-    Lte(f64),
+    Lte(Number),
     /// Greater than a number.
-    Gt(f64),
+    Gt(Number),
     /// Greater than or equal to a number.
-    Gte(f64),
+    Gte(Number),
     /// One of the listed values.
     In(Vec<Value>),
     /// None of the listed values.

@@ -420,3 +420,96 @@ fn simulate_shows_where_a_limit_bites() {
     let first_denied = ds.iter().position(|d| !d.is_allow());
     assert_eq!(first_denied, Some(30));
 }
+
+/// Finding 5: numbers were compared as `f64`, so `in [1234567890123456789]` admitted
+/// `1234567890123456800` (another account) and `100.00000000000001` passed `lte 100`.
+#[test]
+fn numbers_are_compared_exactly() {
+    let p = load(
+        r#"{"version":"1","default":"deny","tools":{
+            "pay":{"require":[{"path":"args.account","op":"in","value":[1234567890123456789]}]},
+            "cap":{"require":[{"path":"args.amount","op":"lte","value":100}]},
+            "big":{"deny_if":[{"path":"args.amount","op":"gt","value":100}]},
+            "huge":{"require":[{"path":"args.id","op":"eq","value":12345678901234567890123}]}}}"#,
+    );
+    let parse = |t: &str| serde_json::from_str::<Value>(t).unwrap();
+    let effect = |tool: &str, args: &str| judge(&p, tool, parse(args)).effect;
+
+    assert_eq!(
+        effect("pay", r#"{"account": 1234567890123456789}"#),
+        Effect::Allow
+    );
+    assert_eq!(
+        effect("pay", r#"{"account": 1234567890123456800}"#),
+        Effect::Deny
+    );
+    assert_eq!(
+        effect("pay", r#"{"account": 1234567890123456700}"#),
+        Effect::Deny
+    );
+    assert_eq!(
+        effect("pay", r#"{"account": 1234567890123456789.5}"#),
+        Effect::Deny
+    );
+    assert_eq!(
+        effect("pay", r#"{"account": 1.234567890123456789e18}"#),
+        Effect::Allow
+    );
+
+    assert_eq!(effect("cap", r#"{"amount": 100}"#), Effect::Allow);
+    assert_eq!(effect("cap", r#"{"amount": 1e2}"#), Effect::Allow);
+    assert_eq!(effect("cap", r#"{"amount": 100.000}"#), Effect::Allow);
+    assert_eq!(
+        effect("cap", r#"{"amount": 100.00000000000001}"#),
+        Effect::Deny
+    );
+    assert_eq!(
+        effect("cap", r#"{"amount": 100.0000000000000000000001}"#),
+        Effect::Deny
+    );
+    assert_eq!(
+        effect("cap", r#"{"amount": 18446744073709551617}"#),
+        Effect::Deny
+    );
+    assert_eq!(effect("cap", r#"{"amount": 1e400}"#), Effect::Deny);
+    assert_eq!(effect("cap", r#"{"amount": -1e400}"#), Effect::Allow);
+
+    assert_eq!(effect("big", r#"{"amount": 100}"#), Effect::Allow);
+    assert_eq!(
+        effect("big", r#"{"amount": 100.00000000000001}"#),
+        Effect::Deny
+    );
+    // An exponent too large to read exactly is never judged by a guess.
+    assert_eq!(
+        effect("big", r#"{"amount": 1e-9999999999999999999}"#),
+        Effect::Deny
+    );
+    assert_eq!(
+        effect("cap", r#"{"amount": 1e-9999999999999999999}"#),
+        Effect::Deny
+    );
+
+    assert_eq!(
+        effect("huge", r#"{"id": 12345678901234567890123}"#),
+        Effect::Allow
+    );
+    assert_eq!(
+        effect("huge", r#"{"id": 12345678901234567890124}"#),
+        Effect::Deny
+    );
+}
+
+#[test]
+fn increment_from_counts_fractions_up_exactly() {
+    let p = load(
+        r#"{"version":"1","default":"deny","tools":{"pay":{"limits":[
+            {"counter":"spend","window":"day","max":1000,"increment_from":"args.amount"}]}}}"#,
+    );
+    let args: Value = serde_json::from_str(r#"{"amount": 100.00000000000001}"#).unwrap();
+    let d = judge(&p, "pay", args);
+    assert_eq!(d.reservations[0].amount, 101);
+    let args: Value = serde_json::from_str(r#"{"amount": 1e3}"#).unwrap();
+    assert_eq!(judge(&p, "pay", args).reservations[0].amount, 1000);
+    let args: Value = serde_json::from_str(r#"{"amount": 1000.0000000000001}"#).unwrap();
+    assert_eq!(judge(&p, "pay", args).effect, Effect::Deny);
+}

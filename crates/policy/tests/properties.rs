@@ -81,4 +81,23 @@ proptest! {
             prop_assert!(sum <= max, "span ending at {} holds {} > {}", t, sum, max);
         }
     }
+
+    /// Numbers are compared by exact value: a large integer is in a list only when it is
+    /// one of the listed integers, and `lte`/`gt` agree with integer order at any size.
+    #[test]
+    fn big_integers_compare_exactly(a in any::<u128>(), b in any::<u128>()) {
+        let doc = format!(r#"{{"version":"1","default":"deny","tools":{{
+            "in":{{"require":[{{"path":"args.n","op":"in","value":[{a}]}}]}},
+            "lte":{{"require":[{{"path":"args.n","op":"lte","value":{a}}}]}},
+            "gt":{{"deny_if":[{{"path":"args.n","op":"gt","value":{a}}}]}}}}}}"#);
+        let p = toolgate_policy::load_str(&doc).unwrap().policy;
+        let args: serde_json::Value = serde_json::from_str(&format!(r#"{{"n": {b}}}"#)).unwrap();
+        let judge = |tool: &str| {
+            let c = Call { tool, args: &args, grant: "g", identity: "i", session: "s", server: "v" };
+            evaluate(&c, &p, &Facts::default(), 0).is_allow()
+        };
+        prop_assert_eq!(judge("in"), a == b);
+        prop_assert_eq!(judge("lte"), b <= a);
+        prop_assert_eq!(judge("gt"), b <= a);
+    }
 }

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 /// Canonical JSON: object keys sorted (by their UTF-8 bytes) at every level, no whitespace,
-/// strings and numbers as serde_json writes them.
+/// strings as serde_json writes them, numbers as [`crate::number::write_canonical_number`]
+/// writes them (exact: numbers of different values never share a form).
 pub fn canonical(v: &Value) -> String {
     let mut out = String::new();
     write_canonical(v, &mut out);
@@ -41,6 +42,7 @@ pub fn write_canonical(v: &Value, out: &mut String) {
             out.push(']');
         }
         Value::String(s) => write_string(s, out),
+        Value::Number(n) => crate::number::write_canonical_number(n, out),
         other => {
             let _ = write!(out, "{other}");
         }
@@ -65,6 +67,24 @@ mod tests {
         assert_eq!(
             canonical(&json!({"a": 1, "b": 2})),
             canonical(&json!({"b": 2, "a": 1}))
+        );
+    }
+
+    #[test]
+    fn numbers_of_different_values_have_different_forms() {
+        let parse = |t: &str| serde_json::from_str::<Value>(t).unwrap_or_default();
+        for (a, b) in [
+            ("1234567890123456789", "1234567890123456800"),
+            ("12345678901234567890123", "12345678901234567890124"),
+            ("100", "100.00000000000001"),
+            ("100.0", "100.00000000000001"),
+            ("0", "1e-400"),
+        ] {
+            assert_ne!(canonical(&parse(a)), canonical(&parse(b)), "{a} vs {b}");
+        }
+        assert_eq!(
+            canonical(&parse(r#"{"n": 1.50}"#)),
+            canonical(&parse(r#"{"n": 1.5}"#))
         );
     }
 }

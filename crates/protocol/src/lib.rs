@@ -11,15 +11,19 @@
 //! - [`sse`]: an incremental Server-Sent Events parser that keeps raw bytes.
 //! - [`canonical`]: canonical JSON, the one encoding toolgate hashes.
 //! - [`upstream`]: reading an upstream's messages as clients do (lone surrogates repaired).
+//! - [`number`]: exact JSON numbers ([`Decimal`]): compared and hashed as written, never
+//!   rounded through `f64`.
 //!
 //! No IO and no async runtime here: serde only.
 
 pub mod canonical;
 pub mod envelope;
+pub mod number;
 pub mod reply;
 pub mod sse;
 pub mod upstream;
 
 pub use canonical::canonical;
 pub use envelope::{Envelope, EnvelopeError, Era, Kind, META_PROTOCOL_VERSION};
+pub use number::Decimal;
 pub use reply::{error_codes, error_response, tool_error_result};
