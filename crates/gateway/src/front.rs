@@ -573,111 +573,134 @@ async fn post_mcp(
             Err(r) => return *r,
         },
     };
-    if env.kind != Kind::Request {
-        return relay_one_way(&st, &srv, &session, &headers, bytes).await;
-    }
-    let policy = grant
-        .policy
-        .as_ref()
-        .and_then(|p| cfg.policies.get(p))
-        .cloned();
-    st.metrics.request(&srv.name, env.method());
-    let record = st.audit.as_ref().map(|_| {
-        trail::request_record(
-            &cfg,
-            &srv,
-            &grant,
-            &session.id,
-            env.method(),
-            &id_text,
-            bytes.len(),
-        )
-    });
-    let hook = match env.method() {
-        "tools/call" => {
-            let Some(tool) = env.name.clone() else {
-                return json_response(
-                    StatusCode::OK,
-                    error_response(
-                        &id_text,
-                        error_codes::INVALID_PARAMS,
-                        "tools/call needs `params.name`: the name of the tool to call, as a string",
-                        None,
-                    ),
-                );
-            };
-            let args = match env.arguments_value() {
-                Ok(a) => a,
-                Err(e) => {
+    // In use until its answer ends: never closed to make room for another session.
+    let in_use = session.enter();
+    let response = async {
+        if env.kind != Kind::Request {
+            return relay_one_way(&st, &srv, &session, &headers, bytes.clone()).await;
+        }
+        let policy = grant
+            .policy
+            .as_ref()
+            .and_then(|p| cfg.policies.get(p))
+            .cloned();
+        st.metrics.request(&srv.name, env.method());
+        let record = st.audit.as_ref().map(|_| {
+            trail::request_record(
+                &cfg,
+                &srv,
+                &grant,
+                &session.id,
+                env.method(),
+                &id_text,
+                bytes.len(),
+            )
+        });
+        let hook = match env.method() {
+            "tools/call" => {
+                let Some(tool) = env.name.clone() else {
                     return json_response(
                         StatusCode::OK,
-                        error_response(&id_text, error_codes::INVALID_PARAMS, &e.to_string(), None),
-                    )
-                }
-            };
-            let progress = env.progress_token.map(|t| t.get().to_string());
-            let span = st.otlp.as_ref().map(|e| {
-                let s = e.begin(&tool, env.traceparent.as_deref());
-                s.set("mcp.server", srv.name.clone());
-                s.set("toolgate.grant", grant.label.clone());
-                s
-            });
-            let ctx = CallCtx {
-                st: st.clone(),
-                cfg: cfg.clone(),
-                srv: srv.clone(),
-                grant: grant.clone(),
-                session: session.clone(),
-                headers: headers.clone(),
-                bytes: bytes.clone(),
-                id_text: id_text.clone(),
-                progress,
-                accepts_sse,
-                started,
-                tool,
-                args,
-                record,
-                modern: env.era() == Era::Modern,
-                span,
-            };
-            return call_tool(ctx).await;
-        }
-        "tools/list" => {
-            record_forwarded(&st, record);
-            let pins = (srv.pinning != Pinning::Off).then(|| PinCtx {
-                store: st.store.clone(),
-                server: srv.name.clone(),
-                enforce: srv.pinning == Pinning::Enforce,
-                audit: st.audit.clone(),
-            });
-            Hook::FilterTools(
-                policy,
-                pins,
-                Sanitize {
-                    on: srv.sanitize_descriptions,
+                        error_response(
+                            &id_text,
+                            error_codes::INVALID_PARAMS,
+                            "tools/call needs `params.name`: the name of the tool to call, as a string",
+                            None,
+                        ),
+                    );
+                };
+                let args = match env.arguments_value() {
+                    Ok(a) => a,
+                    Err(e) => {
+                        return json_response(
+                            StatusCode::OK,
+                            error_response(&id_text, error_codes::INVALID_PARAMS, &e.to_string(), None),
+                        )
+                    }
+                };
+                let progress = env.progress_token.map(|t| t.get().to_string());
+                let span = st.otlp.as_ref().map(|e| {
+                    let s = e.begin(&tool, env.traceparent.as_deref());
+                    s.set("mcp.server", srv.name.clone());
+                    s.set("toolgate.grant", grant.label.clone());
+                    s
+                });
+                let ctx = CallCtx {
+                    st: st.clone(),
+                    cfg: cfg.clone(),
+                    srv: srv.clone(),
+                    grant: grant.clone(),
+                    session: session.clone(),
+                    headers: headers.clone(),
+                    bytes: bytes.clone(),
+                    id_text: id_text.clone(),
+                    progress,
+                    accepts_sse,
+                    started,
+                    tool,
+                    args,
+                    record,
+                    modern: env.era() == Era::Modern,
+                    span,
+                };
+                return call_tool(ctx).await;
+            }
+            "tools/list" => {
+                record_forwarded(&st, record);
+                let pins = (srv.pinning != Pinning::Off).then(|| PinCtx {
+                    store: st.store.clone(),
                     server: srv.name.clone(),
-                },
-            )
-        }
-        _ => {
-            record_forwarded(&st, record);
-            Hook::None
-        }
-    };
-    let progress = env.progress_token.map(|t| t.get().to_string());
-    relay_request(
-        &st,
-        &cfg,
-        &srv,
-        &session,
-        &headers,
-        bytes,
-        &id_text,
-        progress.as_deref(),
-        accepts_sse,
-        hook,
-    )
-    .await
+                    enforce: srv.pinning == Pinning::Enforce,
+                    audit: st.audit.clone(),
+                });
+                Hook::FilterTools(
+                    policy,
+                    pins,
+                    Sanitize {
+                        on: srv.sanitize_descriptions,
+                        server: srv.name.clone(),
+                    },
+                )
+            }
+            _ => {
+                record_forwarded(&st, record);
+                Hook::None
+            }
+        };
+        let progress = env.progress_token.map(|t| t.get().to_string());
+        relay_request(
+            &st,
+            &cfg,
+            &srv,
+            &session,
+            &headers,
+            bytes.clone(),
+            &id_text,
+            progress.as_deref(),
+            accepts_sse,
+            hook,
+        )
+        .await
+    }
+    .await;
+    keep_until_body_ends(response, in_use)
+}
+
+/// Holds `guard` until the response's body has been sent (or dropped).
+fn keep_until_body_ends<G: Send + Sync + 'static>(response: Response, guard: G) -> Response {
+    let streams = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
+    if !streams {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _held = &guard;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
 }
 
 /// True when reading a body failed because it passed the size limit.
@@ -1361,6 +1384,18 @@ async fn get_mcp(
         Ok(x) => x,
         Err(r) => return *r,
     };
+    let in_use = session.enter();
+    let response = get_stream(&st, &srv, &session, &headers).await;
+    keep_until_body_ends(response, in_use)
+}
+
+/// The session's GET stream (server-to-client messages).
+async fn get_stream(
+    st: &Arc<AppState>,
+    srv: &ServerConfig,
+    session: &Session,
+    headers: &HeaderMap,
+) -> Response {
     match &session.upstream {
         UpstreamSession::Channel(proc) => {
             let mut rx = proc.open_stream();

@@ -2,6 +2,7 @@
 //! the upstream's, which the agent never sees.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,19 @@ pub struct Session {
     /// The upstream side.
     pub upstream: UpstreamSession,
     last_seen: Mutex<Instant>,
+    /// Requests in flight and GET streams open on this session.
+    in_use: Arc<AtomicUsize>,
+}
+
+/// Marks a session in use (a request in flight, a stream open) while alive: a session in
+/// use is never closed to make room for another.
+#[derive(Debug)]
+pub struct InUse(Arc<AtomicUsize>);
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Session {
@@ -42,7 +56,18 @@ impl Session {
             grant_id,
             upstream,
             last_seen: Mutex::new(Instant::now()),
+            in_use: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Marks the session in use until the guard is dropped.
+    pub fn enter(&self) -> InUse {
+        self.in_use.fetch_add(1, Ordering::SeqCst);
+        InUse(self.in_use.clone())
+    }
+
+    fn busy(&self) -> bool {
+        self.in_use.load(Ordering::SeqCst) > 0
     }
 
     fn touch(&self) {
@@ -70,8 +95,9 @@ pub struct Caps {
     pub per_grant: usize,
     /// Open sessions on one server, all grants together.
     pub per_server: usize,
-    /// At a cap, the least recently used session idle at least this long is closed to
-    /// make room; a cap with no such session refuses the new one.
+    /// At the server's cap, the least recently used session not in use and idle at least
+    /// this long is closed to make room (at the grant's cap, its least recently used
+    /// session not in use, however recent); a cap with no such session refuses.
     pub evict_after: Duration,
 }
 
@@ -79,10 +105,12 @@ pub struct Caps {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Full {
     /// The grant holds `max_sessions_per_grant` sessions on this server, all in use.
-    #[error("this grant already holds {0} open sessions on this server (max_sessions_per_grant), none idle: close one (HTTP DELETE) or reuse it")]
+    #[error("this grant already holds {0} open sessions on this server (max_sessions_per_grant), all with a request in flight or a stream open: close one (HTTP DELETE) or reuse it")]
     Grant(usize),
-    /// The server has `max_sessions_per_server` sessions, all in use.
-    #[error("server has {0} open sessions (max_sessions_per_server), none idle: try again later")]
+    /// The server has `max_sessions_per_server` sessions, none idle.
+    #[error(
+        "the server has {0} open sessions (max_sessions_per_server), none idle: try again later"
+    )]
     Server(usize),
 }
 
@@ -142,7 +170,7 @@ impl Sessions {
             let n_grant = inner.map.values().filter(|s| of_grant(s)).count() + opening_grant;
             let n_server = inner.map.values().filter(|s| on_server(s)).count() + opening_server;
             let victim = if n_grant >= caps.per_grant {
-                Some(lru(&inner, &of_grant, caps.evict_after).ok_or(Full::Grant(caps.per_grant))?)
+                Some(lru(&inner, &of_grant, Duration::ZERO).ok_or(Full::Grant(caps.per_grant))?)
             } else if n_server >= caps.per_server {
                 Some(
                     lru(&inner, &on_server, caps.evict_after)
@@ -243,12 +271,12 @@ impl Sessions {
     }
 }
 
-/// The least recently used session matching `pick` and idle at least `min_idle`.
+/// The least recently used session matching `pick`, not in use, idle at least `min_idle`.
 fn lru(inner: &Inner, pick: &dyn Fn(&Session) -> bool, min_idle: Duration) -> Option<String> {
     inner
         .map
         .values()
-        .filter(|s| pick(s))
+        .filter(|s| pick(s) && !s.busy())
         .map(|s| (s.idle_for(), s))
         .filter(|(idle, _)| *idle >= min_idle)
         .max_by_key(|(idle, _)| *idle)
@@ -277,12 +305,23 @@ mod tests {
     #[test]
     fn a_grant_at_its_cap_is_refused_while_its_sessions_are_in_use() {
         let s = Sessions::default();
+        let mut in_use = vec![];
         for i in 0..2 {
             let slot = s.reserve("a", "g1", CAPS).expect("room");
-            s.insert(http(&format!("s{i}"), "a", "g1"));
+            let session = http(&format!("s{i}"), "a", "g1");
+            in_use.push(session.enter());
+            s.insert(session);
             drop(slot);
         }
         assert_eq!(s.reserve("a", "g1", CAPS).unwrap_err(), Full::Grant(2));
+        // Once one is no longer in use, it makes room for the grant's new session.
+        in_use.pop();
+        let _room = s.reserve("a", "g1", CAPS).expect("the idle one closed");
+        assert_eq!(s.len(), 1);
+        drop(_room);
+        let session = http("s9", "a", "g1");
+        in_use.push(session.enter());
+        s.insert(session);
         // Another grant still has room, up to the server's cap.
         let slot = s.reserve("a", "g2", CAPS).expect("room");
         assert_eq!(s.reserve("a", "g3", CAPS).unwrap_err(), Full::Server(3));
