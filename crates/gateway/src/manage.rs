@@ -10,6 +10,7 @@ use toolgate_audit::{Kind, Record};
 use toolgate_policy::duration::parse_duration;
 use toolgate_policy::testing::{observed, run_tests};
 use toolgate_policy::{load_value, Loaded};
+use toolgate_protocol::Escaped;
 use toolgate_store::{Grant, NewGrant, PolicyVersion, StateStore, StoreError};
 
 use crate::config::{policy_version, Config};
@@ -260,7 +261,7 @@ pub fn put_policy(
 /// until it is committed, without blocking a thread (a failure is logged: the change is
 /// made already).
 pub async fn audit_admin(st: &AppState, who: &str, message: String, server: Option<String>) {
-    tracing::info!(by = %who, "{message}");
+    tracing::info!(by = %Escaped(who), "{}", Escaped(&message));
     if let Some(log) = &st.audit {
         let r = Record {
             kind: Kind::Admin,

@@ -10,6 +10,7 @@
 //! - [`reply`]: JSON-RPC error responses and MCP tool results that toolgate writes.
 //! - [`sse`]: an incremental Server-Sent Events parser that keeps raw bytes.
 //! - [`canonical`]: canonical JSON, the one encoding toolgate hashes.
+//! - [`text`]: escaping agent- and upstream-chosen text for terminals and log lines.
 //!
 //! No IO and no async runtime here: serde only.
 
@@ -17,7 +18,9 @@ pub mod canonical;
 pub mod envelope;
 pub mod reply;
 pub mod sse;
+pub mod text;
 
 pub use canonical::canonical;
 pub use envelope::{Envelope, EnvelopeError, Era, Kind, META_PROTOCOL_VERSION};
 pub use reply::{error_codes, error_response, tool_error_result};
+pub use text::{escape, Escaped};
