@@ -64,6 +64,7 @@ def test_jwt_identities(gateways: Any, tmp_path: Path) -> None:
     metadata_url = gw.base_url + "/.well-known/oauth-protected-resource/mcp/demo"
     for bad, why in [
         (token(key, "k1", "alice@example.com", exp=int(time.time()) - 3600), "expired"),
+        (token(key, "k1", "alice@example.com", nbf=int(time.time()) + 3600), "not valid yet"),
         (token(key, "k1", "alice@example.com", aud="someone-else"), "audience"),
         (token(key, "k1", "alice@example.com", iss="https://evil.example"), "issuer"),
         (token(other, "k2", "alice@example.com"), "foreign key"),

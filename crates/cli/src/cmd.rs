@@ -14,6 +14,11 @@ pub mod tools;
 
 use std::path::PathBuf;
 
+/// Agent- and upstream-chosen text (tool names, labels, messages, descriptions) shown
+/// with control and bidi characters escaped: every human-readable line prints such text
+/// through it, so a name cannot forge a row or drive the terminal. JSON output stays exact.
+pub use toolgate_protocol::text::{escape, Escaped};
+
 /// The config file used when `--config` is not given.
 pub const DEFAULT_CONFIG: &str = "toolgate.toml";
 

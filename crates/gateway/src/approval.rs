@@ -19,6 +19,7 @@ use crate::enforce::denial_message;
 use crate::front::sse_response;
 use crate::state::now_ms;
 use toolgate_protocol::sse::encode;
+use toolgate_protocol::Escaped;
 
 /// How often a held call looks at its approval.
 const POLL: Duration = Duration::from_millis(200);
@@ -68,7 +69,7 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
             let (answer, d) = store_down(&ctx.id_text, &e.to_string());
             return ctx.deny(answer, &d, Some(&a));
         }
-        tracing::warn!(approval = %a.id, server = %a.server, grant = %a.grant_label, tool = %a.tool, "call held for approval: `toolgate approvals approve {}` or `deny {} --reason R`", a.id, a.id);
+        tracing::warn!(approval = %a.id, server = %a.server, grant = %Escaped(&a.grant_label), tool = %Escaped(&a.tool), "call held for approval: `toolgate approvals approve {}` or `deny {} --reason R`", a.id, a.id);
         if let Some(hook) = &cfg.approvals.webhook {
             crate::webhook::notify(&ctx.st.http, hook, "approval.requested", &a);
         }

@@ -10,6 +10,7 @@ use axum::response::Response;
 use serde_json::Value;
 use toolgate_audit::{arg_hash, Record};
 use toolgate_policy::{labels, Decision, Effect, Facts, Ticket};
+use toolgate_protocol::Escaped;
 use toolgate_store::{Approval, Grant, GrantStatus};
 
 use crate::config::{Config, Pinning, ServerConfig};
@@ -118,7 +119,7 @@ impl CallCtx {
 
     /// Answers with a denial and records it (not waited for).
     pub fn deny(&self, answer: String, d: &Decision, approval: Option<&Approval>) -> Response {
-        tracing::info!(server = %self.srv.name, grant = %self.grant.label, tool = %self.tool, rule = %d.rule, "tools/call denied");
+        tracing::info!(server = %self.srv.name, grant = %Escaped(&self.grant.label), tool = %Escaped(&self.tool), rule = %Escaped(&d.rule), "tools/call denied");
         let m = &self.st.metrics;
         m.call(
             &self.srv.name,
@@ -219,7 +220,7 @@ impl CallCtx {
             fail_open,
         )
         .await;
-        tracing::info!(server = %self.srv.name, grant = %self.grant.label, tool = %self.tool, decision = ?decision.effect, rule = %decision.rule, "tools/call judged");
+        tracing::info!(server = %self.srv.name, grant = %Escaped(&self.grant.label), tool = %Escaped(&self.tool), decision = ?decision.effect, rule = %Escaped(&decision.rule), "tools/call judged");
         let ticket = match verdict {
             Verdict::Answer(body) => return self.deny(body, &decision, approval.as_ref()),
             Verdict::Forward(ticket) => ticket,

@@ -242,7 +242,7 @@ fn pin_tools(ctx: &PinCtx, tools: &[Value]) -> Result<Vec<String>, ()> {
                 .map(|p| p.tool.clone())
                 .collect();
             for t in &held {
-                tracing::warn!(server = %ctx.server, tool = %t, "tool definition changed or new since pinning; held until `toolgate tools approve {} {t}`", ctx.server);
+                tracing::warn!(server = %ctx.server, tool = %toolgate_protocol::Escaped(t), "tool definition changed or new since pinning; held until `toolgate tools approve {} {}`", ctx.server, toolgate_protocol::Escaped(t));
             }
             Ok(if ctx.enforce { held } else { vec![] })
         }
@@ -347,7 +347,7 @@ impl Hook {
                             .to_string();
                         if let Some(Value::String(d)) = t.get_mut("description") {
                             if let Some(clean) = crate::pin::sanitize(d) {
-                                tracing::warn!(server = %sanitize.server, tool = %name, removed = d.chars().count() - clean.chars().count(), "hidden characters removed from the description sent to the agent");
+                                tracing::warn!(server = %sanitize.server, tool = %toolgate_protocol::Escaped(&name), removed = d.chars().count() - clean.chars().count(), "hidden characters removed from the description sent to the agent");
                                 *d = clean;
                             }
                         }

@@ -840,7 +840,7 @@ async fn initialize(
         Ok(slot) => slot,
         Err(full) => {
             st.metrics.session_refused(&srv.name);
-            tracing::warn!(server = %srv.name, grant = %grant.label, "session refused: {full}");
+            tracing::warn!(server = %srv.name, grant = %toolgate_protocol::Escaped(&grant.label), "session refused: {full}");
             let mut r = http_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 id_text,
@@ -883,7 +883,7 @@ async fn initialize(
                 ));
                 st.sessions.insert(s);
                 set_session_header(&mut out, &our_id);
-                tracing::info!(server = %srv.name, grant = %grant.label, session = %our_id, "session opened");
+                tracing::info!(server = %srv.name, grant = %toolgate_protocol::Escaped(&grant.label), session = %our_id, "session opened");
             }
             out
         }
@@ -907,7 +907,7 @@ async fn initialize(
                 UpstreamSession::Channel(proc),
             ));
             st.sessions.insert(session.clone());
-            tracing::info!(server = %srv.name, grant = %grant.label, session = %our_id, "session opened (upstream channel open)");
+            tracing::info!(server = %srv.name, grant = %toolgate_protocol::Escaped(&grant.label), session = %our_id, "session opened (upstream channel open)");
             let mut out = relay_request(
                 st,
                 cfg,
@@ -1083,7 +1083,7 @@ pub(crate) async fn relay_request(
                                     let body = hook.answer(&m, id_text, &srv.name).unwrap_or_else(|| String::from_utf8_lossy(&m).into_owned());
                                     return json_response(StatusCode::OK, body);
                                 }
-                                Seen::Other(m) => tracing::debug!(server = %srv.name, "not relayed to a JSON-only request: {}", String::from_utf8_lossy(&m)),
+                                Seen::Other(m) => tracing::debug!(server = %srv.name, "not relayed to a JSON-only request: {}", toolgate_protocol::Escaped(&String::from_utf8_lossy(&m))),
                                 Seen::Unreadable(e) => tracing::warn!(server = %srv.name, "upstream message dropped: {e}"),
                             },
                             None => {
@@ -1415,14 +1415,14 @@ async fn get_stream(
             sse_response(Body::from_stream(stream))
         }
         UpstreamSession::Http { session_id } => {
-            let Some((url, extra)) = http_parts(&srv) else {
+            let Some((url, extra)) = http_parts(srv) else {
                 return StatusCode::METHOD_NOT_ALLOWED.into_response();
             };
             let req = upstream_request(
-                &st,
+                st,
                 reqwest::Method::GET,
                 url,
-                &headers,
+                headers,
                 extra,
                 session_id.as_deref(),
             )

@@ -10,6 +10,7 @@ use toolgate_audit::{Kind, Record};
 use toolgate_policy::duration::parse_duration;
 use toolgate_policy::testing::{observed, run_tests};
 use toolgate_policy::{load_value, Loaded};
+use toolgate_protocol::Escaped;
 use toolgate_store::{Grant, NewGrant, PolicyVersion, StateStore, StoreError};
 
 use crate::config::{policy_version, Config};
@@ -117,8 +118,16 @@ pub fn grant_json(g: &Grant, token: Option<&str>, now_ms: u64) -> Value {
     })
 }
 
-/// Validates a policy document and runs its inline tests. `Err` lists every error and
-/// every failed test as `{"pointer", "message"}`.
+/// How many policy documents may be checked (their inline tests run) at once; see
+/// [`AppState::validations`]. Each check is bounded by the policy crate's caps
+/// (`MAX_TESTS`, `MAX_TOTAL_TEST_CALLS`, `DEFAULT_STEP_BUDGET`), so one takes about a
+/// second of CPU at most, on a blocking thread.
+pub const MAX_CONCURRENT_VALIDATIONS: usize = 1;
+
+/// Validates a policy document and runs its inline tests (within the policy crate's
+/// step budget). CPU-bound: call it off the async threads, holding a permit of
+/// [`AppState::validations`]. `Err` lists every error and every failed test as
+/// `{"pointer", "message"}`.
 pub fn check_policy(doc: &Value) -> Result<Loaded, ManageError> {
     let loaded = load_value(doc).map_err(|e| ManageError::Invalid {
         message: e.to_string(),
@@ -260,7 +269,7 @@ pub fn put_policy(
 /// until it is committed, without blocking a thread (a failure is logged: the change is
 /// made already).
 pub async fn audit_admin(st: &AppState, who: &str, message: String, server: Option<String>) {
-    tracing::info!(by = %who, "{message}");
+    tracing::info!(by = %Escaped(who), "{}", Escaped(&message));
     if let Some(log) = &st.audit {
         let r = Record {
             kind: Kind::Admin,

@@ -36,6 +36,10 @@ pub struct AppState {
     pub admin_lock: Mutex<()>,
     /// Wake-ups for calls held for approval.
     pub decisions: crate::approval::Decisions,
+    /// Permits to check a policy document and run its inline tests (CPU work on a
+    /// blocking thread): [`crate::manage::MAX_CONCURRENT_VALIDATIONS`] at once.
+    /// `POST /api/v1/policies/validate` is refused with 429 while none is free; puts wait.
+    pub validations: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Default)]
@@ -88,6 +92,9 @@ impl AppState {
             otlp: None,
             admin_lock: Mutex::new(()),
             decisions: crate::approval::Decisions::watch(store.as_ref()),
+            validations: Arc::new(tokio::sync::Semaphore::new(
+                crate::manage::MAX_CONCURRENT_VALIDATIONS,
+            )),
         })
     }
 

@@ -23,6 +23,7 @@ use tower::ServiceExt;
 
 struct Fixture {
     app: axum::Router,
+    state: Arc<AppState>,
     dir: PathBuf,
     agent: String,
     viewer: String,
@@ -73,7 +74,8 @@ async fn fixture(name: &str) -> Fixture {
     let log = Arc::new(AuditLog::open(&dir.join("audit.db")).unwrap());
     let state = Arc::new(AppState::new(cfg, store, counters).unwrap().with_audit(log));
     Fixture {
-        app: router(state),
+        app: router(state.clone()),
+        state,
         dir,
         agent,
         viewer,
@@ -668,4 +670,139 @@ async fn every_listed_route_exists() {
             "{method} {uri}: {s}"
         );
     }
+}
+
+/// A document whose inline tests would make `tests` x `calls` calls to a tool with
+/// `limits` limits (the shape of the CPU attack on `/validate`).
+fn heavy_policy(tests: usize, calls: u32, limits: usize) -> Value {
+    let limits: Vec<Value> = (0..limits)
+        .map(|i| json!({"counter": format!("c{i}"), "window": "day", "max": 1_000_000}))
+        .collect();
+    let tests: Vec<Value> = (0..tests)
+        .map(|_| json!({"tool": "list_patients", "expect": "allow", "calls": calls}))
+        .collect();
+    json!({"version": "1", "default": "deny",
+        "tools": {"list_patients": {"limits": limits}}, "tests": tests})
+}
+
+#[tokio::test]
+async fn validate_refuses_inline_tests_over_the_caps_at_their_field() {
+    let f = fixture("validate-caps").await;
+    let started = std::time::Instant::now();
+    let (s, v) = call(
+        &f.app,
+        "POST",
+        "/api/v1/policies/validate",
+        &f.viewer,
+        Some(heavy_policy(10, 100_000, 20)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["valid"], false, "{v}");
+    let errors = v["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{v}");
+    assert_eq!(errors[0]["pointer"], "/tests/1/calls", "{v}");
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 100000 calls"),
+        "{v}"
+    );
+    // Refused by the load's caps, before any test runs: no CPU spent on them.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    let many: Vec<Value> = (0..501)
+        .map(|_| json!({"tool": "x", "expect": "deny"}))
+        .collect();
+    let doc = json!({"version": "1", "default": "deny", "tests": many});
+    let (_, v) = call(
+        &f.app,
+        "POST",
+        "/api/v1/policies/validate",
+        &f.viewer,
+        Some(doc),
+    )
+    .await;
+    assert_eq!(v["errors"][0]["pointer"], "/tests", "{v}");
+}
+
+#[tokio::test]
+async fn validate_is_refused_with_429_while_another_runs() {
+    let f = fixture("validate-busy").await;
+    let doc = json!({"version": "1", "default": "deny", "tools": {"x": {}},
+        "tests": [{"tool": "x", "expect": "allow"}]});
+    let held = f.state.validations.clone().try_acquire_owned().unwrap();
+    let (s, v) = call(
+        &f.app,
+        "POST",
+        "/api/v1/policies/validate",
+        &f.viewer,
+        Some(doc.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("another policy validation is running"),
+        "{v}"
+    );
+    drop(held);
+    let (s, v) = call(
+        &f.app,
+        "POST",
+        "/api/v1/policies/validate",
+        &f.viewer,
+        Some(doc),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["valid"], true, "{v}");
+}
+
+/// On a single-threaded runtime: while a heavy validation runs, `/healthz` still answers,
+/// so the inline tests run off the async thread (inline, the first poll of the
+/// validation would run them to the end). The validation itself stops at the step budget.
+#[tokio::test(flavor = "current_thread")]
+async fn validate_runs_its_tests_off_the_async_thread_within_a_budget() {
+    let f = fixture("validate-offthread").await;
+    let app = f.app.clone();
+    let viewer = f.viewer.clone();
+    let validation = tokio::spawn(async move {
+        call(
+            &app,
+            "POST",
+            "/api/v1/policies/validate",
+            &viewer,
+            Some(heavy_policy(1, 100_000, 20)),
+        )
+        .await
+    });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let resp = f
+        .app
+        .clone()
+        .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        !validation.is_finished(),
+        "the validation ran to its end before /healthz was served: it blocked the async thread"
+    );
+    let (s, v) = validation.await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["valid"], false, "{v}");
+    assert_eq!(v["errors"][0]["pointer"], "/tests/0", "{v}");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stopped: the inline tests used up their budget"),
+        "{v}"
+    );
 }

@@ -18,6 +18,17 @@ use crate::model::{
 /// The longest an approval may wait for a decision (and stay usable once given): 30 days.
 pub const MAX_APPROVAL_TIMEOUT_SECS: u64 = 30 * 24 * 3600;
 
+/// The most inline `tests` a document may have (more is refused at `/tests`).
+pub const MAX_TESTS: usize = 500;
+
+/// The most `calls` one inline test may make (`/tests/N/calls`).
+pub const MAX_TEST_CALLS: u32 = 100_000;
+
+/// The most calls all of a document's inline tests may make together: running the tests
+/// is work done for whoever sends the document (`POST /api/v1/policies/validate` is open
+/// to viewers), so it is bounded. The first test past it is refused at `/tests/N/calls`.
+pub const MAX_TOTAL_TEST_CALLS: u64 = 100_000;
+
 /// How serious a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -831,7 +842,18 @@ impl Cx {
             self.error("/tests", format!("expected an array of tests like {{\"tool\": \"t\", \"args\": {{}}, \"expect\": \"deny\"}}, got {}", show(v)));
             return vec![];
         };
+        if items.len() > MAX_TESTS {
+            self.error(
+                "/tests",
+                format!(
+                    "{} tests: a document may have at most {MAX_TESTS} inline tests",
+                    items.len()
+                ),
+            );
+            return vec![];
+        }
         let mut out = vec![];
+        let mut total_calls = 0u64;
         for (i, item) in items.iter().enumerate() {
             let at = format!("/tests/{i}");
             let Some(map) = self.object(
@@ -909,17 +931,34 @@ impl Cx {
             };
             let calls = match map.get("calls") {
                 None => 1,
-                Some(c) => match c.as_u64().filter(|n| (1..=100_000).contains(n)) {
-                    Some(n) => n as u32,
+                Some(c) => match c
+                    .as_u64()
+                    .filter(|n| (1..=u64::from(MAX_TEST_CALLS)).contains(n))
+                    .and_then(|n| u32::try_from(n).ok())
+                {
+                    Some(n) => n,
                     None => {
                         self.error(
                             &format!("{at}/calls"),
-                            format!("expected a whole number from 1 to 100000, got {}", show(c)),
+                            format!(
+                                "expected a whole number from 1 to {MAX_TEST_CALLS}, got {}",
+                                show(c)
+                            ),
                         );
                         1
                     }
                 },
             };
+            let before_total = total_calls;
+            total_calls = total_calls.saturating_add(u64::from(calls));
+            if total_calls > MAX_TOTAL_TEST_CALLS && before_total <= MAX_TOTAL_TEST_CALLS {
+                self.error(
+                    &format!("{at}/calls"),
+                    format!(
+                        "the inline tests together may make at most {MAX_TOTAL_TEST_CALLS} calls; with this test's {calls} they make {total_calls}"
+                    ),
+                );
+            }
             let definition_changed = match map.get("definition_changed") {
                 None => false,
                 Some(Value::Bool(b)) => *b,
@@ -1047,5 +1086,38 @@ mod tests {
             e[0].starts_with("(document): not valid JSON at line 2 column"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn inline_tests_are_capped_in_number_and_in_calls() {
+        let test = r#"{"tool":"t","expect":"deny"}"#;
+        let many = vec![test; MAX_TESTS + 1].join(",");
+        let e = errors(&format!(
+            r#"{{"version":"1","default":"deny","tests":[{many}]}}"#
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("/tests: 501 tests: a document may have at most 500"),
+            "{e:?}"
+        );
+
+        let heavy = r#"{"tool":"t","expect":"deny","calls":60000}"#;
+        let e = errors(&format!(
+            r#"{{"version":"1","default":"deny","tests":[{heavy},{heavy},{heavy}]}}"#
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("/tests/1/calls: the inline tests together may make at most 100000 calls; with this test's 60000 they make 120000"),
+            "{e:?}"
+        );
+
+        let e = errors(
+            r#"{"version":"1","default":"deny","tests":[{"tool":"t","expect":"deny","calls":100001}]}"#,
+        );
+        assert!(
+            e[0].starts_with("/tests/0/calls: expected a whole number from 1 to 100000"),
+            "{e:?}"
+        );
+        load_str(r#"{"version":"1","default":"deny","tests":[{"tool":"t","expect":"deny","calls":100000}]}"#).unwrap();
     }
 }

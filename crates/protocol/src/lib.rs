@@ -13,6 +13,7 @@
 //! - [`upstream`]: reading an upstream's messages as clients do (lone surrogates repaired).
 //! - [`number`]: exact JSON numbers ([`Decimal`]): compared and hashed as written, never
 //!   rounded through `f64`.
+//! - [`text`]: escaping agent- and upstream-chosen text for terminals and log lines.
 //!
 //! No IO and no async runtime here: serde only.
 
@@ -21,9 +22,11 @@ pub mod envelope;
 pub mod number;
 pub mod reply;
 pub mod sse;
+pub mod text;
 pub mod upstream;
 
 pub use canonical::canonical;
 pub use envelope::{Envelope, EnvelopeError, Era, Kind, META_PROTOCOL_VERSION};
 pub use number::Decimal;
 pub use reply::{error_codes, error_response, tool_error_result};
+pub use text::{escape, Escaped};

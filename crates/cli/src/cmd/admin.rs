@@ -8,7 +8,7 @@ use serde_json::json;
 use toolgate_store::Role;
 
 use super::audit::show_time;
-use super::{load_config, now_ms, open_store, ConfigArg};
+use super::{load_config, now_ms, open_store, ConfigArg, Escaped};
 
 /// Admin token subcommands.
 #[derive(Debug, Subcommand)]
@@ -56,7 +56,7 @@ pub fn run(cmd: AdminCommand, arg: &ConfigArg) -> Result<ExitCode> {
                 say!(
                     "created admin token {} for {} (role {})",
                     t.id,
-                    t.name,
+                    Escaped(&t.name),
                     role.as_str()
                 );
                 say!("token (shown once): {token}");
@@ -68,7 +68,7 @@ pub fn run(cmd: AdminCommand, arg: &ConfigArg) -> Result<ExitCode> {
                 say!(
                     "{:<16} {:<20} {:<15} {}…  created {}{}",
                     t.id,
-                    t.name,
+                    Escaped(&t.name),
                     t.role.as_str(),
                     t.token_prefix,
                     show_time(t.created_at_ms),

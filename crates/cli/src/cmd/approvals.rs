@@ -7,7 +7,7 @@ use clap::Subcommand;
 use toolgate_store::{Approval, AuditLog, DecideError};
 
 use super::audit::show_time;
-use super::{load_config_or_user as load_config, now_ms, open_store, operator, ConfigArg};
+use super::{load_config_or_user as load_config, now_ms, open_store, operator, ConfigArg, Escaped};
 
 /// Approval subcommands.
 #[derive(Debug, Subcommand)]
@@ -73,7 +73,7 @@ fn record(
 }
 
 fn refused(e: &DecideError) -> ExitCode {
-    eprintln!("error: {e}");
+    eprintln!("error: {}", Escaped(&e.to_string()));
     ExitCode::from(1)
 }
 
@@ -114,11 +114,11 @@ pub fn run(cmd: ApprovalsCommand, arg: &ConfigArg) -> Result<ExitCode> {
             for a in &list {
                 say!(
                     "{:<20} {:<9} {:<10} {:<16} {:<28} {:>2}/{:<2}  {}",
-                    a.id,
+                    Escaped(&a.id),
                     a.status_at(now).as_str(),
-                    a.server,
-                    a.grant_label,
-                    a.tool,
+                    Escaped(&a.server),
+                    Escaped(&a.grant_label),
+                    Escaped(&a.tool),
                     a.approvers.len(),
                     a.required,
                     show_time(a.expires_at_ms)
@@ -145,15 +145,16 @@ pub fn run(cmd: ApprovalsCommand, arg: &ConfigArg) -> Result<ExitCode> {
             if a.status_at(now) == toolgate_store::ApprovalStatus::Approved {
                 say!(
                     "approved {}: `{}` for {} may run once (until {})",
-                    a.id,
-                    a.tool,
-                    a.grant_label,
+                    Escaped(&a.id),
+                    Escaped(&a.tool),
+                    Escaped(&a.grant_label),
                     show_time(a.expires_at_ms)
                 );
             } else {
                 say!(
-                    "approval by {who} recorded for {}: {} of {} needed",
-                    a.id,
+                    "approval by {} recorded for {}: {} of {} needed",
+                    Escaped(&who),
+                    Escaped(&a.id),
                     a.approvers.len(),
                     a.required
                 );
@@ -173,7 +174,7 @@ pub fn run(cmd: ApprovalsCommand, arg: &ConfigArg) -> Result<ExitCode> {
             };
             record(log.as_ref(), &a, "denied", &who, Some(reason))?;
             store.announce_decided(&a.id);
-            say!("denied {}: the agent is told why", a.id);
+            say!("denied {}: the agent is told why", Escaped(&a.id));
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -9,7 +9,7 @@ use toolgate_audit::{Kind, Record};
 use toolgate_policy::duration::parse_duration;
 use toolgate_store::{AuditFilter, AuditLog};
 
-use super::{load_config_or_user as load_config, now_ms, ConfigArg};
+use super::{load_config_or_user as load_config, now_ms, ConfigArg, Escaped};
 
 /// Audit subcommands.
 #[derive(Debug, Subcommand)]
@@ -168,10 +168,10 @@ fn table_line(r: &Record) -> String {
         r.seq,
         show_time(r.at_ms),
         r.kind.as_str(),
-        r.grant_label.as_deref().unwrap_or("-"),
-        what,
-        result,
-        detail
+        Escaped(r.grant_label.as_deref().unwrap_or("-")),
+        Escaped(&what),
+        Escaped(&result),
+        Escaped(&detail)
     )
 }
 
@@ -320,7 +320,7 @@ pub fn run(cmd: AuditCommand, arg: &ConfigArg) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Err(b) => {
-                say!("broken: {b}");
+                say!("broken: {}", Escaped(&b.to_string()));
                 say!("every record before #{} verified", b.seq);
                 Ok(ExitCode::from(1))
             }
@@ -393,7 +393,7 @@ pub fn status(arg: &ConfigArg, since: &str) -> Result<ExitCode> {
     if !s.top_deny_rules.is_empty() {
         say!("  top deny rules:");
         for (rule, n) in &s.top_deny_rules {
-            say!("    {n:>6}  {rule}");
+            say!("    {n:>6}  {}", Escaped(rule));
         }
     }
     let mut denials = vec![];
@@ -414,10 +414,10 @@ pub fn status(arg: &ConfigArg, since: &str) -> Result<ExitCode> {
                 "    #{} {} {} {} by {}: {}",
                 r.seq,
                 show_time(r.at_ms),
-                r.grant_label.as_deref().unwrap_or("-"),
-                r.tool.as_deref().unwrap_or("-"),
-                r.rule.as_deref().unwrap_or("-"),
-                r.message.as_deref().unwrap_or("")
+                Escaped(r.grant_label.as_deref().unwrap_or("-")),
+                Escaped(r.tool.as_deref().unwrap_or("-")),
+                Escaped(r.rule.as_deref().unwrap_or("-")),
+                Escaped(r.message.as_deref().unwrap_or(""))
             );
         }
     }
@@ -430,10 +430,10 @@ pub fn status(arg: &ConfigArg, since: &str) -> Result<ExitCode> {
         for a in waiting.iter().take(5) {
             say!(
                 "    {} {} {} (grant {}), expires {}",
-                a.id,
-                a.server,
-                a.tool,
-                a.grant_label,
+                Escaped(&a.id),
+                Escaped(&a.server),
+                Escaped(&a.tool),
+                Escaped(&a.grant_label),
                 show_time(a.expires_at_ms)
             );
         }

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use toolgate_store::Grant;
 
-use super::{load_config, now_ms, open_store, ConfigArg};
+use super::{load_config, now_ms, open_store, ConfigArg, Escaped};
 
 /// Grant subcommands.
 #[derive(Debug, Subcommand)]
@@ -66,12 +66,13 @@ fn print_token(g: &Grant, token: &str, json_out: bool) {
         say!(
             "grant {} (`{}`) for server `{}`, policy {}",
             g.id,
-            g.label,
-            g.server,
+            Escaped(&g.label),
+            Escaped(&g.server),
             g.policy
                 .as_deref()
                 .map_or("(none: every call denied)".to_string(), |p| format!(
-                    "`{p}`"
+                    "`{}`",
+                    Escaped(p)
                 ))
         );
         say!("token: {token}");
@@ -126,9 +127,9 @@ pub fn run(cmd: GrantsCommand, arg: &ConfigArg) -> Result<ExitCode> {
                     say!(
                         "{:<16} {:<20} {:<12} {:<12} {:<9} {}…",
                         g.id,
-                        g.label,
-                        g.server,
-                        g.policy.as_deref().unwrap_or("(none)"),
+                        Escaped(&g.label),
+                        Escaped(&g.server),
+                        Escaped(g.policy.as_deref().unwrap_or("(none)")),
                         g.status(now_ms()).as_str(),
                         g.token_prefix
                     );
@@ -144,7 +145,7 @@ pub fn run(cmd: GrantsCommand, arg: &ConfigArg) -> Result<ExitCode> {
             say!(
                 "revoked grant {} (`{}`); its token no longer works",
                 g.id,
-                g.label
+                Escaped(&g.label)
             );
         }
     }

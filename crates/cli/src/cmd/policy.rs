@@ -9,6 +9,8 @@ use serde_json::Value;
 use toolgate_policy::testing::{observed, run_tests, simulate};
 use toolgate_policy::{evaluate, load_str, Call, Decision, Facts, LoadError, Loaded};
 
+use super::Escaped;
+
 /// Policy subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -140,19 +142,19 @@ fn replay(a: &ReplayArgs) -> Result<ExitCode> {
         }
         say!("{title}, by rule:");
         for (rule, n) in &by_rule {
-            say!("  {n:>6}  {rule}");
+            say!("  {n:>6}  {}", Escaped(rule));
         }
         for c in changes.iter().take(a.show) {
             say!(
                 "    #{} {} {} {}: was {} ({}), now {} ({})",
                 c.seq,
                 super::audit::show_time(c.at_ms),
-                c.grant,
-                c.tool,
-                c.old_decision,
-                c.old_rule,
-                c.new_decision,
-                c.new_rule
+                Escaped(&c.grant),
+                Escaped(&c.tool),
+                Escaped(&c.old_decision),
+                Escaped(&c.old_rule),
+                Escaped(&c.new_decision),
+                Escaped(&c.new_rule)
             );
         }
         if changes.len() > a.show {
@@ -184,10 +186,10 @@ fn load_reporting(path: &Path) -> Result<Option<Loaded>> {
 fn print_errors(path: &Path, e: &LoadError) {
     say!("{}: {} error(s)", path.display(), e.errors.len());
     for d in &e.errors {
-        say!("  error: {d}");
+        say!("  error: {}", Escaped(&d.to_string()));
     }
     for w in &e.warnings {
-        say!("  warning: {w}");
+        say!("  warning: {}", Escaped(&w.to_string()));
     }
 }
 
@@ -209,7 +211,7 @@ fn check(files: &[PathBuf]) -> Result<ExitCode> {
                     }
                 );
                 for w in &l.warnings {
-                    say!("  warning: {w}");
+                    say!("  warning: {}", Escaped(&w.to_string()));
                 }
             }
         }
@@ -232,14 +234,19 @@ fn test(path: &Path) -> Result<ExitCode> {
         match &o.failure {
             None => say!(
                 "ok      {} {} -> {} by {}",
-                o.pointer,
-                o.tool,
+                Escaped(&o.pointer),
+                Escaped(&o.tool),
                 got.as_str(),
-                o.decision.rule
+                Escaped(&o.decision.rule)
             ),
             Some(why) => {
                 failed += 1;
-                say!("FAILED  {} {}: {why}", o.pointer, o.tool);
+                say!(
+                    "FAILED  {} {}: {}",
+                    Escaped(&o.pointer),
+                    Escaped(&o.tool),
+                    Escaped(why)
+                );
             }
         }
     }
@@ -283,8 +290,8 @@ fn explain(a: &ExplainArgs) -> Result<ExitCode> {
     say!(
         "{} calls to `{}` in a row, as grant `{}`:",
         a.calls,
-        a.tool,
-        a.grant
+        Escaped(&a.tool),
+        Escaped(&a.grant)
     );
     let mut start = 0usize;
     for i in 1..=decisions.len() {
@@ -303,7 +310,11 @@ fn explain(a: &ExplainArgs) -> Result<ExitCode> {
                     .retry_after_secs
                     .map(|r| format!(" (retry in {r} s)"))
                     .unwrap_or_default();
-                say!("  {range}: {} by {}{retry}", observed(s).as_str(), s.rule);
+                say!(
+                    "  {range}: {} by {}{retry}",
+                    observed(s).as_str(),
+                    Escaped(&s.rule)
+                );
             }
             start = i;
         }
@@ -317,23 +328,23 @@ fn explain(a: &ExplainArgs) -> Result<ExitCode> {
 
 fn print_decision(d: &Decision) {
     say!("decision: {}", observed(d).as_str());
-    say!("rule:     {}", d.rule);
+    say!("rule:     {}", Escaped(&d.rule));
     if !d.message.is_empty() {
-        say!("message:  {}", d.message);
+        say!("message:  {}", Escaped(&d.message));
     }
     if let Some(detail) = &d.detail {
-        say!("why:      {detail}");
+        say!("why:      {}", Escaped(detail));
     }
     if !d.reservations.is_empty() {
         for r in &d.reservations {
             say!(
                 "takes:    {} from counter `{}` ({} scope, max {} per {} s, {})",
                 r.amount,
-                r.key.counter,
+                Escaped(&r.key.counter),
                 r.key.scope.as_str(),
                 r.max,
                 r.window_secs,
-                r.pointer
+                Escaped(&r.pointer)
             );
         }
     }
@@ -343,7 +354,7 @@ fn print_decision(d: &Decision) {
         if d.effect == toolgate_policy::Effect::Deny {
             say!("agent sees (a tool result with isError: true):");
             for line in d.denial_text().lines() {
-                say!("  | {line}");
+                say!("  | {}", Escaped(line));
             }
         } else {
             say!("agent sees: nothing yet; the call is held until a person approves or denies it");

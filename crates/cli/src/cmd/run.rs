@@ -65,7 +65,7 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
         Ok(l) => l,
         Err(e) => {
             for d in &e.errors {
-                eprintln!("{}: {d}", a.policy.display());
+                eprintln!("{}: {}", a.policy.display(), super::Escaped(&d.to_string()));
             }
             bail!(
                 "the policy `{}` is invalid; toolgate does not start without a valid policy",

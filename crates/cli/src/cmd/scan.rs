@@ -9,6 +9,8 @@ use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 use toolgate_scan::{report, starter_policy, tools_from_list_result, ServerReport};
 
+use super::{escape, Escaped};
+
 /// Output formats.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -160,9 +162,9 @@ fn print_table(reports: &[ServerReport], colour: bool) {
     for r in reports {
         say!(
             "server {}: grade {} ({})",
-            r.server,
+            Escaped(&r.server),
             r.grade,
-            r.grade_reasons.join("; ")
+            Escaped(&r.grade_reasons.join("; "))
         );
         say!(
             "  {:<36} {:<12} {:<9} {:>5}  signals",
@@ -177,11 +179,11 @@ fn print_table(reports: &[ServerReport], colour: bool) {
             let signals: Vec<String> = a.signals.iter().map(|s| s.id.to_string()).collect();
             say!(
                 "  {:<36} {:<12} {} {:>5.2}  {}",
-                a.name,
+                Escaped(&a.name),
                 a.category.as_str(),
                 paint(&sev, a.severity.as_str(), colour),
                 a.confidence,
-                signals.join(", ")
+                Escaped(&signals.join(", "))
             );
         }
         let cats: Vec<String> = r
@@ -205,9 +207,9 @@ fn print_table(reports: &[ServerReport], colour: bool) {
 
 fn print_markdown(reports: &[ServerReport]) {
     for r in reports {
-        say!("## {}: grade {}\n", r.server, r.grade);
+        say!("## {}: grade {}\n", Escaped(&r.server), r.grade);
         for reason in &r.grade_reasons {
-            say!("- {reason}");
+            say!("- {}", Escaped(reason));
         }
         say!("\n| tool | category | severity | confidence | signals | recommended |\n|---|---|---|---|---|---|");
         for t in &r.tools {
@@ -215,11 +217,11 @@ fn print_markdown(reports: &[ServerReport]) {
             let signals: Vec<String> = a
                 .signals
                 .iter()
-                .map(|s| format!("`{}`: {}", s.id, s.message.replace('|', "\\|")))
+                .map(|s| format!("`{}`: {}", s.id, escape(&s.message).replace('|', "\\|")))
                 .collect();
             say!(
                 "| `{}` | {} | {} | {:.2} | {} | `{}` |",
-                a.name,
+                Escaped(&a.name),
                 a.category.as_str(),
                 a.severity.as_str(),
                 a.confidence,

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use clap::Subcommand;
 use serde_json::Value;
 
-use super::{load_config, now_ms, open_store, ConfigArg};
+use super::{load_config, now_ms, open_store, ConfigArg, Escaped};
 
 /// Tool-pinning subcommands.
 #[derive(Debug, Subcommand)]
@@ -50,7 +50,7 @@ pub fn run(cmd: ToolsCommand, arg: &ConfigArg) -> Result<ExitCode> {
             }
             let pins = store.pins(&server)?;
             if pins.is_empty() {
-                say!("no tools pinned for `{server}` yet: they are pinned the first time an agent lists them through the gateway");
+                say!("no tools pinned for `{}` yet: they are pinned the first time an agent lists them through the gateway", Escaped(&server));
                 return Ok(ExitCode::SUCCESS);
             }
             let mut held = 0;
@@ -72,27 +72,28 @@ pub fn run(cmd: ToolsCommand, arg: &ConfigArg) -> Result<ExitCode> {
                     .unwrap_or("");
                 say!(
                     "{:<40} {:<26} {}",
-                    p.tool,
+                    Escaped(&p.tool),
                     state,
-                    hash.get(..12).unwrap_or(hash)
+                    Escaped(hash.get(..12).unwrap_or(hash))
                 );
                 if changed && p.is_held() {
                     let old = pretty(p.definition.as_deref());
                     let new = pretty(p.pending_definition.as_deref());
                     for l in old.iter().filter(|l| !new.contains(l)) {
-                        say!("    - {l}");
+                        say!("    - {}", Escaped(l));
                     }
                     for l in new.iter().filter(|l| !old.contains(l)) {
-                        say!("    + {l}");
+                        say!("    + {}", Escaped(l));
                     }
                     say!(
-                        "    approve with: toolgate tools approve {server} {}",
-                        p.tool
+                        "    approve with: toolgate tools approve {} {}",
+                        Escaped(&server),
+                        Escaped(&p.tool)
                     );
                 }
             }
             if changed && held == 0 {
-                say!("no held tools for `{server}`");
+                say!("no held tools for `{}`", Escaped(&server));
             }
         }
         ToolsCommand::Approve { server, tool } => {
@@ -116,8 +117,8 @@ pub fn run(cmd: ToolsCommand, arg: &ConfigArg) -> Result<ExitCode> {
             }
             say!(
                 "approved `{}` on `{}`: pinned at {}; the tool is released",
-                p.tool,
-                p.server,
+                Escaped(&p.tool),
+                Escaped(&p.server),
                 p.hash.as_deref().unwrap_or("").get(..12).unwrap_or("")
             );
         }

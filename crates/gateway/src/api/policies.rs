@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -41,10 +41,21 @@ pub(crate) fn current_document(st: &AppState, name: &str) -> Result<(String, Val
     Ok((version, doc))
 }
 
-/// Puts `doc` off the async threads, audits a change, and answers.
+/// Puts `doc` off the async threads, audits a change, and answers. Waits its turn for a
+/// validation permit (a put runs the inline tests too).
 async fn put_and_audit(st: &Arc<AppState>, name: String, doc: Value, author: String) -> Response {
     let (s2, n2, a2) = (st.clone(), name.clone(), author.clone());
-    let done = tokio::task::spawn_blocking(move || put_policy(&s2, &n2, &doc, &a2)).await;
+    let Ok(permit) = st.validations.clone().acquire_owned().await else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the gateway is shutting down",
+        );
+    };
+    let done = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        put_policy(&s2, &n2, &doc, &a2)
+    })
+    .await;
     let r: Result<PutOutcome, ManageError> =
         done.unwrap_or_else(|e| Err(ManageError::Io(format!("the put failed: {e}"))));
     match r {
@@ -101,13 +112,29 @@ pub(crate) async fn get_one(
 }
 
 /// `POST /api/v1/policies/validate`: what `policy check` and `policy test` say of a
-/// document (always 200; `valid` is the verdict).
-pub(crate) async fn validate(_: Viewer, body: Bytes) -> Response {
+/// document (200; `valid` is the verdict). The check runs on a blocking thread, one at
+/// a time: while another runs the answer is 429 with `Retry-After`.
+pub(crate) async fn validate(State(st): State<Arc<AppState>>, _: Viewer, body: Bytes) -> Response {
     let doc = match json_body(&body) {
         Ok(d) => d,
         Err(r) => return r,
     };
-    match check_policy(&doc) {
+    let Ok(permit) = st.validations.clone().try_acquire_owned() else {
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "another policy validation is running (at most one at a time): retry in a moment",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return r;
+    };
+    let done = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        check_policy(&doc)
+    })
+    .await
+    .unwrap_or_else(|e| Err(ManageError::Io(format!("the validation failed: {e}"))));
+    match done {
         Ok(l) => Json(json!({
             "valid": true, "errors": [],
             "warnings": l.warnings.iter().map(|w| json!({"pointer": w.pointer, "message": w.message})).collect::<Vec<_>>(),

@@ -19,6 +19,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
+use toolgate_protocol::Escaped;
 
 use super::id_key;
 
@@ -101,7 +102,7 @@ impl Channel {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                tracing::info!(server = %name, "upstream stderr: {line}");
+                tracing::info!(server = %name, "upstream stderr: {}", Escaped(&line));
             }
         });
         let reader = proc.clone();
