@@ -351,3 +351,45 @@ def test_the_open_file_limit_is_raised_at_start(gateways: Any) -> None:
             break
         time.sleep(0.2)
     assert soft == hard, limits
+
+
+def test_one_grant_cannot_fill_the_approval_queue(gateways: Any) -> None:
+    """Finding 13: a grant's calls waiting for approval are capped
+    (`[approvals] max_pending_per_grant`); the call over the cap is denied at once with a
+    reason, concurrent calls cannot overshoot, and a retry of a waiting call still joins it."""
+    import threading
+
+    from helpers import demo_server
+
+    policy = {"version": "1", "default": "deny",
+              "tools": {"refund_payment": {"action": "require_approval", "approval": {"timeout": "5m"}}}}
+    gw = gateways.new([demo_server("demo", "p")], {"p": policy},
+                      extra={"approvals": {"max_pending_per_grant": 3}})
+    c = Client(gw.url("demo"), gw.grant("demo"))
+    c.headers["Accept"] = "application/json"
+    results: dict[int, Any] = {}
+
+    def call(i: int) -> None:
+        body = {"jsonrpc": "2.0", "id": 100 + i, "method": "tools/call",
+                "params": {"name": "refund_payment", "arguments": {"payment_id": f"pay_{i}", "amount": 1, "reason": "duplicate"}}}
+        try:
+            results[i] = c.post(body, timeout=6).json()
+        except httpx.ReadTimeout:
+            results[i] = "held"
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    held = [i for i, r in results.items() if r == "held"]
+    denied = [r for r in results.values() if r != "held"]
+    assert len(held) == 3, results
+    assert all("(approval queue full)" in json.dumps(r) and "max_pending_per_grant" in json.dumps(r) for r in denied), denied
+    waiting = json.loads(gw.cli("approvals list", "--json").stdout)
+    assert len(waiting) == 3, waiting
+    # A retry of a waiting call joins its approval instead of being refused.
+    body = {"jsonrpc": "2.0", "id": 200, "method": "tools/call",
+            "params": {"name": "refund_payment", "arguments": {"payment_id": f"pay_{held[0]}", "amount": 1, "reason": "duplicate"}}}
+    with pytest.raises(httpx.ReadTimeout):
+        c.post(body, timeout=3)

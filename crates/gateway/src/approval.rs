@@ -26,6 +26,26 @@ const POLL: Duration = Duration::from_millis(200);
 /// How often the agent hears that the call is still waiting.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
+/// The rule of a call denied because its grant's share of the approval queue is full.
+pub const QUEUE_FULL: &str = "(approval queue full)";
+
+/// Serialises entering the approval queue in this process (see [`hold`]).
+static QUEUE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Calls of this grant waiting for approval, other than this very call (a retry of a
+/// waiting call joins it rather than asking again).
+fn waiting_for_grant(
+    ctx: &CallCtx,
+    new: &NewApproval,
+) -> Result<usize, toolgate_store::StoreError> {
+    let waiting = ctx.st.store.approvals(true, now_ms())?;
+    Ok(waiting
+        .iter()
+        .filter(|a| a.grant_id == new.grant_id)
+        .filter(|a| !(a.tool == new.tool && a.arg_hash == new.arg_hash))
+        .count())
+}
+
 /// Holds a call that needs approval; answers when it is decided.
 pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
     let spec = d.approval.clone().unwrap_or_default();
@@ -48,6 +68,29 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
         required: spec.approvers.max(1),
         timeout_ms: spec.timeout_secs.saturating_mul(1000),
     };
+    // One held call at a time in this process checks the grant's share of the queue and
+    // enters it, so concurrent calls cannot overshoot the cap (across replicas, by at most
+    // one call per replica).
+    let queue = QUEUE.lock().await;
+    match waiting_for_grant(&ctx, &new) {
+        Ok(n) if n >= cfg.approvals.max_pending_per_grant => {
+            drop(queue);
+            let d = Decision::denied(
+                QUEUE_FULL,
+                &format!(
+                    "this grant already has {n} calls waiting for approval (approvals.max_pending_per_grant = {}): wait for a decision before asking for another",
+                    cfg.approvals.max_pending_per_grant
+                ),
+            );
+            return ctx.deny(denial_message(&ctx.id_text, &d), &d, None);
+        }
+        Ok(_) => {}
+        Err(e) => {
+            drop(queue);
+            let (answer, d) = store_down(&ctx.id_text, &e.to_string());
+            return ctx.deny(answer, &d, None);
+        }
+    }
     let (a, created) = match ctx.st.store.request_approval(&new, now_ms()) {
         Ok(x) => x,
         Err(e) => {
@@ -74,6 +117,7 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
             crate::webhook::notify(&ctx.st.http, hook, "approval.requested", &a);
         }
     }
+    drop(queue);
     let waiting = wait(ctx.clone(), a.clone());
     if !ctx.accepts_sse {
         return waiting.await;

@@ -100,6 +100,7 @@ struct RawJwt {
 struct RawApprovals {
     webhook: Option<String>,
     webhook_secret: Option<String>,
+    max_pending_per_grant: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -353,11 +354,25 @@ pub struct JwtConfig {
     pub identity_claim: String,
 }
 
+/// The default cap on calls of one grant waiting for approval at once.
+pub const DEFAULT_PENDING_PER_GRANT: usize = 20;
+
 /// The `[approvals]` table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalsConfig {
     /// Where held calls are announced.
     pub webhook: Option<Webhook>,
+    /// Calls of one grant waiting for approval at once; a new one over it is denied.
+    pub max_pending_per_grant: usize,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        ApprovalsConfig {
+            webhook: None,
+            max_pending_per_grant: DEFAULT_PENDING_PER_GRANT,
+        }
+    }
 }
 
 /// A webhook target.
@@ -615,6 +630,7 @@ impl Config {
                             url: url.clone(),
                             secret: secret.clone(),
                         }),
+                        ..ApprovalsConfig::default()
                     }
                 }
                 (Some(_), None) => {
@@ -628,6 +644,18 @@ impl Config {
                     ApprovalsConfig::default()
                 }
             },
+        };
+        let approvals = ApprovalsConfig {
+            max_pending_per_grant: count_setting(
+                "approvals.max_pending_per_grant",
+                raw.approvals
+                    .as_ref()
+                    .and_then(|a| a.max_pending_per_grant.as_ref()),
+                DEFAULT_PENDING_PER_GRANT,
+                100_000,
+                &mut errors,
+            ),
+            ..approvals
         };
         let body_timeout_secs =
             timeout_setting("body_timeout", raw.body_timeout.as_ref(), 30, &mut errors);
