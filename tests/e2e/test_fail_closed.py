@@ -393,3 +393,23 @@ def test_one_grant_cannot_fill_the_approval_queue(gateways: Any) -> None:
             "params": {"name": "refund_payment", "arguments": {"payment_id": f"pay_{held[0]}", "amount": 1, "reason": "duplicate"}}}
     with pytest.raises(httpx.ReadTimeout):
         c.post(body, timeout=3)
+
+
+def test_a_rebound_host_is_refused_everywhere(gateways: Any) -> None:
+    """Finding 14: a loopback gateway answers only loopback `Host` names and
+    `allowed_hosts` (DNS rebinding); a percent-encoded server name is refused."""
+    from helpers import DEMO_POLICY_FILE, demo_server
+
+    gw = gateways.new([demo_server()], {"demo": DEMO_POLICY_FILE.read_text()}, extra={"allowed_hosts": ["gw.test"]})
+    token = gw.grant("demo")
+    evil = {"Host": "rebind.attacker.example"}
+    for path in ["/metrics", "/readyz", "/api/v1/openapi.json", "/"]:
+        r = httpx.get(gw.base_url + path, headers=evil, timeout=10)
+        assert r.status_code == 421, (path, r.status_code, r.text[:200])
+    assert httpx.get(gw.base_url + "/healthz", headers=evil, timeout=10).text == "ok\n"
+    r = httpx.post(gw.url("demo"), json=INITIALIZE, headers=dict(MCP_HEADERS, Authorization=f"Bearer {token}", **evil), timeout=10)
+    assert r.status_code == 421 and "allowed_hosts" in r.json()["error"]["message"], r.text
+    for host in ["gw.test", "gw.test:1234", "localhost"]:
+        assert httpx.get(gw.base_url + "/readyz", headers={"Host": host}, timeout=10).status_code == 200, host
+    r = httpx.post(gw.base_url + "/mcp/%64emo", json=INITIALIZE, headers=dict(MCP_HEADERS, Authorization=f"Bearer {token}"), timeout=10)
+    assert r.status_code == 400 and "percent-encoded" in r.text, r.text

@@ -61,6 +61,8 @@ struct RawConfig {
     #[serde(default)]
     allowed_origins: Vec<String>,
     #[serde(default)]
+    allowed_hosts: Vec<String>,
+    #[serde(default)]
     allow_private_upstreams: bool,
     #[serde(default)]
     policies: BTreeMap<String, String>,
@@ -280,6 +282,8 @@ pub struct Config {
     pub sessions: SessionLimits,
     /// Extra accepted `Origin` values.
     pub allowed_origins: Vec<String>,
+    /// Extra accepted `Host` names (`"*"`: any); see [`crate::host`].
+    pub allowed_hosts: Vec<String>,
     /// Servers added through the admin API may point at loopback and private addresses
     /// (default: refused, so an admin token cannot aim the gateway at internal services).
     pub allow_private_upstreams: bool,
@@ -883,6 +887,7 @@ impl Config {
             max_connections,
             sessions,
             allowed_origins: raw.allowed_origins,
+            allowed_hosts: raw.allowed_hosts,
             allow_private_upstreams: raw.allow_private_upstreams,
             servers,
             policies,

@@ -68,6 +68,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .merge(crate::api::routes())
         .merge(crate::dashboard::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::host::guard,
+        ))
         .layer(axum::middleware::from_fn(crate::request_id::layer))
         .with_state(state)
 }

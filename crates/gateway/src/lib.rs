@@ -4,6 +4,7 @@
 //! - [`config`]: `toolgate.toml` in two stages (raw serde, then validation collecting
 //!   every error with its path) and the policies it names.
 //! - [`front`]: the axum [`router`]: `/mcp/{server}` (POST, GET, DELETE), `/healthz`, `/readyz`.
+//! - [`host`]: the `Host` allow-list (DNS rebinding) and encoded-path refusal.
 //! - [`api`]: the admin API under `/api/v1` (admin tokens with roles).
 //! - [`manage`]: changes shared by the API and the CLI (grants, policy puts with history).
 //! - [`dashboard`]: the dashboard at `/`, its assets embedded.
@@ -32,6 +33,7 @@ pub mod config;
 pub mod dashboard;
 pub mod enforce;
 pub mod front;
+pub mod host;
 pub mod jwt;
 pub mod manage;
 pub mod metrics;

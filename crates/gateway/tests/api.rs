@@ -92,6 +92,7 @@ async fn call(
     body: Option<Value>,
 ) -> (StatusCode, Value) {
     let mut b = Request::builder()
+        .header("host", "localhost")
         .method(method)
         .uri(path)
         .header("authorization", format!("Bearer {token}"));
@@ -123,6 +124,7 @@ async fn mcp(f: &Fixture, method: &str, params: Value) -> Value {
         p.extend(extra.clone());
     }
     let mut req = Request::post("/mcp/demo")
+        .header("host", "localhost")
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .header("authorization", format!("Bearer {}", f.agent))
@@ -590,6 +592,7 @@ async fn audit_query_and_stream() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     // The stream from the start: the first events are the records already written.
     let req = Request::get("/api/v1/audit/stream?after=0&kind=call")
+        .header("host", "localhost")
         .header("authorization", format!("Bearer {}", f.viewer))
         .body(Body::empty())
         .unwrap();
@@ -617,7 +620,12 @@ async fn the_dashboard_is_served_with_a_strict_csp() {
         let resp = f
             .app
             .clone()
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .oneshot(
+                Request::get(path)
+                    .header("host", "localhost")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
@@ -659,6 +667,7 @@ async fn every_listed_route_exists() {
             .replace("{version}", "v")
             .replace("{tool}", "t");
         let req = Request::builder()
+            .header("host", "localhost")
             .method(method.to_uppercase().as_str())
             .uri(&uri)
             .body(Body::empty())
@@ -786,7 +795,12 @@ async fn validate_runs_its_tests_off_the_async_thread_within_a_budget() {
     let resp = f
         .app
         .clone()
-        .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/healthz")
+                .header("host", "localhost")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);

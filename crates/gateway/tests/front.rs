@@ -83,6 +83,7 @@ fn post(
     body: impl Into<Body>,
 ) -> Request<Body> {
     let mut b = Request::post(path)
+        .header("host", "localhost")
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream");
     if let Some(t) = token {
@@ -188,6 +189,7 @@ async fn refusals_before_mcp() {
     .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     let req = Request::post("/mcp/demo")
+        .header("host", "localhost")
         .header("authorization", format!("Bearer {}", f.token))
         .header("content-type", "text/plain")
         .body(Body::from(INIT))
@@ -197,6 +199,7 @@ async fn refusals_before_mcp() {
         StatusCode::UNSUPPORTED_MEDIA_TYPE
     );
     let req = Request::post("/mcp/demo")
+        .header("host", "localhost")
         .header("authorization", format!("Bearer {}", f.token))
         .header("content-type", "application/json")
         .header("accept", "text/html")
@@ -204,6 +207,7 @@ async fn refusals_before_mcp() {
         .unwrap();
     assert_eq!(send(&f.app, req).await.0, StatusCode::NOT_ACCEPTABLE);
     let req = Request::post("/mcp/demo")
+        .header("host", "localhost")
         .header("authorization", format!("Bearer {}", f.token))
         .header("content-type", "application/json")
         .header("origin", "http://evil.example")
@@ -399,6 +403,7 @@ async fn enforcement_through_a_session() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     // DELETE ends it.
     let req = Request::delete("/mcp/demo")
+        .header("host", "localhost")
         .header("authorization", format!("Bearer {}", f.token))
         .header("mcp-session-id", &sid)
         .body(Body::empty())
@@ -443,4 +448,27 @@ async fn a_grant_without_policy_sees_nothing_and_calls_nothing() {
     )
     .await;
     assert_eq!(b["result"]["_meta"]["toolgate"]["rule"], "(no policy)");
+}
+
+#[tokio::test]
+async fn a_rebound_host_and_an_encoded_server_name_are_refused() {
+    let f = fixture("hosts").await;
+    let mut req = post("/mcp/demo", Some(&f.token), None, INIT);
+    req.headers_mut()
+        .insert("host", "rebind.attacker.example:8555".parse().unwrap());
+    let resp = f.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::MISDIRECTED_REQUEST);
+    let req = Request::get("/metrics")
+        .header("host", "rebind.attacker.example")
+        .body(Body::empty())
+        .unwrap();
+    let resp = f.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::MISDIRECTED_REQUEST);
+    let resp = f
+        .app
+        .clone()
+        .oneshot(post("/mcp/%64emo", Some(&f.token), None, INIT))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
