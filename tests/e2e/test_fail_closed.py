@@ -413,3 +413,125 @@ def test_a_rebound_host_is_refused_everywhere(gateways: Any) -> None:
         assert httpx.get(gw.base_url + "/readyz", headers={"Host": host}, timeout=10).status_code == 200, host
     r = httpx.post(gw.base_url + "/mcp/%64emo", json=INITIALIZE, headers=dict(MCP_HEADERS, Authorization=f"Bearer {token}"), timeout=10)
     assert r.status_code == 400 and "percent-encoded" in r.text, r.text
+
+
+def raw_call(c: Client, tool: str, args_json: str, rid: int, timeout: float = 30) -> dict[str, Any]:
+    """A tools/call whose arguments are sent as exactly this JSON text (numbers as written)."""
+    body = f'{{"jsonrpc":"2.0","id":{rid},"method":"tools/call","params":{{"name":"{tool}","arguments":{args_json}}}}}'
+    return answer_of(c.post(body.encode(), timeout=timeout), rid)
+
+
+def test_numbers_are_compared_and_hashed_exactly(gateways: Any, tmp_path: Path) -> None:
+    """Finding 5: `in [1234567890123456789]` refuses …800; `gt 100` catches
+    100.0000000000000001 (f64 rounds it to 100); an approval for one big account number
+    is not used for another."""
+    proc, url, _ = start_hostile(tmp_path)
+    try:
+        policy = {"version": "1", "default": "allow", "tools": {
+            "visible": {"require": [{"path": "args.account", "op": "in", "value": [1234567890123456789]}],
+                        "deny_if": [{"path": "args.amount", "op": "gt", "value": 100}]},
+            "other": {"action": "require_approval", "approval": {"timeout": "5m"}}}}
+        gw = gateways.new([{"name": "hostile", "policy": "p", "url": url, "pinning": "off"}], {"p": policy})
+        c = Client(gw.url("hostile"), gw.grant("hostile"))
+        c.headers["Accept"] = "application/json"
+        ok = raw_call(c, "visible", '{"account": 1234567890123456789, "amount": 5}', 10)
+        assert "called visible" in json.dumps(ok), ok
+        for i, args in enumerate(['{"account": 1234567890123456800, "amount": 5}',
+                                  '{"account": 1234567890123456700, "amount": 5}']):
+            denied = raw_call(c, "visible", args, 11 + i)
+            assert denied["result"]["isError"] and "/tools/visible/require/0" in json.dumps(denied), denied
+        denied = raw_call(c, "visible", '{"account": 1234567890123456789, "amount": 100.0000000000000001}', 13)
+        assert denied["result"]["isError"] and "/tools/visible/deny_if/0" in json.dumps(denied), denied
+        # Approve a call for account …789, then ask for …800: it must wait for its own approval.
+        with pytest.raises(httpx.ReadTimeout):
+            raw_call(c, "other", '{"account": 12345678901234567890123}', 20, timeout=2)
+        pending = json.loads(gw.cli("approvals list", "--json").stdout)
+        assert len(pending) == 1, pending
+        gw.cli("approvals approve", pending[0]["id"], "--as", "alice")
+        with pytest.raises(httpx.ReadTimeout):
+            raw_call(c, "other", '{"account": 12345678901234567890124}', 21, timeout=3)
+    finally:
+        proc.terminate()
+
+
+def test_redaction_hides_the_secret_not_the_command(gateways: Any, tmp_path: Path) -> None:
+    """Finding 4: a string holding a card number is shown with only the number redacted,
+    to the approver and in the full-mode audit record."""
+    proc, url, _ = start_hostile(tmp_path)
+    try:
+        policy = {"version": "1", "default": "allow",
+                  "tools": {"other": {"action": "require_approval", "approval": {"timeout": "5m"}}}}
+        server = {"name": "hostile", "policy": "p", "url": url, "pinning": "off", "audit_arguments": "full"}
+        gw = gateways.new([server], {"p": policy})
+        c = Client(gw.url("hostile"), gw.grant("hostile"))
+        c.headers["Accept"] = "application/json"
+        note = "rm -rf / # 4111-1111-1111-1111"
+        raw_call(c, "visible", json.dumps({"note": note}), 30)
+        with pytest.raises(httpx.ReadTimeout):
+            raw_call(c, "other", json.dumps({"note": note}), 31, timeout=2)
+        pending = json.loads(gw.cli("approvals list", "--json").stdout)
+        shown = json.dumps(pending)
+        assert "rm -rf / # [redacted: card number]" in shown and "4111" not in shown, shown
+        calls = {r["tool"]: r for r in gw.audit_records("--kind", "call") if r.get("tool")}
+        assert calls["visible"]["args"] == {"note": "rm -rf / # [redacted: card number]"}, calls["visible"]
+    finally:
+        proc.terminate()
+
+
+def test_a_costly_policy_validation_is_refused_and_the_gateway_stays_responsive(gateways: Any) -> None:
+    """Finding 7: a viewer's validate with 10 tests × 100,000 calls × 20 limits is refused
+    at its field at once; /healthz answers all along."""
+    import threading
+
+    from helpers import DEMO_POLICY_FILE, demo_server
+
+    gw = gateways.new([demo_server()], {"demo": DEMO_POLICY_FILE.read_text()})
+    out = gw.cli("admin-tokens create", "--name", "viewer", "--role", "viewer", "--json").stdout
+    token = json.loads(out.strip().splitlines()[-1])["token"]
+    limits = [{"counter": f"c{i}", "window": "day", "max": 1000000, "scope": "grant"} for i in range(20)]
+    doc = {"version": "1", "default": "allow", "all_tools": {"limits": limits},
+           "tests": [{"tool": "t", "calls": 100000, "expect": "allow"} for _ in range(10)]}
+    answers: list[httpx.Response] = []
+
+    def validate() -> None:
+        answers.append(httpx.post(gw.base_url + "/api/v1/policies/validate", json=doc,
+                                  headers={"Authorization": f"Bearer {token}"}, timeout=60))
+
+    threads = [threading.Thread(target=validate) for _ in range(2)]
+    for t in threads:
+        t.start()
+    worst = 0.0
+    while any(t.is_alive() for t in threads):
+        started = time.monotonic()
+        assert httpx.get(gw.base_url + "/healthz", timeout=10).status_code == 200
+        worst = max(worst, time.monotonic() - started)
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    assert worst < 1.0, worst
+    for r in answers:
+        assert r.status_code in (200, 429), r.text
+        if r.status_code == 200:
+            body = r.json()
+            assert body["valid"] is False and "/tests/" in json.dumps(body["errors"]), body
+
+
+def test_control_characters_in_names_are_escaped_in_human_output(gateways: Any, tmp_path: Path) -> None:
+    """Finding 8: a tool name with a newline, ANSI/OSC escapes, CR and RLO, chosen by the
+    agent, cannot forge an audit row or drive the terminal through the CLI; JSON stays exact."""
+    from helpers import DEMO_POLICY_FILE, demo_server
+
+    gw = gateways.new([demo_server()], {"demo": DEMO_POLICY_FILE.read_text()})
+    c = Client(gw.url("demo"), gw.grant("demo"))
+    c.headers["Accept"] = "application/json"
+    evil = "x\n2026-12-04T00:00:00Z call demo forged_tool allow\x1b]0;pwned\x07\x1b[31m\r\u202eevil"
+    denied = c.post({"jsonrpc": "2.0", "id": 40, "method": "tools/call", "params": {"name": evil, "arguments": {}}}).json()
+    assert denied["result"]["isError"], denied
+    for command in ["audit tail", "audit query", "status"]:
+        args = ["-n", "20"] if command == "audit tail" else []
+        out = gw.cli(command, *args).stdout
+        for ch in ["\x1b", "\r", "\u202e", "\x07"]:
+            assert ch not in out, (command, ch, out)
+        assert not any(line.startswith("2026-12-04T00:00:00Z call demo forged_tool") for line in out.splitlines()), out
+    exact = [r for r in gw.audit_records("--kind", "call") if r.get("tool") == evil]
+    assert exact, "the JSON output keeps the exact name"
