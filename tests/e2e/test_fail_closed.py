@@ -129,10 +129,22 @@ def metric(gw: Any, name: str, server: str) -> float:
     return float(m.group(1))
 
 
+def open_stream(gw: Any, token: str, session: str) -> socket.socket:
+    """A GET stream held open on a session (the session is in use while it is)."""
+    s = socket.create_connection(host_port(gw), timeout=10)
+    s.sendall((f"GET /mcp/demo HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+               f"Mcp-Session-Id: {session}\r\nMcp-Protocol-Version: 2025-06-18\r\n"
+               "Accept: text/event-stream\r\n\r\n").encode())
+    head = s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return s
+
+
 def test_sessions_with_stdio_upstreams_are_capped(gateways: Any, tmp_path: Path) -> None:
-    """Finding 1: one grant cannot open unbounded stdio children. Over the cap the
+    """Finding 1: one grant cannot open unbounded stdio children. At the grant's cap its
+    least recently used idle session is closed to make room; when all are in use the
     `initialize` gets 429 with a JSON-RPC error naming the cap; `/metrics` counts open
-    sessions and children; a closed session frees its place."""
+    sessions and children."""
     from helpers import DEMO_POLICY_FILE, demo_server
 
     gw = gateways.new([demo_server()], {"demo": DEMO_POLICY_FILE.read_text()},
@@ -140,30 +152,42 @@ def test_sessions_with_stdio_upstreams_are_capped(gateways: Any, tmp_path: Path)
     token, other = gw.grant("demo", "a"), gw.grant("demo", "b")
     headers = dict(MCP_HEADERS, Authorization=f"Bearer {token}")
     opened = []
-    refused = 0
     for _ in range(8):
         r = httpx.post(gw.url("demo"), json=INITIALIZE, headers=headers, timeout=30)
-        if r.status_code == 200:
-            opened.append(r.headers["mcp-session-id"])
-        else:
-            assert r.status_code == 429, r.text
-            assert "max_sessions_per_grant" in r.json()["error"]["message"], r.text
-            refused += 1
-    assert len(opened) == 3 and refused == 5, (opened, refused)
+        assert r.status_code == 200, r.text
+        opened.append(r.headers["mcp-session-id"])
     assert metric(gw, "open_sessions", "demo") == 3
     assert metric(gw, "upstream_channels", "demo") == 3
     children = subprocess.run(["pgrep", "-f", "-P", str(gw.proc.pid), "demo --stdio"],
                               capture_output=True, text=True).stdout.split()
     assert len(children) == 3, children
-    # Another grant has room up to the server's cap (5 in all).
-    other_headers = dict(MCP_HEADERS, Authorization=f"Bearer {other}")
-    codes = [httpx.post(gw.url("demo"), json=INITIALIZE, headers=other_headers, timeout=30).status_code
-             for _ in range(3)]
-    assert codes == [200, 200, 429], codes
-    # Closing a session frees its place.
-    r = httpx.delete(gw.url("demo"), headers=dict(headers, **{"Mcp-Session-Id": opened[0]}), timeout=10)
-    assert r.status_code == 200
-    r = httpx.post(gw.url("demo"), json=INITIALIZE, headers=headers, timeout=30)
+    # The oldest were closed to make room; the newest three live.
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    assert httpx.post(gw.url("demo"), json=ping, headers=dict(headers, **{"Mcp-Session-Id": opened[0]}), timeout=10).status_code == 404
+    # With all three in use (a stream open on each), the next initialize is refused.
+    streams = [open_stream(gw, token, sid) for sid in opened[-3:]]
+    try:
+        r = httpx.post(gw.url("demo"), json=INITIALIZE, headers=headers, timeout=30)
+        assert r.status_code == 429 and r.headers.get("retry-after"), r.text
+        assert "max_sessions_per_grant" in r.json()["error"]["message"], r.text
+        # Another grant has room up to the server's cap (5 in all); busy sessions of
+        # grant a are never closed for it.
+        other_headers = dict(MCP_HEADERS, Authorization=f"Bearer {other}")
+        codes = [httpx.post(gw.url("demo"), json=INITIALIZE, headers=other_headers, timeout=30)
+                 for _ in range(3)]
+        assert [c.status_code for c in codes] == [200, 200, 429], [c.text for c in codes]
+        assert "max_sessions_per_server" in codes[2].json()["error"]["message"]
+        assert metric(gw, "sessions_refused_total", "demo") == 2
+    finally:
+        for s in streams:
+            s.close()
+    # Streams closed: the grant's sessions make room again.
+    deadline = time.monotonic() + 10
+    while True:
+        r = httpx.post(gw.url("demo"), json=INITIALIZE, headers=headers, timeout=30)
+        if r.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert r.status_code == 200, r.text
 
 
