@@ -66,8 +66,10 @@ impl CallCtx {
         } else {
             self.cfg.clone()
         };
-        if approval_granted {
-            // The grant may have been revoked while the call waited.
+        let local = self.st.local_grant.as_ref().map(|g| g.id.as_str());
+        if approval_granted && local != Some(self.grant.id.as_str()) {
+            // The grant may have been revoked while the call waited (the local grant of
+            // `toolgate run` is not in the store: it lives as long as the process).
             match self.st.store.grant(&self.grant.id) {
                 Ok(g) if g.status(now_ms()) == GrantStatus::Active => {}
                 Ok(g) => {

@@ -229,6 +229,11 @@ impl Sessions {
         s
     }
 
+    /// Removes a session without closing its channel (the caller ends it its own way).
+    pub fn remove_quietly(&self, id: &str) -> Option<Arc<Session>> {
+        self.lock().map.remove(id)
+    }
+
     /// Closes sessions idle for longer than `max_idle`; returns how many.
     pub fn reap(&self, max_idle: Duration) -> usize {
         let idle: Vec<String> = self

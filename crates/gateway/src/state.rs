@@ -40,6 +40,9 @@ pub struct AppState {
     /// blocking thread): [`crate::manage::MAX_CONCURRENT_VALIDATIONS`] at once.
     /// `POST /api/v1/policies/validate` is refused with 429 while none is free; puts wait.
     pub validations: Arc<tokio::sync::Semaphore>,
+    /// `toolgate run`: the one grant every request is admitted with, without a token (its
+    /// router is only reached in process, from the stdio front; `serve` never sets it).
+    pub local_grant: Option<Grant>,
 }
 
 #[derive(Default)]
@@ -95,6 +98,7 @@ impl AppState {
             validations: Arc::new(tokio::sync::Semaphore::new(
                 crate::manage::MAX_CONCURRENT_VALIDATIONS,
             )),
+            local_grant: None,
         })
     }
 
@@ -111,6 +115,12 @@ impl AppState {
             &t.service_name,
             self.http.clone(),
         ));
+        self
+    }
+
+    /// Admits every request with `grant` (stdio mode: see [`AppState::local_grant`]).
+    pub fn with_local_grant(mut self, grant: Grant) -> Self {
+        self.local_grant = Some(grant);
         self
     }
 

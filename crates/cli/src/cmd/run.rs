@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use toolgate_gateway::config::{Pinning, ServerConfig, Transport};
-use toolgate_gateway::stdio_mode::{self, StdioGate};
+use toolgate_gateway::stdio_mode;
+use toolgate_gateway::AppState;
 use toolgate_store::Grant;
 
 use super::{load_config_or_user, now_ms, open_counters, open_store, operator, ConfigArg};
@@ -130,24 +131,24 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
         expires_at_ms: None,
         revoked_at_ms: None,
     };
-    tracing::info!(server = %name, store = %store.describe(), audit = %cfg.audit.location(), "toolgate run: enforcing {} on `{}`", a.policy.display(), a.command.join(" "));
-    let decisions = toolgate_gateway::approval::Decisions::watch(store.as_ref());
-    let gate = StdioGate {
-        cfg: Arc::new(cfg),
-        store,
-        counters,
-        audit,
-        grant,
-        decisions,
-    };
+    tracing::info!(server = %name, store = %store.describe(), audit = %cfg.audit.location(), "toolgate run: enforcing {} on `{}`", a.policy.display(), super::Escaped(&a.command.join(" ")));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let code = runtime
-        .block_on(stdio_mode::run(gate))
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let code = runtime.block_on(async move {
+        // The same state `serve` builds, admitting the one local grant.
+        let mut state = AppState::new(cfg, store, counters)
+            .context("cannot build the HTTP client")?
+            .with_local_grant(grant);
+        if let Some(log) = audit {
+            state = state.with_audit(log);
+        }
+        stdio_mode::run(Arc::new(state))
+            .await
+            .map_err(|e| anyhow::anyhow!(e))
+    })?;
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

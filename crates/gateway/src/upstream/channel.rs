@@ -36,8 +36,8 @@ struct Routes {
 
 /// Where messages to the upstream go.
 enum Sink {
-    /// A child's stdin, one message per line.
-    Stdin(tokio::sync::Mutex<ChildStdin>),
+    /// A child's stdin, one message per line (`None` once closed).
+    Stdin(tokio::sync::Mutex<Option<ChildStdin>>),
     /// POSTs to a legacy SSE server's message endpoint.
     Post {
         http: reqwest::Client,
@@ -92,7 +92,7 @@ impl Channel {
         };
         let proc = Arc::new(Channel {
             server: server.to_string(),
-            sink: Sink::Stdin(tokio::sync::Mutex::new(stdin)),
+            sink: Sink::Stdin(tokio::sync::Mutex::new(Some(stdin))),
             routes: Mutex::new(Routes::default()),
             alive: AtomicBool::new(true),
             child: Mutex::new(Some(child)),
@@ -269,7 +269,13 @@ impl Channel {
         }
         match &self.sink {
             Sink::Stdin(stdin) => {
-                let mut stdin = stdin.lock().await;
+                let mut guard = stdin.lock().await;
+                let Some(stdin) = guard.as_mut() else {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::BrokenPipe,
+                        "the upstream's input is closed",
+                    ));
+                };
                 // JSON-RPC over stdio is newline-delimited: a message must be one line.
                 if msg.contains(&b'\n') {
                     let v: Value = serde_json::from_slice(msg).map_err(std::io::Error::other)?;
@@ -386,6 +392,33 @@ impl Channel {
         });
         *chan.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
         Ok(chan)
+    }
+
+    /// Closes the child's stdin: a stdio server takes it as the end of its client and
+    /// exits (after finishing its own work, e.g. writing its files).
+    pub async fn close_input(&self) {
+        if let Sink::Stdin(stdin) = &self.sink {
+            stdin.lock().await.take();
+        }
+    }
+
+    /// Waits up to `grace` for the child to exit, then stops it; its exit code (1 when it
+    /// was stopped or died by a signal, 0 for an SSE connection).
+    pub async fn wait_exit(&self, grace: std::time::Duration) -> i32 {
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(mut child) = child else {
+            return 0;
+        };
+        let status = match tokio::time::timeout(grace, child.wait()).await {
+            Ok(s) => s,
+            Err(_) => {
+                tracing::warn!(server = %self.server, "the server did not exit within {} s; stopping it", grace.as_secs());
+                let _ = child.start_kill();
+                child.wait().await
+            }
+        };
+        self.alive.store(false, Ordering::SeqCst);
+        status.ok().and_then(|s| s.code()).unwrap_or(1)
     }
 
     /// Stops the child (or closes the SSE connection).
