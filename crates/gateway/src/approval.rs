@@ -316,3 +316,36 @@ async fn wait(ctx: CallCtx, a: Approval) -> Response {
         }
     }
 }
+
+/// How often [`sweep_expired`] looks for approvals that ran out of time.
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Marks pending approvals whose time ran out as expired and records each in the audit
+/// log, whether or not a call still waits for it (the agent may have left): every state
+/// change of an approval is an audit record. A waiting call that notices first records
+/// it instead (the store lets one of them make the change). Returns how many it expired.
+pub fn sweep_expired(
+    store: &dyn toolgate_store::StateStore,
+    audit: Option<&toolgate_store::AuditLog>,
+) -> Result<usize, toolgate_store::StoreError> {
+    let now = now_ms();
+    let mut n = 0;
+    for a in store.approvals(false, now)? {
+        if a.status != ApprovalStatus::Pending || a.expires_at_ms > now {
+            continue;
+        }
+        if store.expire_approval(&a.id, now)? {
+            n += 1;
+            tracing::info!(approval = %a.id, tool = %crate::escape(&a.tool), "approval expired with no decision");
+            if let Some(log) = audit {
+                log.append(a.audit_record(
+                    "expired",
+                    None,
+                    Some("nobody decided in time".into()),
+                    now,
+                ));
+            }
+        }
+    }
+    Ok(n)
+}

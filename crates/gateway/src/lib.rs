@@ -55,6 +55,8 @@ use std::time::Duration;
 pub use config::{Config, ConfigError};
 pub use front::router;
 pub use state::AppState;
+/// Escapes agent- and upstream-chosen text for log lines and terminals.
+pub use toolgate_protocol::escape;
 
 /// File descriptors kept for everything but client connections (stdio children, the
 /// store, upstream connections), at least this many.
@@ -104,6 +106,21 @@ pub async fn run(
             let n = reaper_state.sessions.reap(idle);
             if n > 0 {
                 tracing::info!("closed {n} idle session(s)");
+            }
+        }
+    });
+    let sweep_state = state.clone();
+    let sweeper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(approval::SWEEP_EVERY);
+        loop {
+            tick.tick().await;
+            let st = sweep_state.clone();
+            let swept = tokio::task::spawn_blocking(move || {
+                approval::sweep_expired(st.store.as_ref(), st.audit.as_deref())
+            })
+            .await;
+            if let Ok(Err(e)) = swept {
+                tracing::warn!("approval expiry sweep: {e}");
             }
         }
     });
@@ -173,5 +190,6 @@ pub async fn run(
     }
     watcher.abort();
     reaper.abort();
+    sweeper.abort();
     Ok(())
 }
