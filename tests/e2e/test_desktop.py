@@ -35,3 +35,44 @@ def test_an_approval_that_expires_after_the_agent_left_is_audited(gateways: Any)
     assert events == ["requested", "expired"], events
     listed = json.loads(gw.cli("approvals list", "--all", "--json").stdout)
     assert [a["status"] for a in listed] == ["expired"], listed
+
+
+def metric(gw: Any, name: str, server: str) -> float:
+    import re
+
+    text = httpx.get(gw.base_url + "/metrics", timeout=10).text
+    m = re.search(rf'^toolgate_{name}\{{server="{server}"\}} (\S+)$', text, re.M)
+    assert m, text
+    return float(m.group(1))
+
+
+def test_one_shot_sessions_are_closed_sooner(gateways: Any) -> None:
+    """Item 4: a client that initializes, lists and leaves without DELETE (the Inspector's
+    HTTP mode) keeps no stdio child for long (`session_idle_brief`); a session in real use
+    is kept; open sessions show in /metrics and the status API."""
+    from helpers import DEMO_POLICY_FILE
+
+    gw = gateways.new([demo_server()], {"demo": DEMO_POLICY_FILE.read_text()}, extra={"session_idle_brief": "1s"})
+    headers = dict(MCP_HEADERS, Authorization=f"Bearer {gw.grant('demo')}")
+
+    def session(requests: int) -> dict[str, str]:
+        r = httpx.post(gw.url("demo"), json=INITIALIZE, headers=headers, timeout=30)
+        h = dict(headers, **{"Mcp-Session-Id": r.headers["mcp-session-id"]})
+        httpx.post(gw.url("demo"), json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=h, timeout=30)
+        for i in range(requests):
+            httpx.post(gw.url("demo"), json={"jsonrpc": "2.0", "id": 10 + i, "method": "tools/list"}, headers=h, timeout=30)
+        return h
+
+    session(1)
+    kept = session(3)
+    assert metric(gw, "upstream_channels", "demo") == 2
+    out = gw.cli("admin-tokens create", "--name", "v", "--role", "viewer", "--json").stdout
+    viewer = json.loads(out.strip().splitlines()[-1])["token"]
+    status = httpx.get(gw.base_url + "/api/v1/status", headers={"Authorization": f"Bearer {viewer}"}, timeout=10).json()
+    assert status["sessions"] == [{"server": "demo", "open": 2, "channels": 2}], status
+    deadline = time.monotonic() + 25
+    while metric(gw, "upstream_channels", "demo") != 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert metric(gw, "upstream_channels", "demo") == 1
+    r = httpx.post(gw.url("demo"), json={"jsonrpc": "2.0", "id": 99, "method": "ping"}, headers=kept, timeout=30)
+    assert r.status_code == 200, r.text

@@ -30,6 +30,9 @@ pub const DEFAULT_SESSIONS_PER_GRANT: usize = 16;
 pub const DEFAULT_SESSIONS_PER_SERVER: usize = 64;
 /// The default idle time after which a session is closed, seconds (30 minutes).
 pub const DEFAULT_SESSION_IDLE_SECS: u64 = 30 * 60;
+/// The default idle time after which a one-shot session (at most one request after
+/// `initialize`) is closed, seconds.
+pub const DEFAULT_SESSION_IDLE_BRIEF_SECS: u64 = 60;
 /// At a session cap, a session idle at least this long is closed to make room.
 pub const SESSION_EVICT_AFTER_SECS: u64 = 60;
 
@@ -58,6 +61,7 @@ struct RawConfig {
     max_sessions_per_grant: Option<toml::Value>,
     max_sessions_per_server: Option<toml::Value>,
     session_idle: Option<toml::Value>,
+    session_idle_brief: Option<toml::Value>,
     #[serde(default)]
     allowed_origins: Vec<String>,
     #[serde(default)]
@@ -314,6 +318,9 @@ pub struct SessionLimits {
     pub per_server: usize,
     /// Idle sessions are closed after this many seconds.
     pub idle_secs: u64,
+    /// One-shot sessions (at most one request after `initialize`) are closed after this
+    /// many idle seconds.
+    pub idle_brief_secs: u64,
 }
 
 impl SessionLimits {
@@ -704,6 +711,13 @@ impl Config {
                 "session_idle",
                 raw.session_idle.as_ref(),
                 DEFAULT_SESSION_IDLE_SECS,
+                7 * 24 * 3600,
+                &mut errors,
+            ),
+            idle_brief_secs: duration_setting(
+                "session_idle_brief",
+                raw.session_idle_brief.as_ref(),
+                DEFAULT_SESSION_IDLE_BRIEF_SECS,
                 7 * 24 * 3600,
                 &mut errors,
             ),

@@ -102,8 +102,11 @@ pub async fn run(
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {
             tick.tick().await;
-            let idle = Duration::from_secs(reaper_state.config().sessions.idle_secs);
-            let n = reaper_state.sessions.reap(idle);
+            let limits = reaper_state.config().sessions;
+            let n = reaper_state.sessions.reap(
+                Duration::from_secs(limits.idle_secs),
+                Duration::from_secs(limits.idle_brief_secs),
+            );
             if n > 0 {
                 tracing::info!("closed {n} idle session(s)");
             }

@@ -32,6 +32,8 @@ pub struct Session {
     /// The upstream side.
     pub upstream: UpstreamSession,
     last_seen: Mutex<Instant>,
+    /// Messages received on this session after `initialize`.
+    uses: AtomicUsize,
     /// Requests in flight and GET streams open on this session.
     in_use: Arc<AtomicUsize>,
 }
@@ -56,6 +58,7 @@ impl Session {
             grant_id,
             upstream,
             last_seen: Mutex::new(Instant::now()),
+            uses: AtomicUsize::new(0),
             in_use: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -70,7 +73,15 @@ impl Session {
         self.in_use.load(Ordering::SeqCst) > 0
     }
 
+    /// True for a session used at most twice after `initialize` (its
+    /// `notifications/initialized` and one request): a one-shot client that will not
+    /// come back (the MCP Inspector's CLI, scripts that never DELETE).
+    fn brief(&self) -> bool {
+        self.uses.load(Ordering::Relaxed) <= 2
+    }
+
     fn touch(&self) {
+        self.uses.fetch_add(1, Ordering::Relaxed);
         *self.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 
@@ -234,13 +245,19 @@ impl Sessions {
         self.lock().map.remove(id)
     }
 
-    /// Closes sessions idle for longer than `max_idle`; returns how many.
-    pub fn reap(&self, max_idle: Duration) -> usize {
+    /// Closes sessions idle for longer than `max_idle`, and one-shot sessions (used at most
+    /// twice after `initialize`) idle for longer than `max_idle_brief`; never one in use.
+    /// Returns how many.
+    pub fn reap(&self, max_idle: Duration, max_idle_brief: Duration) -> usize {
         let idle: Vec<String> = self
             .lock()
             .map
             .iter()
-            .filter(|(_, s)| s.idle_for() > max_idle)
+            .filter(|(_, s)| !s.busy())
+            .filter(|(_, s)| {
+                let idle = s.idle_for();
+                idle > max_idle || (s.brief() && idle > max_idle_brief)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for id in &idle {
@@ -361,5 +378,33 @@ mod tests {
         let _slot = s.reserve("a", "g1", caps).expect("an idle session closed");
         assert!(s.get("s1", "a", "g1").is_none());
         assert!(s.get("s0", "a", "g1").is_some());
+    }
+
+    #[test]
+    fn one_shot_sessions_are_reaped_sooner_and_busy_ones_never() {
+        let s = Sessions::default();
+        let one_shot = http("a", "x", "g");
+        let used = http("b", "x", "g");
+        let busy = http("c", "x", "g");
+        for _ in 0..3 {
+            used.touch();
+        }
+        let _guard = busy.enter();
+        for session in [one_shot, used, busy] {
+            s.insert(session);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            s.reap(Duration::from_secs(3600), Duration::from_millis(10)),
+            1
+        );
+        assert!(s.get("a", "x", "g").is_none());
+        // Past the long idle time too: the used one goes, the busy one stays.
+        assert_eq!(
+            s.reap(Duration::from_millis(10), Duration::from_millis(10)),
+            1
+        );
+        assert_eq!(s.len(), 1);
+        assert!(s.get("c", "x", "g").is_some());
     }
 }

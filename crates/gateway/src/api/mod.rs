@@ -381,6 +381,7 @@ async fn status(State(st): State<Arc<AppState>>, _: Viewer) -> Response {
         "denied": stats.as_ref().map(|s| s.denied),
         "top_deny_rules": stats.as_ref().map(|s| s.top_deny_rules.iter().map(|(r, n)| json!({"rule": r, "count": n})).collect::<Vec<_>>()),
         "pending_approvals": pending,
+        "sessions": st.sessions.by_server().into_iter().map(|(server, open, channels)| json!({"server": server, "open": open, "channels": channels})).collect::<Vec<_>>(),
         "audit": st.audit.is_some(),
     }))
     .into_response()
