@@ -76,3 +76,18 @@ def test_one_shot_sessions_are_closed_sooner(gateways: Any) -> None:
     assert metric(gw, "upstream_channels", "demo") == 1
     r = httpx.post(gw.url("demo"), json={"jsonrpc": "2.0", "id": 99, "method": "ping"}, headers=kept, timeout=30)
     assert r.status_code == 200, r.text
+
+
+def test_a_legacy_sse_client_is_told_which_transport_is_served(gateways: Any) -> None:
+    """Item 7: a legacy HTTP+SSE client opening its event stream at /mcp/{server} hears that
+    toolgate speaks Streamable HTTP there, not only `missing Mcp-Session-Id`."""
+    from helpers import DEMO_POLICY_FILE
+
+    gw = gateways.new([demo_server()], {"demo": DEMO_POLICY_FILE.read_text()})
+    token = gw.grant("demo")
+    r = httpx.get(gw.url("demo"), headers={"Accept": "text/event-stream", "Authorization": f"Bearer {token}"}, timeout=10)
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert "Streamable HTTP" in message and "legacy HTTP+SSE" in message, message
+    # Without a token, authentication still comes first.
+    assert httpx.get(gw.url("demo"), headers={"Accept": "text/event-stream"}, timeout=10).status_code == 401

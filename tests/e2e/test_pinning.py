@@ -54,9 +54,12 @@ def test_changed_and_new_tools_are_held_until_approved(gateways: Any, tmp_path: 
     async def second_session() -> None:
         async with mcp_client(gw.url("changing"), token) as client:
             assert await tool_names(client) == {"echo"}
-            assert_denied(await client.call_tool("lookup", {"key": "a"}), "(definition changed)")
-            assert_denied(await client.call_tool("surprise", {"text": "x"}), "(definition changed)")
+            changed = assert_denied(await client.call_tool("lookup", {"key": "a"}), "(definition changed)")
+            new = assert_denied(await client.call_tool("surprise", {"text": "x"}), "(definition changed)")
             assert_allowed(await client.call_tool("echo", {"text": "still fine"}), "still fine")
+            # Each says which it is, as `tools list --changed` does (issue 26, item 7).
+            assert "changed since it was reviewed" in changed.message, changed.message
+            assert "new since pinning" in new.message and "toolgate tools approve changing surprise" in new.message, new.message
 
     run(second_session)
 

@@ -105,6 +105,7 @@ pub fn replay<'r>(records: impl IntoIterator<Item = &'r Record>, draft: &Policy)
         };
         let facts = Facts {
             definition_changed: r.rule.as_deref() == Some(labels::DEFINITION_CHANGED),
+            definition_new: false,
             approval_granted: false,
         };
         let mut d = evaluate(&call, draft, &facts, r.at_ms);

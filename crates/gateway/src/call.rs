@@ -104,8 +104,16 @@ impl CallCtx {
             session: session_key,
             server: &self.srv.name,
         };
+        // Held: is it new since pinning (never approved) or changed? Only asked when held.
+        let definition_new = held
+            && self
+                .st
+                .store
+                .pins(&self.srv.name)
+                .is_ok_and(|pins| pins.iter().any(|p| p.tool == self.tool && p.hash.is_none()));
         let facts = Facts {
             definition_changed: held,
+            definition_new,
             approval_granted,
         };
         judge(

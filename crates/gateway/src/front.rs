@@ -1387,6 +1387,18 @@ async fn get_mcp(
     if let Some(r) = modern_get_or_delete(&headers) {
         return r;
     }
+    if !headers.contains_key(SESSION_HEADER) {
+        if let Err(r) = admit(&st, &headers, &server) {
+            return r.into_response();
+        }
+        // What a legacy HTTP+SSE (2024-11-05) client does first: say what is served here.
+        return http_error(
+            StatusCode::BAD_REQUEST,
+            "null",
+            error_codes::INVALID_REQUEST,
+            "toolgate serves Streamable HTTP (MCP 2025-03-26 and later) here: POST `initialize` first; a GET stream needs the Mcp-Session-Id it returns. A GET without one is how a legacy HTTP+SSE (2024-11-05) client starts, which toolgate does not serve to agents: set the client's transport to Streamable HTTP",
+        );
+    }
     let (srv, session) = match admit_session(&st, &headers, &server) {
         Ok(x) => x,
         Err(r) => return *r,

@@ -52,6 +52,8 @@ pub struct Call<'a> {
 pub struct Facts {
     /// The tool's pinned definition changed and was not re-approved.
     pub definition_changed: bool,
+    /// With `definition_changed`: the tool was never pinned (it is new since pinning).
+    pub definition_new: bool,
     /// A person already approved this exact call.
     pub approval_granted: bool,
 }
@@ -239,10 +241,16 @@ pub fn evaluate(call: &Call<'_>, policy: &Policy, facts: &Facts, _now_ms: u64) -
             }
         }
     }
+    if facts.definition_changed && facts.definition_new {
+        return Decision::deny(
+            labels::DEFINITION_CHANGED,
+            format!("`{}` is new since pinning (the server did not list it when it was reviewed); an operator must approve it first: toolgate tools approve {} {}", call.tool, call.server, call.tool),
+        );
+    }
     if facts.definition_changed {
         return Decision::deny(
             labels::DEFINITION_CHANGED,
-            format!("the definition of `{}` changed since it was reviewed; an operator must approve it again", call.tool),
+            format!("the definition of `{}` changed since it was reviewed; an operator must approve it again: toolgate tools approve {} {}", call.tool, call.server, call.tool),
         );
     }
     let own: &[Limit] = rule.map_or(&[], |r| &r.limits);

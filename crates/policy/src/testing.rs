@@ -120,6 +120,7 @@ fn run_one(policy: &Policy, t: &PolicyTest, steps: &mut u64, budget: u64) -> Tes
     };
     let facts = Facts {
         definition_changed: t.definition_changed,
+        definition_new: false,
         approval_granted: false,
     };
     if *steps == 0 {

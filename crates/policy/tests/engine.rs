@@ -214,6 +214,7 @@ fn order_definition_changed_after_predicates_before_limits() {
     let args = json!({"x": 1});
     let changed = Facts {
         definition_changed: true,
+        definition_new: false,
         approval_granted: false,
     };
     assert_eq!(
@@ -243,6 +244,7 @@ fn require_approval_carries_reservations_and_spec() {
     let args = json!({});
     let granted = Facts {
         definition_changed: false,
+        definition_new: false,
         approval_granted: true,
     };
     assert!(evaluate(&call("refund_payment", &args), &p, &granted, 0).is_allow());

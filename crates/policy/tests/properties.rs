@@ -38,7 +38,7 @@ proptest! {
         let mut hidden = stricter.clone();
         hidden.hide.push(toolgate_policy::model::HideEntry::Exact("t".into()));
         prop_assert!(!evaluate(&c, &hidden, &Facts::default(), 0).is_allow());
-        let changed = Facts { definition_changed: true, approval_granted: true };
+        let changed = Facts { definition_changed: true, approval_granted: true, definition_new: false };
         prop_assert!(!evaluate(&c, &stricter, &changed, 0).is_allow());
     }
 

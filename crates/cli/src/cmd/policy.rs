@@ -279,6 +279,7 @@ fn explain(a: &ExplainArgs) -> Result<ExitCode> {
     };
     let facts = Facts {
         definition_changed: a.definition_changed,
+        definition_new: false,
         approval_granted: false,
     };
     if a.calls == 1 {
