@@ -91,3 +91,21 @@ def test_a_legacy_sse_client_is_told_which_transport_is_served(gateways: Any) ->
     assert "Streamable HTTP" in message and "legacy HTTP+SSE" in message, message
     # Without a token, authentication still comes first.
     assert httpx.get(gw.url("demo"), headers={"Accept": "text/event-stream"}, timeout=10).status_code == 401
+
+
+def test_scan_recognises_a_legacy_sse_url(upstreams: Any, tmp_path: Any) -> None:
+    """Item 7: `toolgate scan URL` on an HTTP+SSE-only server says which transport it found
+    and lists the tools over it, rather than `answered "initialize" with HTTP 404`."""
+    import subprocess
+
+    from helpers import toolgate_bin
+
+    upstream = upstreams.recording("legacy-sse")
+    proc = subprocess.run([str(toolgate_bin()), "scan", "--format", "json", upstream.url], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "legacy HTTP+SSE" in proc.stderr, proc.stderr
+    report = json.loads(proc.stdout)
+    text = json.dumps(report)
+    names = {n for n in ["echo", "add", "slow_progress"] if f'"{n}"' in text}
+    assert names == {"echo", "add", "slow_progress"}, text[:1000]

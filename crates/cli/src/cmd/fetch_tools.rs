@@ -1,5 +1,6 @@
 //! A minimal MCP client for `scan`: `initialize`, `notifications/initialized`, then
-//! `tools/list` page by page, over Streamable HTTP or stdio.
+//! `tools/list` page by page, over Streamable HTTP, legacy HTTP+SSE (2024-11-05: a URL
+//! whose `POST` is refused and whose `GET` answers an event stream) or stdio.
 
 use std::time::Duration;
 
@@ -140,16 +141,105 @@ impl Session for Http<'_> {
     }
 }
 
-/// Lists the tools of a Streamable HTTP server.
+/// Lists the tools of a Streamable HTTP server; a legacy HTTP+SSE one is recognised and
+/// spoken to in its own transport (said on stderr).
 pub async fn over_http(url: &str, headers: &[(String, String)]) -> Result<Vec<Value>> {
     let client = reqwest::Client::builder().timeout(TIMEOUT).build()?;
-    list_tools(&mut Http {
-        client,
+    let streamable = list_tools(&mut Http {
+        client: client.clone(),
         url,
         headers,
         session: None,
     })
+    .await;
+    match streamable {
+        Ok(tools) => Ok(tools),
+        Err(e) if is_sse_endpoint(&client, url, headers).await => {
+            eprintln!("toolgate: `{url}` is a legacy HTTP+SSE (2024-11-05) endpoint, not Streamable HTTP ({e}); listing its tools over HTTP+SSE");
+            over_sse(url, headers).await
+        }
+        Err(e) => Err(e.context(format!(
+            "`{url}` does not speak Streamable HTTP, nor does it answer GET with an event stream (legacy HTTP+SSE)"
+        ))),
+    }
+}
+
+/// True when `GET url` answers an event stream: a legacy HTTP+SSE endpoint.
+async fn is_sse_endpoint(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(String, String)],
+) -> bool {
+    let mut req = client
+        .get(url)
+        .header("accept", "text/event-stream")
+        .timeout(Duration::from_secs(10));
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    match req.send().await {
+        Ok(r) => {
+            r.status().is_success()
+                && r.headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|c| c.starts_with("text/event-stream"))
+        }
+        Err(_) => false,
+    }
+}
+
+/// A legacy HTTP+SSE connection (the gateway's own channel).
+struct Sse {
+    channel: std::sync::Arc<toolgate_gateway::upstream::channel::Channel>,
+}
+
+impl Session for Sse {
+    async fn send(&mut self, msg: Value) -> Result<Value> {
+        let Some(id) = msg.get("id").map(Value::to_string) else {
+            self.channel.send(msg.to_string().as_bytes()).await?;
+            return Ok(Value::Null);
+        };
+        let mut rx = self.channel.register(&id, None);
+        self.channel.send(msg.to_string().as_bytes()).await?;
+        let key = toolgate_gateway::upstream::id_key(&id);
+        let deadline = tokio::time::sleep(TIMEOUT);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                m = rx.recv() => {
+                    let m = m.context("the SSE server closed the stream before answering")?;
+                    let v: Value = serde_json::from_slice(&m).context("the server's answer is not JSON")?;
+                    if v.get("method").is_none() && v.get("id").map(Value::to_string).map(|k| toolgate_gateway::upstream::id_key(&k)) == Some(key.clone()) {
+                        return Ok(v);
+                    }
+                }
+                () = &mut deadline => bail!("no answer to {} within {} s", msg["method"], TIMEOUT.as_secs()),
+            }
+        }
+    }
+}
+
+/// Lists the tools of a legacy HTTP+SSE server.
+pub async fn over_sse(url: &str, headers: &[(String, String)]) -> Result<Vec<Value>> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let channel = toolgate_gateway::upstream::channel::Channel::connect_sse(
+        "scan",
+        &http,
+        url,
+        headers,
+        toolgate_gateway::config::DEFAULT_MAX_ANSWER,
+    )
     .await
+    .map_err(|e| anyhow::anyhow!("`{url}`: {e}"))?;
+    let tools = list_tools(&mut Sse {
+        channel: channel.clone(),
+    })
+    .await;
+    channel.kill();
+    tools
 }
 
 struct Stdio {
