@@ -1,4 +1,5 @@
-//! Where `scan` takes its options: before the server's command; one after `scan --` is refused.
+//! Where `run` and `scan` take their options: before the server's command, with or without
+//! `--` for `run` (the MCP Inspector's CLI drops it); a scan option after `scan --` is refused.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::process::{Command, Stdio};
@@ -19,6 +20,10 @@ fn toolgate(args: &[&str]) -> (String, String, i32) {
         String::from_utf8(out.stderr).unwrap(),
         out.status.code().unwrap_or(-1),
     )
+}
+
+fn demo_policy() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies/demo.json").to_string()
 }
 
 #[test]
@@ -77,4 +82,44 @@ fn a_server_may_take_its_own_format_and_header_flags() {
         !err.contains("put scan's options before the command"),
         "{err}"
     );
+}
+
+#[test]
+fn run_takes_the_command_with_or_without_the_double_dash() {
+    let policy = demo_policy();
+    let bin = env!("CARGO_BIN_EXE_toolgate");
+    // stdin closed: toolgate starts the server, sees the client gone and stops. What matters
+    // is that the arguments parse and the name is derived from the command.
+    for args in [
+        vec![
+            "run", "--policy", &policy, "--name", "demo", bin, "demo", "--stdio",
+        ],
+        vec![
+            "run", "--policy", &policy, "--name", "demo", "--", bin, "demo", "--stdio",
+        ],
+    ] {
+        let (stdout, err, _) = toolgate(&args);
+        assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
+        assert!(err.contains("server=demo"), "{args:?}: {err}");
+        assert!(stdout.is_empty());
+    }
+    // Without `--`, hyphenated arguments after the command are still the server's.
+    // (A script that does not exist: node stops at once.)
+    let (_, err, _) = toolgate(&[
+        "run",
+        "--policy",
+        &policy,
+        "node",
+        "--no-warnings",
+        "/nonexistent/server-x/dist/index.js",
+        "--policy",
+        "x",
+    ]);
+    assert!(
+        err.contains("server name `server-x`") && err.contains("--name"),
+        "{err}"
+    );
+    let (_, err, code) = toolgate(&["run", "--policy", &policy]);
+    assert_eq!(code, 2);
+    assert!(err.contains("CMD ARGS"), "{err}");
 }
