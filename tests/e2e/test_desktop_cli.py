@@ -1,7 +1,7 @@
 """What a desktop user hits with `toolgate run` (issue 26): servers started through the same
 launcher (`node`) get distinct names without `--name`, so neither one's pins hold the other's
-tools; the MCP Inspector's CLI, which drops the `--` before the server's command, can start
-`toolgate run`."""
+tools; `toolgate status` says which server denied; the MCP Inspector's CLI, which drops the
+`--` before the server's command, can start `toolgate run`."""
 
 from __future__ import annotations
 
@@ -74,6 +74,13 @@ def test_servers_under_one_launcher_get_distinct_names(tmp_path: Path) -> None:
         ("server-alpha", "list_providers", "deny"),
         ("server-everything", "echo", "allow"),
     }, by_server
+
+    # `status` and the audit table name the server: every `toolgate run` grant is `stdio`.
+    status = toolgate(tmp_path, "status").stdout
+    denial = next(line for line in status.splitlines() if "list_providers" in line)
+    assert "server-alpha list_providers (grant stdio)" in denial, status
+    table = toolgate(tmp_path, "audit", "query", "--kind", "call").stdout
+    assert any("server-everything" in line and "echo" in line for line in table.splitlines()), table
 
 
 def test_run_logs_the_name_it_chose(tmp_path: Path) -> None:
