@@ -164,10 +164,11 @@ fn table_line(r: &Record) -> String {
         _ => r.message.clone().unwrap_or_default(),
     };
     format!(
-        "{:>7}  {}  {:<8} {:<16} {:<28} {:<8} {}",
+        "{:>7}  {}  {:<8} {:<16} {:<16} {:<28} {:<8} {}",
         r.seq,
         show_time(r.at_ms),
         r.kind.as_str(),
+        Escaped(r.server.as_deref().unwrap_or("-")),
         Escaped(r.grant_label.as_deref().unwrap_or("-")),
         Escaped(&what),
         Escaped(&result),
@@ -177,8 +178,8 @@ fn table_line(r: &Record) -> String {
 
 fn header() -> String {
     format!(
-        "{:>7}  {:<24}  {:<8} {:<16} {:<28} {:<8} {}",
-        "seq", "time", "kind", "grant", "tool/method", "result", "rule / detail"
+        "{:>7}  {:<24}  {:<8} {:<16} {:<16} {:<28} {:<8} {}",
+        "seq", "time", "kind", "server", "grant", "tool/method", "result", "rule / detail"
     )
 }
 
@@ -410,12 +411,15 @@ pub fn status(arg: &ConfigArg, since: &str) -> Result<ExitCode> {
     if !denials.is_empty() {
         say!("  last denials:");
         for r in &denials {
+            // The server first, as for pending approvals: `toolgate run`'s grants are all
+            // labelled `stdio`, so the label alone does not say which server denied.
             say!(
-                "    #{} {} {} {} by {}: {}",
+                "    #{} {} {} {} (grant {}) by {}: {}",
                 r.seq,
                 show_time(r.at_ms),
-                Escaped(r.grant_label.as_deref().unwrap_or("-")),
+                Escaped(r.server.as_deref().unwrap_or("-")),
                 Escaped(r.tool.as_deref().unwrap_or("-")),
+                Escaped(r.grant_label.as_deref().unwrap_or("-")),
                 Escaped(r.rule.as_deref().unwrap_or("-")),
                 Escaped(r.message.as_deref().unwrap_or(""))
             );

@@ -13,52 +13,44 @@ use toolgate_store::Grant;
 
 use super::{load_config_or_user, now_ms, open_counters, open_store, operator, ConfigArg};
 
+mod name;
+
 /// Arguments of `toolgate run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The policy enforced on the server's tools (JSON). An invalid policy stops toolgate.
     #[arg(long, value_name = "FILE")]
     policy: PathBuf,
-    /// The server's name in the audit log and for `toolgate tools` and approvals
-    /// (default: the command's file name). A `[[servers]]` entry of that name in the config
-    /// lends its `pinning`, `audit_arguments` and `redact` settings.
+    /// The server's name in the audit log and for `toolgate tools` and approvals. Default:
+    /// what the command runs: the package of `npx`, `uvx`, `bunx`…
+    /// (`npx -y @scope/server-x` → `server-x`), the module of `python -m`, the image of
+    /// `docker run`, the script's package folder for `node`, `python`, `deno`, `sh`…
+    /// (`node /a/server-memory/dist/index.js` → `server-memory`), else the command's file
+    /// name. A `[[servers]]` entry of that name in the config lends its `pinning`,
+    /// `audit_arguments` and `redact` settings.
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
     #[command(flatten)]
     config: ConfigArg,
-    /// The MCP server to run, after `--`: `toolgate run --policy p.json -- npx -y @scope/server`.
-    #[arg(last = true, required = true, value_name = "CMD ARGS")]
+    /// The MCP server to run, after the options: `toolgate run --policy p.json -- npx -y
+    /// @scope/server`. The `--` is optional: everything from CMD on is the server's.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        num_args = 1..,
+        value_name = "CMD ARGS"
+    )]
     command: Vec<String>,
-}
-
-fn default_name(command: &str) -> String {
-    let base = std::path::Path::new(command)
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "stdio".into());
-    let clean: String = base
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(64)
-        .collect();
-    if clean.is_empty() {
-        "stdio".into()
-    } else {
-        clean
-    }
 }
 
 /// Runs stdio mode; exits with the server's exit code.
 pub fn run(a: &RunArgs) -> Result<ExitCode> {
     let mut cfg = load_config_or_user(&a.config)?;
     let Some((program, args)) = a.command.split_first() else {
-        bail!("give the server's command after `--`: toolgate run --policy p.json -- CMD ARGS");
+        bail!(
+            "give the server's command after the options: toolgate run --policy p.json -- CMD ARGS"
+        );
     };
     let text = std::fs::read_to_string(&a.policy)
         .with_context(|| format!("cannot read the policy `{}`", a.policy.display()))?;
@@ -74,10 +66,20 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
             );
         }
     };
-    let name = a.name.clone().unwrap_or_else(|| default_name(program));
-    if !toolgate_gateway::config::valid_name(&name) {
-        bail!("--name: use letters, digits, '-' and '_' (got {name:?})");
-    }
+    let cwd = std::env::current_dir().context("cannot read the current folder")?;
+    let name = match &a.name {
+        Some(n) => {
+            if !toolgate_gateway::config::valid_name(n) {
+                bail!("--name: use letters, digits, '-' and '_' (got {n:?})");
+            }
+            n.clone()
+        }
+        None => {
+            let n = name::derive(&a.command, &cwd);
+            tracing::info!(server = %n, "toolgate run: server name `{n}` (from the command; --name NAME overrides it)");
+            n
+        }
+    };
     let policy_name = format!("run-{name}");
     let command = if program == "toolgate" {
         std::env::current_exe().unwrap_or_else(|_| PathBuf::from(program))
@@ -91,7 +93,7 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
             command,
             args: args.to_vec(),
             env: vec![],
-            cwd: std::env::current_dir().context("cannot read the current folder")?,
+            cwd,
         },
         policy: Some(policy_name.clone()),
         pinning: like.as_ref().map_or(Pinning::Enforce, |s| s.pinning),

@@ -1,4 +1,5 @@
-//! `toolgate scan --file TOOLS.json… [--format table|json|markdown] [--policy-out FILE]`.
+//! `toolgate scan [--format table|json|markdown] [--policy-out FILE] (URL | -- CMD ARGS… |
+//! --file TOOLS.json…)`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -31,7 +32,8 @@ pub struct ScanArgs {
     /// A Streamable HTTP server URL.
     #[arg(value_name = "URL")]
     url: Option<String>,
-    /// After `--`: a command that starts a stdio server (`-- npx some-server`).
+    /// After `--`: a command that starts a stdio server (`-- npx some-server`). Everything
+    /// after `--` is the server's: put scan's options before it.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
     /// A header for the URL's server, `Name: value` (repeatable), e.g. for auth.
@@ -49,6 +51,11 @@ pub struct ScanArgs {
 pub fn run(a: &ScanArgs) -> Result<ExitCode> {
     if a.files.is_empty() && a.url.is_none() && a.command.is_empty() {
         bail!("nothing to scan: pass a URL, `-- CMD ARGS…`, or --file TOOLS.json (a saved `tools/list` result)");
+    }
+    if let Some(opt) = misplaced_option(&a.command) {
+        bail!(
+            "`{opt}` comes after `--`, so it would go to the server, not to scan: put scan's options before the command (`toolgate scan --format json --policy-out starter.json -- CMD ARGS…`)"
+        );
     }
     let mut reports = vec![];
     if let Some(url) = &a.url {
@@ -142,6 +149,28 @@ pub fn run(a: &ScanArgs) -> Result<ExitCode> {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// A scan option among the server's arguments, as in `scan -- CMD ARGS --policy-out F`:
+/// everything after `--` goes to the server, so scan would run without it and write no
+/// policy. `--policy-out` always; `--format` only with one of scan's formats. `--header`,
+/// `--file` and `--log-format` are left alone: servers take them too (the `mcp-remote`
+/// proxy takes `--header`).
+fn misplaced_option(command: &[String]) -> Option<String> {
+    let formats = ["table", "json", "markdown"];
+    let args = command.get(1..).unwrap_or_default();
+    args.iter().enumerate().find_map(|(i, a)| {
+        let (flag, value) = match a.split_once('=') {
+            Some((f, v)) => (f, Some(v)),
+            None => (a.as_str(), args.get(i + 1).map(String::as_str)),
+        };
+        let ours = match flag {
+            "--policy-out" => true,
+            "--format" => value.is_some_and(|v| formats.contains(&v)),
+            _ => false,
+        };
+        ours.then(|| flag.to_string())
     })
 }
 
