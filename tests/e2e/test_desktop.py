@@ -109,3 +109,35 @@ def test_scan_recognises_a_legacy_sse_url(upstreams: Any, tmp_path: Any) -> None
     text = json.dumps(report)
     names = {n for n in ["echo", "add", "slow_progress"] if f'"{n}"' in text}
     assert names == {"echo", "add", "slow_progress"}, text[:1000]
+
+
+def test_a_tool_listed_only_to_clients_with_a_capability_is_not_held_as_new(gateways: Any) -> None:
+    """Item 7: a server lists `summarise` only to clients that declare `sampling`. The first
+    such client sees it (pinned as reviewed, recorded), it is not held as new; a later
+    change of its definition would still be held."""
+    import sys
+    from pathlib import Path
+
+    server = {"name": "caps", "policy": "p", "command": sys.executable,
+              "args": [str(Path(__file__).parent / "upstreams" / "caps_server.py")]}
+    gw = gateways.new([server], {"p": {"version": "1", "default": "allow"}})
+    headers = dict(MCP_HEADERS, Authorization=f"Bearer {gw.grant('caps')}", Accept="application/json")
+
+    def listed(capabilities: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+        init = json.loads(json.dumps(INITIALIZE))
+        init["params"]["capabilities"] = capabilities
+        r = httpx.post(gw.url("caps"), json=init, headers=headers, timeout=30)
+        h = dict(headers, **{"Mcp-Session-Id": r.headers["mcp-session-id"]})
+        r = httpx.post(gw.url("caps"), json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=h, timeout=30)
+        return [t["name"] for t in r.json()["result"]["tools"]], h
+
+    assert listed({})[0] == ["lookup"]
+    names, h = listed({"sampling": {}})
+    assert names == ["lookup", "summarise"], names
+    r = httpx.post(gw.url("caps"), json={"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                                         "params": {"name": "summarise", "arguments": {}}}, headers=h, timeout=30)
+    assert "summarise done" in r.text, r.text
+    assert listed({"sampling": {}, "roots": {}})[0] == ["lookup", "summarise"]
+    assert "HELD" not in gw.cli("tools list", "caps", "--changed").stdout
+    pins = [r for r in gw.audit_records("--kind", "pin") if r.get("tool") == "summarise"]
+    assert [p["decision"] for p in pins] == ["approved"], pins

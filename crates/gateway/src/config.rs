@@ -24,10 +24,16 @@ pub const DEFAULT_MAX_ANSWER: usize = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// The default time request headers have to arrive, seconds.
 pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
-/// The default cap on open sessions of one grant on one server.
+/// The default cap on open sessions of one grant on a stdio or legacy SSE server (each
+/// session is a child process or a connection).
 pub const DEFAULT_SESSIONS_PER_GRANT: usize = 16;
-/// The default cap on open sessions of one server.
+/// The default cap on open sessions of a stdio or legacy SSE server.
 pub const DEFAULT_SESSIONS_PER_SERVER: usize = 64;
+/// The default cap on open sessions of one grant on a Streamable HTTP server (a session
+/// costs toolgate a table entry).
+pub const DEFAULT_HTTP_SESSIONS_PER_GRANT: usize = 256;
+/// The default cap on open sessions of a Streamable HTTP server.
+pub const DEFAULT_HTTP_SESSIONS_PER_SERVER: usize = 4096;
 /// The default idle time after which a session is closed, seconds (30 minutes).
 pub const DEFAULT_SESSION_IDLE_SECS: u64 = 30 * 60;
 /// The default idle time after which a one-shot session (at most one request after
@@ -312,10 +318,11 @@ pub struct Config {
 /// The bounds on agent sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionLimits {
-    /// Open sessions one grant may hold on one server.
-    pub per_grant: usize,
-    /// Open sessions on one server, all grants together.
-    pub per_server: usize,
+    /// Open sessions one grant may hold on one server (`None`: by transport, see
+    /// [`SessionLimits::caps`]).
+    pub per_grant: Option<usize>,
+    /// Open sessions on one server, all grants together (`None`: by transport).
+    pub per_server: Option<usize>,
     /// Idle sessions are closed after this many seconds.
     pub idle_secs: u64,
     /// One-shot sessions (at most one request after `initialize`) are closed after this
@@ -324,11 +331,23 @@ pub struct SessionLimits {
 }
 
 impl SessionLimits {
-    /// The caps as [`crate::session::Sessions::reserve`] takes them.
-    pub fn caps(&self) -> crate::session::Caps {
+    /// The caps for a server reached over `transport`, as
+    /// [`crate::session::Sessions::reserve`] takes them: the configured ones, else the
+    /// defaults for what a session costs there (a child process or a connection for
+    /// stdio and legacy SSE; a table entry for Streamable HTTP).
+    pub fn caps(&self, transport: &Transport) -> crate::session::Caps {
+        let (grant, server) = match transport {
+            Transport::Http { .. } => (
+                DEFAULT_HTTP_SESSIONS_PER_GRANT,
+                DEFAULT_HTTP_SESSIONS_PER_SERVER,
+            ),
+            Transport::Stdio { .. } | Transport::Sse { .. } => {
+                (DEFAULT_SESSIONS_PER_GRANT, DEFAULT_SESSIONS_PER_SERVER)
+            }
+        };
         crate::session::Caps {
-            per_grant: self.per_grant,
-            per_server: self.per_server,
+            per_grant: self.per_grant.unwrap_or(grant),
+            per_server: self.per_server.unwrap_or(server),
             evict_after: std::time::Duration::from_secs(SESSION_EVICT_AFTER_SECS),
         }
     }
@@ -693,20 +712,13 @@ impl Config {
             &mut errors,
         );
         let sessions = SessionLimits {
-            per_grant: count_setting(
-                "max_sessions_per_grant",
-                raw.max_sessions_per_grant.as_ref(),
-                DEFAULT_SESSIONS_PER_GRANT,
-                100_000,
-                &mut errors,
-            ),
-            per_server: count_setting(
-                "max_sessions_per_server",
-                raw.max_sessions_per_server.as_ref(),
-                DEFAULT_SESSIONS_PER_SERVER,
-                100_000,
-                &mut errors,
-            ),
+            per_grant: raw
+                .max_sessions_per_grant
+                .as_ref()
+                .map(|v| count_setting("max_sessions_per_grant", Some(v), 1, 100_000, &mut errors)),
+            per_server: raw.max_sessions_per_server.as_ref().map(|v| {
+                count_setting("max_sessions_per_server", Some(v), 1, 100_000, &mut errors)
+            }),
             idle_secs: duration_setting(
                 "session_idle",
                 raw.session_idle.as_ref(),

@@ -212,6 +212,9 @@ pub struct PinCtx {
     pub enforce: bool,
     /// Where pin changes are recorded.
     pub audit: Option<Arc<AuditLog>>,
+    /// The listing client's capabilities that gate tools (see
+    /// [`crate::session::client_caps`]).
+    pub client_caps: String,
 }
 
 /// Pins the listed tools; returns the names to hold back. Fails closed: when the store
@@ -220,8 +223,18 @@ fn pin_tools(ctx: &PinCtx, tools: &[Value]) -> Result<Vec<String>, ()> {
     let prints: Vec<(String, String, String)> =
         tools.iter().filter_map(crate::pin::fingerprint).collect();
     let now = crate::state::now_ms();
+    // The first client with this set of capabilities: tools it is the first to see were
+    // not there before only because no such client had asked (servers list sampling or
+    // elicitation tools only to clients that have them). Read before the tools are.
+    let first_caps = ctx
+        .store
+        .observe_capabilities(&ctx.server, &ctx.client_caps, now)
+        .unwrap_or(false);
     match ctx.store.observe_tools(&ctx.server, &prints, now) {
-        Ok(observed) => {
+        Ok(mut observed) => {
+            if first_caps {
+                pin_first_seen(ctx, &mut observed, now);
+            }
             for (tool, what) in &observed.changed {
                 if let Some(log) = &ctx.audit {
                     log.append(Record {
@@ -253,6 +266,46 @@ fn pin_tools(ctx: &PinCtx, tools: &[Value]) -> Result<Vec<String>, ()> {
             } else {
                 Ok(vec![])
             }
+        }
+    }
+}
+
+/// Pins, as reviewed, the tools that are new in a listing by the first client with its set
+/// of capabilities (each recorded: `kind = "pin"`, `approved`). Changed definitions stay held.
+fn pin_first_seen(ctx: &PinCtx, observed: &mut toolgate_store::Observed, now: u64) {
+    let new: Vec<String> = observed
+        .changed
+        .iter()
+        .filter(|(_, what)| what == "new since pinning")
+        .map(|(tool, _)| tool.clone())
+        .collect();
+    for tool in new {
+        match ctx.store.approve_pin(&ctx.server, &tool, now) {
+            Ok(pin) => {
+                let caps = if ctx.client_caps.is_empty() {
+                    "none".to_string()
+                } else {
+                    ctx.client_caps.clone()
+                };
+                tracing::info!(server = %ctx.server, tool = %toolgate_protocol::Escaped(&tool), capabilities = %caps, "tool pinned as first listed to a client with these capabilities");
+                if let Some(log) = &ctx.audit {
+                    log.append(Record {
+                        at_ms: now,
+                        kind: Kind::Pin,
+                        server: Some(ctx.server.clone()),
+                        tool: Some(tool.clone()),
+                        decision: Some("approved".into()),
+                        approver: Some(format!("(first client with capabilities: {caps})")),
+                        message: Some(format!("listed for the first time to a client with capabilities {caps}: pinned as reviewed")),
+                        ..Record::default()
+                    });
+                }
+                observed.changed.retain(|(t, _)| *t != tool);
+                if let Some(p) = observed.pins.iter_mut().find(|p| p.tool == tool) {
+                    *p = pin;
+                }
+            }
+            Err(e) => tracing::error!(server = %ctx.server, "pin store failed: {e}"),
         }
     }
 }

@@ -659,6 +659,7 @@ async fn post_mcp(
                     server: srv.name.clone(),
                     enforce: srv.pinning == Pinning::Enforce,
                     audit: st.audit.clone(),
+                    client_caps: session.client_caps.clone(),
                 });
                 Hook::FilterTools(
                     policy,
@@ -842,7 +843,7 @@ async fn initialize(
     // A place within the session caps, held until the session is in the table.
     let _slot = match st
         .sessions
-        .reserve(&srv.name, &grant.id, cfg.sessions.caps())
+        .reserve(&srv.name, &grant.id, cfg.sessions.caps(&srv.transport))
     {
         Ok(slot) => slot,
         Err(full) => {
@@ -864,6 +865,7 @@ async fn initialize(
             url,
             headers: extra,
         } => {
+            let init_body = bytes.clone();
             let req = upstream_request(st, reqwest::Method::POST, url, headers, extra, None)
                 .timeout(Duration::from_secs(cfg.upstream_timeout_secs))
                 .body(bytes);
@@ -880,14 +882,17 @@ async fn initialize(
             let mut out =
                 relay_response(resp, id_text, Hook::None, &srv.name, cfg.max_answer).await;
             if ok {
-                let s = Arc::new(Session::new(
-                    our_id.clone(),
-                    srv.name.clone(),
-                    grant.id.clone(),
-                    UpstreamSession::Http {
-                        session_id: upstream_sid,
-                    },
-                ));
+                let s = Arc::new(
+                    Session::new(
+                        our_id.clone(),
+                        srv.name.clone(),
+                        grant.id.clone(),
+                        UpstreamSession::Http {
+                            session_id: upstream_sid,
+                        },
+                    )
+                    .with_client_caps(crate::session::client_caps(&init_body)),
+                );
                 st.sessions.insert(s);
                 set_session_header(&mut out, &our_id);
                 tracing::info!(server = %srv.name, grant = %toolgate_protocol::Escaped(&grant.label), session = %our_id, "session opened");
@@ -907,12 +912,15 @@ async fn initialize(
                     );
                 }
             };
-            let session = Arc::new(Session::new(
-                our_id.clone(),
-                srv.name.clone(),
-                grant.id.clone(),
-                UpstreamSession::Channel(proc),
-            ));
+            let session = Arc::new(
+                Session::new(
+                    our_id.clone(),
+                    srv.name.clone(),
+                    grant.id.clone(),
+                    UpstreamSession::Channel(proc),
+                )
+                .with_client_caps(crate::session::client_caps(&bytes)),
+            );
             st.sessions.insert(session.clone());
             tracing::info!(server = %srv.name, grant = %toolgate_protocol::Escaped(&grant.label), session = %our_id, "session opened (upstream channel open)");
             let mut out = relay_request(

@@ -32,6 +32,9 @@ pub struct Session {
     /// The upstream side.
     pub upstream: UpstreamSession,
     last_seen: Mutex<Instant>,
+    /// The client's capabilities that servers gate tools on (`elicitation,roots,sampling`
+    /// or a subset, sorted; empty for none), from its `initialize`.
+    pub client_caps: String,
     /// Messages received on this session after `initialize`.
     uses: AtomicUsize,
     /// Requests in flight and GET streams open on this session.
@@ -57,10 +60,17 @@ impl Session {
             server,
             grant_id,
             upstream,
+            client_caps: String::new(),
             last_seen: Mutex::new(Instant::now()),
             uses: AtomicUsize::new(0),
             in_use: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// The session of a client that declared these capabilities in `initialize`.
+    pub fn with_client_caps(mut self, caps: String) -> Self {
+        self.client_caps = caps;
+        self
     }
 
     /// Marks the session in use until the guard is dropped.
@@ -305,6 +315,28 @@ fn lru(inner: &Inner, pick: &dyn Fn(&Session) -> bool, min_idle: Duration) -> Op
         .map(|(_, s)| s.id.clone())
 }
 
+/// The capabilities servers gate tools on, as declared in an `initialize` request's
+/// `params.capabilities`: a canonical, sorted subset of `elicitation`, `roots`, `sampling`
+/// (others are ignored, so a client cannot mint new sets at will).
+pub fn client_caps(initialize: &[u8]) -> String {
+    const GATING: [&str; 3] = ["elicitation", "roots", "sampling"];
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(initialize) else {
+        return String::new();
+    };
+    let Some(caps) = v
+        .pointer("/params/capabilities")
+        .and_then(|c| c.as_object())
+    else {
+        return String::new();
+    };
+    GATING
+        .iter()
+        .filter(|k| caps.contains_key(**k))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,5 +438,12 @@ mod tests {
         );
         assert_eq!(s.len(), 1);
         assert!(s.get("c", "x", "g").is_some());
+    }
+
+    #[test]
+    fn client_caps_are_the_gating_ones_sorted() {
+        let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{"sampling":{},"x-made-up":{},"roots":{"listChanged":true}}}}"#;
+        assert_eq!(client_caps(init), "roots,sampling");
+        assert_eq!(client_caps(b"{}"), "");
     }
 }

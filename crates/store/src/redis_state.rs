@@ -838,6 +838,10 @@ fn held_key(server: &str) -> String {
     format!("toolgate:held:{server}")
 }
 
+fn caps_key(server: &str) -> String {
+    format!("toolgate:pin-caps:{server}")
+}
+
 impl PinStore for RedisState {
     fn pins(&self, server: &str) -> Result<Vec<Pin>, StoreError> {
         let all: HashMap<String, String> = self.hash(&pins_key(server))?;
@@ -877,6 +881,17 @@ impl PinStore for RedisState {
             })
             .collect();
         Ok(Observed { pins, changed })
+    }
+
+    fn observe_capabilities(
+        &self,
+        server: &str,
+        caps: &str,
+        _now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let added: i64 =
+            self.with(|c| redis::cmd("SADD").arg(caps_key(server)).arg(caps).query(c))?;
+        Ok(added == 1)
     }
 
     fn is_held(&self, server: &str, tool: &str) -> Result<bool, StoreError> {

@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS pins (
     seen_at_ms INTEGER NOT NULL,
     PRIMARY KEY (server, tool)
 );
+CREATE TABLE IF NOT EXISTS pin_capabilities (
+    server TEXT NOT NULL,
+    caps TEXT NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (server, caps)
+);
 ";
 
 /// A pinned tool definition, and a changed one waiting for approval.
@@ -408,6 +414,19 @@ impl PinStore for SqliteStore {
         tx.commit()?;
         self.held_cache().by_tool.clear();
         Ok(Observed { pins: out, changed })
+    }
+
+    fn observe_capabilities(
+        &self,
+        server: &str,
+        caps: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "INSERT OR IGNORE INTO pin_capabilities (server, caps, first_seen_ms) VALUES (?1, ?2, ?3)",
+            params![server, caps, to_i64(now_ms)],
+        )?;
+        Ok(n == 1)
     }
 
     /// True when the tool's definition is held (changed or new since pinning).

@@ -76,6 +76,15 @@ pub trait PinStore {
     fn is_held(&self, server: &str, tool: &str) -> Result<bool, StoreError>;
     /// Approves a held definition: it becomes the pin. Errors when nothing is pending.
     fn approve_pin(&self, server: &str, tool: &str, now_ms: u64) -> Result<Pin, StoreError>;
+    /// Records that a client with this set of capabilities (a canonical name such as
+    /// `elicitation,sampling`) listed the server's tools; true the first time the set is
+    /// seen for the server (servers list some tools only to clients with a capability).
+    fn observe_capabilities(
+        &self,
+        server: &str,
+        caps: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The approval queue: calls held for a person's decision.

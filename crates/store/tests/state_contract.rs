@@ -239,6 +239,29 @@ fn tools(defs: &[(&str, &str)]) -> Vec<(String, String, String)> {
 }
 
 #[test]
+fn capability_sets_are_new_once_per_server() {
+    for (name, s, other) in backends("pincaps", 20) {
+        assert!(s.observe_capabilities("demo", "", 1).unwrap(), "{name}");
+        assert!(
+            !other.observe_capabilities("demo", "", 2).unwrap(),
+            "{name}: seen by any handle"
+        );
+        assert!(
+            other.observe_capabilities("demo", "sampling", 3).unwrap(),
+            "{name}"
+        );
+        assert!(
+            !s.observe_capabilities("demo", "sampling", 4).unwrap(),
+            "{name}"
+        );
+        assert!(
+            s.observe_capabilities("other", "sampling", 5).unwrap(),
+            "{name}: per server"
+        );
+    }
+}
+
+#[test]
 fn pins_hold_changed_and_new_tools_until_approved() {
     for (name, s, other) in backends("pins", 14) {
         let first = s
