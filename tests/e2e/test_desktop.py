@@ -141,3 +141,20 @@ def test_a_tool_listed_only_to_clients_with_a_capability_is_not_held_as_new(gate
     assert "HELD" not in gw.cli("tools list", "caps", "--changed").stdout
     pins = [r for r in gw.audit_records("--kind", "pin") if r.get("tool") == "summarise"]
     assert [p["decision"] for p in pins] == ["approved"], pins
+
+
+def test_tools_of_toolgate_run_are_listed_and_approved_without_a_config(tmp_path: Any) -> None:
+    """`toolgate tools list|approve` work on what `toolgate run` pinned in the user's store,
+    with no toolgate.toml (as `approvals` and `audit` already did)."""
+    from helpers import DEMO_POLICY_FILE, run
+    from test_stdio_run import stdio_client, toolgate
+
+    async def scenario() -> None:
+        async with stdio_client(tmp_path, DEMO_POLICY_FILE) as client:
+            await client.list_tools()
+
+    run(scenario)
+    listed = toolgate(tmp_path, "tools", "list", "demo").stdout
+    assert "list_patients" in listed and "pinned" in listed, listed
+    missing = toolgate(tmp_path, "tools", "list", "nothing-here", check=False)
+    assert missing.returncode != 0 and "no tools pinned under that name" in missing.stderr, missing.stderr

@@ -53,7 +53,7 @@ pub fn user_data_dir() -> anyhow::Result<PathBuf> {
     }
 }
 
-/// The config for commands that also work without one (`run`, `approvals`, `audit`,
+/// The config for commands that also work without one (`run`, `approvals`, `audit`, `tools`,
 /// `status`, `policy replay`): `--config FILE`, else `./toolgate.toml`, else the user's
 /// own store in [`user_data_dir`] (where `toolgate run` keeps its state by default).
 pub fn load_config_or_user(arg: &ConfigArg) -> anyhow::Result<toolgate_gateway::Config> {

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use clap::Subcommand;
 use serde_json::Value;
 
-use super::{load_config, now_ms, open_store, ConfigArg, Escaped};
+use super::{load_config_or_user as load_config, now_ms, open_store, ConfigArg, Escaped};
 
 /// Tool-pinning subcommands.
 #[derive(Debug, Subcommand)]
@@ -45,10 +45,16 @@ pub fn run(cmd: ToolsCommand, arg: &ConfigArg) -> Result<ExitCode> {
     let store = open_store(&cfg)?;
     match cmd {
         ToolsCommand::List { server, changed } => {
-            if cfg.server(&server).is_none() {
-                bail!("no server named `{server}` in `{}`", cfg.file.display());
-            }
             let pins = store.pins(&server)?;
+            // `toolgate run` names its server on the command line: its pins are in the
+            // store with no `[[servers]]` entry.
+            if cfg.server(&server).is_none() && pins.is_empty() {
+                bail!(
+                    "no server named `{}` in `{}`, and no tools pinned under that name (by `toolgate run --name`)",
+                    Escaped(&server),
+                    cfg.file.display()
+                );
+            }
             if pins.is_empty() {
                 say!("no tools pinned for `{}` yet: they are pinned the first time an agent lists them through the gateway", Escaped(&server));
                 return Ok(ExitCode::SUCCESS);
