@@ -34,11 +34,11 @@ static QUEUE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Calls of this grant waiting for approval, other than this very call (a retry of a
 /// waiting call joins it rather than asking again).
-fn waiting_for_grant(
+async fn waiting_for_grant(
     ctx: &CallCtx,
     new: &NewApproval,
 ) -> Result<usize, toolgate_store::StoreError> {
-    let waiting = ctx.st.store.approvals(true, now_ms())?;
+    let waiting = ctx.st.state(|s| s.approvals(true, now_ms())).await?;
     Ok(waiting
         .iter()
         .filter(|a| a.grant_id == new.grant_id)
@@ -72,7 +72,7 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
     // enters it, so concurrent calls cannot overshoot the cap (across replicas, by at most
     // one call per replica).
     let queue = QUEUE.lock().await;
-    match waiting_for_grant(&ctx, &new) {
+    match waiting_for_grant(&ctx, &new).await {
         Ok(n) if n >= cfg.approvals.max_pending_per_grant => {
             drop(queue);
             let d = Decision::denied(
@@ -91,7 +91,12 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
             return ctx.deny(answer, &d, None);
         }
     }
-    let (a, created) = match ctx.st.store.request_approval(&new, now_ms()) {
+    let asked = new.clone();
+    let (a, created) = match ctx
+        .st
+        .state(move |s| s.request_approval(&asked, now_ms()))
+        .await
+    {
         Ok(x) => x,
         Err(e) => {
             let (answer, d) = store_down(&ctx.id_text, &e.to_string());
@@ -108,7 +113,8 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
                 return ctx.deny(answer, &d, Some(&a));
             }
         }
-        if let Err(e) = ctx.st.store.open_approval(&a.id) {
+        let id = a.id.clone();
+        if let Err(e) = ctx.st.state(move |s| s.open_approval(&id)).await {
             let (answer, d) = store_down(&ctx.id_text, &e.to_string());
             return ctx.deny(answer, &d, Some(&a));
         }
@@ -237,29 +243,35 @@ async fn nap(wake: &mut tokio::sync::broadcast::Receiver<String>, id: &str) {
 /// Waits until approval `id` is decided. An approved one is taken (used) for this call;
 /// an expired one is marked so (and `on_expired` told, to record it).
 pub async fn wait_decision(
-    store: &dyn toolgate_store::StateStore,
+    store: &std::sync::Arc<dyn toolgate_store::StateStore>,
     decisions: &Decisions,
     id: &str,
     on_expired: impl Fn(&Approval),
 ) -> Decided {
+    use crate::state::blocking;
     // Subscribed before the first look, so a decision made in between is not missed.
     let mut wake = decisions.0.subscribe();
     loop {
         let now = now_ms();
-        let current = match store.approval(id) {
+        let owned = id.to_string();
+        let current = match blocking(store, move |s| s.approval(&owned)).await {
             Ok(x) => x,
             Err(e) => return Decided::StoreDown(e.to_string()),
         };
         match current.status_at(now) {
             ApprovalStatus::Opening | ApprovalStatus::Pending => {}
             ApprovalStatus::Approved => {
-                match store.take_approved(
-                    &current.grant_id,
-                    &current.tool,
-                    &current.arg_hash,
-                    Some(id),
-                    now,
-                ) {
+                let (grant, tool, hash, owned) = (
+                    current.grant_id.clone(),
+                    current.tool.clone(),
+                    current.arg_hash.clone(),
+                    id.to_string(),
+                );
+                match blocking(store, move |s| {
+                    s.take_approved(&grant, &tool, &hash, Some(&owned), now)
+                })
+                .await
+                {
                     Ok(Some(taken)) => return Decided::Approved(taken),
                     Ok(None) => {} // used by a retry meanwhile: the next look says so
                     Err(e) => return Decided::StoreDown(e.to_string()),
@@ -284,7 +296,11 @@ pub async fn wait_decision(
                 return Decided::Refused(d, current);
             }
             ApprovalStatus::Expired => {
-                if matches!(store.expire_approval(id, now), Ok(true)) {
+                let owned = id.to_string();
+                if matches!(
+                    blocking(store, move |s| s.expire_approval(&owned, now)).await,
+                    Ok(true)
+                ) {
                     on_expired(&current);
                 }
                 let (_, d) = timed_out("null", &current);
@@ -298,7 +314,7 @@ pub async fn wait_decision(
 /// Waits for the decision and answers: forwards an approved call (judged again), denies
 /// a denied or expired one.
 async fn wait(ctx: CallCtx, a: Approval) -> Response {
-    let decided = wait_decision(ctx.st.store.as_ref(), &ctx.st.decisions, &a.id, |current| {
+    let decided = wait_decision(&ctx.st.store, &ctx.st.decisions, &a.id, |current| {
         ctx.record_approval(current, "expired", None)
     })
     .await;

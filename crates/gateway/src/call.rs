@@ -59,8 +59,10 @@ pub struct CallCtx {
 
 impl CallCtx {
     /// Judges the call under the current config (a held call is judged again when it is
-    /// approved: the policy or the grant may have changed meanwhile).
-    pub fn judge(&self, approval_granted: bool) -> Result<Decision, Box<(String, Decision)>> {
+    /// approved: the policy or the grant may have changed meanwhile). The facts the
+    /// engine needs from the store (is the grant still active, is the tool's definition
+    /// held) are read off the runtime threads; the engine itself is pure.
+    pub async fn judge(&self, approval_granted: bool) -> Result<Decision, Box<(String, Decision)>> {
         let cfg = if approval_granted {
             self.st.config()
         } else {
@@ -70,7 +72,8 @@ impl CallCtx {
         if approval_granted && local != Some(self.grant.id.as_str()) {
             // The grant may have been revoked while the call waited (the local grant of
             // `toolgate run` is not in the store: it lives as long as the process).
-            match self.st.store.grant(&self.grant.id) {
+            let id = self.grant.id.clone();
+            match self.st.state(move |s| s.grant(&id)).await {
                 Ok(g) if g.status(now_ms()) == GrantStatus::Active => {}
                 Ok(g) => {
                     let d = Decision::denied(
@@ -83,11 +86,29 @@ impl CallCtx {
             }
         }
         let policy = self.grant.policy.as_ref().and_then(|p| cfg.policies.get(p));
-        let held = self.srv.pinning == Pinning::Enforce
-            && self.st.store.is_held(&self.srv.name, &self.tool).unwrap_or_else(|e| {
-                tracing::error!(server = %self.srv.name, "pin store failed: {e}; the call is held to be safe");
-                true
-            });
+        // Held: is it new since pinning (never approved) or changed? Fails closed: a pin
+        // store that cannot be read holds the tool.
+        let (held, definition_new) = if self.srv.pinning == Pinning::Enforce {
+            let (server, tool) = (self.srv.name.clone(), self.tool.clone());
+            self.st
+                .state(move |s| {
+                    if !s.is_held(&server, &tool)? {
+                        return Ok((false, false));
+                    }
+                    let new = s
+                        .pins(&server)?
+                        .iter()
+                        .any(|p| p.tool == tool && p.hash.is_none());
+                    Ok((true, new))
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(server = %self.srv.name, "pin store failed: {e}; the call is held to be safe");
+                    (true, false)
+                })
+        } else {
+            (false, false)
+        };
         // The 2026-07-28 era has no sessions: each request stands alone. There, a
         // `scope: "session"` limit counts per grant (docs/CONFIG.md), never per request
         // (which would let every call through).
@@ -104,13 +125,6 @@ impl CallCtx {
             session: session_key,
             server: &self.srv.name,
         };
-        // Held: is it new since pinning (never approved) or changed? Only asked when held.
-        let definition_new = held
-            && self
-                .st
-                .store
-                .pins(&self.srv.name)
-                .is_ok_and(|pins| pins.iter().any(|p| p.tool == self.tool && p.hash.is_none()));
         let facts = Facts {
             definition_changed: held,
             definition_new,
@@ -253,9 +267,7 @@ impl CallCtx {
                 Err(e) => {
                     tracing::error!("audit log unavailable: {e}; the call is refused");
                     self.st.metrics.store_error("audit");
-                    if let Err(e) = self.st.counters.give_back(&ticket) {
-                        tracing::error!("give-back failed: {e}");
-                    }
+                    crate::enforce::give_back_later(&self.st.counters, &ticket);
                     let d = Decision::denied(
                         "(audit unavailable)",
                         "the audit log cannot be written; the call is refused to be safe",
@@ -319,20 +331,19 @@ pub fn store_down(id_text: &str, e: &str) -> (String, Decision) {
 
 /// Judges and answers one `tools/call`.
 pub async fn call_tool(ctx: CallCtx) -> Response {
-    match ctx.judge(false) {
+    match ctx.judge(false).await {
         Err(denied) => {
             let (answer, d) = *denied;
             ctx.deny(answer, &d, None)
         }
         Ok(d) if d.effect == Effect::RequireApproval => {
             // An approval already given for exactly these arguments is used once.
-            match ctx.st.store.take_approved(
-                &ctx.grant.id,
-                &ctx.tool,
-                &ctx.arg_hash(),
-                None,
-                now_ms(),
-            ) {
+            let (grant, tool, hash) = (ctx.grant.id.clone(), ctx.tool.clone(), ctx.arg_hash());
+            match ctx
+                .st
+                .state(move |s| s.take_approved(&grant, &tool, &hash, None, now_ms()))
+                .await
+            {
                 Ok(Some(a)) => {
                     ctx.record_approval(&a, "used", Some("a retry with the same arguments".into()));
                     approved(ctx, a).await
@@ -350,7 +361,7 @@ pub async fn call_tool(ctx: CallCtx) -> Response {
 
 /// Judges an approved call again (approval granted) and forwards it if it still passes.
 pub async fn approved(ctx: CallCtx, a: Approval) -> Response {
-    match ctx.judge(true) {
+    match ctx.judge(true).await {
         Ok(d) if d.effect == Effect::Allow => ctx.forward(d, Some(a)).await,
         Ok(d) => {
             // Cannot happen with approval granted; refuse rather than guess.

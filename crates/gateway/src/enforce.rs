@@ -218,22 +218,47 @@ pub struct PinCtx {
 }
 
 /// Pins the listed tools; returns the names to hold back. Fails closed: when the store
-/// cannot be read under enforcement, every tool is held.
-fn pin_tools(ctx: &PinCtx, tools: &[Value]) -> Result<Vec<String>, ()> {
+/// cannot be read under enforcement, every tool is held. The store is read and written off
+/// the runtime threads, in one call.
+async fn pin_tools(ctx: &PinCtx, tools: &[Value]) -> Result<Vec<String>, ()> {
     let prints: Vec<(String, String, String)> =
         tools.iter().filter_map(crate::pin::fingerprint).collect();
     let now = crate::state::now_ms();
-    // The first client with this set of capabilities: tools it is the first to see were
-    // not there before only because no such client had asked (servers list sampling or
-    // elicitation tools only to clients that have them). Read before the tools are.
-    let first_caps = ctx
-        .store
-        .observe_capabilities(&ctx.server, &ctx.client_caps, now)
-        .unwrap_or(false);
-    match ctx.store.observe_tools(&ctx.server, &prints, now) {
-        Ok(mut observed) => {
-            if first_caps {
-                pin_first_seen(ctx, &mut observed, now);
+    let (server, caps) = (ctx.server.clone(), ctx.client_caps.clone());
+    let seen = crate::state::blocking(&ctx.store, move |s| {
+        // The first client with this set of capabilities: tools it is the first to see
+        // were not there before only because no such client had asked (servers list
+        // sampling or elicitation tools only to clients that have them).
+        let first_caps = s.observe_capabilities(&server, &caps, now).unwrap_or(false);
+        let mut observed = s.observe_tools(&server, &prints, now)?;
+        let mut first_seen = vec![];
+        if first_caps {
+            let new: Vec<String> = observed
+                .changed
+                .iter()
+                .filter(|(_, what)| what == "new since pinning")
+                .map(|(tool, _)| tool.clone())
+                .collect();
+            for tool in new {
+                match s.approve_pin(&server, &tool, now) {
+                    Ok(pin) => {
+                        observed.changed.retain(|(t, _)| *t != tool);
+                        if let Some(p) = observed.pins.iter_mut().find(|p| p.tool == tool) {
+                            *p = pin;
+                        }
+                        first_seen.push(tool);
+                    }
+                    Err(e) => tracing::error!(server = %server, "pin store failed: {e}"),
+                }
+            }
+        }
+        Ok((observed, first_seen))
+    })
+    .await;
+    match seen {
+        Ok((observed, first_seen)) => {
+            for tool in &first_seen {
+                pinned_first_seen(ctx, tool, now);
             }
             for (tool, what) in &observed.changed {
                 if let Some(log) = &ctx.audit {
@@ -270,44 +295,43 @@ fn pin_tools(ctx: &PinCtx, tools: &[Value]) -> Result<Vec<String>, ()> {
     }
 }
 
-/// Pins, as reviewed, the tools that are new in a listing by the first client with its set
-/// of capabilities (each recorded: `kind = "pin"`, `approved`). Changed definitions stay held.
-fn pin_first_seen(ctx: &PinCtx, observed: &mut toolgate_store::Observed, now: u64) {
-    let new: Vec<String> = observed
-        .changed
-        .iter()
-        .filter(|(_, what)| what == "new since pinning")
-        .map(|(tool, _)| tool.clone())
-        .collect();
-    for tool in new {
-        match ctx.store.approve_pin(&ctx.server, &tool, now) {
-            Ok(pin) => {
-                let caps = if ctx.client_caps.is_empty() {
-                    "none".to_string()
-                } else {
-                    ctx.client_caps.clone()
-                };
-                tracing::info!(server = %ctx.server, tool = %toolgate_protocol::Escaped(&tool), capabilities = %caps, "tool pinned as first listed to a client with these capabilities");
-                if let Some(log) = &ctx.audit {
-                    log.append(Record {
-                        at_ms: now,
-                        kind: Kind::Pin,
-                        server: Some(ctx.server.clone()),
-                        tool: Some(tool.clone()),
-                        decision: Some("approved".into()),
-                        approver: Some(format!("(first client with capabilities: {caps})")),
-                        message: Some(format!("listed for the first time to a client with capabilities {caps}: pinned as reviewed")),
-                        ..Record::default()
-                    });
-                }
-                observed.changed.retain(|(t, _)| *t != tool);
-                if let Some(p) = observed.pins.iter_mut().find(|p| p.tool == tool) {
-                    *p = pin;
-                }
-            }
-            Err(e) => tracing::error!(server = %ctx.server, "pin store failed: {e}"),
-        }
+/// Records a tool pinned as reviewed because it was first listed to a client with a new
+/// set of capabilities (`kind = "pin"`, `approved`). Changed definitions stay held.
+fn pinned_first_seen(ctx: &PinCtx, tool: &str, now: u64) {
+    let caps = if ctx.client_caps.is_empty() {
+        "none".to_string()
+    } else {
+        ctx.client_caps.clone()
+    };
+    tracing::info!(server = %ctx.server, tool = %toolgate_protocol::Escaped(tool), capabilities = %caps, "tool pinned as first listed to a client with these capabilities");
+    if let Some(log) = &ctx.audit {
+        log.append(Record {
+            at_ms: now,
+            kind: Kind::Pin,
+            server: Some(ctx.server.clone()),
+            tool: Some(tool.to_string()),
+            decision: Some("approved".into()),
+            approver: Some(format!("(first client with capabilities: {caps})")),
+            message: Some(format!(
+                "listed for the first time to a client with capabilities {caps}: pinned as reviewed"
+            )),
+            ..Record::default()
+        });
     }
+}
+
+/// Gives a ticket's counts back off the runtime threads (a Redis round trip); a failure is
+/// logged (the counts then lapse with their window).
+pub fn give_back_later(counters: &Arc<dyn Counters>, ticket: &Ticket) {
+    if ticket.entries.is_empty() {
+        return;
+    }
+    let (counters, ticket) = (counters.clone(), ticket.clone());
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = counters.give_back(&ticket) {
+            tracing::error!("give-back failed: {e}");
+        }
+    });
 }
 
 impl std::fmt::Debug for Hook {
@@ -324,9 +348,7 @@ impl Hook {
     /// Called when the transport failed before any response: gives reservations back.
     pub fn never_reached(&self) {
         if let Hook::Call(c) = self {
-            if let Err(e) = c.counters.give_back(&c.ticket) {
-                tracing::error!("give-back failed: {e}");
-            }
+            give_back_later(&c.counters, &c.ticket);
             c.ended(Outcome::TransportError, None);
         }
     }
@@ -356,7 +378,7 @@ impl Hook {
     /// Applies the hook to the response message (already [`repair`]ed): the rewritten
     /// message, if any. `Err` when the message cannot be judged: the caller answers with
     /// [`unreadable_answer`] instead, never with the message.
-    pub fn apply(&self, msg: &[u8]) -> Result<Option<String>, Unreadable> {
+    pub async fn apply(&self, msg: &[u8]) -> Result<Option<String>, Unreadable> {
         match self {
             Hook::None => Ok(None),
             Hook::Call(c) => {
@@ -367,9 +389,7 @@ impl Hook {
                     Outcome::Ok
                 };
                 if outcome == Outcome::JsonrpcError {
-                    if let Err(e) = c.counters.give_back(&c.ticket) {
-                        tracing::error!("give-back failed: {e}");
-                    }
+                    give_back_later(&c.counters, &c.ticket);
                 }
                 c.ended(outcome, Some(msg.len()));
                 Ok(None)
@@ -383,7 +403,7 @@ impl Hook {
                     return Err(Unreadable("`result.tools` is not an array".into()));
                 };
                 let held = match pins {
-                    Some(ctx) => pin_tools(ctx, tools),
+                    Some(ctx) => pin_tools(ctx, tools).await,
                     None => Ok(vec![]),
                 };
                 tools.retain(|t| {
@@ -414,8 +434,8 @@ impl Hook {
     /// [`Hook::apply`] for a relay: the message to send the agent in place of `msg`
     /// (the rewritten one, `msg` itself, or an error naming the upstream when `msg`
     /// cannot be judged, after recording the call's outcome as lost).
-    pub fn answer(&self, msg: &[u8], id_text: &str, server: &str) -> Option<String> {
-        match self.apply(msg) {
+    pub async fn answer(&self, msg: &[u8], id_text: &str, server: &str) -> Option<String> {
+        match self.apply(msg).await {
             Ok(rewritten) => rewritten,
             Err(e) => {
                 tracing::warn!(server = %server, "upstream answer refused: {e}");

@@ -229,7 +229,7 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Authenticates the bearer token to an active grant for `server`.
-fn authenticate(st: &AppState, headers: &HeaderMap, server: &str) -> Result<Grant, Reject> {
+async fn authenticate(st: &AppState, headers: &HeaderMap, server: &str) -> Result<Grant, Reject> {
     if let Some(g) = st.local_grant.as_ref().filter(|g| g.server == server) {
         return Ok(g.clone());
     }
@@ -246,10 +246,10 @@ fn authenticate(st: &AppState, headers: &HeaderMap, server: &str) -> Result<Gran
             true,
         ));
     };
-    let grant = match st.grant_by_token(token) {
+    let grant = match st.grant_by_token(token).await {
         Ok(Some(g)) => g,
         Ok(None) if crate::jwt::looks_like_jwt(token) && st.jwt.is_some() => {
-            return grant_for_jwt(st, token, server);
+            return grant_for_jwt(st, token, server).await;
         }
         Ok(None) => return Err(unauthorized("unknown token", true)),
         Err(e) => {
@@ -280,12 +280,16 @@ fn authenticate(st: &AppState, headers: &HeaderMap, server: &str) -> Result<Gran
 }
 
 /// The grant a verified JWT's identity holds on `server`.
-fn grant_for_jwt(st: &AppState, token: &str, server: &str) -> Result<Grant, Reject> {
+async fn grant_for_jwt(st: &AppState, token: &str, server: &str) -> Result<Grant, Reject> {
     let Some(v) = &st.jwt else {
         return Err(unauthorized("unknown token", true));
     };
     let identity = v.verify(token).map_err(|e| unauthorized(&e, true))?;
-    match st.store.grant_for_identity(server, &identity, now_ms()) {
+    let (srv, who) = (server.to_string(), identity.clone());
+    match st
+        .state(move |s| s.grant_for_identity(&srv, &who, now_ms()))
+        .await
+    {
         Ok(Some(g)) => Ok(g),
         Ok(None) => Err(Reject::new(
             StatusCode::FORBIDDEN,
@@ -378,7 +382,7 @@ fn version_header_ok(headers: &HeaderMap) -> bool {
 const BAD_VERSION_HEADER: &str =
     "malformed MCP-Protocol-Version header: expected a date such as 2025-11-25";
 
-fn admit(
+async fn admit(
     st: &AppState,
     headers: &HeaderMap,
     server: &str,
@@ -398,7 +402,7 @@ fn admit(
             "origin not allowed",
         ));
     }
-    let grant = authenticate(st, headers, server).map_err(|mut r| {
+    let grant = authenticate(st, headers, server).await.map_err(|mut r| {
         if r.status == StatusCode::UNAUTHORIZED && st.jwt.is_some() {
             if let (Some(w), Some(url)) =
                 (&r.www_authenticate, resource_metadata_url(headers, server))
@@ -450,7 +454,7 @@ async fn post_mcp(
 ) -> Response {
     let started = std::time::Instant::now();
     refresh_keys(&st, &headers).await;
-    let (cfg, srv, grant) = match admit(&st, &headers, &server) {
+    let (cfg, srv, grant) = match admit(&st, &headers, &server).await {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
@@ -1095,7 +1099,7 @@ pub(crate) async fn relay_request(
                         m = rx.recv() => match m {
                             Some(m) => match classify(&m, &key) {
                                 Seen::Answer(m) => {
-                                    let body = hook.answer(&m, id_text, &srv.name).unwrap_or_else(|| String::from_utf8_lossy(&m).into_owned());
+                                    let body = hook.answer(&m, id_text, &srv.name).await.unwrap_or_else(|| String::from_utf8_lossy(&m).into_owned());
                                     return json_response(StatusCode::OK, body);
                                 }
                                 Seen::Other(m) => tracing::debug!(server = %srv.name, "not relayed to a JSON-only request: {}", toolgate_protocol::Escaped(&String::from_utf8_lossy(&m))),
@@ -1125,7 +1129,7 @@ pub(crate) async fn relay_request(
                         m = rx.recv() => match m {
                             Some(m) => match classify(&m, &key) {
                                 Seen::Answer(m) => {
-                                    let body = hook.answer(&m, &id_owned, &server).unwrap_or_else(|| String::from_utf8_lossy(&m).into_owned());
+                                    let body = hook.answer(&m, &id_owned, &server).await.unwrap_or_else(|| String::from_utf8_lossy(&m).into_owned());
                                     yield Ok::<Bytes, std::io::Error>(encode(&body, None));
                                     break;
                                 }
@@ -1238,7 +1242,7 @@ async fn relay_response(
                     match classify(ev.data.as_bytes(), &key) {
                         Seen::Answer(m) if !answered => {
                             answered = true;
-                            match hook.answer(&m, &key, &server) {
+                            match hook.answer(&m, &key, &server).await {
                                 Some(rewritten) => yield Ok(encode(&rewritten, ev.id.as_deref())),
                                 None if matches!(m, std::borrow::Cow::Owned(_)) => yield Ok(encode(&String::from_utf8_lossy(&m), ev.id.as_deref())),
                                 None => yield Ok(ev.raw),
@@ -1313,7 +1317,7 @@ async fn relay_response(
         );
     }
     let body = if status.is_success() {
-        match hook.apply(&body) {
+        match hook.apply(&body).await {
             Ok(rewritten) => rewritten.map(Bytes::from).unwrap_or(body),
             Err(e) => {
                 tracing::warn!(server = %server, "upstream answer refused: {e}");
@@ -1367,12 +1371,14 @@ async fn read_capped(resp: reqwest::Response, max: usize) -> Result<Bytes, Cappe
 }
 
 /// The checks of GET and DELETE: server, origin, token, then an existing session.
-fn admit_session(
+async fn admit_session(
     st: &AppState,
     headers: &HeaderMap,
     server: &str,
 ) -> Result<(ServerConfig, Arc<Session>), Box<Response>> {
-    let (_cfg, srv, grant) = admit(st, headers, server).map_err(|r| Box::new(r.into_response()))?;
+    let (_cfg, srv, grant) = admit(st, headers, server)
+        .await
+        .map_err(|r| Box::new(r.into_response()))?;
     if !version_header_ok(headers) {
         return Err(Box::new(
             Reject::new(
@@ -1396,7 +1402,7 @@ async fn get_mcp(
         return r;
     }
     if !headers.contains_key(SESSION_HEADER) {
-        if let Err(r) = admit(&st, &headers, &server) {
+        if let Err(r) = admit(&st, &headers, &server).await {
             return r.into_response();
         }
         // What a legacy HTTP+SSE (2024-11-05) client does first: say what is served here.
@@ -1407,7 +1413,7 @@ async fn get_mcp(
             "toolgate serves Streamable HTTP (MCP 2025-03-26 and later) here: POST `initialize` first; a GET stream needs the Mcp-Session-Id it returns. A GET without one is how a legacy HTTP+SSE (2024-11-05) client starts, which toolgate does not serve to agents: set the client's transport to Streamable HTTP",
         );
     }
-    let (srv, session) = match admit_session(&st, &headers, &server) {
+    let (srv, session) = match admit_session(&st, &headers, &server).await {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -1481,7 +1487,7 @@ async fn delete_mcp(
     if let Some(r) = modern_get_or_delete(&headers) {
         return r;
     }
-    let (srv, session) = match admit_session(&st, &headers, &server) {
+    let (srv, session) = match admit_session(&st, &headers, &server).await {
         Ok(x) => x,
         Err(r) => return *r,
     };

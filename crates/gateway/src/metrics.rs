@@ -286,7 +286,7 @@ impl Metrics {
 
 /// `GET /metrics`.
 pub async fn handler(State(st): State<Arc<AppState>>) -> Response {
-    let pending = match st.store.approvals(true, now_ms()) {
+    let pending = match st.state(|s| s.approvals(true, now_ms())).await {
         Ok(p) => i64::try_from(p.len()).unwrap_or(i64::MAX),
         Err(e) => {
             tracing::error!("metrics: store unavailable: {e}");

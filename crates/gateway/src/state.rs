@@ -59,6 +59,21 @@ impl std::fmt::Debug for AppState {
     }
 }
 
+/// Runs a call on the state store on tokio's blocking pool: the one bridge between the
+/// async gateway and the synchronous stores. No store call blocks a runtime thread, so a
+/// Redis that stalls, or SQLite waiting for another process's write lock, delays only the
+/// requests that need it.
+pub async fn blocking<T, F>(store: &Arc<dyn StateStore>, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn StateStore) -> Result<T, StoreError> + Send + 'static,
+{
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Interrupted(e.to_string())))
+}
+
 /// Milliseconds since the Unix epoch: the one clock the gateway reads.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -130,23 +145,39 @@ impl AppState {
         self
     }
 
+    /// Runs `f` with the store off the runtime threads (see [`blocking`]).
+    pub async fn state<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn StateStore) -> Result<T, StoreError> + Send + 'static,
+    {
+        blocking(&self.store, f).await
+    }
+
     /// The grant a token opens. Cached; the cache is dropped whenever another process
     /// changed the store (a grant created, rotated or revoked), so changes apply at once.
-    pub fn grant_by_token(&self, token: &str) -> Result<Option<Grant>, StoreError> {
-        let version = self.store.data_version()?;
+    pub async fn grant_by_token(&self, token: &str) -> Result<Option<Grant>, StoreError> {
+        let version = self.state(|s| s.data_version()).await?;
+        {
+            let mut cache = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.version != Some(version) {
+                cache.by_token.clear();
+                cache.version = Some(version);
+            }
+            if let Some(hit) = cache.by_token.get(token) {
+                return Ok(hit.clone());
+            }
+        }
+        let owned = token.to_string();
+        let found = self.state(move |s| s.grant_by_token(&owned)).await?;
         let mut cache = self.grants.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.version != Some(version) {
-            cache.by_token.clear();
-            cache.version = Some(version);
+        // Kept only if the store did not change meanwhile (the answer could predate it).
+        if cache.version == Some(version) {
+            if cache.by_token.len() > 10_000 {
+                cache.by_token.clear();
+            }
+            cache.by_token.insert(token.to_string(), found.clone());
         }
-        if let Some(hit) = cache.by_token.get(token) {
-            return Ok(hit.clone());
-        }
-        let found = self.store.grant_by_token(token)?;
-        if cache.by_token.len() > 10_000 {
-            cache.by_token.clear();
-        }
-        cache.by_token.insert(token.to_string(), found.clone());
         Ok(found)
     }
 

@@ -87,6 +87,10 @@ pub enum StoreError {
     /// The operating system's random source failed.
     #[error("random source failed: {0}")]
     Random(String),
+    /// A store call run off the async runtime did not finish (its thread panicked or the
+    /// runtime is shutting down).
+    #[error("the store call did not finish: {0}")]
+    Interrupted(String),
 }
 
 #[cfg(test)]

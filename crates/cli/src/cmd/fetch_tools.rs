@@ -158,9 +158,7 @@ pub async fn over_http(url: &str, headers: &[(String, String)]) -> Result<Vec<Va
             eprintln!("toolgate: `{url}` is a legacy HTTP+SSE (2024-11-05) endpoint, not Streamable HTTP ({e}); listing its tools over HTTP+SSE");
             over_sse(url, headers).await
         }
-        Err(e) => Err(e.context(format!(
-            "`{url}` does not speak Streamable HTTP, nor does it answer GET with an event stream (legacy HTTP+SSE)"
-        ))),
+        Err(e) => Err(e),
     }
 }
 
