@@ -158,3 +158,46 @@ def test_tools_of_toolgate_run_are_listed_and_approved_without_a_config(tmp_path
     assert "list_patients" in listed and "pinned" in listed, listed
     missing = toolgate(tmp_path, "tools", "list", "nothing-here", check=False)
     assert missing.returncode != 0 and "no tools pinned under that name" in missing.stderr, missing.stderr
+
+
+def test_a_large_file_read_through_server_filesystem(gateways: Any, tmp_path: Any) -> None:
+    """Item 2: a 12 MB file read through the reference filesystem server (a line of about
+    19 MB on its stdout, over the old fixed 16 MiB) passes under the default `max_answer`; under a lower one, that one
+    request gets an error naming the limit and the session goes on."""
+    from helpers import NODE_DIR
+
+    root = tmp_path / "files"
+    root.mkdir()
+    big = root / "big.txt"
+    # 12 MB whose quotes, backslashes and tabs JSON-escape to about 19 MB on one line.
+    big.write_text('say "hi" to C:\\tmp\tand go\n' * 480_000)
+    server = {"name": "fs", "policy": "p", "command": str(NODE_DIR / "node_modules" / ".bin" / "mcp-server-filesystem"),
+              "args": [str(root)]}
+    policy = {"p": {"version": "1", "default": "allow"}}
+
+    def session(gw: Any) -> dict[str, str]:
+        headers = dict(MCP_HEADERS, Authorization=f"Bearer {gw.grant('fs')}", Accept="application/json")
+        r = httpx.post(gw.url("fs"), json=INITIALIZE, headers=headers, timeout=60)
+        assert r.status_code == 200, r.text
+        headers["Mcp-Session-Id"] = r.headers["mcp-session-id"]
+        httpx.post(gw.url("fs"), json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers, timeout=30)
+        return headers
+
+    def read(gw: Any, headers: dict[str, str], rid: int) -> dict[str, Any]:
+        tools = httpx.post(gw.url("fs"), json={"jsonrpc": "2.0", "id": rid, "method": "tools/list"}, headers=headers, timeout=60).json()
+        names = [t["name"] for t in tools["result"]["tools"]]
+        tool = "read_text_file" if "read_text_file" in names else "read_file"
+        body = {"jsonrpc": "2.0", "id": rid + 1, "method": "tools/call", "params": {"name": tool, "arguments": {"path": str(big)}}}
+        return httpx.post(gw.url("fs"), json=body, headers=headers, timeout=120).json()
+
+    gw = gateways.new([server], policy)
+    h = session(gw)
+    answer = read(gw, h, 2)
+    assert len(answer["result"]["content"][0]["text"]) >= 12_000_000, str(answer)[:300]
+
+    small = gateways.new([server], policy, extra={"max_answer": "4MiB"})
+    h = session(small)
+    answer = read(small, h, 2)
+    assert "max_answer (4194304 bytes)" in answer["error"]["message"], str(answer)[:300]
+    r = httpx.post(small.url("fs"), json={"jsonrpc": "2.0", "id": 9, "method": "tools/list"}, headers=h, timeout=60)
+    assert r.status_code == 200 and r.json()["result"]["tools"], r.text[:300]
