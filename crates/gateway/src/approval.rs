@@ -14,8 +14,9 @@ use serde_json::json;
 use toolgate_policy::Decision;
 use toolgate_store::{Approval, ApprovalStatus, NewApproval};
 
-use crate::call::{append_decision, approved, store_down, timed_out, CallCtx, APPROVAL_DENIED};
+use crate::call::{append_decision, approved, timed_out, CallCtx, APPROVAL_DENIED};
 use crate::enforce::denial_message;
+use crate::enforce::Unavailable;
 use crate::front::sse_response;
 use crate::state::now_ms;
 use toolgate_protocol::sse::encode;
@@ -87,8 +88,7 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
         Ok(_) => {}
         Err(e) => {
             drop(queue);
-            let (answer, d) = store_down(&ctx.id_text, &e.to_string());
-            return ctx.deny(answer, &d, None);
+            return ctx.refuse(Unavailable::Store(e.to_string()), None);
         }
     }
     let asked = new.clone();
@@ -98,10 +98,7 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
         .await
     {
         Ok(x) => x,
-        Err(e) => {
-            let (answer, d) = store_down(&ctx.id_text, &e.to_string());
-            return ctx.deny(answer, &d, None);
-        }
+        Err(e) => return ctx.refuse(Unavailable::Store(e.to_string()), None),
     };
     ctx.record_decision(&d, Some(&a), Some("require_approval"));
     if created {
@@ -109,14 +106,12 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
         // never shows a decision before its request.
         if let Some(log) = &ctx.st.audit {
             if let Err(e) = append_decision(log, ctx.approval_record(&a, "requested", None)).await {
-                let (answer, d) = store_down(&ctx.id_text, &format!("audit log: {e}"));
-                return ctx.deny(answer, &d, Some(&a));
+                return ctx.refuse(Unavailable::Audit(e.to_string()), Some(&a));
             }
         }
         let id = a.id.clone();
         if let Err(e) = ctx.st.state(move |s| s.open_approval(&id)).await {
-            let (answer, d) = store_down(&ctx.id_text, &e.to_string());
-            return ctx.deny(answer, &d, Some(&a));
+            return ctx.refuse(Unavailable::Store(e.to_string()), Some(&a));
         }
         tracing::warn!(approval = %a.id, server = %a.server, grant = %Escaped(&a.grant_label), tool = %Escaped(&a.tool), "call held for approval: `toolgate approvals approve {}` or `deny {} --reason R`", a.id, a.id);
         if let Some(hook) = &cfg.approvals.webhook {
@@ -326,10 +321,7 @@ async fn wait(ctx: CallCtx, a: Approval) -> Response {
         Decided::Refused(d, current) => {
             ctx.deny(denial_message(&ctx.id_text, &d), &d, Some(&current))
         }
-        Decided::StoreDown(e) => {
-            let (answer, d) = store_down(&ctx.id_text, &e);
-            ctx.deny(answer, &d, Some(&a))
-        }
+        Decided::StoreDown(e) => ctx.refuse(Unavailable::Store(e), Some(&a)),
     }
 }
 

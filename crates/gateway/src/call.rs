@@ -14,7 +14,9 @@ use toolgate_protocol::Escaped;
 use toolgate_store::{Approval, Grant, GrantStatus};
 
 use crate::config::{Config, Pinning, ServerConfig};
-use crate::enforce::{denial_message, judge, reserve, CallHook, Caller, Hook, Verdict};
+use crate::enforce::{
+    denial_message, judge, reserve, CallHook, Caller, Hook, Refusal, Unavailable, Verdict,
+};
 use crate::front::{json_response, relay_request};
 use crate::session::Session;
 use crate::state::{now_ms, AppState};
@@ -62,7 +64,7 @@ impl CallCtx {
     /// approved: the policy or the grant may have changed meanwhile). The facts the
     /// engine needs from the store (is the grant still active, is the tool's definition
     /// held) are read off the runtime threads; the engine itself is pure.
-    pub async fn judge(&self, approval_granted: bool) -> Result<Decision, Box<(String, Decision)>> {
+    pub async fn judge(&self, approval_granted: bool) -> Result<Decision, Box<Refusal>> {
         let cfg = if approval_granted {
             self.st.config()
         } else {
@@ -80,9 +82,16 @@ impl CallCtx {
                         "(grant inactive)",
                         &format!("the grant is {} now", g.status(now_ms()).as_str()),
                     );
-                    return Err(Box::new((denial_message(&self.id_text, &d), d)));
+                    return Err(Box::new(Refusal::Policy(
+                        denial_message(&self.id_text, &d),
+                        d,
+                    )));
                 }
-                Err(e) => return Err(Box::new(store_down(&self.id_text, &e.to_string()))),
+                Err(e) => {
+                    return Err(Box::new(Refusal::Unavailable(Unavailable::Store(
+                        e.to_string(),
+                    ))))
+                }
             }
         }
         let policy = self.grant.policy.as_ref().and_then(|p| cfg.policies.get(p));
@@ -139,6 +148,19 @@ impl CallCtx {
             facts,
             now_ms(),
         )
+        .map_err(|denied| {
+            let (answer, d) = *denied;
+            Box::new(Refusal::Policy(answer, d))
+        })
+    }
+
+    /// Refuses the call because a store is unavailable: logged, counted by kind, and
+    /// answered and recorded like a denial with the failure's rule.
+    pub fn refuse(&self, u: Unavailable, approval: Option<&Approval>) -> Response {
+        tracing::error!("{u}; the call is refused");
+        self.st.metrics.store_error(u.metric());
+        let d = u.decision();
+        self.deny(denial_message(&self.id_text, &d), &d, approval)
     }
 
     /// Answers with a denial and records it (not waited for).
@@ -151,11 +173,6 @@ impl CallCtx {
             if d.hidden { "hidden" } else { "deny" },
             self.started.elapsed().as_secs_f64(),
         );
-        match d.rule.as_str() {
-            "(store unavailable)" => m.store_error("store"),
-            "(audit unavailable)" => m.store_error("audit"),
-            _ => {}
-        }
         self.record_decision(d, approval, None);
         if let Some(s) = &self.span {
             s.set(
@@ -247,6 +264,7 @@ impl CallCtx {
         tracing::info!(server = %self.srv.name, grant = %Escaped(&self.grant.label), tool = %Escaped(&self.tool), decision = ?decision.effect, rule = %Escaped(&decision.rule), "tools/call judged");
         let ticket = match verdict {
             Verdict::Answer(body) => return self.deny(body, &decision, approval.as_ref()),
+            Verdict::Unavailable(u) => return self.refuse(u, approval.as_ref()),
             Verdict::Forward(ticket) => ticket,
             Verdict::ForwardUncounted => {
                 self.st.metrics.store_error("store");
@@ -265,14 +283,12 @@ impl CallCtx {
                     None
                 }
                 Err(e) => {
-                    tracing::error!("audit log unavailable: {e}; the call is refused");
-                    self.st.metrics.store_error("audit");
+                    // Not recorded: the audit log is what failed.
+                    let u = Unavailable::Audit(e.to_string());
+                    tracing::error!("{u}; the call is refused");
+                    self.st.metrics.store_error(u.metric());
                     crate::enforce::give_back_later(&self.st.counters, &ticket);
-                    let d = Decision::denied(
-                        "(audit unavailable)",
-                        "the audit log cannot be written; the call is refused to be safe",
-                    );
-                    return self.answer(denial_message(&self.id_text, &d));
+                    return self.answer(denial_message(&self.id_text, &u.decision()));
                 }
             },
             _ => None,
@@ -319,23 +335,13 @@ impl CallCtx {
     }
 }
 
-/// A denial for a store that cannot be read.
-pub fn store_down(id_text: &str, e: &str) -> (String, Decision) {
-    tracing::error!("store unavailable: {e}");
-    let d = Decision::denied(
-        "(store unavailable)",
-        "the state store is unavailable; the call is refused to be safe",
-    );
-    (denial_message(id_text, &d), d)
-}
-
 /// Judges and answers one `tools/call`.
 pub async fn call_tool(ctx: CallCtx) -> Response {
     match ctx.judge(false).await {
-        Err(denied) => {
-            let (answer, d) = *denied;
-            ctx.deny(answer, &d, None)
-        }
+        Err(refusal) => match *refusal {
+            Refusal::Policy(answer, d) => ctx.deny(answer, &d, None),
+            Refusal::Unavailable(u) => ctx.refuse(u, None),
+        },
         Ok(d) if d.effect == Effect::RequireApproval => {
             // An approval already given for exactly these arguments is used once.
             let (grant, tool, hash) = (ctx.grant.id.clone(), ctx.tool.clone(), ctx.arg_hash());
@@ -349,10 +355,7 @@ pub async fn call_tool(ctx: CallCtx) -> Response {
                     approved(ctx, a).await
                 }
                 Ok(None) => crate::approval::hold(ctx, d).await,
-                Err(e) => {
-                    let (answer, d) = store_down(&ctx.id_text, &e.to_string());
-                    ctx.deny(answer, &d, None)
-                }
+                Err(e) => ctx.refuse(Unavailable::Store(e.to_string()), None),
             }
         }
         Ok(d) => ctx.forward(d, None).await,
@@ -368,10 +371,10 @@ pub async fn approved(ctx: CallCtx, a: Approval) -> Response {
             let d = Decision::denied(&d.rule, "the call still needs approval");
             ctx.deny(denial_message(&ctx.id_text, &d), &d, Some(&a))
         }
-        Err(denied) => {
-            let (answer, d) = *denied;
-            ctx.deny(answer, &d, Some(&a))
-        }
+        Err(refusal) => match *refusal {
+            Refusal::Policy(answer, d) => ctx.deny(answer, &d, Some(&a)),
+            Refusal::Unavailable(u) => ctx.refuse(u, Some(&a)),
+        },
     }
 }
 

@@ -15,6 +15,73 @@ use toolgate_store::{AuditLog, StateStore};
 
 use crate::trail::{outcome_of, Trail};
 
+/// A failure of toolgate's own infrastructure on the decision path. The call is refused
+/// (fail closed) with the variant's rule, and counted in `/metrics` by its kind, never by
+/// matching the text of a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The state store (grants, pins, approvals) could not be read or written.
+    Store(String),
+    /// The rate-limit counters could not be reached.
+    Counters(String),
+    /// The audit log could not be written.
+    Audit(String),
+}
+
+impl Unavailable {
+    /// The rule of the refusal, as the agent and the audit log see it.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Unavailable::Store(_) | Unavailable::Counters(_) => "(store unavailable)",
+            Unavailable::Audit(_) => "(audit unavailable)",
+        }
+    }
+
+    /// The `store` label of `toolgate_store_errors_total`.
+    pub fn metric(&self) -> &'static str {
+        match self {
+            Unavailable::Store(_) | Unavailable::Counters(_) => "store",
+            Unavailable::Audit(_) => "audit",
+        }
+    }
+
+    /// The denial the agent gets.
+    pub fn decision(&self) -> Decision {
+        let message = match self {
+            Unavailable::Store(_) => {
+                "the state store is unavailable; the call is refused to be safe"
+            }
+            Unavailable::Counters(_) => {
+                "the rate-limit store is unavailable; the call is refused to be safe"
+            }
+            Unavailable::Audit(_) => {
+                "the audit log cannot be written; the call is refused to be safe"
+            }
+        };
+        Decision::denied(self.rule(), message)
+    }
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unavailable::Store(e) => write!(f, "state store unavailable: {e}"),
+            Unavailable::Counters(e) => write!(f, "counter store unavailable: {e}"),
+            Unavailable::Audit(e) => write!(f, "audit log unavailable: {e}"),
+        }
+    }
+}
+
+/// Why a call is not forwarded: the policy's denial (its answer and decision), or a
+/// failure of toolgate's own infrastructure.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Denied by the policy (or hidden): the answer and the decision.
+    Policy(String, Decision),
+    /// Refused because a store is unavailable.
+    Unavailable(Unavailable),
+}
+
 /// What toolgate answers instead of forwarding.
 #[derive(Debug)]
 pub enum Verdict {
@@ -24,6 +91,8 @@ pub enum Verdict {
     ForwardUncounted,
     /// Answer the agent with this JSON-RPC message (HTTP 200).
     Answer(String),
+    /// Refuse: the counter store is unavailable (and the server fails closed).
+    Unavailable(Unavailable),
 }
 
 /// Who is calling.
@@ -126,11 +195,9 @@ pub async fn reserve(
             return (Verdict::ForwardUncounted, d);
         }
         Err(CounterError::Unavailable(m)) => {
-            tracing::error!("counter store unavailable: {m}");
-            Decision::denied(
-                "(store unavailable)",
-                "the rate-limit store is unavailable; the call is refused to be safe",
-            )
+            let u = Unavailable::Counters(m);
+            let d = u.decision();
+            return (Verdict::Unavailable(u), d);
         }
     };
     (Verdict::Answer(denial_message(id_text, &d)), d)
@@ -484,4 +551,25 @@ pub fn classify<'a>(msg: &'a [u8], id_key: &str) -> Seen<'a> {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     memchr::memmem::find(hay, needle).is_some()
+}
+
+#[cfg(test)]
+mod unavailable_tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_has_its_rule_and_metric() {
+        let cases = [
+            (Unavailable::Store("x".into()), "(store unavailable)", "store"),
+            (Unavailable::Counters("x".into()), "(store unavailable)", "store"),
+            (Unavailable::Audit("x".into()), "(audit unavailable)", "audit"),
+        ];
+        for (u, rule, metric) in cases {
+            assert_eq!(u.rule(), rule);
+            assert_eq!(u.metric(), metric);
+            let d = u.decision();
+            assert_eq!(d.rule, rule);
+            assert_eq!(d.effect, Effect::Deny);
+        }
+    }
 }
