@@ -560,9 +560,21 @@ mod unavailable_tests {
     #[test]
     fn each_failure_has_its_rule_and_metric() {
         let cases = [
-            (Unavailable::Store("x".into()), "(store unavailable)", "store"),
-            (Unavailable::Counters("x".into()), "(store unavailable)", "store"),
-            (Unavailable::Audit("x".into()), "(audit unavailable)", "audit"),
+            (
+                Unavailable::Store("x".into()),
+                "(store unavailable)",
+                "store",
+            ),
+            (
+                Unavailable::Counters("x".into()),
+                "(store unavailable)",
+                "store",
+            ),
+            (
+                Unavailable::Audit("x".into()),
+                "(audit unavailable)",
+                "audit",
+            ),
         ];
         for (u, rule, metric) in cases {
             assert_eq!(u.rule(), rule);

@@ -78,12 +78,14 @@ fn log_of(st: &AppState) -> Result<Arc<AuditLog>, Response> {
 }
 
 /// A viewer's read: the token checked, the filter of the query string, and the log.
-fn viewer_reads(
+async fn viewer_reads(
     st: &AppState,
     headers: &HeaderMap,
     q: &HashMap<String, String>,
 ) -> Result<(AuditFilter, Arc<AuditLog>), Response> {
-    admin(st, headers, Role::Viewer).map_err(IntoResponse::into_response)?;
+    admin(st, headers, Role::Viewer)
+        .await
+        .map_err(IntoResponse::into_response)?;
     Ok((filter(q)?, log_of(st)?))
 }
 
@@ -117,7 +119,7 @@ pub(crate) async fn query(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let (f, log) = match viewer_reads(&st, &headers, &q) {
+    let (f, log) = match viewer_reads(&st, &headers, &q).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -148,7 +150,7 @@ pub(crate) async fn stream(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let (f, log) = match viewer_reads(&st, &headers, &q) {
+    let (f, log) = match viewer_reads(&st, &headers, &q).await {
         Ok(x) => x,
         Err(r) => return r,
     };

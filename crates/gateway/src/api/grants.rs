@@ -18,7 +18,7 @@ use crate::state::{now_ms, AppState};
 /// `GET /api/v1/grants`.
 pub(crate) async fn list(State(st): State<Arc<AppState>>, _: Viewer) -> Response {
     let now = now_ms();
-    match st.store.list_grants() {
+    match st.state(|s| s.list_grants()).await {
         Ok(g) => {
             Json(json!({"grants": g.iter().map(|g| grant_json(g, None, now)).collect::<Vec<_>>()}))
                 .into_response()
@@ -33,7 +33,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (who, body) = match admin_with_body(&st, &headers, Role::Admin, &body) {
+    let (who, body) = match admin_with_body(&st, &headers, Role::Admin, &body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -49,7 +49,15 @@ pub(crate) async fn create(
         expires: s("expires"),
     };
     let now = now_ms();
-    match create_grant(&st.config(), st.store.as_ref(), req, now) {
+    let (cfg, store) = (st.config(), st.store.clone());
+    let made = tokio::task::spawn_blocking(move || create_grant(&cfg, store.as_ref(), req, now))
+        .await
+        .unwrap_or_else(|e| {
+            Err(crate::manage::ManageError::Store(
+                toolgate_store::StoreError::Interrupted(e.to_string()),
+            ))
+        });
+    match made {
         Ok((g, token)) => {
             audit_admin(
                 &st,
@@ -77,7 +85,8 @@ pub(crate) async fn rotate(
     Path(id): Path<String>,
     Authorized(who): AdminOnly,
 ) -> Response {
-    match st.store.rotate_grant(&id) {
+    let owned = id.clone();
+    match st.state(move |s| s.rotate_grant(&owned)).await {
         Ok((g, token)) => {
             audit_admin(
                 &st,
@@ -98,7 +107,8 @@ pub(crate) async fn revoke(
     Path(id): Path<String>,
     Authorized(who): AdminOnly,
 ) -> Response {
-    match st.store.revoke_grant(&id, now_ms()) {
+    let owned = id.clone();
+    match st.state(move |s| s.revoke_grant(&owned, now_ms())).await {
         Ok(g) => {
             audit_admin(
                 &st,

@@ -96,7 +96,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 async fn whoami(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    match admin(&st, &headers, Role::Viewer) {
+    match admin(&st, &headers, Role::Viewer).await {
         Ok(a) => Json(json!({"id": a.id, "name": a.name, "role": a.role.as_str()})).into_response(),
         Err(r) => r.into_response(),
     }
@@ -114,7 +114,7 @@ async fn openapi() -> Response {
 }
 
 async fn admin_tokens(State(st): State<Arc<AppState>>, _: AdminOnly) -> Response {
-    match st.store.admin_tokens() {
+    match st.state(|s| s.admin_tokens()).await {
         Ok(list) => Json(json!({"admin_tokens": list.iter().map(|t| json!({
             "id": t.id, "name": t.name, "role": t.role.as_str(), "token_prefix": t.token_prefix,
             "created_at_ms": t.created_at_ms, "revoked_at_ms": t.revoked_at_ms,
@@ -150,13 +150,15 @@ pub(crate) fn manage_error(e: crate::manage::ManageError) -> Response {
 }
 
 /// A change request: its admin token (a role of at least `need`) and its JSON body.
-pub(crate) fn admin_with_body(
+pub(crate) async fn admin_with_body(
     st: &AppState,
     headers: &HeaderMap,
     need: Role,
     body: &[u8],
 ) -> Result<(AdminToken, Value), Response> {
-    let who = admin(st, headers, need).map_err(IntoResponse::into_response)?;
+    let who = admin(st, headers, need)
+        .await
+        .map_err(IntoResponse::into_response)?;
     Ok((who, json_body(body)?))
 }
 
@@ -230,12 +232,16 @@ impl<const R: u8> axum::extract::FromRequestParts<Arc<AppState>> for Authorized<
             1 => Role::PolicyManager,
             _ => Role::Admin,
         };
-        admin(st, &parts.headers, need).map(Authorized)
+        admin(st, &parts.headers, need).await.map(Authorized)
     }
 }
 
 /// The admin token of the request, if its role is at least `need`.
-pub(crate) fn admin(st: &AppState, headers: &HeaderMap, need: Role) -> Result<AdminToken, Refusal> {
+pub(crate) async fn admin(
+    st: &AppState,
+    headers: &HeaderMap,
+    need: Role,
+) -> Result<AdminToken, Refusal> {
     let refuse = |status, message: String| Refusal { status, message };
     let Some(token) = crate::front::bearer(headers) else {
         return Err(refuse(
@@ -243,13 +249,17 @@ pub(crate) fn admin(st: &AppState, headers: &HeaderMap, need: Role) -> Result<Ad
             "an admin token is required: `Authorization: Bearer tga_…` (toolgate admin-tokens create)".into(),
         ));
     };
-    let found = st.store.admin_by_token(token).map_err(|e| {
-        tracing::error!("admin token lookup failed: {e}");
-        refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the store is unavailable".into(),
-        )
-    })?;
+    let owned = token.to_string();
+    let found = st
+        .state(move |s| s.admin_by_token(&owned))
+        .await
+        .map_err(|e| {
+            tracing::error!("admin token lookup failed: {e}");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is unavailable".into(),
+            )
+        })?;
     let Some(admin) = found else {
         return Err(refuse(
             StatusCode::UNAUTHORIZED,
@@ -271,7 +281,7 @@ pub(crate) fn admin(st: &AppState, headers: &HeaderMap, need: Role) -> Result<Ad
 
 async fn list_approvals(State(st): State<Arc<AppState>>, _: Viewer) -> Response {
     let now = now_ms();
-    match st.store.approvals(true, now) {
+    match st.state(move |s| s.approvals(true, now)).await {
         Ok(list) => Json(
             json!({"approvals": list.iter().map(|a| approval_json(a, now)).collect::<Vec<_>>()}),
         )
@@ -285,7 +295,8 @@ async fn get_approval(
     Path(id): Path<String>,
     _: Viewer,
 ) -> Response {
-    match st.store.approval(&id) {
+    let owned = id.clone();
+    match st.state(move |s| s.approval(&owned)).await {
         Ok(a) => Json(approval_json(&a, now_ms())).into_response(),
         Err(toolgate_store::StoreError::NotFound(_)) => {
             error(StatusCode::NOT_FOUND, &format!("no approval `{id}`"))
@@ -335,7 +346,8 @@ async fn approve(
     Path(id): Path<String>,
     Authorized(who): Manager,
 ) -> Response {
-    let result = st.store.approve(&id, &who.name, now_ms());
+    let (owned, name) = (id.clone(), who.name.clone());
+    let result = st.state(move |s| s.approve(&owned, &name, now_ms())).await;
     decided(&st, result, &who, "approved", None).await
 }
 
@@ -355,7 +367,10 @@ async fn deny(
             "send JSON {\"reason\": \"…\"}: the agent reads why its call was denied",
         );
     };
-    let result = st.store.deny_approval(&id, &who.name, &reason, now_ms());
+    let (owned, name, why) = (id.clone(), who.name.clone(), reason.clone());
+    let result = st
+        .state(move |s| s.deny_approval(&owned, &name, &why, now_ms()))
+        .await;
     decided(&st, result, &who, "denied", Some(reason)).await
 }
 
@@ -370,7 +385,7 @@ async fn status(State(st): State<Arc<AppState>>, _: Viewer) -> Response {
         },
         None => None,
     };
-    let pending = match st.store.approvals(true, now) {
+    let pending = match st.state(move |s| s.approvals(true, now)).await {
         Ok(p) => p.len(),
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };

@@ -155,7 +155,7 @@ pub(crate) async fn put(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (who, doc) = match admin_with_body(&st, &headers, Role::PolicyManager, &body) {
+    let (who, doc) = match admin_with_body(&st, &headers, Role::PolicyManager, &body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -172,7 +172,8 @@ pub(crate) async fn versions(
     let Some(current) = cfg.policy_versions.get(&name) else {
         return error(StatusCode::NOT_FOUND, &format!("no policy named `{name}`"));
     };
-    let stored = match st.store.policy_versions(&name) {
+    let owned = name.clone();
+    let stored = match st.state(move |s| s.policy_versions(&owned)).await {
         Ok(v) => v,
         Err(e) => return store_error(&e),
     };
@@ -195,7 +196,8 @@ pub(crate) async fn version(
     Path((name, version)): Path<(String, String)>,
     _: Viewer,
 ) -> Response {
-    match st.store.policy_version(&name, &version) {
+    let (owned, v) = (name.clone(), version.clone());
+    match st.state(move |s| s.policy_version(&owned, &v)).await {
         Ok(v) => Json(json!({
             "name": v.name, "version": v.version, "author": v.author, "created_at_ms": v.created_at_ms,
             "document": serde_json::from_str::<Value>(&v.document).unwrap_or(Value::Null),
@@ -214,7 +216,7 @@ pub(crate) async fn rollback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (who, body) = match admin_with_body(&st, &headers, Role::PolicyManager, &body) {
+    let (who, body) = match admin_with_body(&st, &headers, Role::PolicyManager, &body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -224,7 +226,8 @@ pub(crate) async fn rollback(
             "send {\"version\": \"…\"}: a version from GET /api/v1/policies/{name}/versions",
         );
     };
-    let stored = match st.store.policy_version(&name, version) {
+    let (owned, v) = (name.clone(), version.to_string());
+    let stored = match st.state(move |s| s.policy_version(&owned, &v)).await {
         Ok(v) => v,
         Err(StoreError::NotFound(m)) => return error(StatusCode::NOT_FOUND, &format!("no {m}")),
         Err(e) => return store_error(&e),
@@ -250,7 +253,7 @@ pub(crate) async fn set_tool(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (who, body) = match admin_with_body(&st, &headers, Role::PolicyManager, &body) {
+    let (who, body) = match admin_with_body(&st, &headers, Role::PolicyManager, &body).await {
         Ok(x) => x,
         Err(r) => return r,
     };

@@ -71,7 +71,8 @@ pub(crate) async fn list(State(st): State<Arc<AppState>>, Authorized(who): Viewe
     let cfg = st.config();
     let mut out = vec![];
     for s in &cfg.servers {
-        let pins = match st.store.pins(&s.name) {
+        let server = s.name.clone();
+        let pins = match st.state(move |store| store.pins(&server)).await {
             Ok(p) => p,
             Err(e) => return store_error(&e),
         };
@@ -94,7 +95,8 @@ pub(crate) async fn tools(
     let Some(srv) = cfg.server(&name) else {
         return error(StatusCode::NOT_FOUND, &format!("no server named `{name}`"));
     };
-    let pins = match st.store.pins(&name) {
+    let server = name.clone();
+    let pins = match st.state(move |s| s.pins(&server)).await {
         Ok(p) => p,
         Err(e) => return store_error(&e),
     };
@@ -294,7 +296,7 @@ pub(crate) async fn add(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (who, body) = match admin_with_body(&st, &headers, Role::Admin, &body) {
+    let (who, body) = match admin_with_body(&st, &headers, Role::Admin, &body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
