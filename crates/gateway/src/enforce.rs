@@ -513,12 +513,17 @@ impl Hook {
     }
 }
 
+/// Why an upstream message was refused, as the agent reads it.
+pub fn unreadable_message(server: &str, e: &Unreadable) -> String {
+    format!("upstream `{server}` answered something toolgate cannot judge ({e}); refused rather than relayed unchecked")
+}
+
 /// The error answered instead of an upstream message toolgate cannot judge.
 pub fn unreadable_answer(id_text: &str, server: &str, e: &Unreadable) -> String {
     error_response(
         id_text,
         error_codes::UPSTREAM_ERROR,
-        &format!("upstream `{server}` answered something toolgate cannot judge ({e}); refused rather than relayed unchecked"),
+        &unreadable_message(server, e),
         None,
     )
 }

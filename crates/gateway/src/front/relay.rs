@@ -465,7 +465,7 @@ pub(crate) async fn relay_response(
                     StatusCode::BAD_GATEWAY,
                     id_text,
                     error_codes::UPSTREAM_ERROR,
-                    &format!("upstream `{server}` answered something toolgate cannot judge ({e}); refused rather than relayed unchecked"),
+                    &crate::enforce::unreadable_message(server, &e),
                 );
             }
         }
