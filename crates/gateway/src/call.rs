@@ -97,7 +97,13 @@ impl CallCtx {
         let policy = self.grant.policy.as_ref().and_then(|p| cfg.policies.get(p));
         // Held: is it new since pinning (never approved) or changed? Fails closed: a pin
         // store that cannot be read holds the tool.
-        let (held, definition_new) = if self.srv.pinning == Pinning::Enforce {
+        let cached = (self.srv.pinning == Pinning::Enforce)
+            .then(|| self.st.store.held_cached(&self.srv.name, &self.tool))
+            .flatten();
+        let (held, definition_new) = if cached == Some(false) {
+            // Not held, as of the store version read when the request was admitted.
+            (false, false)
+        } else if self.srv.pinning == Pinning::Enforce {
             let (server, tool) = (self.srv.name.clone(), self.tool.clone());
             self.st
                 .state(move |s| {

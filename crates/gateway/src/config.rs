@@ -122,6 +122,7 @@ struct RawAudit {
     path: Option<String>,
     retention: Option<String>,
     sync: Option<String>,
+    flush_interval: Option<toml::Value>,
     store: Option<String>,
 }
 
@@ -237,7 +238,8 @@ pub struct AuditConfig {
     pub path: PathBuf,
     /// Delete records older than this many milliseconds (default: keep forever).
     pub retention_ms: Option<u64>,
-    /// When a record counts as written: `full` (fsync, the default) or `normal`.
+    /// When a record counts as written: `batched` (in the OS before the call is forwarded,
+    /// on disk within `flush_interval`: the default), `full` (fsync) or `normal`.
     pub durability: toolgate_store::Durability,
     /// `postgres://…`: the log lives in PostgreSQL (shared by replicas), not in `path`.
     pub postgres: Option<String>,
@@ -453,6 +455,24 @@ fn count_setting(
             ));
             default
         }
+    }
+}
+
+/// A duration in milliseconds: `"10ms"`, `"1s"`, or a whole number of milliseconds.
+fn millis(v: &toml::Value) -> Option<u64> {
+    match v {
+        toml::Value::Integer(n) => u64::try_from(*n).ok(),
+        toml::Value::String(s) => {
+            let s = s.trim();
+            if let Some(n) = s.strip_suffix("ms") {
+                n.trim().parse().ok()
+            } else if let Some(n) = s.strip_suffix('s') {
+                n.trim().parse::<u64>().ok()?.checked_mul(1000)
+            } else {
+                None
+            }
+        }
+        _ => None,
     }
 }
 
@@ -959,14 +979,33 @@ impl Config {
                 }
             },
         };
-        let durability = match raw.and_then(|a| a.sync.as_deref()) {
-            None | Some("full") => toolgate_store::Durability::Full,
+        let flush_ms = match raw.and_then(|a| a.flush_interval.as_ref()) {
+            None => toolgate_store::DEFAULT_FLUSH_MS,
+            Some(v) => match millis(v) {
+                Some(ms) if (1..=1000).contains(&ms) => ms,
+                _ => {
+                    errors.push(format!(
+                        "audit.flush_interval: expected a duration from \"1ms\" to \"1s\" (such as \"10ms\"), got {v}"
+                    ));
+                    toolgate_store::DEFAULT_FLUSH_MS
+                }
+            },
+        };
+        let sync = raw.and_then(|a| a.sync.as_deref());
+        if sync.is_some_and(|s| s != "batched") && raw.is_some_and(|a| a.flush_interval.is_some()) {
+            errors.push(
+                "audit.flush_interval: only used with sync = \"batched\" (the default); remove it or the `sync` line".into(),
+            );
+        }
+        let durability = match sync {
+            None | Some("batched") => toolgate_store::Durability::Batched { flush_ms },
+            Some("full") => toolgate_store::Durability::Full,
             Some("normal") => toolgate_store::Durability::Normal,
             Some(other) => {
                 errors.push(format!(
-                    "audit.sync: expected \"full\" (on disk before a call is forwarded, the default) or \"normal\" (survives a gateway crash, not a power loss), got {other:?}"
+                    "audit.sync: expected \"batched\" (the default: in the OS before a call is forwarded, on disk within flush_interval), \"full\" (on disk before a call is forwarded) or \"normal\" (survives a gateway crash, on disk when SQLite checkpoints), got {other:?}"
                 ));
-                toolgate_store::Durability::Full
+                toolgate_store::Durability::default()
             }
         };
         let postgres = match raw.and_then(|a| a.store.as_deref()) {

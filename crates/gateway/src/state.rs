@@ -157,7 +157,7 @@ impl AppState {
     /// The grant a token opens. Cached; the cache is dropped whenever another process
     /// changed the store (a grant created, rotated or revoked), so changes apply at once.
     pub async fn grant_by_token(&self, token: &str) -> Result<Option<Grant>, StoreError> {
-        let version = self.state(|s| s.data_version()).await?;
+        let version = self.state_version().await?;
         {
             let mut cache = self.grants.lock().unwrap_or_else(|e| e.into_inner());
             if cache.version != Some(version) {
@@ -179,6 +179,16 @@ impl AppState {
             cache.by_token.insert(token.to_string(), found.clone());
         }
         Ok(found)
+    }
+
+    /// The state store's version (see [`StateStore::data_version`]): read in place when the
+    /// store can answer without waiting (SQLite's shared memory), else off the runtime
+    /// threads. Reading it also drops the store's stale pin cache.
+    pub async fn state_version(&self) -> Result<i64, StoreError> {
+        match self.store.data_version_now() {
+            Some(v) => Ok(v),
+            None => self.state(|s| s.data_version()).await,
+        }
     }
 
     /// The current config.

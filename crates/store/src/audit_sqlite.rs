@@ -43,9 +43,10 @@ fn open_conn(path: &Path, durability: Durability) -> Result<Connection, StoreErr
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // With FULL, every commit reaches the disk before its records are reported durable.
+    // With Batched, the flusher (below) takes the fsync off the commit.
     let sync = match durability {
         Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
+        Durability::Batched { .. } | Durability::Normal => "NORMAL",
     };
     conn.pragma_update(None, "synchronous", sync)?;
     conn.pragma_update(None, "wal_autocheckpoint", 16384)?;
@@ -55,6 +56,109 @@ fn open_conn(path: &Path, durability: Durability) -> Result<Connection, StoreErr
 /// One connection to the audit file.
 pub(crate) struct SqliteBackend {
     conn: Connection,
+    /// With [`Durability::Batched`], on the writer's connection: fsyncs what it committed.
+    flusher: Option<Flusher>,
+}
+
+/// The state the writer and the flusher thread share.
+#[derive(Default)]
+struct FlushState {
+    /// Commits not yet fsynced.
+    dirty: bool,
+    /// The backend is closing: flush once more and stop.
+    stop: bool,
+}
+
+/// Fsyncs the log's WAL file at most `flush_ms` after a commit, on its own thread: the
+/// bounded window of [`Durability::Batched`]. SQLite (`synchronous=NORMAL`) writes each
+/// commit to the WAL file before the commit returns, so a record is in the operating
+/// system before its call is forwarded; this thread puts it on the disk soon after.
+struct Flusher {
+    shared: std::sync::Arc<(std::sync::Mutex<FlushState>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn start(db: &Path, flush_ms: u64) -> Result<Self, StoreError> {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = std::path::PathBuf::from(wal);
+        let shared = std::sync::Arc::new((
+            std::sync::Mutex::new(FlushState::default()),
+            std::sync::Condvar::new(),
+        ));
+        let theirs = shared.clone();
+        let every = Duration::from_millis(flush_ms.max(1));
+        let thread = std::thread::Builder::new()
+            .name("toolgate-audit-flush".into())
+            .spawn(move || flush_loop(&wal, &theirs, every))
+            .map_err(|e| StoreError::Audit(format!("cannot start the audit flusher: {e}")))?;
+        Ok(Flusher {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Says that a commit wants flushing.
+    fn committed(&self) {
+        let (lock, cv) = &*self.shared;
+        let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if !s.dirty {
+            s.dirty = true;
+            cv.notify_one();
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        {
+            let (lock, cv) = &*self.shared;
+            let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
+            s.stop = true;
+            cv.notify_one();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn flush_loop(
+    wal: &Path,
+    shared: &(std::sync::Mutex<FlushState>, std::sync::Condvar),
+    every: Duration,
+) {
+    let (lock, cv) = shared;
+    let mut file: Option<std::fs::File> = None;
+    let mut last = std::time::Instant::now();
+    loop {
+        let stop = {
+            let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
+            while !s.dirty && !s.stop {
+                s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
+            }
+            s.stop
+        };
+        if !stop {
+            // At most one fsync per interval: commits meanwhile share it.
+            std::thread::sleep(every.saturating_sub(last.elapsed()));
+        }
+        lock.lock().unwrap_or_else(|e| e.into_inner()).dirty = false;
+        last = std::time::Instant::now();
+        if file.is_none() {
+            file = std::fs::OpenOptions::new().read(true).open(wal).ok();
+        }
+        if let Some(f) = &file {
+            if let Err(e) = f.sync_data() {
+                tracing::error!("audit log: fsync of {} failed: {e}", wal.display());
+                file = None;
+            }
+        }
+        if stop {
+            return;
+        }
+    }
 }
 
 impl SqliteBackend {
@@ -68,13 +172,21 @@ impl SqliteBackend {
         if create {
             conn.execute_batch(SCHEMA)?;
         }
-        Ok(SqliteBackend { conn })
+        let flusher = match durability {
+            Durability::Batched { flush_ms } if create => Some(Flusher::start(path, flush_ms)?),
+            _ => None,
+        };
+        Ok(SqliteBackend { conn, flusher })
     }
 }
 
 impl Backend for SqliteBackend {
     fn commit(&mut self, records: &mut [Box<Record>]) -> Result<(), String> {
-        commit_batch(&mut self.conn, records).map_err(|e| e.to_string())
+        commit_batch(&mut self.conn, records).map_err(|e| e.to_string())?;
+        if let Some(f) = &self.flusher {
+            f.committed();
+        }
+        Ok(())
     }
 
     fn prune(&mut self, before_ms: u64, now_ms: u64) -> Result<u64, String> {
@@ -195,11 +307,8 @@ fn stored(row: &rusqlite::Row<'_>) -> Result<StoredRecord, StoreError> {
 /// The chain's head: the last seq and hash, or the anchor, or the genesis.
 fn head(conn: &Connection) -> rusqlite::Result<(u64, String)> {
     if let Some((seq, hash)) = conn
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
         .optional()?
     {
         return Ok((seq.max(0) as u64, hash));
@@ -217,11 +326,7 @@ fn head(conn: &Connection) -> rusqlite::Result<(u64, String)> {
     })
 }
 
-fn insert(
-    tx: &rusqlite::Transaction<'_>,
-    record: &mut Record,
-    head: &mut (u64, String),
-) -> rusqlite::Result<()> {
+fn insert(tx: &Connection, record: &mut Record, head: &mut (u64, String)) -> rusqlite::Result<()> {
     record.seq = head.0 + 1;
     record.prev_hash = head.1.clone();
     let body = record.canonical();
@@ -251,13 +356,22 @@ fn insert(
 }
 
 /// Commits one batch of appends; returns each record's seq.
+/// One write transaction for a batch; its statements are prepared once per connection
+/// (this runs for every group commit).
 fn commit_batch(conn: &mut Connection, records: &mut [Box<Record>]) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut h = head(&tx)?;
-    for r in records.iter_mut() {
-        insert(&tx, r, &mut h)?;
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let done = (|| {
+        let mut h = head(conn)?;
+        for r in records.iter_mut() {
+            insert(conn, r, &mut h)?;
+        }
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    })();
+    if done.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
     }
-    tx.commit()
+    done
 }
 
 fn prune(conn: &mut Connection, before_ms: u64, now_ms: u64) -> rusqlite::Result<u64> {

@@ -1,8 +1,16 @@
-//! Counters that survive a restart: exact in memory, written through to SQLite by one
-//! writer thread that commits many calls' entries together (group commit).
+//! Counters that survive a restart: exact in memory, written behind to SQLite by one
+//! writer thread that commits many calls' entries together (group commit), off the calls'
+//! path.
+//!
+//! A reservation is decided in memory (exact, atomic across a call's limits) and settles
+//! at once; its entries reach the store within [`WRITE_BEHIND_MS`] (a clean stop or a
+//! reload writes everything queued first). A crash of the process forgets at most the
+//! entries of those last milliseconds. While the store refuses writes, new reservations
+//! are refused (fail closed) and the entries not yet written are kept and retried.
 
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use toolgate_policy::{
     CounterError, CounterKey, Counters, MemoryCounters, Reservation, Settle, Ticket,
@@ -13,29 +21,68 @@ use crate::StoreError;
 
 /// The longest window kept across restarts: entries older than this are pruned.
 pub const MAX_KEPT_MS: u64 = 32 * 86_400 * 1000;
-/// The most jobs one commit takes.
-const BATCH: usize = 1024;
+/// How long the writer gathers entries before it commits them: the window a crash can
+/// forget.
+pub const WRITE_BEHIND_MS: u64 = 5;
+/// The most entries kept for a retry while the store refuses writes; beyond it the oldest
+/// are dropped from the store's copy (never from the in-memory counts) and logged.
+const MAX_RETRY_ROWS: usize = 100_000;
 
 type Row = (CounterKey, u64, u64, u64);
 
-enum Job {
-    Insert(Vec<Row>, Ticket, Settle),
-    Delete(Vec<u64>),
+/// What waits for the writer. Pushing costs a lock; the writer is woken only when the
+/// queue was empty (once per commit at most), not per call.
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<Waiting>,
+    wake: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    inserts: Vec<Row>,
+    deletes: Vec<u64>,
+    /// The counters are being dropped: write what is queued and stop.
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues; false when the writer has stopped.
+    fn push(&self, inserts: Vec<Row>, deletes: Vec<u64>) -> bool {
+        let mut w = self.lock();
+        if w.closed {
+            return false;
+        }
+        let was_empty = w.inserts.is_empty() && w.deletes.is_empty();
+        w.inserts.extend(inserts);
+        w.deletes.extend(deletes);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        true
+    }
 }
 
 /// In-memory sliding windows (exact, atomic across a call's limits) whose entries are
-/// durable in the store before a reservation settles, and restored by [`Self::open`].
+/// written behind to the store and restored by [`Self::open`].
 #[derive(Debug)]
 pub struct PersistentCounters {
     mem: Arc<MemoryCounters>,
-    jobs: Option<mpsc::Sender<Job>>,
+    queue: Arc<Queue>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// The store's last write error, until a write succeeds again.
+    broken: Arc<Mutex<Option<String>>>,
 }
 
 impl Drop for PersistentCounters {
     /// Flushes: the writer commits what is queued, then stops.
     fn drop(&mut self) {
-        self.jobs.take();
+        self.queue.lock().closed = true;
+        self.queue.wake.notify_one();
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
@@ -51,16 +98,19 @@ impl PersistentCounters {
         for (key, at, amount, id) in store.counter_entries_since(since)? {
             mem.restore(key, at, amount, id);
         }
-        let (tx, rx) = mpsc::channel::<Job>();
-        let writer_mem = mem.clone();
+        let queue = Arc::new(Queue::default());
+        let writer_queue = queue.clone();
+        let broken = Arc::new(Mutex::new(None));
+        let writer_broken = broken.clone();
         let handle = std::thread::Builder::new()
             .name("toolgate-counters".into())
-            .spawn(move || writer(store, writer_mem, rx))
+            .spawn(move || writer(store, &writer_queue, &writer_broken))
             .map_err(|e| StoreError::Random(format!("cannot start the counter writer: {e}")))?;
         Ok(PersistentCounters {
             mem,
-            jobs: Some(tx),
+            queue,
             writer: Some(handle),
+            broken,
         })
     }
 
@@ -70,38 +120,61 @@ impl PersistentCounters {
     }
 }
 
-/// Takes every job waiting, commits them in one transaction, then settles each.
-fn writer(store: Arc<SqliteStore>, mem: Arc<MemoryCounters>, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < BATCH {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
+/// Waits for entries, lets [`WRITE_BEHIND_MS`] of them gather, and commits them in one
+/// transaction. A failed commit is kept for the next one and marks the store broken
+/// (reservations are refused) until a commit succeeds.
+fn writer(store: Arc<SqliteStore>, queue: &Queue, broken: &Mutex<Option<String>>) {
+    let mut inserts: Vec<Row> = vec![];
+    let mut deletes: Vec<u64> = vec![];
+    loop {
+        let closed = {
+            let mut w = queue.lock();
+            let retrying = !inserts.is_empty() || !deletes.is_empty();
+            while w.inserts.is_empty() && w.deletes.is_empty() && !w.closed && !retrying {
+                w = queue.wake.wait(w).unwrap_or_else(|e| e.into_inner());
             }
+            w.closed
+        };
+        if !closed {
+            // Let the calls of the next few milliseconds join this commit (a retry waits
+            // longer, so a broken store is not hammered).
+            let retrying = !inserts.is_empty() || !deletes.is_empty();
+            std::thread::sleep(Duration::from_millis(if retrying {
+                100
+            } else {
+                WRITE_BEHIND_MS
+            }));
         }
-        let mut inserts = vec![];
-        let mut deletes = vec![];
-        for j in &jobs {
-            match j {
-                Job::Insert(rows, _, _) => inserts.extend(rows.iter().cloned()),
-                Job::Delete(ids) => deletes.extend_from_slice(ids),
+        {
+            let mut w = queue.lock();
+            inserts.append(&mut w.inserts);
+            deletes.append(&mut w.deletes);
+        }
+        if inserts.is_empty() && deletes.is_empty() {
+            if closed {
+                return;
             }
+            continue;
         }
-        let result = store
-            .apply_counter_batch(&inserts, &deletes)
-            .map_err(|e| e.to_string());
-        for j in jobs {
-            if let Job::Insert(_, ticket, done) = j {
-                match &result {
-                    Ok(()) => done(Ok(ticket)),
-                    Err(e) => {
-                        // Fail closed: the count could not be made durable, so the call does not go.
-                        let _ = mem.give_back(&ticket);
-                        done(Err(CounterError::Unavailable(e.clone())));
-                    }
+        match store.apply_counter_batch(&inserts, &deletes) {
+            Ok(()) => {
+                inserts.clear();
+                deletes.clear();
+                *broken.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+            Err(e) => {
+                let e = e.to_string();
+                tracing::error!("counter store: writing {} entries failed: {e}; new reservations are refused until it recovers", inserts.len());
+                *broken.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                if inserts.len() > MAX_RETRY_ROWS {
+                    let drop = inserts.len() - MAX_RETRY_ROWS;
+                    tracing::error!("counter store: {drop} entries will not reach the store (they still count in memory)");
+                    inserts.drain(..drop);
                 }
             }
+        }
+        if closed {
+            return;
         }
     }
 }
@@ -135,6 +208,16 @@ impl Counters for PersistentCounters {
         if reservations.is_empty() {
             return done(Ok(Ticket::default()));
         }
+        if let Some(e) = self
+            .broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return done(Err(CounterError::Unavailable(format!(
+                "the counter store cannot write: {e}"
+            ))));
+        }
         let ticket = match self.mem.reserve(reservations, now_ms) {
             Ok(t) => t,
             Err(e) => return done(Err(e)),
@@ -145,32 +228,38 @@ impl Counters for PersistentCounters {
             .zip(reservations)
             .map(|((key, id), r)| (key.clone(), now_ms, r.amount, *id))
             .collect();
-        let Some(jobs) = &self.jobs else {
+        if !self.queue.push(rows, vec![]) {
             let _ = self.mem.give_back(&ticket);
             return done(Err(CounterError::Unavailable(
                 "the counter writer stopped".into(),
             )));
-        };
-        if let Err(mpsc::SendError(Job::Insert(_, ticket, done))) =
-            jobs.send(Job::Insert(rows, ticket, done))
+        }
+        done(Ok(ticket));
+    }
+
+    fn check(&self) -> Result<(), CounterError> {
+        match self
+            .broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
         {
-            let _ = self.mem.give_back(&ticket);
-            done(Err(CounterError::Unavailable(
-                "the counter writer stopped".into(),
-            )));
+            Some(e) => Err(CounterError::Unavailable(format!(
+                "the counter store cannot write: {e}"
+            ))),
+            None => Ok(()),
         }
     }
 
     fn give_back(&self, ticket: &Ticket) -> Result<(), CounterError> {
         self.mem.give_back(ticket)?;
         let ids: Vec<u64> = ticket.entries.iter().map(|(_, id)| *id).collect();
-        match &self.jobs {
-            Some(jobs) => jobs
-                .send(Job::Delete(ids))
-                .map_err(|_| CounterError::Unavailable("the counter writer stopped".into())),
-            None => Err(CounterError::Unavailable(
+        if self.queue.push(vec![], ids) {
+            Ok(())
+        } else {
+            Err(CounterError::Unavailable(
                 "the counter writer stopped".into(),
-            )),
+            ))
         }
     }
 }

@@ -35,7 +35,7 @@ pub mod state;
 
 pub use admin::{AdminToken, Role};
 pub use approvals::{Approval, ApprovalStatus, DecideError, NewApproval};
-pub use audit::{AuditFilter, AuditLog, Durability, Stats, Verified};
+pub use audit::{AuditFilter, AuditLog, Durability, Stats, Verified, DEFAULT_FLUSH_MS};
 pub use counters::PersistentCounters;
 pub use grants::{Grant, GrantStatus, NewGrant};
 pub use policy_versions::PolicyVersion;

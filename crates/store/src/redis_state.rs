@@ -894,14 +894,22 @@ impl PinStore for RedisState {
         Ok(added == 1)
     }
 
+    fn held_cached(&self, server: &str, tool: &str) -> Option<bool> {
+        let cache = self.held_cache();
+        let fresh = cache.read_at.is_some_and(|t| t.elapsed() < HELD_FRESH);
+        if !fresh {
+            return None;
+        }
+        cache
+            .by_tool
+            .get(&(server.to_string(), tool.to_string()))
+            .copied()
+    }
+
     fn is_held(&self, server: &str, tool: &str) -> Result<bool, StoreError> {
         let key = (server.to_string(), tool.to_string());
-        {
-            let cache = self.held_cache();
-            let fresh = cache.read_at.is_some_and(|t| t.elapsed() < HELD_FRESH);
-            if let (true, Some(held)) = (fresh, cache.by_tool.get(&key)) {
-                return Ok(*held);
-            }
+        if let Some(held) = self.held_cached(server, tool) {
+            return Ok(held);
         }
         let version = self.held_cache().version;
         let held: bool = self.read(|c| {

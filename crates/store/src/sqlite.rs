@@ -110,6 +110,9 @@ pub struct SqliteStore {
     /// Whether (server, tool) is held, cached; cleared by this store's pin writes and when
     /// [`SqliteStore::data_version`] sees another process's commit.
     held: Mutex<HeldCache>,
+    /// A connection that only reads `PRAGMA data_version`: every commit to the file by any
+    /// other connection (this store's own included) changes what it reads.
+    version: Mutex<Connection>,
 }
 
 #[derive(Debug, Default)]
@@ -179,10 +182,14 @@ impl SqliteStore {
         conn.execute_batch(crate::approvals::SCHEMA)?;
         conn.execute_batch(crate::admin::SCHEMA)?;
         conn.execute_batch(crate::policy_versions::SCHEMA)?;
+        let version = Connection::open(path)?;
+        // Never waits: a busy file is reported at once (see `data_version_now`).
+        version.busy_timeout(Duration::ZERO)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
             held: Mutex::new(HeldCache::default()),
+            version: Mutex::new(version),
         })
     }
 
@@ -308,24 +315,66 @@ impl GrantStore for SqliteStore {
 }
 
 impl SqliteStore {
-    /// SQLite's `data_version`: it changes when another connection (another process, such
-    /// as `toolgate grants revoke`) commits to the file. Caches use it to know they are stale.
+    /// SQLite's `data_version`, read on a connection of its own: it changes whenever a
+    /// commit reached the file since the last read (another process, such as `toolgate
+    /// grants revoke`, or this store). Caches use it to know they are stale. Blocks while
+    /// the file is busy (at most the busy timeout); see [`SqliteStore::data_version_now`].
     pub fn data_version(&self) -> Result<i64, StoreError> {
-        let version: i64 = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare_cached("PRAGMA data_version")?;
-            stmt.query_row([], |r| r.get(0))?
+        let version = loop {
+            match self.read_version() {
+                Ok(v) => break v,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+                {
+                    // Rare in WAL mode (recovery after a crash): wait as the store does.
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
+        self.seen_version(version);
+        Ok(version)
+    }
+
+    /// [`SqliteStore::data_version`] without waiting: a read of SQLite's shared memory
+    /// (WAL index) with non-blocking locks. `None` when the connection is in use or the
+    /// file is busy: then ask [`SqliteStore::data_version`] off the async threads.
+    pub fn data_version_now(&self) -> Option<i64> {
+        let v = {
+            let conn = self.version.try_lock().ok()?;
+            let mut stmt = conn.prepare_cached("PRAGMA data_version").ok()?;
+            stmt.query_row([], |r| r.get(0)).ok()?
+        };
+        self.seen_version(v);
+        Some(v)
+    }
+
+    fn read_version(&self) -> rusqlite::Result<i64> {
+        let conn = self.version.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stmt = conn.prepare_cached("PRAGMA data_version")?;
+        stmt.query_row([], |r| r.get(0))
+    }
+
+    /// Drops the pin cache when the version moved.
+    fn seen_version(&self, version: i64) {
         let mut held = self.held_cache();
         if held.version != Some(version) {
             held.by_tool.clear();
             held.version = Some(version);
         }
-        Ok(version)
     }
 
     fn held_cache(&self) -> std::sync::MutexGuard<'_, HeldCache> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets cached pin checks (this process changed a pin; SQLite's `data_version`
+    /// only counts other connections' commits). The cache is used again after the next
+    /// [`SqliteStore::data_version`].
+    fn forget_held(&self) {
+        let mut cache = self.held_cache();
+        cache.by_tool.clear();
+        cache.version = None;
     }
 }
 
@@ -412,7 +461,7 @@ impl PinStore for SqliteStore {
             }
         }
         tx.commit()?;
-        self.held_cache().by_tool.clear();
+        self.forget_held();
         Ok(Observed { pins: out, changed })
     }
 
@@ -431,14 +480,36 @@ impl PinStore for SqliteStore {
 
     /// True when the tool's definition is held (changed or new since pinning).
     fn is_held(&self, server: &str, tool: &str) -> Result<bool, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT pending_hash IS NOT NULL FROM pins WHERE server = ?1 AND tool = ?2",
-        )?;
-        Ok(stmt
-            .query_row(params![server, tool], |r| r.get::<_, bool>(0))
-            .optional()?
-            .unwrap_or(false))
+        if let Some(held) = self.held_cached(server, tool) {
+            return Ok(held);
+        }
+        let version = self.held_cache().version;
+        let held = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare_cached(
+                "SELECT pending_hash IS NOT NULL FROM pins WHERE server = ?1 AND tool = ?2",
+            )?;
+            stmt.query_row(params![server, tool], |r| r.get::<_, bool>(0))
+                .optional()?
+                .unwrap_or(false)
+        };
+        let mut cache = self.held_cache();
+        // Kept only if nothing changed meanwhile (the answer could predate the change).
+        if version.is_some() && cache.version == version {
+            cache
+                .by_tool
+                .insert((server.to_string(), tool.to_string()), held);
+        }
+        Ok(held)
+    }
+
+    fn held_cached(&self, server: &str, tool: &str) -> Option<bool> {
+        let cache = self.held_cache();
+        cache.version?;
+        cache
+            .by_tool
+            .get(&(server.to_string(), tool.to_string()))
+            .copied()
     }
 
     /// Approves a held definition: it becomes the pin. Errors when nothing is pending.
@@ -448,7 +519,7 @@ impl PinStore for SqliteStore {
              WHERE server = ?1 AND tool = ?2 AND pending_hash IS NOT NULL",
             params![server, tool, to_i64(now_ms)],
         )?;
-        self.held_cache().by_tool.clear();
+        self.forget_held();
         if n == 0 {
             return Err(StoreError::NotFound(format!(
                 "{server}/{tool} (no change is waiting for approval)"

@@ -74,6 +74,12 @@ pub trait PinStore {
     ) -> Result<Observed, StoreError>;
     /// True when the tool's definition is held (changed or new since pinning).
     fn is_held(&self, server: &str, tool: &str) -> Result<bool, StoreError>;
+    /// [`StateStore::is_held`] from memory only, when this store has the answer cached and
+    /// valid for the version [`StateStore::data_version`] last read (no IO: safe on an
+    /// async thread); `None` means ask [`StateStore::is_held`].
+    fn held_cached(&self, _server: &str, _tool: &str) -> Option<bool> {
+        None
+    }
     /// Approves a held definition: it becomes the pin. Errors when nothing is pending.
     fn approve_pin(&self, server: &str, tool: &str, now_ms: u64) -> Result<Pin, StoreError>;
     /// Records that a client with this set of capabilities (a canonical name such as
@@ -153,6 +159,11 @@ pub trait StateStore:
     /// A number that changes whenever grants, admin tokens or pins change, in any process
     /// or replica: caches compare it before trusting what they hold.
     fn data_version(&self) -> Result<i64, StoreError>;
+    /// [`StateStore::data_version`] when it can be had without IO or waiting (safe on an
+    /// async thread); `None`: ask [`StateStore::data_version`] off the async threads.
+    fn data_version_now(&self) -> Option<i64> {
+        None
+    }
     /// Answers when the state can be read (for `/readyz`).
     fn check(&self) -> Result<(), StoreError> {
         self.data_version().map(|_| ())
@@ -192,6 +203,10 @@ impl StateStore for SqliteStore {
 
     fn data_version(&self) -> Result<i64, StoreError> {
         SqliteStore::data_version(self)
+    }
+
+    fn data_version_now(&self) -> Option<i64> {
+        SqliteStore::data_version_now(self)
     }
 
     fn as_sqlite(self: Arc<Self>) -> Option<Arc<SqliteStore>> {

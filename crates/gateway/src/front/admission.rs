@@ -95,6 +95,16 @@ pub(crate) async fn authenticate(
     server: &str,
 ) -> Result<Grant, Reject> {
     if let Some(g) = st.local_grant.as_ref().filter(|g| g.server == server) {
+        // Cached pin checks are valid for the store version read here (another process,
+        // `toolgate tools approve`, may have changed the store).
+        if let Err(e) = st.state_version().await {
+            tracing::error!("state store check failed: {e}");
+            return Err(Reject::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                error_codes::INTERNAL_ERROR,
+                "the state store is unavailable; try again",
+            ));
+        }
         return Ok(g.clone());
     }
     let Some(value) = headers.get(header::AUTHORIZATION) else {
