@@ -73,7 +73,7 @@ fn fnv1a64(s: &str) -> u64 {
 
 /// True for a server in the held-out test split.
 fn held_out(server: &str) -> bool {
-    fnv1a64(server) % 3 == 0
+    fnv1a64(server).is_multiple_of(3)
 }
 
 fn category(s: &str) -> Category {
