@@ -95,7 +95,8 @@ fn padding() -> Option<&'static Regex> {
 }
 
 /// Every attack signal in a tool's text: name, title, description, schema text.
-pub fn signals(tool: &ToolDef) -> Vec<Signal> {
+pub fn signals(tool: &ToolDef, siblings: &[ToolDef]) -> Vec<Signal> {
+    let _ = siblings;
     let mut text = String::new();
     text.push_str(&tool.name);
     text.push('\n');

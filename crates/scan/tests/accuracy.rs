@@ -101,6 +101,7 @@ struct Figures {
     severity_within_one: usize,
     dangerous_as_read: Vec<String>,
     wrong: Vec<String>,
+    severity_wrong: Vec<String>,
     confusion: BTreeMap<(Category, Category), usize>,
 }
 
@@ -126,6 +127,7 @@ fn score(test_split: bool) -> Figures {
         severity_within_one: 0,
         dangerous_as_read: vec![],
         wrong: vec![],
+        severity_wrong: vec![],
         confusion: BTreeMap::new(),
     };
     for s in &sets {
@@ -150,6 +152,15 @@ fn score(test_split: bool) -> Figures {
             }
             if want_sev == a.severity {
                 f.severity_right += 1;
+            } else {
+                f.severity_wrong.push(format!(
+                    "{} {}: labelled {}, classified {} ({})",
+                    s.name,
+                    t.name,
+                    want_sev.as_str(),
+                    a.severity.as_str(),
+                    a.signals.last().map_or("", |s| s.id)
+                ));
             }
             if (want_sev as i32 - a.severity as i32).abs() <= 1 {
                 f.severity_within_one += 1;
@@ -201,6 +212,11 @@ fn print(part: &str, f: &Figures) {
     );
     for w in &f.wrong {
         println!("  {w}");
+    }
+    if std::env::var_os("SCAN_SEVERITY").is_some() {
+        for w in &f.severity_wrong {
+            println!("  severity: {w}");
+        }
     }
 }
 
