@@ -78,6 +78,13 @@ fn stems(w: &str) -> Vec<String> {
     if let Some(s) = w.strip_suffix("ing") {
         out.push(s.to_string());
         out.push(format!("{s}e"));
+        // `running`, `stopped`: a doubled final consonant.
+        let mut cs = s.chars().rev();
+        if let (Some(a), Some(b)) = (cs.next(), cs.next()) {
+            if a == b {
+                out.push(s.chars().take(s.chars().count() - 1).collect());
+            }
+        }
     }
     if let Some(s) = w.strip_suffix("es") {
         out.push(s.to_string());
