@@ -78,13 +78,6 @@ fn stems(w: &str) -> Vec<String> {
     if let Some(s) = w.strip_suffix("ing") {
         out.push(s.to_string());
         out.push(format!("{s}e"));
-        // `running`, `stopped`: a doubled final consonant.
-        let mut cs = s.chars().rev();
-        if let (Some(a), Some(b)) = (cs.next(), cs.next()) {
-            if a == b {
-                out.push(s.chars().take(s.chars().count() - 1).collect());
-            }
-        }
     }
     if let Some(s) = w.strip_suffix("es") {
         out.push(s.to_string());
@@ -99,6 +92,20 @@ fn stems(w: &str) -> Vec<String> {
     if let Some(s) = w.strip_suffix('d') {
         out.push(s.to_string());
     }
+    // `running`, `cancelled`: a doubled final consonant.
+    let doubled: Vec<String> = out
+        .iter()
+        .filter_map(|s| {
+            let mut cs = s.chars().rev();
+            match (cs.next(), cs.next()) {
+                (Some(a), Some(b)) if a == b => {
+                    Some(s.chars().take(s.chars().count() - 1).collect())
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    out.extend(doubled);
     out
 }
 
