@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //! - [`tool`]: [`ToolDef`], read from a `tools/list` result.
-//! - [`words`]: splitting names (snake, camel, kebab, dotted) into words.
+//! - [`words`]: splitting names (snake, camel, kebab, dotted) into words; the verbs the
+//!   classifier knows and the nouns that change their meaning.
 //! - [`classify`]: category, confidence and signals for one tool; `severity` (private):
 //!   severity from what the tool touches.
 //! - [`attack`]: poisoning signals (hidden instructions, invisible characters, ANSI, …).

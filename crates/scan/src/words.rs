@@ -237,22 +237,6 @@ pub const MONEY: &[&str] = &[
     "eth",
 ];
 
-/// Words naming secrets and credentials.
-pub const SECRET: &[&str] = &[
-    "secret",
-    "secrets",
-    "credential",
-    "credentials",
-    "password",
-    "passwords",
-    "token",
-    "tokens",
-    "apikey",
-    "totp",
-    "otp",
-    "vault",
-];
-
 /// Words naming who may do what.
 pub const PERMISSION: &[&str] = &[
     "role",
@@ -311,7 +295,7 @@ pub const PERSONAL: &[&str] = &[
     "employees",
 ];
 
-/// Words naming logs and local files.
+/// Words naming logs.
 pub const LOGS: &[&str] = &["log", "logs"];
 
 /// Words for things other people receive.
