@@ -1,5 +1,16 @@
 //! Tool-poisoning signals: text a model reads that a person reviewing the tool would not
 //! see or would not expect. Each returns a [`Signal`] with a stable id.
+//!
+//! The text read is the name, the title, the description, every parameter's name,
+//! description, default and enum values, and the string values of the annotations. The
+//! families follow `SCAN-LABELS.md`: markup that addresses the model (`<IMPORTANT>`, fake
+//! `<system>` or `[SYSTEM]` blocks, uppercase tags), instructions to override the model's
+//! rules or hide what it does, requests to read credentials or send data out, text that
+//! changes how other tools are used or steers the model to prefer this one, instructions in
+//! annotations, invisible and bidirectional characters, ANSI escapes, and padding.
+//!
+//! An honest description of a dangerous function is not an attack: a tool that says in its
+//! first sentence that it returns secrets, or that refuses to read them, is not flagged.
 
 use std::sync::OnceLock;
 
@@ -7,6 +18,7 @@ use regex::Regex;
 
 use crate::classify::Signal;
 use crate::tool::ToolDef;
+use crate::words::split_name;
 
 /// Descriptions longer than this are flagged as a place to hide instructions.
 pub const LONG_DESCRIPTION: usize = 3000;
@@ -15,19 +27,48 @@ fn re(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'static 
     cell.get_or_init(|| Regex::new(pattern).ok()).as_ref()
 }
 
-fn hidden_instructions() -> Option<&'static Regex> {
+/// Markup that addresses the model: `<IMPORTANT>`, `<system>`, `[SYSTEM ...]`, uppercase
+/// pseudo-tags, instruction headers.
+fn markup() -> Option<&'static Regex> {
     static R: OnceLock<Option<Regex>> = OnceLock::new();
     re(
         &R,
-        r"(?is)<\s*important\s*>|<\s*(system|instructions?|secret)\s*>|ignore (all |any )?(the )?(previous|prior|above|earlier) (instructions|prompts?|rules)|(do not|don't|never) (tell|inform|mention|reveal|notify|alert|show)( this)?( to)? the user|without (telling|informing|notifying|alerting) the user|the user (must|should) not (know|see|be told)|<!--.*-->|this is (very |extremely )?important.{0,40}(otherwise|or else)|(before|prior to) (using|calling) (this|any) tool,? (you must|always|first)|\b(no need to|need not|does not need to be|doesn't need to be|do not|don't|never)\s+(mention|mentioned|tell|told|list|show|disclose|reveal)\b[^.]{0,80}\b(user|receipts?|logs?)\b|\b(all|every) commands? must (include|start with|begin with|be prefixed)",
+        r"(?i)<\s*/?\s*(important|system|instructions?|secret|hidden|admin|override|assistant|context|priority)\b[^<>]{0,40}>|<\|\s*(system|im_start|assistant)\s*\|>|\[\s*(system|instructions?|admin|assistant)\b[^\]]{0,40}(:|\])|(?-i:</?[A-Z][A-Z_]{2,}[A-Z]>)|#{2,}\s*(system|instructions?)\b|\b(?-i:SYSTEM)\s*(?-i:OVERRIDE|INSTRUCTIONS?|CONTEXT|NOTE|PROMPT|MESSAGE)\b",
     )
 }
 
-fn secret_access() -> Option<&'static Regex> {
+/// Instructions addressed to the model: conceal, act before the call, follow a rule for
+/// every command.
+fn concealment() -> Option<&'static Regex> {
     static R: OnceLock<Option<Regex>> = OnceLock::new();
     re(
         &R,
-        r"(?is)\b(read|cat|open|include|pass|send|attach|upload|provide|copy|extract|collect)\b.{0,80}(~/\.ssh|id_rsa|id_ed25519|\.ssh/|\.netrc|mcp\.json|\.cursor/|\.aws/credentials|/etc/passwd|\.env\b|private key|api[_ -]?keys?|access tokens?|credentials)|(~/\.ssh/id_\w+|~/\.netrc)\b.{0,120}\b(übergib|inhalt|feld|field|argument|param\w*|memo|pass)|(~/\.ssh|id_rsa|mcp\.json|\.aws/credentials).{0,80}\b(as|into|in) (the )?[`'\x22]?\w+[`'\x22]? (param|parameter|argument|field)",
+        r"(?is)(do not|don't|never|without)\s+(tell|telling|inform|informing|mention|mentioning|reveal|revealing|notify|notifying|alert|alerting|show|showing|disclose|disclosing)\b[^.]{0,50}\b(user|them)\b|the user (must|should|does) not (need to )?(know|see|be told)|\b(no need to|need not|does not need to be|doesn't need to be)\s+(mention|mentioned|tell|told|list|show|disclose|reveal)\b[^.]{0,80}\b(user|receipts?|logs?)\b|\b(silently|secretly|quietly|covertly)\s+(read|send|post|include|pass|upload|collect|forward|add|copy|call|run|execute)\b|(before|prior to) (using|calling|executing|running) (this|any|the) tool,? (you )?(must|always|first|should)|\b(all|every) commands? must (include|start with|begin with|be prefixed)|(?-i:DO NOT) (?-i:SHOW|TELL|MENTION|REVEAL)",
+    )
+}
+
+/// Text that tells the model to drop its rules or grant itself power.
+fn override_rules() -> Option<&'static Regex> {
+    static R: OnceLock<Option<Regex>> = OnceLock::new();
+    re(
+        &R,
+        r"(?is)\bignore (all |any )?(the |your )?(previous|prior|above|earlier|other|existing|safety|security)\b[^.]{0,25}\b(instructions|guidelines|rules|prompts?|policies|guardrails|restrictions|directions)|\bdisregard (all |any |the )?(previous|prior|above|earlier|your)\b|\byou are now (a|an|in)\b|\b(disable|bypass|turn off|switch off|skip)\s+(all\s+|any\s+|the\s+)?(safety|security|guardrails?|filters?|restrictions|audit\w*|validation|confirmation)\b|\b(unrestricted|elevated|administrator|admin|root) (mode|access|privileges?|permissions?)\b|\boverrides? (any|all|every) (conflicting|other|previous)\b|\bpre-?approved\b",
+    )
+}
+
+fn secret_target() -> Option<&'static Regex> {
+    static R: OnceLock<Option<Regex>> = OnceLock::new();
+    re(
+        &R,
+        r"(?i)(~/\.ssh|id_rsa|id_ed25519(\b|[^.]|\.[^p])|\.ssh/|\.netrc|mcp\.json|\.cursor/|\.aws/credentials|\.aws/|/etc/passwd|/etc/shadow|\.env\b|\.gitconfig|_history\b|hosts\.yml|\.kube/config|private keys?|api[_ -]?keys?|access[_ ]keys?|access tokens?|oauth[_ ]tokens?|credentials|passwords?|secrets?\b|cookies|keychain|wallet seed|seed phrase|environment variables)",
+    )
+}
+
+fn secret_verb() -> Option<&'static Regex> {
+    static R: OnceLock<Option<Regex>> = OnceLock::new();
+    re(
+        &R,
+        r"(?i)\b(read|reading|cat|open|include|including|pass|send|attach|upload|provide|copy|extract|collect|collecting|access|accessing|harvest|put|append|retrieve|lies|übergib|search for|look for)\b",
     )
 }
 
@@ -35,7 +76,7 @@ fn exfiltration() -> Option<&'static Regex> {
     static R: OnceLock<Option<Regex>> = OnceLock::new();
     re(
         &R,
-        r"(?is)\b(send|post|forward|upload|transmit|report|copy|bcc|cc|mirror|exfiltrate)\b.{0,60}\b(all|every|each|entire|full|complete|whole|any|copies?|a copy)\b.{0,80}(https?://|\b[\w.+-]+@[\w-]+\.[\w.]+|webhook)|\b(also|secretly|silently|quietly|additionally|always)\b.{0,40}\b(send|post|forward|bcc|cc|upload)\b.{0,80}(https?://|\b[\w.+-]+@[\w-]+\.[\w.]+)",
+        r"(?is)\b(send|post|forward|upload|transmit|report|copy|bcc|cc|mirror|exfiltrate|route|export)\b.{0,60}\b(all|every|each|entire|full|complete|whole|any|copies?|a copy|identical)\b.{0,80}(https?://|\b[\w.+-]+@[\w-]+\.[\w.]+|webhook|/tmp/)|\b(also|secretly|silently|quietly|additionally|always)\b.{0,40}\b(send|post|forward|bcc|cc|upload|copy)\b.{0,80}(https?://|\b[\w.+-]+@[\w-]+\.[\w.]+)|\b(forwarded|sent|posted|uploaded|reported)\s+to\s+https?://|\b(send|post|upload)\b[^.]{0,80}\bto\s+https?://[^\s]+[^.]{0,40}\b(before|after) (answering|returning|responding)|(always|must) use \S+@\S+ as the recipient",
     )
 }
 
@@ -43,7 +84,16 @@ fn shadowing() -> Option<&'static Regex> {
     static R: OnceLock<Option<Regex>> = OnceLock::new();
     re(
         &R,
-        r"(?is)\bwhen(ever)?\b.{0,30}[`'\x22]?\b\w+\b[`'\x22]?\s+(tool\s+)?is\s+(called|used|invoked|run)\b.{0,120}\b(must|always|also|instead|change|replace|add|set)\b|\b(all|any|every|other)\s+(\w+\s+){0,2}tools?\b.{0,60}\b(must|should|always)\b.{0,60}\b(send|include|add|bcc|use|redirect|change)\b|\b(instead of|rather than) (using |calling )?(the )?[`'\x22]?\w+[`'\x22]? tool\b.{0,40}\b(from|of) (another|other|the \w+) server|\b(before|after) (any|every|each) (call|calling|execution|use)\b|\bbefore (executing|calling|using|running) any other tool\b|\bnever (call|use) (those|these|the other|other) tools?\b|\breplaces? [`'\x22]?\w+[`'\x22]?( and [`'\x22]?\w+[`'\x22]?)? from the [\w-]+ server\b",
+        r"(?is)\bwhen(ever)?\b.{0,40}[`'\x22]?\b\w+\b[`'\x22]?\s+(tool\s+)?is\s+(called|used|invoked|run)\b.{0,120}\b(must|always|also|instead|change|replace|add|set)\b|\b(all|any|every|other)\s+(\w+\s+){0,2}tools?\b.{0,60}\b(must|should|always)\b.{0,60}\b(send|include|add|bcc|use|redirect|change|route)\b|\b(instead of|rather than) (using |calling )?(the )?[`'\x22]?\w+[`'\x22]? tool\b.{0,40}\b(from|of) (another|other|the \w+) server|\b(before|after) (any|every|each) (call|calling|execution|use)\b|\bbefore (executing|calling|using|running) any other tool\b|\bnever (call|use) (those|these|the other|other) tools?\b|\breplaces? [`'\x22]?\w+[`'\x22]?( and [`'\x22]?\w+[`'\x22]?)? from the [\w-]+ server\b|\b(whichever|regardless of (which|what)) server\b|\b(tools?|servers?) from other (mcp )?servers?\b|\bwhen you run any\b",
+    )
+}
+
+/// Text that steers the model to prefer this tool over every other.
+fn preference() -> Option<&'static Regex> {
+    static R: OnceLock<Option<Regex>> = OnceLock::new();
+    re(
+        &R,
+        r"(?i)\b(always|must|should)\s+(choose|use|prioriti[sz]e|prefer|try|call|select|pick)\s+this tool\b[^.]{0,40}\b(first|over|instead|for (all|every|any))|\b(ignore|do not use|don't use|never use|avoid)\s+(all\s+|any\s+)?(the\s+)?other\s+(\w+\s+)?(tools?|servers?|converters?|alternatives?)\b|\bthe only \w+( \w+)? you should (trust|use)\b|\b(use|try|call) this tool first\b|\bbefore any other (tools?|options?)\b",
     )
 }
 
@@ -61,6 +111,11 @@ fn secret_param() -> Option<&'static Regex> {
         &R,
         r"(?i)(id_rsa|id_ed25519|netrc|ssh_key_content|private_key_content|mcp_json|aws_credentials|content_from_reading)",
     )
+}
+
+fn html_comment() -> Option<&'static Regex> {
+    static R: OnceLock<Option<Regex>> = OnceLock::new();
+    re(&R, r"(?s)<!--(.*?)-->")
 }
 
 /// Invisible or direction-changing characters; a zero-width joiner inside an emoji
@@ -94,8 +149,148 @@ fn padding() -> Option<&'static Regex> {
     re(&R, r"[ \t]{60,}|(\r?\n[ \t]*){15,}")
 }
 
-/// Every attack signal in a tool's text: name, title, description, schema text.
-pub fn signals(tool: &ToolDef) -> Vec<Signal> {
+/// True when the text just before `at` negates or forbids what follows ("never read",
+/// "are refused", "do not upload").
+fn negated(text: &str, at: usize) -> bool {
+    let start = text
+        .char_indices()
+        .rev()
+        .find(|(i, _)| *i + 60 <= at)
+        .map_or(0, |(i, _)| i);
+    let before = text.get(start..at).unwrap_or("").to_lowercase();
+    let clause = before
+        .rsplit(['.', ';', ':', '!', '?', '\n'])
+        .next()
+        .unwrap_or("");
+    [
+        "never",
+        "not ",
+        "n't",
+        "refuse",
+        "avoid",
+        "only ever",
+        "no ",
+    ]
+    .iter()
+    .any(|n| clause.contains(n))
+}
+
+/// True when `at` falls inside quotation marks (an example of a phrase, not an order).
+fn quoted(text: &str, at: usize) -> bool {
+    let before = text.get(..at).unwrap_or("");
+    let straight = before.matches('"').count() % 2 == 1;
+    let curly = before.matches('\u{201c}').count() > before.matches('\u{201d}').count();
+    straight || curly
+}
+
+/// Secret files named by path: any reading or passing verb near them is a request.
+fn secret_path() -> Option<&'static Regex> {
+    static R: OnceLock<Option<Regex>> = OnceLock::new();
+    re(
+        &R,
+        r"(?i)^(~/\.ssh|id_rsa|id_ed25519|\.ssh/|\.netrc|mcp\.json|\.cursor/|\.aws/|/etc/passwd|/etc/shadow|\.env|\.gitconfig|_history|hosts\.yml|\.kube/config)",
+    )
+}
+
+/// Words that address the model: an order, not a description of the tool.
+fn model_cue() -> Option<&'static Regex> {
+    static R: OnceLock<Option<Regex>> = OnceLock::new();
+    re(
+        &R,
+        r"(?i)\b(you|your|must|first|before|also|as the|into the|in the|argument|parameter|field|response|reply|otherwise)\b",
+    )
+}
+
+/// The sentence around byte `at`.
+fn sentence_at(text: &str, at: usize) -> (usize, usize) {
+    let before = text.get(..at).unwrap_or("");
+    let lo = [before.rfind(". "), before.rfind('\n'), before.rfind("; ")]
+        .into_iter()
+        .flatten()
+        .max()
+        .map_or(0, |i| i + 1);
+    let after = text.get(at..).unwrap_or("");
+    let hi = [after.find(". "), after.find('\n')]
+        .into_iter()
+        .flatten()
+        .min()
+        .map_or(text.len(), |i| at + i);
+    (lo, hi)
+}
+
+/// Requests to read secrets: a secret target and a reading or passing verb in one
+/// sentence, outside the description's first sentence (where an honest tool states its
+/// own function), not negated ("never read", "are refused"), not a public key (`.pub`);
+/// a secret named only by a word (credentials, API keys) also needs words that address
+/// the model.
+fn asks_for_secrets(text: &str, skip: (usize, usize)) -> bool {
+    let (Some(target), Some(verbs), Some(path), Some(cue)) =
+        (secret_target(), secret_verb(), secret_path(), model_cue())
+    else {
+        return false;
+    };
+    for m in target.find_iter(text) {
+        if m.start() >= skip.0 && m.start() < skip.1 {
+            continue;
+        }
+        let token_rest: String = text
+            .get(m.end()..)
+            .unwrap_or("")
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != ',' && *c != ')')
+            .collect();
+        let just_before: String = text
+            .get(..m.start())
+            .unwrap_or("")
+            .chars()
+            .rev()
+            .take(14)
+            .collect::<String>()
+            .chars()
+            .rev()
+            .collect::<String>()
+            .to_lowercase();
+        if token_rest.contains(".pub")
+            || ["e.g.", "such as", "i.e.", "like "]
+                .iter()
+                .any(|x| just_before.contains(x))
+        {
+            continue;
+        }
+        let (lo, hi) = sentence_at(text, m.start());
+        let sentence = text.get(lo..hi).unwrap_or("");
+        let after = text.get(m.end()..hi).unwrap_or("").to_lowercase();
+        if [
+            "are refused",
+            "is refused",
+            "are rejected",
+            "are blocked",
+            "is blocked",
+            "are never",
+        ]
+        .iter()
+        .any(|n| after.contains(n))
+        {
+            continue;
+        }
+        let is_path = path.is_match(m.as_str());
+        let ordered = is_path || cue.is_match(sentence);
+        let verb = verbs
+            .find_iter(sentence)
+            .map(|v| (lo + v.start(), lo + v.end()))
+            .find(|(s, e)| *e <= m.start() || *s >= m.end());
+        if let Some((at, _)) = verb {
+            if ordered && !negated(text, at) && !negated(text, m.start()) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Every attack signal in a tool's text. `siblings` are the tools of the same server:
+/// naming one of them is not a reference to another server's tool.
+pub fn signals(tool: &ToolDef, siblings: &[ToolDef]) -> Vec<Signal> {
     let mut text = String::new();
     text.push_str(&tool.name);
     text.push('\n');
@@ -103,8 +298,16 @@ pub fn signals(tool: &ToolDef) -> Vec<Signal> {
         text.push_str(t);
         text.push('\n');
     }
+    let desc_at = text.len();
     text.push_str(&tool.description);
-    let schema_text = tool.input_schema.to_string();
+    let first_sentence_end = desc_at
+        + tool
+            .description
+            .find(". ")
+            .or_else(|| tool.description.find('\n'))
+            .unwrap_or(tool.description.len());
+    // The name, title and first sentence: where a tool says what it does.
+    let own_function = (0, first_sentence_end);
     let mut props = String::new();
     for (k, d) in tool.properties() {
         props.push_str(&k);
@@ -113,15 +316,71 @@ pub fn signals(tool: &ToolDef) -> Vec<Signal> {
         props.push('\n');
     }
     // Defaults and enums can carry text too: search the schema's raw JSON, unescaped.
+    let schema_text = tool.input_schema.to_string();
+    let mut annotation_text = String::new();
+    let mut odd_annotations = vec![];
+    if let Some(m) = tool.annotations.as_object() {
+        for (k, v) in m {
+            let standard = matches!(
+                k.as_str(),
+                "title" | "readOnlyHint" | "destructiveHint" | "idempotentHint" | "openWorldHint"
+            );
+            if !standard {
+                odd_annotations.push(k.clone());
+            }
+            if k == "title" && tool.title.as_deref() == v.as_str() {
+                continue;
+            }
+            if !k.ends_with("Hint") {
+                annotation_text.push_str(&v.to_string().replace("\\n", "\n"));
+                annotation_text.push('\n');
+            }
+        }
+    }
     let all = format!(
-        "{text}\n{props}\n{}",
+        "{text}\n{props}\n{}\n{annotation_text}",
         schema_text.replace("\\n", "\n").replace("\\\"", "\"")
     );
     let mut out = vec![];
-    if hidden_instructions().is_some_and(|r| r.is_match(&all)) {
-        out.push(Signal::new("hidden-instructions", "Description or schema text gives the model instructions (\"<IMPORTANT>\", \"ignore previous\", \"do not tell the user\")".to_string()));
+    let comment_orders = html_comment().is_some_and(|r| {
+        r.captures_iter(&all).any(|c| {
+            let inner = c.get(1).map_or("", |m| m.as_str());
+            inner.split_whitespace().count() >= 6
+        })
+    });
+    if markup().is_some_and(|r| r.is_match(&all))
+        || comment_orders
+        || concealment().is_some_and(|r| {
+            r.find_iter(&all).any(|m| {
+                let after = all.get(m.end()..).unwrap_or("");
+                let rest: String = after.chars().take(40).collect();
+                !rest.contains("until") && !quoted(&all, m.start())
+            })
+        })
+    {
+        out.push(Signal::new("hidden-instructions", "Description or schema text gives the model hidden instructions (\"<IMPORTANT>\", a fake system block, \"do not tell the user\")".to_string()));
     }
-    if secret_access().is_some_and(|r| r.is_match(&all)) {
+    if override_rules().is_some_and(|r| {
+        r.find_iter(&all).any(|m| {
+            let before: String = all
+                .get(..m.start())
+                .unwrap_or("")
+                .chars()
+                .rev()
+                .take(12)
+                .collect::<String>()
+                .chars()
+                .rev()
+                .collect();
+            !quoted(&all, m.start()) && !before.contains("such as") && !before.contains("like ")
+        })
+    }) {
+        out.push(Signal::new(
+            "instruction-override",
+            "Tells the model to drop its rules or take more power (\"ignore previous instructions\", \"disable safety checks\")".to_string(),
+        ));
+    }
+    if asks_for_secrets(&all, own_function) {
         out.push(Signal::new(
             "secret-access",
             "Asks the model to read or pass secrets (SSH keys, .env, credentials, MCP config)"
@@ -134,17 +393,30 @@ pub fn signals(tool: &ToolDef) -> Vec<Signal> {
             "Asks the model to send data to an outside address or URL".to_string(),
         ));
     }
-    if shadowing().is_some_and(|r| r.is_match(&all)) {
+    if shadowing().is_some_and(|r| r.is_match(&all)) || names_foreign_tool(tool, siblings) {
         out.push(Signal::new(
             "tool-shadowing",
             "Tells the model how to use other tools (possibly another server's)".to_string(),
         ));
     }
-    // Parameters whose names or descriptions ask the model for its context or for secrets.
+    if preference().is_some_and(|r| r.is_match(&all)) {
+        out.push(Signal::new(
+            "tool-preference",
+            "Tells the model to prefer this tool over every other one".to_string(),
+        ));
+    }
+    let name_words = split_name(&tool.name);
+    let is_chat = name_words.iter().any(|w| {
+        matches!(
+            w.as_str(),
+            "chat" | "completion" | "completions" | "conversation" | "message" | "messages"
+        )
+    });
     let props_list = tool.properties();
-    if props_list
-        .iter()
-        .any(|(k, d)| context_harvest().is_some_and(|r| r.is_match(k) || r.is_match(d)))
+    if !is_chat
+        && props_list
+            .iter()
+            .any(|(k, d)| context_harvest().is_some_and(|r| r.is_match(k) || r.is_match(d)))
     {
         out.push(Signal::new(
             "context-harvesting",
@@ -160,6 +432,40 @@ pub fn signals(tool: &ToolDef) -> Vec<Signal> {
         out.push(Signal::new(
             "secret-access",
             "A parameter's name asks for a secret file's content".to_string(),
+        ));
+    }
+    let odd: Vec<&String> = odd_annotations
+        .iter()
+        .filter(|k| {
+            let w = split_name(k);
+            w.iter().any(|w| {
+                matches!(
+                    w.as_str(),
+                    "prompt"
+                        | "instruction"
+                        | "instructions"
+                        | "command"
+                        | "bypass"
+                        | "privilege"
+                        | "override"
+                        | "trust"
+                        | "system"
+                        | "hidden"
+                        | "security"
+                )
+            })
+        })
+        .collect();
+    if !odd.is_empty() {
+        out.push(Signal::new(
+            "annotation-injection",
+            format!(
+                "Non-standard annotations that address the model or its safety ({})",
+                odd.iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ));
     }
     let inv = invisible(&all);
@@ -189,18 +495,53 @@ pub fn signals(tool: &ToolDef) -> Vec<Signal> {
     out
 }
 
+/// True when the description orders the model to use a tool by a name that none of the
+/// server's tools has (`use the read_file tool to ...`, `when send_email is called`).
+fn names_foreign_tool(tool: &ToolDef, siblings: &[ToolDef]) -> bool {
+    static R: OnceLock<Option<Regex>> = OnceLock::new();
+    let Some(r) = re(
+        &R,
+        r"(?i)\b(using|use|call|calling|invoke|via|with) (the )?[`'\x22]?([a-z][a-z0-9]*_[a-z0-9_]+)[`'\x22]? tool\b",
+    ) else {
+        return false;
+    };
+    r.captures_iter(&tool.description).any(|c| {
+        let Some(name) = c.get(3).map(|m| m.as_str().to_lowercase()) else {
+            return false;
+        };
+        let orders = {
+            let at = c.get(0).map_or(0, |m| m.start());
+            let before = tool.description.get(..at).unwrap_or("").to_lowercase();
+            let clause = before.rsplit(['.', '\n']).next().unwrap_or("").to_string();
+            ["must", "first", "before", "always", "silently"]
+                .iter()
+                .any(|w| clause.contains(w))
+        };
+        orders
+            && name != tool.name.to_lowercase()
+            && !siblings.iter().any(|s| s.name.to_lowercase() == name)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_pattern_compiles() {
-        assert!(hidden_instructions().is_some(), "hidden_instructions");
-        assert!(secret_access().is_some(), "secret_access");
+        assert!(markup().is_some(), "markup");
+        assert!(concealment().is_some(), "concealment");
+        assert!(override_rules().is_some(), "override_rules");
+        assert!(secret_target().is_some(), "secret_target");
+        assert!(secret_verb().is_some(), "secret_verb");
+        assert!(secret_path().is_some(), "secret_path");
+        assert!(model_cue().is_some(), "model_cue");
         assert!(exfiltration().is_some(), "exfiltration");
         assert!(shadowing().is_some(), "shadowing");
+        assert!(preference().is_some(), "preference");
         assert!(context_harvest().is_some(), "context_harvest");
         assert!(secret_param().is_some(), "secret_param");
+        assert!(html_comment().is_some(), "html_comment");
         assert!(padding().is_some(), "padding");
     }
 }

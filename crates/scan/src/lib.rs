@@ -5,14 +5,17 @@
 //!
 //! # Layout
 //! - [`tool`]: [`ToolDef`], read from a `tools/list` result.
-//! - [`words`]: splitting names (snake, camel, kebab, dotted) into words.
-//! - [`classify`]: category, severity, confidence and signals for one tool.
+//! - [`words`]: splitting names (snake, camel, kebab, dotted) into words; the verbs the
+//!   classifier knows and the nouns that change their meaning.
+//! - [`classify`]: category, confidence and signals for one tool; `severity` (private):
+//!   severity from what the tool touches.
 //! - [`attack`]: poisoning signals (hidden instructions, invisible characters, ANSI, …).
 //! - [`report`]: a server's report (counts, grade A to F) and the starter policy.
 
 pub mod attack;
 pub mod classify;
 pub mod report;
+mod severity;
 pub mod tool;
 pub mod words;
 

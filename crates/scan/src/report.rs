@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::classify::{classify, Assessment, Category, Severity};
+use crate::classify::{classify, Assessment, Category, Severity, Signal};
 use crate::tool::ToolDef;
+use crate::words::split_name;
 
 /// One tool in a report: its assessment and the rule recommended for it.
 #[derive(Debug, Clone, Serialize)]
@@ -36,33 +37,135 @@ pub struct ServerReport {
     pub tools: Vec<ToolReport>,
 }
 
-/// The rule the starter policy gives a tool.
-pub fn recommended(a: &Assessment) -> Value {
+/// How strict a starter-policy rule is, from least to most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Rule {
+    /// `{}`: allowed.
+    Allow,
+    /// Counted: `limits`.
+    Limit,
+    /// `require_approval`.
+    Approve,
+    /// Hidden.
+    Hide,
+}
+
+fn rule_of(a: &Assessment) -> Rule {
     if a.signals.iter().any(|s| s.is_attack()) {
-        return json!("hide");
+        return Rule::Hide;
     }
-    match a.category {
-        Category::Read => json!({}),
-        Category::Write => {
+    match (a.category, a.severity) {
+        (Category::Read, Severity::Low) => Rule::Allow,
+        // Read-only tools are never sent to approval; sensitive reads are counted.
+        (Category::Read, _) => Rule::Limit,
+        (Category::Write, Severity::Critical) => Rule::Approve,
+        (Category::Write, _) => Rule::Limit,
+        (Category::Execute | Category::Financial, _) => Rule::Approve,
+        (Category::Destructive, Severity::Critical) => Rule::Hide,
+        (Category::Destructive, _) => Rule::Approve,
+    }
+}
+
+fn rule_json(rule: Rule, a: &Assessment) -> Value {
+    match rule {
+        Rule::Allow => json!({}),
+        Rule::Limit if a.category == Category::Read => {
+            json!({"limits": [{"counter": format!("{}_reads", a.name), "window": "minute", "max": 60, "scope": "grant"}]})
+        }
+        Rule::Limit => {
             json!({"limits": [{"counter": format!("{}_writes", a.name), "window": "minute", "max": 30, "scope": "grant"}]})
         }
-        Category::Execute | Category::Financial => {
-            json!({"action": "require_approval", "approval": {"timeout": "10m"}})
-        }
-        Category::Destructive => json!("hide"),
+        Rule::Approve => json!({"action": "require_approval", "approval": {"timeout": "10m"}}),
+        Rule::Hide => json!("hide"),
     }
+}
+
+/// The rule the starter policy gives a tool on its own: Read/Low `{}`; other reads counted
+/// (60 a minute per grant), never sent to approval; Write 30 a minute per grant, and
+/// `require_approval` for credential or permission changes (Write/Critical); Execute and
+/// Financial `require_approval`; Destructive `require_approval`, hidden when Critical
+/// (unbounded deletion, credentials); poisoned tools hidden.
+pub fn recommended(a: &Assessment) -> Value {
+    rule_json(rule_of(a), a)
+}
+
+/// Tools of one server that do the same thing to the same kind of object and declare the
+/// same annotations: the key under which the starter policy treats them alike.
+fn sibling_key(t: &ToolDef, a: &Assessment) -> Option<String> {
+    let hints: Vec<String> = ["readOnlyHint", "destructiveHint"]
+        .iter()
+        .map(|h| format!("{:?}", t.hint(h)))
+        .collect();
+    if t.hint("readOnlyHint").is_none() && t.hint("destructiveHint").is_none() {
+        return None;
+    }
+    if a.category == Category::Read || t.hint("readOnlyHint") == Some(true) {
+        return None;
+    }
+    let props = t.input_schema.get("properties").and_then(Value::as_object);
+    let writes_files = props.is_some_and(|m| {
+        m.keys().any(|k| {
+            let k = k.to_lowercase();
+            k == "path" || k.ends_with("_path") || k == "source" || k == "destination"
+        })
+    });
+    let object = if writes_files {
+        "files".to_string()
+    } else {
+        let words = split_name(&t.name);
+        words.last().cloned().unwrap_or_default()
+    };
+    Some(format!("{}|{object}", hints.join(",")))
 }
 
 /// Assesses every tool of one server.
 pub fn report(server: &str, tools: &[ToolDef]) -> ServerReport {
-    let tools: Vec<ToolReport> = tools
+    let assessed: Vec<(Assessment, Rule, Option<String>)> = tools
         .iter()
         .map(|t| {
-            let assessment = classify(t, tools);
-            let recommended = recommended(&assessment);
+            let a = classify(t, tools);
+            let rule = rule_of(&a);
+            let key = sibling_key(t, &a);
+            (a, rule, key)
+        })
+        .collect();
+    // Siblings with the same function and annotations get the same rule: the strictest of
+    // theirs, but a tool is never hidden only because a sibling is, and a poisoned tool
+    // stays hidden.
+    let mut strictest: BTreeMap<&str, Rule> = BTreeMap::new();
+    for (a, rule, key) in &assessed {
+        let Some(k) = key else { continue };
+        if a.signals.iter().any(|s| s.is_attack()) {
+            continue;
+        }
+        let r = (*rule).min(Rule::Approve);
+        let e = strictest.entry(k.as_str()).or_insert(r);
+        *e = (*e).max(r);
+    }
+    let tools: Vec<ToolReport> = assessed
+        .iter()
+        .map(|(a, rule, key)| {
+            let mut r = *rule;
+            let poisoned = a.signals.iter().any(|s| s.is_attack());
+            if let Some(group) = key.as_deref().and_then(|k| strictest.get(k)) {
+                if !poisoned && *group > Rule::Allow {
+                    r = if r == Rule::Hide {
+                        Rule::Hide.min(*group)
+                    } else {
+                        r.max(*group)
+                    };
+                }
+            }
+            let mut assessment = a.clone();
+            if r != *rule {
+                assessment.signals.push(Signal::new(
+                    "same-as-siblings",
+                    "Given the rule of sibling tools that write the same kind of object with the same annotations".into(),
+                ));
+            }
             ToolReport {
+                recommended: rule_json(r, &assessment),
                 assessment,
-                recommended,
             }
         })
         .collect();
@@ -144,8 +247,8 @@ pub fn report(server: &str, tools: &[ToolDef]) -> ServerReport {
     }
 }
 
-/// The starter policy for the scanned tools: `default: deny`; Read `{}`; Write 30 a minute
-/// per grant; Execute and Financial `require_approval`; Destructive and poisoned tools hidden.
+/// The starter policy for the scanned tools: `default: deny` and each tool's rule (see
+/// [`recommended`]), siblings with the same function and annotations treated alike.
 pub fn starter_policy(reports: &[ServerReport]) -> Value {
     let mut tools = Map::new();
     let mut hide = vec![];

