@@ -1,96 +1,163 @@
 #!/usr/bin/env bash
-# Load run on loopback: the same tools/call directly against the demo server (stateless
-# Streamable HTTP, JSON answers), through toolgate (a policy with a predicate and a limit,
-# counters written to SQLite, every call's audit record durable before it is forwarded),
-# through a second toolgate with the audit log off, and through a bare relay (the same
-# crates forwarding bytes with no auth, policy, counters or audit: the cost of any extra
-# hop, the floor), at concurrency 1 and 32. Prints requests/s, p50 and p99 for each, the
-# ratios to the direct call, audit on / off, and what toolgate adds over the bare relay.
-# Bounded: DURATION seconds per run (default 10), eight runs.
-# Usage: bench/proxy.sh            (installs oha with cargo if it is missing)
+# The proxy benchmark, one run, pinned: the load generator (oha) on core 0; the upstream and
+# the proxy under test share core 1, so the CPU a proxy spends per call shows directly as
+# throughput the upstream loses. The same `tools/call get_patient` goes
+#   - directly to the upstream (the bundled demo server, rmcp, stateless Streamable HTTP,
+#     JSON answers),
+#   - through toolgate in its default configuration (SQLite store and counters, audit on,
+#     `sync = "batched"`), under bench/policy.json (a regex `require`, a `deny_if`, a limit),
+#   - through toolgate with `[audit] sync = "full"` (fsync before forwarding),
+#   - through toolgate with the audit off,
+#   - through a bare relay (bench floor: the same crates forwarding bytes, no policy),
+#   - through mcp-proxy 0.6.0 from crates.io (a peer; a plain relay, no policy),
+# at concurrency 1 and 32, ROUNDS rounds (default 3) of DURATION seconds (default 6) each,
+# interleaved so drift on this shared machine hits every target alike. Prints medians:
+# requests/s, p50, the ratio to the direct call of the same round, the added p50, and the
+# proxy's CPU time per call (utime + stime from /proc over the run / calls).
+# Usage: bench/proxy.sh     (installs oha and mcp-proxy into bench/.tools when missing;
+#                            PEER=0 skips mcp-proxy)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-6}
+ROUNDS=${ROUNDS:-3}
+PEER=${PEER:-1}
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 # shellcheck source=bench/common.sh
 . bench/common.sh
+if [ "$PEER" = 1 ] && ! command -v mcp-proxy >/dev/null; then
+  cargo install mcp-proxy --version 0.6.0 --locked --root bench/.tools
+fi
 cargo build --release -p toolgate
 cargo build --release -p toolgate-gateway --example bare_relay
 BIN=$PWD/target/release/toolgate
 RELAY_BIN=$PWD/target/release/examples/bare_relay
+LOAD="taskset -c 0"
+PIN="taskset -c 1"
+if [ "$(nproc)" -lt 2 ]; then LOAD=""; PIN=""; echo "bench: one core only: not pinned"; fi
+
+wait_for() { for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "bench: $1 never said '$2'"; cat "$1"; exit 2; }
 
 UP=$(free_port)
-"$BIN" demo --http "127.0.0.1:$UP" --stateless 2>"$WORK/demo.log" &
-start_gateway() { # name audit-enabled
-  local name=$1 audit=$2 dir="$WORK/$1"
+$PIN "$BIN" demo --http "127.0.0.1:$UP" --stateless 2>"$WORK/demo.log" &
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$UP/mcp" && break; sleep 0.1; done
+declare -A URL PID HDRS
+
+start_gateway() { # name [audit toml lines]
+  local name=$1 dir="$WORK/$1"; shift
   mkdir -p "$dir"
-  cat > "$dir/toolgate.toml" <<TOML
-listen = "127.0.0.1:0"
-store = "sqlite://$dir/toolgate.db"
-[audit]
-enabled = $audit
-sync = "${AUDIT_SYNC:-full}"
-[policies]
-bench = "${POLICY:-$PWD/bench/policy.json}"
-[[servers]]
+  {
+    echo "listen = \"127.0.0.1:0\""
+    echo "store = \"sqlite://$dir/toolgate.db\""
+    echo "[audit]"
+    printf '%s\n' "$@"
+    echo "[policies]"
+    echo "bench = \"${POLICY:-$PWD/bench/policy.json}\""
+    echo "[[servers]]"
+    echo "name = \"demo\""
+    echo "policy = \"bench\""
+    echo "url = \"http://127.0.0.1:$UP/mcp\""
+  } > "$dir/toolgate.toml"
+  RUST_LOG=warn $PIN "$BIN" serve --config "$dir/toolgate.toml" >"$dir/serve.out" 2>"$dir/serve.err" &
+  PID[$name]=$!
+  wait_for "$dir/serve.out" 'listening on'
+  local gw token sid
+  gw=$(grep -o 'http://[0-9.:]*' "$dir/serve.out" | head -1)
+  token=$(grep -o 'tg_[0-9a-f]*' "$dir/serve.out" | head -1)
+  sid=$(curl -s -D - -o /dev/null -H "$H_CT" -H "$H_AC" -H "Authorization: Bearer $token" "$gw/mcp/demo" -d "$INIT" | awk 'tolower($1)=="mcp-session-id:"{print $2}' | tr -d '\r')
+  [ -n "$sid" ] || { echo "bench: could not open a session through toolgate ($name)"; cat "$dir/serve.err"; exit 2; }
+  URL[$name]="$gw/mcp/demo"
+  HDRS[$name]="Authorization: Bearer $token|Mcp-Session-Id: $sid"
+}
+start_gateway toolgate            # the defaults: audit on, sync = "batched"
+start_gateway sync-full 'sync = "full"'
+start_gateway audit-off 'enabled = false'
+
+RELAY_PORT=$(free_port)
+$PIN "$RELAY_BIN" "127.0.0.1:$RELAY_PORT" "http://127.0.0.1:$UP/mcp" >"$WORK/relay.out" 2>&1 &
+PID[relay]=$!
+wait_for "$WORK/relay.out" listening
+URL[relay]="http://127.0.0.1:$RELAY_PORT/mcp"
+HDRS[relay]=""
+URL[direct]="http://127.0.0.1:$UP/mcp"
+HDRS[direct]=""
+TARGETS="direct toolgate sync-full audit-off relay"
+
+# The peer: its endpoint is `/`, tools are named BACKEND/TOOL, and it keeps sessions.
+PEER_CALL=${CALL/\"get_patient\"/\"demo\/get_patient\"}
+if [ "$PEER" = 1 ]; then
+  PP=$(free_port)
+  cat > "$WORK/proxy.toml" <<TOML
+[proxy]
+name = "bench"
+version = "1"
+separator = "/"
+[proxy.listen]
+host = "127.0.0.1"
+port = $PP
+[[backends]]
 name = "demo"
-policy = "bench"
+transport = "http"
 url = "http://127.0.0.1:$UP/mcp"
 TOML
-  RUST_LOG=warn "$BIN" serve --config "$dir/toolgate.toml" >"$dir/serve.out" 2>"$dir/serve.err" &
-  for _ in $(seq 100); do grep -q 'listening on' "$dir/serve.out" 2>/dev/null && break; sleep 0.1; done
-}
-start_gateway audit true
-start_gateway noaudit false
-RELAY_PORT=$(free_port)
-"$RELAY_BIN" "127.0.0.1:$RELAY_PORT" "http://127.0.0.1:$UP/mcp" >"$WORK/relay.out" 2>&1 &
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$UP/mcp" && break; sleep 0.1; done
+  (cd "$WORK" && RUST_LOG=warn $PIN mcp-proxy --config "$WORK/proxy.toml" >"$WORK/peer.out" 2>&1) &
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PP/" && break; sleep 0.1; done
+  PID[mcp-proxy]=$(pgrep -f "mcp-proxy --config $WORK/proxy.toml" | head -1)
+  psid=$(curl -s -D - -o /dev/null -H "$H_CT" -H "$H_AC" "http://127.0.0.1:$PP/" -d "$INIT" | awk 'tolower($1)=="mcp-session-id:"{print $2}' | tr -d '\r')
+  curl -s -H "$H_CT" -H "$H_AC" -H "$H_PV" ${psid:+-H "Mcp-Session-Id: $psid"} "http://127.0.0.1:$PP/" -d '{"jsonrpc":"2.0","method":"notifications/initialized"}' >/dev/null || true
+  URL[mcp-proxy]="http://127.0.0.1:$PP/"
+  HDRS[mcp-proxy]=${psid:+"Mcp-Session-Id: $psid"}
+  TARGETS="$TARGETS mcp-proxy"
+fi
 
-curl -s -H "$H_CT" -H "$H_AC" -H "$H_PV" "http://127.0.0.1:$UP/mcp" -d "$CALL" | grep -q '"result"' || { echo "bench: direct call failed"; exit 2; }
-for _ in $(seq 50); do grep -q 'listening' "$WORK/relay.out" 2>/dev/null && break; sleep 0.1; done
-curl -s -H "$H_CT" -H "$H_AC" -H "$H_PV" "http://127.0.0.1:$RELAY_PORT/mcp" -d "$CALL" | grep -q '"result"' || { echo "bench: call through the bare relay failed"; cat "$WORK/relay.out"; exit 2; }
-declare -A GW TOKEN SID
-for name in audit noaudit; do
-  GW[$name]=$(grep -o 'http://[0-9.:]*' "$WORK/$name/serve.out" | head -1)
-  TOKEN[$name]=$(grep -o 'tg_[0-9a-f]*' "$WORK/$name/serve.out" | head -1)
-  SID[$name]=$(curl -s -D - -o /dev/null -H "$H_CT" -H "$H_AC" -H "Authorization: Bearer ${TOKEN[$name]}" "${GW[$name]}/mcp/demo" -d "$INIT" | awk 'tolower($1)=="mcp-session-id:"{print $2}' | tr -d '\r')
-  [ -n "${SID[$name]}" ] || { echo "bench: could not open a session through toolgate ($name)"; cat "$WORK/$name/serve.err"; exit 2; }
-  curl -s -H "$H_CT" -H "$H_AC" -H "$H_PV" -H "Authorization: Bearer ${TOKEN[$name]}" -H "Mcp-Session-Id: ${SID[$name]}" "${GW[$name]}/mcp/demo" -d "$CALL" | grep -q '"result"' || { echo "bench: proxied call failed ($name)"; exit 2; }
+call_for() { [ "$1" = mcp-proxy ] && echo "$PEER_CALL" || echo "$CALL"; }
+headers_for() { # name -> oha -H args, one per line
+  local IFS='|'; for h in ${HDRS[$1]}; do [ -n "$h" ] && printf -- '-H\n%s\n' "$h"; done; return 0
+}
+for t in $TARGETS; do
+  mapfile -t extra < <(headers_for "$t")
+  curl -s -H "$H_CT" -H "$H_AC" -H "$H_PV" "${extra[@]}" "${URL[$t]}" -d "$(call_for "$t")" | grep -q '"result"' \
+    || { echo "bench: a call through $t failed"; ls "$WORK"; exit 2; }
 done
 
-run() { # name concurrency url extra-headers...
-  local name=$1 c=$2 url=$3; shift 3
-  oha -z "${DURATION}s" -c "$c" --no-tui --output-format json -m POST -H "$H_CT" -H "$H_AC" -H "$H_PV" "$@" -d "$CALL" "$url" > "$WORK/$name.json"
+cpu_ticks() { # pid -> utime+stime in clock ticks
+  [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] || { echo 0; return; }
+  awk '{print $14 + $15}' "/proc/$1/stat"
 }
-for c in 1 32; do
-  run "direct-c$c" "$c" "http://127.0.0.1:$UP/mcp"
-  run "relay-c$c" "$c" "http://127.0.0.1:$RELAY_PORT/mcp"
-  for name in audit noaudit; do
-    run "$name-c$c" "$c" "${GW[$name]}/mcp/demo" -H "Authorization: Bearer ${TOKEN[$name]}" -H "Mcp-Session-Id: ${SID[$name]}"
+for round in $(seq "$ROUNDS"); do
+  for c in 1 32; do
+    for t in $TARGETS; do
+      mapfile -t extra < <(headers_for "$t")
+      before=$(cpu_ticks "${PID[$t]:-}")
+      $LOAD oha -z "${DURATION}s" -c "$c" --no-tui --output-format json -m POST -H "$H_CT" -H "$H_AC" -H "$H_PV" \
+        "${extra[@]}" -d "$(call_for "$t")" "${URL[$t]}" > "$WORK/$t-c$c-r$round.json"
+      after=$(cpu_ticks "${PID[$t]:-}")
+      echo "$((after - before))" > "$WORK/$t-c$c-r$round.cpu"
+    done
   done
 done
 
-python3 - "$WORK" "$DURATION" <<'PY'
-import json, sys, os
-work, dur = sys.argv[1], sys.argv[2]
-def load(n):
-    d = json.load(open(os.path.join(work, n + ".json")))
-    s = d["summary"]; p = d["latencyPercentiles"]
+python3 - "$WORK" "$DURATION" "$ROUNDS" "$(getconf CLK_TCK)" "$TARGETS" <<'PY'
+import json, os, statistics, sys
+work, dur, rounds, tck, targets = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5].split()
+def load(t, c, r):
+    d = json.load(open(os.path.join(work, f"{t}-c{c}-r{r}.json")))
+    ticks = int(open(os.path.join(work, f"{t}-c{c}-r{r}.cpu")).read())
     ok = d.get("statusCodeDistribution", {})
-    return s["requestsPerSec"], p["p50"] * 1e6, p["p99"] * 1e6, ok
-print(f"tools/call get_patient, {dur} s per run, loopback; latencies in microseconds")
-print(f"{'conc':>4} {'path':<18} | {'req/s':>7} {'p50':>6} {'p99':>6} | {'vs direct':>9} {'added p50':>9}")
+    calls = sum(ok.values()) or 1
+    return dict(rps=d["summary"]["requestsPerSec"], p50=d["latencyPercentiles"]["p50"] * 1e6,
+                cpu=ticks / tck * 1e6 / calls, bad={k: v for k, v in ok.items() if k != "200"})
+print(f"tools/call get_patient; oha on core 0, upstream + proxy on core 1; medians of {rounds} x {dur} s; µs")
+print(f"{'c':>3} {'path':<10} | {'req/s':>6} {'p50':>6} | {'vs direct':>9} {'added p50':>9} | {'CPU/call':>8}")
 for c in (1, 32):
-    d = load(f"direct-c{c}")
-    rows = [("direct", d), ("toolgate", load(f"audit-c{c}")), ("toolgate, no audit", load(f"noaudit-c{c}")), ("bare relay", load(f"relay-c{c}"))]
-    for name, r in rows:
-        print(f"{c:>4} {name:<18} | {r[0]:>7.0f} {r[1]:>6.0f} {r[2]:>6.0f} | {r[0]/d[0]:>9.2f} {r[1]-d[1]:>9.0f}")
-        bad = {k: v for k, v in r[3].items() if k != "200"}
-        if bad: print(f"     warning: {name} c={c} non-200 answers: {bad}")
-    print(f"{c:>4} audit on / off: throughput {rows[1][1][0]/rows[2][1][0]:.2f}, added p50 {rows[1][1][1]-rows[2][1][1]:.0f} us")
-    relay = rows[3][1]
-    for name, r in rows[1:3]:
-        print(f"{c:>4} {name} over the bare relay: throughput {r[0]/relay[0]:.2f}, added p50 {r[1]-relay[1]:.0f} us")
+    rows = {t: [load(t, c, r) for r in range(1, rounds + 1)] for t in targets}
+    for t in targets:
+        runs = rows[t]
+        ratio = statistics.median(x["rps"] / d["rps"] for x, d in zip(runs, rows["direct"]))
+        added = statistics.median(x["p50"] - d["p50"] for x, d in zip(runs, rows["direct"]))
+        cpu = "" if t == "direct" else f"{statistics.median(x['cpu'] for x in runs):8.0f}"
+        print(f"{c:>3} {t:<10} | {statistics.median(x['rps'] for x in runs):>6.0f} {statistics.median(x['p50'] for x in runs):>6.0f} | {ratio:>9.2f} {added:>9.0f} | {cpu:>8}")
+        for x in runs:
+            if x["bad"]: print(f"    warning: {t} c={c} non-200 answers: {x['bad']}")
 PY

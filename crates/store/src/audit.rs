@@ -3,7 +3,7 @@
 //! record is durable when its callback reports its `seq`.
 
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 
 use toolgate_audit::{Record, StoredRecord, Verifier};
 
@@ -153,11 +153,63 @@ pub(crate) fn prune_message(first: i64, last: i64, before_ms: u64, hash: &str) -
 /// Told when a record is durable: its `seq`, or why it could not be written.
 pub type Appended = Box<dyn FnOnce(Result<u64, String>) + Send>;
 
-/// A queued prune: (before, now, where to report).
-type PruneJob = (u64, u64, mpsc::Sender<Result<u64, String>>);
-
 /// The most records one commit takes.
 const BATCH: usize = 4096;
+
+/// The writer's queue. Queuing costs a lock; the writer is woken only when somebody waits
+/// (a decision record, a prune), when the queue was empty (to start the [`LAZY_MS`]
+/// clock), or when a batch is full: a record nobody waits for costs no wake-up.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<Queued>,
+    wake: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Queued {
+    jobs: Vec<Job>,
+    /// Somebody waits for a job in `jobs`.
+    urgent: bool,
+    /// When the oldest job in `jobs` was queued.
+    since: Option<std::time::Instant>,
+    /// The log is being dropped: commit what is queued and stop.
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `job`; gives it back when the writer has stopped.
+    fn push(&self, job: Job) -> Result<(), Job> {
+        let urgent = match &job {
+            Job::Append(_, done) => done.is_some(),
+            Job::Prune { .. } => true,
+        };
+        let mut q = self.lock();
+        if q.closed {
+            return Err(job);
+        }
+        q.jobs.push(job);
+        let first = q.since.is_none();
+        if first {
+            q.since = Some(std::time::Instant::now());
+        }
+        let wake = (urgent && !q.urgent) || first || q.jobs.len() == BATCH;
+        q.urgent |= urgent;
+        drop(q);
+        if wake {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_one();
+    }
+}
 
 enum Job {
     Append(Box<Record>, Option<Appended>),
@@ -225,7 +277,7 @@ pub struct AuditLog {
     /// Used from a thread of its own (see [`AuditLog::read`]): the PostgreSQL client runs
     /// its own runtime, which must not be driven from inside the gateway's.
     reader: Mutex<Option<Box<dyn Backend>>>,
-    jobs: Option<mpsc::Sender<Job>>,
+    queue: Arc<Queue>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -241,7 +293,7 @@ impl Drop for AuditLog {
     /// Flushes: the writer commits what is queued, then stops. The reader is dropped on a
     /// plain thread too (a PostgreSQL client may not be dropped inside an async runtime).
     fn drop(&mut self) {
-        self.jobs.take();
+        self.queue.close();
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
@@ -330,15 +382,16 @@ impl AuditLog {
         writer_backend: Box<dyn Backend>,
         reader: Box<dyn Backend>,
     ) -> Result<Self, StoreError> {
-        let (tx, rx) = mpsc::channel::<Job>();
+        let queue = Arc::new(Queue::default());
+        let theirs = queue.clone();
         let handle = std::thread::Builder::new()
             .name("toolgate-audit".into())
-            .spawn(move || writer(writer_backend, rx))
+            .spawn(move || writer(writer_backend, &theirs))
             .map_err(|e| StoreError::Random(format!("cannot start the audit writer: {e}")))?;
         Ok(AuditLog {
             path,
             reader: Mutex::new(Some(reader)),
-            jobs: Some(tx),
+            queue,
             writer: Some(handle),
         })
     }
@@ -350,13 +403,10 @@ impl AuditLog {
 
     /// Queues a record; `done` is told its seq once it is durable (or why it failed).
     pub fn append_then(&self, record: Record, done: Appended) {
-        let failed = match &self.jobs {
-            Some(jobs) => match jobs.send(Job::Append(Box::new(record), Some(done))) {
-                Ok(()) => None,
-                Err(mpsc::SendError(Job::Append(_, done))) => done,
-                Err(_) => None,
-            },
-            None => Some(done),
+        let failed = match self.queue.push(Job::Append(Box::new(record), Some(done))) {
+            Ok(()) => None,
+            Err(Job::Append(_, done)) => done,
+            Err(_) => None,
         };
         if let Some(done) = failed {
             done(Err("the audit writer stopped".into()));
@@ -365,9 +415,12 @@ impl AuditLog {
 
     /// Queues a record without waiting (it is committed with the next batch).
     pub fn append(&self, record: Record) {
-        match &self.jobs {
-            Some(jobs) if jobs.send(Job::Append(Box::new(record), None)).is_ok() => {}
-            _ => tracing::error!("the audit writer stopped; a record was not written"),
+        if self
+            .queue
+            .push(Job::Append(Box::new(record), None))
+            .is_err()
+        {
+            tracing::error!("the audit writer stopped; a record was not written");
         }
     }
 
@@ -395,10 +448,8 @@ impl AuditLog {
             now_ms,
             done: tx,
         };
-        self.jobs
-            .as_ref()
-            .ok_or_else(|| StoreError::Audit("the audit writer stopped".into()))?
-            .send(job)
+        self.queue
+            .push(job)
             .map_err(|_| StoreError::Audit("the audit writer stopped".into()))?;
         rx.recv()
             .unwrap_or_else(|_| Err("the audit writer stopped".into()))
@@ -463,68 +514,49 @@ const LAZY_MS: u64 = 10;
 
 /// Takes every job waiting and commits the appends in one transaction (one fsync), then
 /// tells each waiter. Records nobody waits for are held back up to [`LAZY_MS`] to share
-/// the next commit, so a forwarded call costs one fsync, not two (decision and outcome).
-fn writer(mut backend: Box<dyn Backend>, rx: mpsc::Receiver<Job>) {
-    let mut pending: Vec<(Box<Record>, Option<Appended>)> = vec![];
-    let mut prunes = vec![];
-    // When the oldest record waiting was queued: it is committed at most LAZY_MS later,
-    // however many more keep arriving.
-    let mut oldest: Option<std::time::Instant> = None;
+/// the next commit, so a forwarded call costs one commit, not two (decision and outcome).
+fn writer(mut backend: Box<dyn Backend>, queue: &Queue) {
     loop {
-        let next = match (pending.is_empty(), oldest) {
-            (true, _) | (false, None) => {
-                rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
-            }
-            (false, Some(t)) => {
-                let left = std::time::Duration::from_millis(LAZY_MS).saturating_sub(t.elapsed());
-                if left.is_zero() {
-                    Err(mpsc::RecvTimeoutError::Timeout)
-                } else {
-                    rx.recv_timeout(left)
+        let (jobs, closed) = {
+            let mut q = queue.lock();
+            loop {
+                if q.closed || q.urgent || q.jobs.len() >= BATCH {
+                    break;
                 }
-            }
-        };
-        let mut stop = false;
-        match next {
-            Ok(job) => {
-                fn take(
-                    j: Job,
-                    pending: &mut Vec<(Box<Record>, Option<Appended>)>,
-                    prunes: &mut Vec<PruneJob>,
-                ) {
-                    match j {
-                        Job::Append(r, done) => pending.push((r, done)),
-                        Job::Prune {
-                            before_ms,
-                            now_ms,
-                            done,
-                        } => prunes.push((before_ms, now_ms, done)),
-                    }
-                }
-                take(job, &mut pending, &mut prunes);
-                oldest.get_or_insert_with(std::time::Instant::now);
-                while pending.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(j) => take(j, &mut pending, &mut prunes),
-                        Err(mpsc::TryRecvError::Empty) => break,
-                        Err(mpsc::TryRecvError::Disconnected) => {
-                            stop = true;
+                match q.since {
+                    None => q = queue.wake.wait(q).unwrap_or_else(|e| e.into_inner()),
+                    Some(t) => {
+                        let left =
+                            std::time::Duration::from_millis(LAZY_MS).saturating_sub(t.elapsed());
+                        if left.is_zero() {
                             break;
                         }
+                        q = queue
+                            .wake
+                            .wait_timeout(q, left)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
                     }
                 }
-                let urgent = pending.iter().any(|(_, d)| d.is_some());
-                if !urgent && prunes.is_empty() && pending.len() < BATCH && !stop {
-                    continue;
-                }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => stop = true,
+            q.urgent = false;
+            q.since = None;
+            (std::mem::take(&mut q.jobs), q.closed)
+        };
+        let mut pending = Vec::with_capacity(jobs.len());
+        let mut prunes = vec![];
+        for j in jobs {
+            match j {
+                Job::Append(r, done) => pending.push((r, done)),
+                Job::Prune {
+                    before_ms,
+                    now_ms,
+                    done,
+                } => prunes.push((before_ms, now_ms, done)),
+            }
         }
-        oldest = None;
         if !pending.is_empty() {
-            let (mut records, waiters): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut pending).into_iter().unzip();
+            let (mut records, waiters): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
             let result = backend.commit(&mut records);
             if let Err(e) = &result {
                 tracing::error!("audit write failed: {e}");
@@ -535,10 +567,10 @@ fn writer(mut backend: Box<dyn Backend>, rx: mpsc::Receiver<Job>) {
                 }
             }
         }
-        for (before_ms, now_ms, done) in prunes.drain(..) {
+        for (before_ms, now_ms, done) in prunes {
             let _ = done.send(backend.prune(before_ms, now_ms));
         }
-        if stop {
+        if closed && queue.lock().jobs.is_empty() {
             break;
         }
     }
