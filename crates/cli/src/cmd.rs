@@ -114,7 +114,7 @@ pub fn open_store(
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    toolgate_gateway::state::now_ms()
+    toolgate_gateway::clock::now_ms()
 }
 
 /// Who runs this command, for audit records: `$TOOLGATE_OPERATOR`, else `$USER`.

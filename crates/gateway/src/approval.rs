@@ -14,16 +14,16 @@ use serde_json::json;
 use toolgate_policy::Decision;
 use toolgate_store::{Approval, ApprovalStatus, NewApproval};
 
-use crate::call::{append_decision, approved, timed_out, CallCtx, APPROVAL_DENIED};
+use crate::call::{approved, CallCtx};
+use crate::clock::now_ms;
+use crate::decisions::{wait_decision, Decided};
 use crate::enforce::denial_message;
 use crate::enforce::Unavailable;
-use crate::front::sse_response;
-use crate::state::now_ms;
+use crate::respond::sse_response;
+use crate::trail::append_decision;
 use toolgate_protocol::sse::encode;
 use toolgate_protocol::Escaped;
 
-/// How often a held call looks at its approval.
-const POLL: Duration = Duration::from_millis(200);
 /// How often the agent hears that the call is still waiting.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
@@ -178,132 +178,6 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
         }
     };
     sse_response(Body::from_stream(stream))
-}
-
-/// How a held call's wait ended.
-#[derive(Debug)]
-pub enum Decided {
-    /// Approved, and now used by this call (judge it again, then forward).
-    Approved(Approval),
-    /// Refused: the denial to give (rule and message) and the approval.
-    Refused(Decision, Approval),
-    /// The store failed.
-    StoreDown(String),
-}
-
-/// Wake-ups for held calls: the ids of approvals just decided, by this process (the admin
-/// API) or, when the store publishes them (Redis), by any replica or CLI. A wake-up only
-/// shortens the wait; held calls still look at their approval every [`POLL`].
-#[derive(Clone, Debug)]
-pub struct Decisions(tokio::sync::broadcast::Sender<String>);
-
-impl Decisions {
-    /// Wake-ups from this process and from whatever `store` publishes.
-    pub fn watch(store: &dyn toolgate_store::StateStore) -> Self {
-        let (tx, _) = tokio::sync::broadcast::channel(256);
-        let feed = tx.clone();
-        store.watch_decisions(Box::new(move |id| {
-            let _ = feed.send(id.to_string());
-        }));
-        Decisions(tx)
-    }
-
-    /// Tells this process's waiters that approval `id` was decided.
-    pub fn decided(&self, id: &str) {
-        let _ = self.0.send(id.to_string());
-    }
-}
-
-/// Sleeps for `POLL`, or less when approval `id` is announced as decided.
-async fn nap(wake: &mut tokio::sync::broadcast::Receiver<String>, id: &str) {
-    let announced = async {
-        loop {
-            match wake.recv().await {
-                Ok(got) if got == id => return,
-                Ok(_) => {}
-                // Missed some: look now rather than risk missing ours.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                    std::future::pending::<()>().await
-                }
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::time::sleep(POLL) => {}
-        _ = announced => {}
-    }
-}
-
-/// Waits until approval `id` is decided. An approved one is taken (used) for this call;
-/// an expired one is marked so (and `on_expired` told, to record it).
-pub async fn wait_decision(
-    store: &std::sync::Arc<dyn toolgate_store::StateStore>,
-    decisions: &Decisions,
-    id: &str,
-    on_expired: impl Fn(&Approval),
-) -> Decided {
-    use crate::state::blocking;
-    // Subscribed before the first look, so a decision made in between is not missed.
-    let mut wake = decisions.0.subscribe();
-    loop {
-        let now = now_ms();
-        let owned = id.to_string();
-        let current = match blocking(store, move |s| s.approval(&owned)).await {
-            Ok(x) => x,
-            Err(e) => return Decided::StoreDown(e.to_string()),
-        };
-        match current.status_at(now) {
-            ApprovalStatus::Opening | ApprovalStatus::Pending => {}
-            ApprovalStatus::Approved => {
-                let (grant, tool, hash, owned) = (
-                    current.grant_id.clone(),
-                    current.tool.clone(),
-                    current.arg_hash.clone(),
-                    id.to_string(),
-                );
-                match blocking(store, move |s| {
-                    s.take_approved(&grant, &tool, &hash, Some(&owned), now)
-                })
-                .await
-                {
-                    Ok(Some(taken)) => return Decided::Approved(taken),
-                    Ok(None) => {} // used by a retry meanwhile: the next look says so
-                    Err(e) => return Decided::StoreDown(e.to_string()),
-                }
-            }
-            ApprovalStatus::Used => {
-                let d = Decision::denied(
-                    APPROVAL_DENIED,
-                    &format!(
-                        "approval {id} was used by another call with the same arguments; ask again"
-                    ),
-                );
-                return Decided::Refused(d, current);
-            }
-            ApprovalStatus::Denied => {
-                let who = current.decided_by.as_deref().unwrap_or("an approver");
-                let why = current.reason.as_deref().unwrap_or("no reason given");
-                let d = Decision::denied(
-                    APPROVAL_DENIED,
-                    &format!("{who} denied `{}`: {why}", current.tool),
-                );
-                return Decided::Refused(d, current);
-            }
-            ApprovalStatus::Expired => {
-                let owned = id.to_string();
-                if matches!(
-                    blocking(store, move |s| s.expire_approval(&owned, now)).await,
-                    Ok(true)
-                ) {
-                    on_expired(&current);
-                }
-                let (_, d) = timed_out("null", &current);
-                return Decided::Refused(d, current);
-            }
-        }
-        nap(&mut wake, id).await;
-    }
 }
 
 /// Waits for the decision and answers: forwards an approved call (judged again), denies

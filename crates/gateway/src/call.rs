@@ -9,18 +9,20 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 use toolgate_audit::{arg_hash, Record};
-use toolgate_policy::{labels, Decision, Effect, Facts, Ticket};
+use toolgate_policy::{Decision, Effect, Facts, Ticket};
 use toolgate_protocol::Escaped;
 use toolgate_store::{Approval, Grant, GrantStatus};
 
+use crate::clock::now_ms;
 use crate::config::{Config, Pinning, ServerConfig};
 use crate::enforce::{
     denial_message, judge, reserve, CallHook, Caller, Hook, Refusal, Unavailable, Verdict,
 };
-use crate::front::{json_response, relay_request};
+use crate::relay::relay_request;
+use crate::respond::json_response;
 use crate::session::Session;
-use crate::state::{now_ms, AppState};
-use crate::trail::{self, Trail};
+use crate::state::AppState;
+use crate::trail::{self, append_decision, Trail};
 
 /// Everything about one agent request that outlives the handler (a held call keeps it).
 #[derive(Clone)]
@@ -341,33 +343,6 @@ impl CallCtx {
     }
 }
 
-/// Judges and answers one `tools/call`.
-pub async fn call_tool(ctx: CallCtx) -> Response {
-    match ctx.judge(false).await {
-        Err(refusal) => match *refusal {
-            Refusal::Policy(answer, d) => ctx.deny(answer, &d, None),
-            Refusal::Unavailable(u) => ctx.refuse(u, None),
-        },
-        Ok(d) if d.effect == Effect::RequireApproval => {
-            // An approval already given for exactly these arguments is used once.
-            let (grant, tool, hash) = (ctx.grant.id.clone(), ctx.tool.clone(), ctx.arg_hash());
-            match ctx
-                .st
-                .state(move |s| s.take_approved(&grant, &tool, &hash, None, now_ms()))
-                .await
-            {
-                Ok(Some(a)) => {
-                    ctx.record_approval(&a, "used", Some("a retry with the same arguments".into()));
-                    approved(ctx, a).await
-                }
-                Ok(None) => crate::approval::hold(ctx, d).await,
-                Err(e) => ctx.refuse(Unavailable::Store(e.to_string()), None),
-            }
-        }
-        Ok(d) => ctx.forward(d, None).await,
-    }
-}
-
 /// Judges an approved call again (approval granted) and forwards it if it still passes.
 pub async fn approved(ctx: CallCtx, a: Approval) -> Response {
     match ctx.judge(true).await {
@@ -382,79 +357,4 @@ pub async fn approved(ctx: CallCtx, a: Approval) -> Response {
             Refusal::Unavailable(u) => ctx.refuse(u, Some(&a)),
         },
     }
-}
-
-/// Appends a decision record and waits until it is durable; returns its seq.
-/// Appends a record and waits until it is durable; returns its seq. Gives up after
-/// [`AUDIT_WAIT`] (the caller then refuses the call, or lets it through under
-/// `state_fail_mode = "open"`).
-pub async fn append_durable(log: &toolgate_store::AuditLog, record: Record) -> Result<u64, String> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    log.append_then(
-        record,
-        Box::new(move |r| {
-            let _ = tx.send(r);
-        }),
-    );
-    wait_for(rx).await
-}
-
-/// [`append_durable`] for a decision record: if it is committed after the call gave up
-/// waiting (and the call was refused), an outcome `refused` linked to it follows, so the
-/// log never shows a refused call as simply allowed.
-pub async fn append_decision(
-    log: &Arc<toolgate_store::AuditLog>,
-    record: Record,
-) -> Result<u64, String> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let late = log.clone();
-    log.append_then(
-        record,
-        Box::new(move |r| {
-            if let Err(Ok(seq)) = tx.send(r) {
-                late.append(Record {
-                    kind: toolgate_audit::Kind::Outcome,
-                    at_ms: now_ms(),
-                    call_seq: Some(seq),
-                    outcome: Some(toolgate_audit::Outcome::Refused),
-                    message: Some(format!(
-                        "the decision record was committed after the call gave up waiting ({} s); the call was refused and never reached the tool",
-                        AUDIT_WAIT.as_secs()
-                    )),
-                    ..Record::default()
-                });
-            }
-        }),
-    );
-    wait_for(rx).await
-}
-
-async fn wait_for(rx: tokio::sync::oneshot::Receiver<Result<u64, String>>) -> Result<u64, String> {
-    match tokio::time::timeout(AUDIT_WAIT, rx).await {
-        Ok(r) => r.unwrap_or_else(|_| Err("the audit writer stopped".into())),
-        Err(_) => Err(format!(
-            "the audit log did not commit within {} s",
-            AUDIT_WAIT.as_secs()
-        )),
-    }
-}
-
-/// How long a call waits for its decision record to be committed.
-pub const AUDIT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// The label of a call an approver denied.
-pub const APPROVAL_DENIED: &str = "(approval denied)";
-
-/// The denial for an expired approval.
-pub fn timed_out(id_text: &str, a: &Approval) -> (String, Decision) {
-    let d = Decision::denied(
-        labels::APPROVAL_TIMED_OUT,
-        &format!(
-            "nobody approved `{}` within {} s (approval {})",
-            a.tool,
-            a.timeout_ms / 1000,
-            a.id
-        ),
-    );
-    (denial_message(id_text, &d), d)
 }

@@ -290,9 +290,9 @@ pub struct PinCtx {
 async fn pin_tools(ctx: &PinCtx, tools: &[Value]) -> Result<Vec<String>, ()> {
     let prints: Vec<(String, String, String)> =
         tools.iter().filter_map(crate::pin::fingerprint).collect();
-    let now = crate::state::now_ms();
+    let now = crate::clock::now_ms();
     let (server, caps) = (ctx.server.clone(), ctx.client_caps.clone());
-    let seen = crate::state::blocking(&ctx.store, move |s| {
+    let seen = crate::bridge::blocking(&ctx.store, move |s| {
         // The first client with this set of capabilities: tools it is the first to see
         // were not there before only because no such client had asked (servers list
         // sampling or elicitation tools only to clients that have them).

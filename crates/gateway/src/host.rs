@@ -9,15 +9,11 @@
 //! `Host` (balancers probe it by address; it says only `ok`).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use toolgate_protocol::{error_codes, error_response};
-
-use crate::state::AppState;
 
 /// The host name of a `Host` value (`name[:port]`, `[v6][:port]`), lower-cased.
 fn host_name(value: &str) -> &str {
@@ -62,41 +58,40 @@ fn refuse(status: StatusCode, code: i64, message: &str) -> Response {
     r
 }
 
-/// The middleware: refuses an unknown `Host` (421) and a percent-encoded `/mcp/` path
-/// (400: server names are letters, digits, `-` and `_`, which need no encoding, so an
-/// encoded one can only be an attempt to slip past a filter in front).
-pub async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+/// The check the front runs on every request before routing it: refuses an unknown `Host`
+/// (421) and a percent-encoded `/mcp/` path (400: server names are letters, digits, `-`
+/// and `_`, which need no encoding, so an encoded one can only be an attempt to slip past
+/// a filter in front). `None`: go on.
+pub fn check(req: &Request, listen: SocketAddr, allowed: &[String]) -> Option<Response> {
     // Liveness says nothing about anything: balancers probe it by address.
     if req.uri().path() == "/healthz" {
-        return next.run(req).await;
+        return None;
     }
-    let cfg = st.config();
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()));
-    if !host_allowed(host, cfg.listen, &cfg.allowed_hosts) {
+    if !host_allowed(host, listen, allowed) {
         let shown = toolgate_protocol::escape(host.unwrap_or("(none)"));
         tracing::warn!(host = %shown, "request refused: Host not allowed");
-        return refuse(
+        return Some(refuse(
             StatusCode::MISDIRECTED_REQUEST,
             error_codes::INVALID_REQUEST,
             &format!(
                 "Host `{shown}` is not served here: add it to `allowed_hosts` in toolgate.toml"
             ),
-        );
+        ));
     }
     let path = req.uri().path();
     if path.starts_with("/mcp/") && path.contains('%') {
-        return refuse(
+        return Some(refuse(
             StatusCode::BAD_REQUEST,
             error_codes::INVALID_REQUEST,
             "percent-encoded server names are refused: write the name as it is (letters, digits, '-' and '_')",
-        );
+        ));
     }
-    drop(cfg);
-    next.run(req).await
+    None
 }
 
 #[cfg(test)]

@@ -28,9 +28,12 @@
 
 pub mod api;
 pub mod approval;
+pub mod bridge;
 pub mod call;
+pub mod clock;
 pub mod config;
 pub mod dashboard;
+pub mod decisions;
 pub mod enforce;
 pub mod front;
 pub mod host;
@@ -39,8 +42,11 @@ pub mod manage;
 pub mod metrics;
 pub mod otlp;
 pub mod pin;
+pub mod pipeline;
+pub mod relay;
 pub mod reload;
 pub mod request_id;
+pub mod respond;
 pub mod session;
 pub mod state;
 pub mod stdio_mode;

@@ -13,8 +13,9 @@ use toolgate_policy::{load_value, Loaded};
 use toolgate_protocol::Escaped;
 use toolgate_store::{Grant, NewGrant, PolicyVersion, StateStore, StoreError};
 
+use crate::clock::now_ms;
 use crate::config::{policy_version, Config};
-use crate::state::{now_ms, AppState};
+use crate::state::AppState;
 
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +123,7 @@ pub fn grant_json(g: &Grant, token: Option<&str>, now_ms: u64) -> Value {
 /// [`AppState::validations`]. Each check is bounded by the policy crate's caps
 /// (`MAX_TESTS`, `MAX_TOTAL_TEST_CALLS`, `DEFAULT_STEP_BUDGET`), so one takes about a
 /// second of CPU at most, on a blocking thread.
-pub const MAX_CONCURRENT_VALIDATIONS: usize = 1;
+pub use crate::state::MAX_CONCURRENT_VALIDATIONS;
 
 /// Validates a policy document and runs its inline tests (within the policy crate's
 /// step budget). CPU-bound: call it off the async threads, holding a permit of
@@ -279,7 +280,7 @@ pub async fn audit_admin(st: &AppState, who: &str, message: String, server: Opti
             server,
             ..Record::default()
         };
-        if let Err(e) = crate::call::append_durable(log, r).await {
+        if let Err(e) = crate::trail::append_durable(log, r).await {
             tracing::error!("audit log: the admin change was made but not recorded: {e}");
         }
     }

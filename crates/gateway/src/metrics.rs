@@ -2,11 +2,6 @@
 //! and upstream latency histograms; requests by method; upstream health; pending
 //! approvals; store errors.
 
-use std::sync::Arc;
-
-use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -14,8 +9,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-
-use crate::state::{now_ms, AppState};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -281,36 +274,5 @@ impl Metrics {
         let mut out = String::new();
         encode(&mut out, &self.registry)?;
         Ok(out)
-    }
-}
-
-/// `GET /metrics`.
-pub async fn handler(State(st): State<Arc<AppState>>) -> Response {
-    let pending = match st.state(|s| s.approvals(true, now_ms())).await {
-        Ok(p) => i64::try_from(p.len()).unwrap_or(i64::MAX),
-        Err(e) => {
-            tracing::error!("metrics: store unavailable: {e}");
-            st.metrics.store_error("store");
-            -1
-        }
-    };
-    let mut sessions = st.sessions.by_server();
-    for srv in &st.config().servers {
-        if !sessions.iter().any(|(s, _, _)| *s == srv.name) {
-            sessions.push((srv.name.clone(), 0, 0));
-        }
-    }
-    match st.metrics.render(pending, &sessions) {
-        Ok(text) => {
-            let mut r = (StatusCode::OK, text).into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            r
-        }
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

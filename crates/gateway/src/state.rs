@@ -3,13 +3,18 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use toolgate_policy::Counters;
 use toolgate_store::{AuditLog, Grant, StateStore, StoreError};
 
+use crate::bridge::blocking;
 use crate::config::Config;
 use crate::session::Sessions;
+
+/// How many policy documents are checked (inline tests run) at once; see
+/// [`AppState::validations`].
+pub const MAX_CONCURRENT_VALIDATIONS: usize = 1;
 
 /// Everything a request handler needs.
 pub struct AppState {
@@ -35,9 +40,9 @@ pub struct AppState {
     /// Held while the admin API rewrites a file (a policy, the config), one change at a time.
     pub admin_lock: Mutex<()>,
     /// Wake-ups for calls held for approval.
-    pub decisions: crate::approval::Decisions,
+    pub decisions: crate::decisions::Decisions,
     /// Permits to check a policy document and run its inline tests (CPU work on a
-    /// blocking thread): [`crate::manage::MAX_CONCURRENT_VALIDATIONS`] at once.
+    /// blocking thread): [`MAX_CONCURRENT_VALIDATIONS`] at once.
     /// `POST /api/v1/policies/validate` is refused with 429 while none is free; puts wait.
     pub validations: Arc<tokio::sync::Semaphore>,
     /// `toolgate run`: the one grant every request is admitted with, without a token (its
@@ -57,29 +62,6 @@ impl std::fmt::Debug for AppState {
             .field("sessions", &self.sessions.len())
             .finish()
     }
-}
-
-/// Runs a call on the state store on tokio's blocking pool: the one bridge between the
-/// async gateway and the synchronous stores. No store call blocks a runtime thread, so a
-/// Redis that stalls, or SQLite waiting for another process's write lock, delays only the
-/// requests that need it.
-pub async fn blocking<T, F>(store: &Arc<dyn StateStore>, f: F) -> Result<T, StoreError>
-where
-    T: Send + 'static,
-    F: FnOnce(&dyn StateStore) -> Result<T, StoreError> + Send + 'static,
-{
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || f(store.as_ref()))
-        .await
-        .unwrap_or_else(|e| Err(StoreError::Interrupted(e.to_string())))
-}
-
-/// Milliseconds since the Unix epoch: the one clock the gateway reads.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl AppState {
@@ -109,10 +91,8 @@ impl AppState {
             jwt: None,
             otlp: None,
             admin_lock: Mutex::new(()),
-            decisions: crate::approval::Decisions::watch(store.as_ref()),
-            validations: Arc::new(tokio::sync::Semaphore::new(
-                crate::manage::MAX_CONCURRENT_VALIDATIONS,
-            )),
+            decisions: crate::decisions::Decisions::watch(store.as_ref()),
+            validations: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_VALIDATIONS)),
             local_grant: None,
         })
     }

@@ -10,6 +10,7 @@ use toolgate_audit::{arg_hash, arg_keys, ArgumentsMode, Kind, Outcome, Record};
 use toolgate_policy::{labels, Decision, Effect};
 use toolgate_store::{AuditLog, Grant};
 
+use crate::clock::now_ms;
 use crate::config::{Config, ServerConfig};
 
 /// Who asked what: the fields every record of one request shares.
@@ -27,7 +28,7 @@ pub fn request_record(
         .as_ref()
         .and_then(|p| cfg.policy_versions.get(p).cloned());
     Record {
-        at_ms: crate::state::now_ms(),
+        at_ms: crate::clock::now_ms(),
         kind: Kind::Call,
         request_id: Some(id_text.to_string()),
         grant_id: Some(grant.id.clone()),
@@ -138,7 +139,7 @@ impl Trail {
             return;
         }
         let mut r = self.link.clone();
-        r.at_ms = crate::state::now_ms();
+        r.at_ms = crate::clock::now_ms();
         r.outcome = Some(outcome);
         r.upstream_us = Some(self.started.elapsed().as_micros() as u64);
         r.bytes_out = bytes_out.map(|b| b as u64);
@@ -164,3 +165,60 @@ pub fn outcome_of(msg: &Value) -> Outcome {
         Outcome::Ok
     }
 }
+
+/// Appends a record and waits until it is durable; returns its seq. Gives up after
+/// [`AUDIT_WAIT`] (the caller then refuses the call, or lets it through under
+/// `state_fail_mode = "open"`).
+pub async fn append_durable(log: &toolgate_store::AuditLog, record: Record) -> Result<u64, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    log.append_then(
+        record,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    wait_for(rx).await
+}
+
+/// [`append_durable`] for a decision record: if it is committed after the call gave up
+/// waiting (and the call was refused), an outcome `refused` linked to it follows, so the
+/// log never shows a refused call as simply allowed.
+pub async fn append_decision(
+    log: &Arc<toolgate_store::AuditLog>,
+    record: Record,
+) -> Result<u64, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let late = log.clone();
+    log.append_then(
+        record,
+        Box::new(move |r| {
+            if let Err(Ok(seq)) = tx.send(r) {
+                late.append(Record {
+                    kind: toolgate_audit::Kind::Outcome,
+                    at_ms: now_ms(),
+                    call_seq: Some(seq),
+                    outcome: Some(toolgate_audit::Outcome::Refused),
+                    message: Some(format!(
+                        "the decision record was committed after the call gave up waiting ({} s); the call was refused and never reached the tool",
+                        AUDIT_WAIT.as_secs()
+                    )),
+                    ..Record::default()
+                });
+            }
+        }),
+    );
+    wait_for(rx).await
+}
+
+async fn wait_for(rx: tokio::sync::oneshot::Receiver<Result<u64, String>>) -> Result<u64, String> {
+    match tokio::time::timeout(AUDIT_WAIT, rx).await {
+        Ok(r) => r.unwrap_or_else(|_| Err("the audit writer stopped".into())),
+        Err(_) => Err(format!(
+            "the audit log did not commit within {} s",
+            AUDIT_WAIT.as_secs()
+        )),
+    }
+}
+
+/// How long a call waits for its decision record to be committed.
+pub const AUDIT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);

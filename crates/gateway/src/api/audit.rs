@@ -15,8 +15,9 @@ use toolgate_policy::duration::parse_duration;
 use toolgate_store::{AuditFilter, AuditLog, Role};
 
 use super::{admin, error, store_error};
-use crate::front::sse_response;
-use crate::state::{now_ms, AppState};
+use crate::clock::now_ms;
+use crate::respond::sse_response;
+use crate::state::AppState;
 
 /// At most this many records per query answer.
 const MAX_LIMIT: u64 = 1000;

@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 use toolgate_store::{Role, StoreError};
 
 use super::{admin_with_body, error, manage_error, store_error, AdminOnly, Authorized, Viewer};
+use crate::clock::now_ms;
 use crate::manage::{audit_admin, create_grant, grant_json, GrantRequest};
-use crate::state::{now_ms, AppState};
+use crate::state::AppState;
 
 /// `GET /api/v1/grants`.
 pub(crate) async fn list(State(st): State<Arc<AppState>>, _: Viewer) -> Response {

@@ -25,7 +25,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use toolgate_store::{AdminToken, Approval, DecideError, Role};
 
-use crate::state::{now_ms, AppState};
+use crate::clock::now_ms;
+use crate::state::AppState;
 
 /// Every route: method and path (as in docs/openapi.json).
 pub const ROUTES: &[(&str, &str)] = &[
@@ -243,7 +244,7 @@ pub(crate) async fn admin(
     need: Role,
 ) -> Result<AdminToken, Refusal> {
     let refuse = |status, message: String| Refusal { status, message };
-    let Some(token) = crate::front::bearer(headers) else {
+    let Some(token) = crate::front::admission::bearer(headers) else {
         return Err(refuse(
             StatusCode::UNAUTHORIZED,
             "an admin token is required: `Authorization: Bearer tga_…` (toolgate admin-tokens create)".into(),
@@ -326,7 +327,7 @@ async fn decided(
             None => format!("admin API, token {}", who.id),
         };
         let r = a.audit_record(event, Some(who.name.clone()), Some(message), now_ms());
-        if let Err(e) = crate::call::append_durable(log, r).await {
+        if let Err(e) = crate::trail::append_durable(log, r).await {
             tracing::error!("audit log: {e}");
         }
     }

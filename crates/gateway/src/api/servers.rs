@@ -17,9 +17,10 @@ use toolgate_store::Role;
 
 use super::policies::current_document;
 use super::{admin_with_body, error, store_error, Authorized, Viewer};
+use crate::clock::now_ms;
 use crate::config::{valid_name, Config, Pinning, ServerConfig, Transport};
 use crate::manage::audit_admin;
-use crate::state::{now_ms, AppState};
+use crate::state::AppState;
 
 fn pinning(p: Pinning) -> &'static str {
     match p {

@@ -3,7 +3,19 @@
 //! `toolgate run`), a well-formed `MCP-Protocol-Version`, and the agent's session. Each
 //! refusal is a [`Reject`], the one place such refusals become HTTP.
 
-use super::*;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use toolgate_protocol::error_codes;
+use toolgate_store::{Grant, GrantStatus};
+
+use crate::clock::now_ms;
+use crate::config::ServerConfig;
+use crate::respond::{http_error, json_response, SESSION_HEADER, VERSION_HEADER};
+use crate::session::Session;
+use crate::state::AppState;
 
 /// A request refused before MCP: the one place such refusals become HTTP.
 #[derive(Debug)]

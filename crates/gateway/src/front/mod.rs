@@ -1,74 +1,27 @@
-//! The HTTP front: `/mcp/{server}` (Streamable HTTP, legacy era), `/healthz`, `/readyz`.
-//!
-//! Checks run in this order, each failing with one clear answer: unknown server (404),
-//! `Origin` (403), bearer token (401 with `WWW-Authenticate`, 403 for another server's
-//! grant), content type (415), accept (406), body size (413), JSON-RPC envelope (400),
-//! session (400 missing, 404 unknown). Then the message is judged and relayed.
-//!
-//! Three parts: [`admission`] (who may send this request), this module (the routes and the
-//! MCP handlers), and [`relay`] (forwarding to the upstream and relaying its answers).
+//! The HTTP front: the router (`/mcp/{server}`, `/healthz`, `/readyz`, `/metrics`, the
+//! admin API and the dashboard) behind the `Host` check. Three parts: [`admission`] (who
+//! may send this request), [`mcp`] (the MCP handlers: envelope, session, then the call
+//! pipeline or the relay), and the probes here. Forwarding to upstreams is
+//! [`crate::relay`]; the judgement of a call is [`crate::pipeline`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use futures::StreamExt;
-use toolgate_protocol::{error_codes, error_response, Envelope, EnvelopeError, Era, Kind};
-use toolgate_store::{Grant, GrantStatus};
 
-use crate::call::{call_tool, CallCtx};
-use crate::config::{Pinning, ServerConfig, Transport};
-use crate::enforce::{classify, Hook, PinCtx, Sanitize, Seen};
-use crate::session::{Session, UpstreamSession};
-use crate::state::{now_ms, AppState};
-use crate::trail;
-use crate::upstream::channel::Channel;
-use crate::upstream::id_key;
-use toolgate_protocol::sse::{encode, SseParser};
+use crate::clock::now_ms;
+use crate::state::AppState;
 
 pub mod admission;
-pub mod relay;
+pub mod mcp;
 
-pub(crate) use admission::bearer;
+use admission::resource_metadata;
 pub use admission::Reject;
-use admission::{
-    admit, admit_session, refresh_keys, resource_metadata, session_of, version_header_ok,
-    BAD_VERSION_HEADER,
-};
-use relay::{
-    http_error, http_parts, open_channel, relay_one_way, relay_response, short_err,
-    upstream_failure, upstream_request,
-};
-pub(crate) use relay::{json_response, relay_request, sse_response};
-
-const SESSION_HEADER: &str = "mcp-session-id";
-const VERSION_HEADER: &str = "mcp-protocol-version";
-const METHOD_HEADER: &str = "mcp-method";
-const NAME_HEADER: &str = "mcp-name";
-/// The first revision of the stateless era: no GET stream, no DELETE.
-const MODERN_ERA: &str = "2026-07-28";
-
-/// A GET or DELETE in the stateless era (by its `MCP-Protocol-Version`): 405.
-fn modern_get_or_delete(headers: &HeaderMap) -> Option<Response> {
-    let v = headers.get(VERSION_HEADER)?.to_str().ok()?;
-    if v < MODERN_ERA || headers.contains_key(SESSION_HEADER) {
-        return None;
-    }
-    let mut r = http_error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "null",
-        error_codes::INVALID_REQUEST,
-        "the 2026-07-28 era has no GET stream and no DELETE: send requests with POST",
-    );
-    r.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("POST"));
-    Some(r)
-}
+use mcp::{delete_mcp, get_mcp, post_mcp};
 
 /// The router: a value, tested with `oneshot`.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -79,7 +32,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(crate::metrics::handler))
+        .route("/metrics", get(metrics_page))
         .route(
             "/.well-known/oauth-protected-resource/mcp/{server}",
             get(resource_metadata),
@@ -88,10 +41,57 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::dashboard::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::host::guard,
+            host_guard,
         ))
         .layer(axum::middleware::from_fn(crate::request_id::layer))
         .with_state(state)
+}
+
+/// Runs [`crate::host::check`] with the current config before anything else.
+async fn host_guard(
+    State(st): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let refused = {
+        let cfg = st.config();
+        crate::host::check(&req, cfg.listen, &cfg.allowed_hosts)
+    };
+    match refused {
+        Some(r) => r,
+        None => next.run(req).await,
+    }
+}
+
+/// `GET /metrics`.
+async fn metrics_page(State(st): State<Arc<AppState>>) -> Response {
+    let pending = match st.state(|s| s.approvals(true, now_ms())).await {
+        Ok(p) => i64::try_from(p.len()).unwrap_or(i64::MAX),
+        Err(e) => {
+            tracing::error!("metrics: store unavailable: {e}");
+            st.metrics.store_error("store");
+            -1
+        }
+    };
+    let mut sessions = st.sessions.by_server();
+    for srv in &st.config().servers {
+        if !sessions.iter().any(|(s, _, _)| *s == srv.name) {
+            sessions.push((srv.name.clone(), 0, 0));
+        }
+    }
+    match st.metrics.render(pending, &sessions) {
+        Ok(text) => {
+            let mut r = (StatusCode::OK, text).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            r
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 /// `/readyz`: 200 when the store, the counter store and the audit log all answer, else
@@ -142,574 +142,4 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
-}
-
-fn new_session_id() -> String {
-    toolgate_store::grants::random_hex(16)
-        .map(|h| format!("tgs_{h}"))
-        .unwrap_or_else(|_| format!("tgs_{}", now_ms()))
-}
-
-async fn post_mcp(
-    State(st): State<Arc<AppState>>,
-    Path(server): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let started = std::time::Instant::now();
-    refresh_keys(&st, &headers).await;
-    let (cfg, srv, grant) = match admit(&st, &headers, &server).await {
-        Ok(x) => x,
-        Err(r) => return r.into_response(),
-    };
-    let ctype = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ctype
-        .trim_start()
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
-        return http_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "null",
-            error_codes::INVALID_REQUEST,
-            "Content-Type must be application/json",
-        );
-    }
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("*/*")
-        .to_ascii_lowercase();
-    let accepts_sse = accept.contains("text/event-stream") || accept.contains("*/*");
-    if !(accept.contains("application/json") || accepts_sse || accept.contains("application/*")) {
-        return http_error(
-            StatusCode::NOT_ACCEPTABLE,
-            "null",
-            error_codes::INVALID_REQUEST,
-            "Accept must include application/json and text/event-stream",
-        );
-    }
-    let read = tokio::time::timeout(
-        Duration::from_secs(cfg.body_timeout_secs),
-        axum::body::to_bytes(body, cfg.max_body),
-    )
-    .await;
-    let bytes = match read {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) if is_length_limit(&e) => {
-            return http_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "null",
-                error_codes::INVALID_REQUEST,
-                &format!("request body over the limit of {} bytes", cfg.max_body),
-            )
-        }
-        Ok(Err(e)) => {
-            return http_error(
-                StatusCode::BAD_REQUEST,
-                "null",
-                error_codes::INVALID_REQUEST,
-                &format!("the request body could not be read: {e}"),
-            )
-        }
-        Err(_) => {
-            return http_error(
-                StatusCode::REQUEST_TIMEOUT,
-                "null",
-                error_codes::INVALID_REQUEST,
-                &format!(
-                    "the request body did not arrive within {} s (body_timeout)",
-                    cfg.body_timeout_secs
-                ),
-            )
-        }
-    };
-    let env = match Envelope::parse(&bytes) {
-        Ok(e) => e,
-        Err(e) => {
-            let code = match e {
-                EnvelopeError::Parse(_) => error_codes::PARSE_ERROR,
-                _ => error_codes::INVALID_REQUEST,
-            };
-            return http_error(StatusCode::BAD_REQUEST, "null", code, &e.to_string());
-        }
-    };
-    let id_text = env.id_text().to_string();
-    // A legacy request must carry a well-formed version header. A modern one (its version
-    // in `_meta`) goes on: the upstream answers an unsupported version itself (-32022 with
-    // the versions it supports), which toolgate cannot know.
-    if env.era() != Era::Modern && !version_header_ok(&headers) {
-        return http_error(
-            StatusCode::BAD_REQUEST,
-            &id_text,
-            error_codes::INVALID_REQUEST,
-            BAD_VERSION_HEADER,
-        );
-    }
-    if env.method() == "initialize" && env.kind == Kind::Request {
-        if st.audit.is_some() {
-            let r =
-                trail::request_record(&cfg, &srv, &grant, "", "initialize", &id_text, bytes.len());
-            record_forwarded(&st, Some(r));
-        }
-        return initialize(&st, &cfg, &srv, &grant, &headers, bytes, &id_text).await;
-    }
-    let session = match headers.get(SESSION_HEADER) {
-        None if env.era() == Era::Modern => {
-            if let Err(r) = check_modern_headers(&headers, &env, &id_text) {
-                return *r;
-            }
-            match &srv.transport {
-                // Stateless: each request stands alone; nothing is kept between them.
-                Transport::Http { .. } => Arc::new(Session::new(
-                    format!("modern-{}", new_session_id().trim_start_matches("tgs_")),
-                    srv.name.clone(),
-                    grant.id.clone(),
-                    UpstreamSession::Http { session_id: None },
-                )),
-                _ => {
-                    return http_error(
-                        StatusCode::BAD_REQUEST,
-                        &id_text,
-                        error_codes::INVALID_REQUEST,
-                        &format!(
-                            "server `{}` is reached over stdio or legacy HTTP+SSE, which toolgate relays in the legacy era only (initialize and Mcp-Session-Id); this request is in the 2026-07-28 era",
-                            srv.name
-                        ),
-                    )
-                }
-            }
-        }
-        _ => match session_of(&st, &headers, &srv, &grant, &id_text) {
-            Ok(s) => s,
-            Err(r) => return *r,
-        },
-    };
-    // In use until its answer ends: never closed to make room for another session.
-    let in_use = session.enter();
-    let response = async {
-        if env.kind != Kind::Request {
-            return relay_one_way(&st, &srv, &session, &headers, bytes.clone()).await;
-        }
-        let policy = grant
-            .policy
-            .as_ref()
-            .and_then(|p| cfg.policies.get(p))
-            .cloned();
-        st.metrics.request(&srv.name, env.method());
-        let record = st.audit.as_ref().map(|_| {
-            trail::request_record(
-                &cfg,
-                &srv,
-                &grant,
-                &session.id,
-                env.method(),
-                &id_text,
-                bytes.len(),
-            )
-        });
-        let hook = match env.method() {
-            "tools/call" => {
-                let Some(tool) = env.name.clone() else {
-                    return json_response(
-                        StatusCode::OK,
-                        error_response(
-                            &id_text,
-                            error_codes::INVALID_PARAMS,
-                            "tools/call needs `params.name`: the name of the tool to call, as a string",
-                            None,
-                        ),
-                    );
-                };
-                let args = match env.arguments_value() {
-                    Ok(a) => a,
-                    Err(e) => {
-                        return json_response(
-                            StatusCode::OK,
-                            error_response(&id_text, error_codes::INVALID_PARAMS, &e.to_string(), None),
-                        )
-                    }
-                };
-                let progress = env.progress_token.map(|t| t.get().to_string());
-                let span = st.otlp.as_ref().map(|e| {
-                    let s = e.begin(&tool, env.traceparent.as_deref());
-                    s.set("mcp.server", srv.name.clone());
-                    s.set("toolgate.grant", grant.label.clone());
-                    s
-                });
-                let ctx = CallCtx {
-                    st: st.clone(),
-                    cfg: cfg.clone(),
-                    srv: srv.clone(),
-                    grant: grant.clone(),
-                    session: session.clone(),
-                    headers: headers.clone(),
-                    bytes: bytes.clone(),
-                    id_text: id_text.clone(),
-                    progress,
-                    accepts_sse,
-                    started,
-                    tool,
-                    args,
-                    record,
-                    modern: env.era() == Era::Modern,
-                    span,
-                };
-                return call_tool(ctx).await;
-            }
-            "tools/list" => {
-                record_forwarded(&st, record);
-                let pins = (srv.pinning != Pinning::Off).then(|| PinCtx {
-                    store: st.store.clone(),
-                    server: srv.name.clone(),
-                    enforce: srv.pinning == Pinning::Enforce,
-                    audit: st.audit.clone(),
-                    client_caps: session.client_caps.clone(),
-                });
-                Hook::FilterTools(
-                    policy,
-                    pins,
-                    Sanitize {
-                        on: srv.sanitize_descriptions,
-                        server: srv.name.clone(),
-                    },
-                )
-            }
-            _ => {
-                record_forwarded(&st, record);
-                Hook::None
-            }
-        };
-        let progress = env.progress_token.map(|t| t.get().to_string());
-        relay_request(
-            &st,
-            &cfg,
-            &srv,
-            &session,
-            &headers,
-            bytes.clone(),
-            &id_text,
-            progress.as_deref(),
-            accepts_sse,
-            hook,
-        )
-        .await
-    }
-    .await;
-    keep_until_body_ends(response, in_use)
-}
-
-/// Holds `guard` until the response's body has been sent (or dropped).
-fn keep_until_body_ends<G: Send + Sync + 'static>(response: Response, guard: G) -> Response {
-    let streams = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
-    if !streams {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let body = body.into_data_stream().map(move |chunk| {
-        let _held = &guard;
-        chunk
-    });
-    Response::from_parts(parts, Body::from_stream(body))
-}
-
-/// True when reading a body failed because it passed the size limit.
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = src {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        src = err.source();
-    }
-    false
-}
-
-/// Records a request forwarded without judgement beyond the grant (not waited for).
-fn record_forwarded(st: &AppState, record: Option<toolgate_audit::Record>) {
-    if let (Some(log), Some(mut r)) = (&st.audit, record) {
-        r.decision = Some("allow".into());
-        log.append(r);
-    }
-}
-
-/// The 2026-07-28 era's `Mcp-Method` and `Mcp-Name` headers must agree with the body
-/// (policy is decided from the body; a mismatch could fool a router or a WAF in front).
-fn check_modern_headers(
-    headers: &HeaderMap,
-    env: &Envelope<'_>,
-    id_text: &str,
-) -> Result<(), Box<Response>> {
-    let mismatch = |what: &str, header: &str, body: &str| {
-        Err(Box::new(http_error(
-            StatusCode::BAD_REQUEST,
-            id_text,
-            error_codes::HEADER_MISMATCH,
-            &format!("the {what} header `{header}` does not match the body's `{body}`"),
-        )))
-    };
-    if let Some(h) = headers.get(METHOD_HEADER) {
-        let h = h.to_str().unwrap_or("");
-        if h != env.method() {
-            return mismatch("Mcp-Method", h, env.method());
-        }
-    }
-    if let (Some(h), Some(name)) = (headers.get(NAME_HEADER), env.name.as_deref()) {
-        let h = h.to_str().unwrap_or("");
-        if h != name {
-            return mismatch("Mcp-Name", h, name);
-        }
-    }
-    Ok(())
-}
-
-async fn initialize(
-    st: &AppState,
-    cfg: &crate::config::Config,
-    srv: &ServerConfig,
-    grant: &Grant,
-    headers: &HeaderMap,
-    bytes: Bytes,
-    id_text: &str,
-) -> Response {
-    let our_id = new_session_id();
-    // A place within the session caps, held until the session is in the table.
-    let _slot = match st
-        .sessions
-        .reserve(&srv.name, &grant.id, cfg.sessions.caps(&srv.transport))
-    {
-        Ok(slot) => slot,
-        Err(full) => {
-            st.metrics.session_refused(&srv.name);
-            tracing::warn!(server = %srv.name, grant = %toolgate_protocol::Escaped(&grant.label), "session refused: {full}");
-            let mut r = http_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                id_text,
-                error_codes::INVALID_REQUEST,
-                &format!("session refused: {full}"),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-            return r;
-        }
-    };
-    match &srv.transport {
-        Transport::Http {
-            url,
-            headers: extra,
-        } => {
-            let init_body = bytes.clone();
-            let req = upstream_request(st, reqwest::Method::POST, url, headers, extra, None)
-                .timeout(Duration::from_secs(cfg.upstream_timeout_secs))
-                .body(bytes);
-            let resp = match req.send().await {
-                Ok(r) => r,
-                Err(e) => return upstream_failure(id_text, &e, &srv.name),
-            };
-            let upstream_sid = resp
-                .headers()
-                .get(SESSION_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let ok = resp.status().is_success();
-            let mut out =
-                relay_response(resp, id_text, Hook::None, &srv.name, cfg.max_answer).await;
-            if ok {
-                let s = Arc::new(
-                    Session::new(
-                        our_id.clone(),
-                        srv.name.clone(),
-                        grant.id.clone(),
-                        UpstreamSession::Http {
-                            session_id: upstream_sid,
-                        },
-                    )
-                    .with_client_caps(crate::session::client_caps(&init_body)),
-                );
-                st.sessions.insert(s);
-                set_session_header(&mut out, &our_id);
-                tracing::info!(server = %srv.name, grant = %toolgate_protocol::Escaped(&grant.label), session = %our_id, "session opened");
-            }
-            out
-        }
-        Transport::Stdio { .. } | Transport::Sse { .. } => {
-            let proc = match open_channel(st, srv).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(server = %srv.name, "{e}");
-                    return http_error(
-                        StatusCode::BAD_GATEWAY,
-                        id_text,
-                        error_codes::UPSTREAM_ERROR,
-                        &format!("upstream `{}` could not be reached: {e}", srv.name),
-                    );
-                }
-            };
-            let session = Arc::new(
-                Session::new(
-                    our_id.clone(),
-                    srv.name.clone(),
-                    grant.id.clone(),
-                    UpstreamSession::Channel(proc),
-                )
-                .with_client_caps(crate::session::client_caps(&bytes)),
-            );
-            st.sessions.insert(session.clone());
-            tracing::info!(server = %srv.name, grant = %toolgate_protocol::Escaped(&grant.label), session = %our_id, "session opened (upstream channel open)");
-            let mut out = relay_request(
-                st,
-                cfg,
-                srv,
-                &session,
-                headers,
-                bytes,
-                id_text,
-                None,
-                false,
-                Hook::None,
-            )
-            .await;
-            if out.status().is_success() {
-                set_session_header(&mut out, &our_id);
-            } else {
-                st.sessions.remove(&our_id);
-            }
-            out
-        }
-    }
-}
-
-fn set_session_header(r: &mut Response, id: &str) {
-    if let Ok(v) = HeaderValue::from_str(id) {
-        r.headers_mut().insert(SESSION_HEADER, v);
-    }
-}
-
-async fn get_mcp(
-    State(st): State<Arc<AppState>>,
-    Path(server): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = modern_get_or_delete(&headers) {
-        return r;
-    }
-    if !headers.contains_key(SESSION_HEADER) {
-        if let Err(r) = admit(&st, &headers, &server).await {
-            return r.into_response();
-        }
-        // What a legacy HTTP+SSE (2024-11-05) client does first: say what is served here.
-        return http_error(
-            StatusCode::BAD_REQUEST,
-            "null",
-            error_codes::INVALID_REQUEST,
-            "toolgate serves Streamable HTTP (MCP 2025-03-26 and later) here: POST `initialize` first; a GET stream needs the Mcp-Session-Id it returns. A GET without one is how a legacy HTTP+SSE (2024-11-05) client starts, which toolgate does not serve to agents: set the client's transport to Streamable HTTP",
-        );
-    }
-    let (srv, session) = match admit_session(&st, &headers, &server).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
-    let in_use = session.enter();
-    let response = get_stream(&st, &srv, &session, &headers).await;
-    keep_until_body_ends(response, in_use)
-}
-
-/// The session's GET stream (server-to-client messages).
-async fn get_stream(
-    st: &Arc<AppState>,
-    srv: &ServerConfig,
-    session: &Session,
-    headers: &HeaderMap,
-) -> Response {
-    match &session.upstream {
-        UpstreamSession::Channel(proc) => {
-            let mut rx = proc.open_stream();
-            let stream = async_stream::stream! {
-                let mut keepalive = tokio::time::interval(Duration::from_secs(15));
-                keepalive.tick().await;
-                loop {
-                    tokio::select! {
-                        m = rx.recv() => match m {
-                            Some(m) => yield Ok::<Bytes, std::io::Error>(encode(&String::from_utf8_lossy(&m), None)),
-                            None => break,
-                        },
-                        _ = keepalive.tick() => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
-                    }
-                }
-            };
-            sse_response(Body::from_stream(stream))
-        }
-        UpstreamSession::Http { session_id } => {
-            let Some((url, extra)) = http_parts(srv) else {
-                return StatusCode::METHOD_NOT_ALLOWED.into_response();
-            };
-            let req = upstream_request(
-                st,
-                reqwest::Method::GET,
-                url,
-                headers,
-                extra,
-                session_id.as_deref(),
-            )
-            .header(header::ACCEPT, "text/event-stream");
-            match req.send().await {
-                Ok(r) if r.status().is_success() => {
-                    let status = r.status();
-                    let stream = r.bytes_stream().map(|c| c.map_err(std::io::Error::other));
-                    let mut resp = sse_response(Body::from_stream(stream));
-                    *resp.status_mut() = status;
-                    resp
-                }
-                Ok(r) => {
-                    let status = r.status();
-                    let body = r.bytes().await.unwrap_or_default();
-                    (status, body).into_response()
-                }
-                Err(e) => upstream_failure("null", &e, &srv.name),
-            }
-        }
-    }
-}
-
-async fn delete_mcp(
-    State(st): State<Arc<AppState>>,
-    Path(server): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = modern_get_or_delete(&headers) {
-        return r;
-    }
-    let (srv, session) = match admit_session(&st, &headers, &server).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
-    if let (
-        UpstreamSession::Http {
-            session_id: Some(sid),
-        },
-        Some((url, extra)),
-    ) = (&session.upstream, http_parts(&srv))
-    {
-        let req = upstream_request(
-            &st,
-            reqwest::Method::DELETE,
-            url,
-            &headers,
-            extra,
-            Some(sid),
-        )
-        .timeout(Duration::from_secs(10));
-        if let Err(e) = req.send().await {
-            tracing::warn!(server = %srv.name, "upstream DELETE failed: {}", short_err(&e));
-        }
-    }
-    st.sessions.remove(&session.id);
-    tracing::info!(server = %srv.name, session = %session.id, "session closed by the agent");
-    StatusCode::OK.into_response()
 }

@@ -2,26 +2,26 @@
 //! session channels (stdio children, legacy SSE), and their answers relayed back: JSON read
 //! whole within `max_answer`, SSE event by event, each answer event through its [`Hook`].
 
-use super::*;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// An HTTP error carrying a JSON-RPC error body.
-pub(crate) fn http_error(status: StatusCode, id_text: &str, code: i64, message: &str) -> Response {
-    let mut r = (status, error_response(id_text, code, message, None)).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use toolgate_protocol::sse::{encode, SseParser};
+use toolgate_protocol::{error_codes, error_response};
 
-pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
-    let mut r = (status, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
+use crate::config::{ServerConfig, Transport};
+use crate::enforce::{classify, Hook, Seen};
+use crate::respond::{
+    http_error, json_response, sse_response, METHOD_HEADER, NAME_HEADER, SESSION_HEADER,
+    VERSION_HEADER,
+};
+use crate::session::{Session, UpstreamSession};
+use crate::state::AppState;
+use crate::upstream::channel::Channel;
+use crate::upstream::id_key;
 
 /// Headers passed from the agent to an HTTP upstream (never `Authorization`).
 pub(crate) fn upstream_request(
@@ -295,17 +295,6 @@ pub(crate) async fn relay_request(
             sse_response(Body::from_stream(stream))
         }
     }
-}
-
-pub(crate) fn sse_response(body: Body) -> Response {
-    let mut r = Response::new(body);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r
 }
 
 /// Relays an HTTP upstream's response: JSON read whole (bounded) and hooked; SSE streamed

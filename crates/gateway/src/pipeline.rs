@@ -1,0 +1,37 @@
+//! The path of one `tools/call` once it is admitted: judge; then deny, hold for approval
+//! (or use a standing one), or reserve, record and forward. Every front (`serve`'s
+//! Streamable HTTP, `toolgate run`'s stdio, carried into the same router) calls it.
+
+use toolgate_policy::Effect;
+
+use crate::call::{approved, CallCtx};
+use crate::clock::now_ms;
+use crate::enforce::{Refusal, Unavailable};
+use axum::response::Response;
+
+/// Judges and answers one `tools/call`.
+pub async fn call_tool(ctx: CallCtx) -> Response {
+    match ctx.judge(false).await {
+        Err(refusal) => match *refusal {
+            Refusal::Policy(answer, d) => ctx.deny(answer, &d, None),
+            Refusal::Unavailable(u) => ctx.refuse(u, None),
+        },
+        Ok(d) if d.effect == Effect::RequireApproval => {
+            // An approval already given for exactly these arguments is used once.
+            let (grant, tool, hash) = (ctx.grant.id.clone(), ctx.tool.clone(), ctx.arg_hash());
+            match ctx
+                .st
+                .state(move |s| s.take_approved(&grant, &tool, &hash, None, now_ms()))
+                .await
+            {
+                Ok(Some(a)) => {
+                    ctx.record_approval(&a, "used", Some("a retry with the same arguments".into()));
+                    approved(ctx, a).await
+                }
+                Ok(None) => crate::approval::hold(ctx, d).await,
+                Err(e) => ctx.refuse(Unavailable::Store(e.to_string()), None),
+            }
+        }
+        Ok(d) => ctx.forward(d, None).await,
+    }
+}
