@@ -7,7 +7,9 @@
 //! `<system>` or `[SYSTEM]` blocks, uppercase tags), instructions to override the model's
 //! rules or hide what it does, requests to read credentials or send data out, text that
 //! changes how other tools are used or steers the model to prefer this one, instructions in
-//! annotations, invisible and bidirectional characters, ANSI escapes, and padding.
+//! annotations, invisible and bidirectional characters, ANSI escapes, padding (a run of
+//! blank characters that pushes text out of sight; length alone is not padding), and names
+//! that copy a well-known tool's ([`crate::lookalike`]).
 //!
 //! An honest description of a dangerous function is not an attack: a tool that says in its
 //! first sentence that it returns secrets, or that refuses to read them, is not flagged.
@@ -17,11 +19,17 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use crate::classify::Signal;
+use crate::lookalike::look_alike;
 use crate::tool::ToolDef;
 use crate::words::split_name;
 
-/// Descriptions longer than this are flagged as a place to hide instructions.
-pub const LONG_DESCRIPTION: usize = 3000;
+/// A run of this many blank characters on one line is padding. The training set's
+/// padded definitions use runs of hundreds; its longest honest indentation is 31.
+pub const PADDING_RUN: usize = 60;
+
+/// This many line breaks with only blanks between them are padding. The training set's
+/// padded definitions use 60; honest descriptions separate paragraphs by at most two.
+pub const PADDING_LINES: usize = 15;
 
 fn re(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'static Regex> {
     cell.get_or_init(|| Regex::new(pattern).ok()).as_ref()
@@ -144,9 +152,48 @@ fn invisible(text: &str) -> Vec<char> {
     out
 }
 
-fn padding() -> Option<&'static Regex> {
-    static R: OnceLock<Option<Regex>> = OnceLock::new();
-    re(&R, r"[ \t]{60,}|(\r?\n[ \t]*){15,}")
+/// Characters that render as blank: whitespace, and the fillers and blanks of other
+/// scripts (Hangul fillers, the braille blank, Mongolian vowel separator).
+fn blank(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{2800}' | '\u{180E}'
+        )
+}
+
+/// Padding: a run of at least [`PADDING_RUN`] blank characters, or of [`PADDING_LINES`]
+/// line breaks with nothing but blanks between them, followed by more text. That pushes
+/// the text after it past what a client shows; a long description without such a run is
+/// documentation, however long. Returns the signal's sentence.
+fn hidden_padding(text: &str) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars.get(i).is_some_and(|c| blank(*c)) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while chars.get(i).is_some_and(|c| blank(*c)) {
+            i += 1;
+        }
+        let run = chars.get(start..i).unwrap_or(&[]);
+        let lines = run.iter().filter(|c| **c == '\n').count();
+        let longest_line_run = run
+            .split(|c| *c == '\n')
+            .map(<[char]>::len)
+            .max()
+            .unwrap_or(0);
+        let followed = i < chars.len();
+        if followed && (longest_line_run >= PADDING_RUN || lines >= PADDING_LINES) {
+            return Some(format!(
+                "{} blank characters ({lines} line breaks) push the text after them past what a reviewer sees",
+                run.len()
+            ));
+        }
+    }
+    None
 }
 
 /// True when the text just before `at` negates or forbids what follows ("never read",
@@ -488,9 +535,19 @@ pub fn signals(tool: &ToolDef, siblings: &[ToolDef]) -> Vec<Signal> {
             "ANSI escape sequences (can hide text in terminals)".to_string(),
         ));
     }
-    let dlen = tool.description.chars().count();
-    if dlen > LONG_DESCRIPTION * 3 || padding().is_some_and(|r| r.is_match(&tool.description)) {
-        out.push(Signal::new("hidden-padding", format!("Description of {dlen} characters with long runs of blank space, where instructions can hide past what a reviewer sees")));
+    if let Some(run) = std::iter::once(tool.description.as_str())
+        .chain(props_list.iter().map(|(_, d)| d.as_str()))
+        .find_map(hidden_padding)
+    {
+        out.push(Signal::new("hidden-padding", run));
+    }
+    let others: Vec<&str> = siblings
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|n| *n != tool.name)
+        .collect();
+    if let Some(l) = look_alike(&tool.name, &others) {
+        out.push(Signal::new("lookalike-name", l.message(&tool.name)));
     }
     out
 }
@@ -542,6 +599,5 @@ mod tests {
         assert!(context_harvest().is_some(), "context_harvest");
         assert!(secret_param().is_some(), "secret_param");
         assert!(html_comment().is_some(), "html_comment");
-        assert!(padding().is_some(), "padding");
     }
 }

@@ -123,6 +123,7 @@ pub const ATTACK_IDS: &[&str] = &[
     "instruction-override",
     "tool-preference",
     "annotation-injection",
+    "lookalike-name",
 ];
 
 /// The classifier's conclusion for one tool.

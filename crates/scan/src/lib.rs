@@ -10,10 +10,12 @@
 //! - [`classify`]: category, confidence and signals for one tool; `severity` (private):
 //!   severity from what the tool touches.
 //! - [`attack`]: poisoning signals (hidden instructions, invisible characters, ANSI, …).
+//! - [`lookalike`]: names that copy a well-known tool's name (typos, homoglyphs).
 //! - [`report`]: a server's report (counts, grade A to F) and the starter policy.
 
 pub mod attack;
 pub mod classify;
+pub mod lookalike;
 pub mod report;
 mod severity;
 pub mod tool;
