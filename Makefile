@@ -3,12 +3,19 @@
 
 CARGO ?= cargo
 
-.PHONY: all fmt lint test test-rust test-e2e bench bench-compile fuzz-build fuzz fuzz-quick fuzz-quick-build fuzz-smoke fuzz-config fuzz-config-build purity run
+.PHONY: all check fmt lint test test-rust test-e2e bench bench-compile fuzz-build fuzz fuzz-quick fuzz-quick-build fuzz-smoke fuzz-config fuzz-config-build purity run
 
 all: test
 
 fmt:
 	$(CARGO) fmt --all
+
+# The inner loop (a few minutes): formatting, lints, and the Rust unit and integration
+# tests. No end-to-end suites, no services: `make test` runs everything.
+check:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -28,6 +28,7 @@ POLICY = {
         "get_patient": {"limits": [{"counter": "gp", "window": "minute", "max": 1, "scope": "grant"}]},
         "refund_payment": {"action": "require_approval", "approval": {"timeout": "3s"}},
         "list_payments": {"action": "require_approval", "approval": {"timeout": "60s"}},
+        "list_invoices": {"action": "require_approval", "approval": {"timeout": "60s"}},
     },
 }
 
@@ -41,6 +42,7 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("get_patient", {"patient_id": "pat_1001"}),
     ("refund_payment", {"payment_id": "pay_5001", "amount": 100, "reason": "duplicate"}),
     ("list_payments", {"limit": 1}),
+    ("list_invoices", {"limit": 1}),
 ]
 
 
@@ -57,14 +59,18 @@ async def drive(client: Any, cli: Callable[..., subprocess.CompletedProcess[str]
 
     out = []
     for tool, args in CASES:
-        if tool == "list_payments":
-            # Held, then approved from another terminal.
+        if tool in ("list_payments", "list_invoices"):
+            # Held, then approved (list_payments) or denied (list_invoices) from another terminal.
             call = asyncio.create_task(client.call_tool(tool, args))
             deadline = time.monotonic() + 15
             while not (waiting := json.loads((await asyncio.to_thread(cli, "approvals", "list", "--json")).stdout)):
                 assert time.monotonic() < deadline, "no approval appeared"
                 await asyncio.sleep(0.2)
-            await asyncio.to_thread(cli, "approvals", "approve", waiting[0]["id"], "--as", "parity-approver")
+            if tool == "list_payments":
+                await asyncio.to_thread(cli, "approvals", "approve", waiting[0]["id"], "--as", "parity-approver")
+            else:
+                await asyncio.to_thread(cli, "approvals", "deny", waiting[0]["id"], "--as", "parity-approver",
+                                        "--reason", "not now")
             out.append(seen(await asyncio.wait_for(call, 20)))
             continue
         try:
@@ -118,6 +124,7 @@ def test_serve_and_run_answer_and_record_the_same(gateways: Any, tmp_path: Path)
     assert [s[2] for s in http_seen[1:3]] == ["(default deny)", "/tools/delete_patient_record/action"]
     assert http_seen[3] == ("error", -32602)
     assert http_seen[6][2] == "/tools/get_patient/limits/0"
+    assert http_seen[9] == ("error", "deny", "(approval denied)"), http_seen[9]
     http_records, stdio_records = recorded(serve_cli), recorded(run_cli)
     assert http_records == stdio_records, f"serve: {http_records}\nrun:   {stdio_records}"
     assert ("approval", "list_payments", "approved", "/tools/list_payments/action", "parity-approver", None) in http_records
