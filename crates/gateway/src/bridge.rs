@@ -18,3 +18,9 @@ where
         .await
         .unwrap_or_else(|e| Err(StoreError::Interrupted(e.to_string())))
 }
+
+/// The most threads the blocking pool runs at once (`serve` and `run` build their runtime
+/// with it): store calls beyond it wait in the pool's queue. Each thread holds one store
+/// call (a Redis round trip, a SQLite statement), so a stalled store can hold at most this
+/// many, and the gateway's memory stays bounded.
+pub const MAX_BLOCKING_THREADS: usize = 64;

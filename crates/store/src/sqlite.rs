@@ -50,6 +50,40 @@ CREATE TABLE IF NOT EXISTS pin_capabilities (
     first_seen_ms INTEGER NOT NULL,
     PRIMARY KEY (server, caps)
 );
+-- The version of what gateways cache (grants by token, held pins): every change to a
+-- grant, an admin token or a pin's definitions moves it, whoever makes the change (this process, the
+-- CLI, another gateway on the same file). Counter entries, written every few milliseconds,
+-- do not.
+CREATE TABLE IF NOT EXISTS state_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    v INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO state_version (id, v) VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS grants_inserted AFTER INSERT ON grants
+    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
+CREATE TRIGGER IF NOT EXISTS grants_updated AFTER UPDATE ON grants
+    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
+CREATE TRIGGER IF NOT EXISTS grants_deleted AFTER DELETE ON grants
+    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
+CREATE TRIGGER IF NOT EXISTS pins_inserted AFTER INSERT ON pins
+    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
+CREATE TRIGGER IF NOT EXISTS pins_updated
+    AFTER UPDATE OF hash, definition, pending_hash, pending_definition ON pins
+    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
+CREATE TRIGGER IF NOT EXISTS pins_deleted AFTER DELETE ON pins
+    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
+";
+
+const VERSION_SQL: &str = "SELECT v FROM state_version WHERE id = 1";
+
+/// Admin tokens move the state version too (their table is made after `SCHEMA`).
+const ADMIN_VERSION_TRIGGERS: &str = "
+CREATE TRIGGER IF NOT EXISTS admin_tokens_inserted AFTER INSERT ON admin_tokens
+    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
+CREATE TRIGGER IF NOT EXISTS admin_tokens_updated AFTER UPDATE ON admin_tokens
+    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
+CREATE TRIGGER IF NOT EXISTS admin_tokens_deleted AFTER DELETE ON admin_tokens
+    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
 ";
 
 /// A pinned tool definition, and a changed one waiting for approval.
@@ -110,8 +144,8 @@ pub struct SqliteStore {
     /// Whether (server, tool) is held, cached; cleared by this store's pin writes and when
     /// [`SqliteStore::data_version`] sees another process's commit.
     held: Mutex<HeldCache>,
-    /// A connection that only reads `PRAGMA data_version`: every commit to the file by any
-    /// other connection (this store's own included) changes what it reads.
+    /// A connection that only reads the state version (the `state_version` row, moved by
+    /// triggers on every change to grants and pins, whoever commits it).
     version: Mutex<Connection>,
 }
 
@@ -182,6 +216,7 @@ impl SqliteStore {
         conn.execute_batch(crate::approvals::SCHEMA)?;
         conn.execute_batch(crate::admin::SCHEMA)?;
         conn.execute_batch(crate::policy_versions::SCHEMA)?;
+        conn.execute_batch(ADMIN_VERSION_TRIGGERS)?;
         let version = Connection::open(path)?;
         // Never waits: a busy file is reported at once (see `data_version_now`).
         version.busy_timeout(Duration::ZERO)?;
@@ -315,10 +350,11 @@ impl GrantStore for SqliteStore {
 }
 
 impl SqliteStore {
-    /// SQLite's `data_version`, read on a connection of its own: it changes whenever a
-    /// commit reached the file since the last read (another process, such as `toolgate
-    /// grants revoke`, or this store). Caches use it to know they are stale. Blocks while
-    /// the file is busy (at most the busy timeout); see [`SqliteStore::data_version_now`].
+    /// The state version, read on a connection of its own: it changes whenever a grant or
+    /// a pin's definitions changed, whoever committed it (another process, such as
+    /// `toolgate grants revoke`, or this store; triggers keep it). Caches of grants and
+    /// pins use it to know they are stale. Blocks while the file is busy (at most a few
+    /// milliseconds at a time); see [`SqliteStore::data_version_now`].
     pub fn data_version(&self) -> Result<i64, StoreError> {
         let version = loop {
             match self.read_version() {
@@ -336,13 +372,15 @@ impl SqliteStore {
         Ok(version)
     }
 
-    /// [`SqliteStore::data_version`] without waiting: a read of SQLite's shared memory
-    /// (WAL index) with non-blocking locks. `None` when the connection is in use or the
-    /// file is busy: then ask [`SqliteStore::data_version`] off the async threads.
+    /// [`SqliteStore::data_version`] without waiting: a one-row read in WAL mode (readers
+    /// never wait for writers) with non-blocking file locks. `None` when the file is busy (recovery
+    /// after a crash): then ask [`SqliteStore::data_version`] off the async threads.
     pub fn data_version_now(&self) -> Option<i64> {
         let v = {
-            let conn = self.version.try_lock().ok()?;
-            let mut stmt = conn.prepare_cached("PRAGMA data_version").ok()?;
+            // Held for the few microseconds of one PRAGMA by whoever reads it: a lock as
+            // short as any in-memory cache's.
+            let conn = self.version.lock().unwrap_or_else(|e| e.into_inner());
+            let mut stmt = conn.prepare_cached(VERSION_SQL).ok()?;
             stmt.query_row([], |r| r.get(0)).ok()?
         };
         self.seen_version(v);
@@ -351,7 +389,7 @@ impl SqliteStore {
 
     fn read_version(&self) -> rusqlite::Result<i64> {
         let conn = self.version.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stmt = conn.prepare_cached("PRAGMA data_version")?;
+        let mut stmt = conn.prepare_cached(VERSION_SQL)?;
         stmt.query_row([], |r| r.get(0))
     }
 

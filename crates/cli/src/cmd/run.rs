@@ -136,6 +136,7 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
     tracing::info!(server = %name, store = %store.describe(), audit = %cfg.audit.location(), "toolgate run: enforcing {} on `{}`", a.policy.display(), super::Escaped(&a.command.join(" ")));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(toolgate_gateway::bridge::MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

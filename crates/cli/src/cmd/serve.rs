@@ -15,6 +15,7 @@ pub fn run(arg: &ConfigArg) -> Result<ExitCode> {
     let store = open_store(&cfg)?;
     let counters = open_counters(&cfg, &store)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(toolgate_gateway::bridge::MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
