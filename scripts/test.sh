@@ -12,6 +12,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "pure crates stay pure"
 scripts/check-purity.sh
 
+step "no module cycles in the gateway"
+python3 scripts/check-cycles.py
+
 step "a private redis-server and PostgreSQL for the shared backends' tests"
 REDIS_DIR=$(mktemp -d)
 PG_DIR=$(mktemp -d)
