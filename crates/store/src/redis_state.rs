@@ -21,7 +21,7 @@
 //! Redis Cluster is not supported: scripts touch keys they derive themselves.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,11 @@ const MAX_IDLE: usize = 8;
 /// Connect, read and write timeouts: a Redis that does not answer fails the call (closed).
 const TIMEOUT: Duration = Duration::from_secs(2);
 const VERSION: &str = "toolgate:state:v";
+/// Published (payload `1`) with every bump of [`VERSION`], by the scripts and pipelines
+/// that bump it: a gateway listening there knows its cached version is stale without
+/// asking. Shared by all of a server's databases: a message from another database only
+/// costs one extra read.
+const VERSION_CHANGED: &str = "toolgate:state:changed";
 /// The channel the approve and deny scripts publish decided approval ids on, followed by
 /// the database number (channels are shared by all of a server's databases).
 const DECIDED: &str = "toolgate:decided:";
@@ -52,14 +57,14 @@ local old = redis.call('HGET', KEYS[1], 'token_hash')
 if old then redis.call('DEL', ARGV[4] .. old) end
 redis.call('HSET', KEYS[1], 'token_hash', ARGV[1], 'token_prefix', ARGV[2])
 redis.call('SET', ARGV[4] .. ARGV[1], ARGV[3])
-redis.call('INCR', 'toolgate:state:v')
+redis.call('INCR', 'toolgate:state:v') redis.call('PUBLISH', 'toolgate:state:changed', '1')
 return 1
 "#;
 
 const REVOKE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSETNX', KEYS[1], 'revoked_at_ms', ARGV[1])
-redis.call('INCR', 'toolgate:state:v')
+redis.call('INCR', 'toolgate:state:v') redis.call('PUBLISH', 'toolgate:state:changed', '1')
 return 1
 "#;
 
@@ -103,7 +108,7 @@ for i = 2, #ARGV, 3 do
   if p.pending_hash then redis.call('SADD', KEYS[2], tool) else redis.call('SREM', KEYS[2], tool) end
   table.insert(out, enc)
 end
-if touched then redis.call('INCR', 'toolgate:state:v') end
+if touched then redis.call('INCR', 'toolgate:state:v') redis.call('PUBLISH', 'toolgate:state:changed', '1') end
 return {changed, out}
 "#;
 
@@ -118,7 +123,7 @@ p.pending_hash, p.pending_definition = nil, nil
 local enc = cjson.encode(p)
 redis.call('HSET', KEYS[1], ARGV[1], enc)
 redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('INCR', 'toolgate:state:v')
+redis.call('INCR', 'toolgate:state:v') redis.call('PUBLISH', 'toolgate:state:changed', '1')
 return enc
 "#;
 
@@ -282,6 +287,24 @@ pub struct RedisState {
     channel: String,
     /// Pin checks answered since the state's version was last read (see [`HeldCache`]).
     held: Mutex<HeldCache>,
+    /// The version as last read, valid while a subscription to [`VERSION_CHANGED`] says
+    /// nothing changed since (see [`StateStore::data_version_now`]).
+    pushed: Arc<Mutex<Pushed>>,
+    /// The subscriber thread is started on the first `data_version_now` (CLI commands
+    /// never ask, and never start it).
+    listening: std::sync::Once,
+}
+
+/// What the [`VERSION_CHANGED`] subscriber knows.
+#[derive(Debug, Default)]
+struct Pushed {
+    /// Subscribed now: changes will be heard.
+    live: bool,
+    /// Bumped by every message and every (re)subscription.
+    generation: u64,
+    /// The version read when `generation` had the value in `read_at_generation`.
+    version: Option<i64>,
+    read_at_generation: u64,
 }
 
 /// Whether (server, tool) is held, as of the state version read at `read_at`. Every pin
@@ -461,6 +484,8 @@ impl RedisState {
         );
         let s = RedisState {
             held: Mutex::new(HeldCache::default()),
+            pushed: Arc::new(Mutex::new(Pushed::default())),
+            listening: std::sync::Once::new(),
             channel,
             client,
             url: url.to_string(),
@@ -577,7 +602,11 @@ impl RedisState {
                 .set(token_key, id)
                 .ignore();
             more(&mut p);
-            p.incr(VERSION, 1).ignore().query::<()>(c)
+            p.incr(VERSION, 1)
+                .ignore()
+                .publish(VERSION_CHANGED, 1)
+                .ignore()
+                .query::<()>(c)
         })
     }
 
@@ -588,6 +617,62 @@ impl RedisState {
 
     fn held_cache(&self) -> std::sync::MutexGuard<'_, HeldCache> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pushed(&self) -> std::sync::MutexGuard<'_, Pushed> {
+        self.pushed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Subscribes to [`VERSION_CHANGED`] from a thread of its own, reconnecting after a
+    /// second when the connection drops. While it is not subscribed, `live` is false and
+    /// every request reads the version (one round trip), as without it.
+    fn listen_for_changes(&self) {
+        let (client, pushed) = (self.client.clone(), self.pushed.clone());
+        let set_live = move |pushed: &Mutex<Pushed>, live: bool| {
+            let mut p = pushed.lock().unwrap_or_else(|e| e.into_inner());
+            p.live = live;
+            // Changes may have been missed while not subscribed: read again first.
+            p.generation += 1;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("toolgate-redis-version".into())
+            .spawn(move || loop {
+                let ended: Result<(), redis::RedisError> = match client
+                    .get_connection_with_timeout(TIMEOUT)
+                {
+                    Ok(mut conn) => {
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                        let mut sub = conn.as_pubsub();
+                        match sub.subscribe(VERSION_CHANGED) {
+                            Ok(()) => {
+                                set_live(&pushed, true);
+                                loop {
+                                    match sub.get_message() {
+                                        Ok(_) => {
+                                            let mut p =
+                                                pushed.lock().unwrap_or_else(|e| e.into_inner());
+                                            p.generation += 1;
+                                        }
+                                        Err(e) => break Err(e),
+                                    }
+                                }
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Err(e) => Err(e),
+                };
+                set_live(&pushed, false);
+                match ended {
+                    Err(e) if e.is_timeout() => {}
+                    _ => std::thread::sleep(Duration::from_secs(1)),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(
+                "cannot listen for state changes (every request reads the version): {e}"
+            );
+        }
     }
 
     /// Forgets cached pin checks (after this process changed a pin).
@@ -1231,8 +1316,15 @@ impl StateStore for RedisState {
     }
 
     fn data_version(&self) -> Result<i64, StoreError> {
+        // The generation before the read: a change announced meanwhile keeps it stale.
+        let generation = self.pushed().generation;
         let v: Option<i64> = self.read(|c| redis::cmd("GET").arg(VERSION).query(c))?;
         let v = v.unwrap_or(0);
+        {
+            let mut p = self.pushed();
+            p.version = Some(v);
+            p.read_at_generation = generation;
+        }
         let mut cache = self.held_cache();
         if cache.version != Some(v) {
             cache.by_tool.clear();
@@ -1240,6 +1332,27 @@ impl StateStore for RedisState {
         }
         cache.read_at = Some(std::time::Instant::now());
         Ok(v)
+    }
+
+    /// The version without a round trip while the [`VERSION_CHANGED`] subscription is
+    /// live and has heard nothing since the last read; else `None` (read it, one round
+    /// trip). The first call starts the subscriber.
+    fn data_version_now(&self) -> Option<i64> {
+        self.listening.call_once(|| self.listen_for_changes());
+        let v = {
+            let p = self.pushed();
+            if !p.live || p.generation != p.read_at_generation {
+                return None;
+            }
+            p.version?
+        };
+        let mut cache = self.held_cache();
+        if cache.version != Some(v) {
+            cache.by_tool.clear();
+            cache.version = Some(v);
+        }
+        cache.read_at = Some(std::time::Instant::now());
+        Some(v)
     }
 
     fn as_sqlite(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<SqliteStore>> {

@@ -818,3 +818,46 @@ fn finished_approvals_leave_the_call_index() {
         }
     }
 }
+
+#[test]
+fn the_version_read_in_place_never_outlives_a_change() {
+    use std::time::{Duration, Instant};
+    for (name, s, other) in backends("version", 21) {
+        // Until it can answer in place (Redis: once subscribed to changes), ask the store.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let v0 = loop {
+            let v = s.data_version().unwrap();
+            if s.data_version_now() == Some(v) {
+                break v;
+            }
+            assert!(Instant::now() < deadline, "{name}: never answered in place");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // Another process (here: another client) changes a grant.
+        other
+            .create_grant(&new_grant("v", "demo", None, None), 1)
+            .unwrap();
+        // The in-place answer stops being the old version as soon as the change is
+        // announced (SQLite: at once; Redis: when the subscriber hears it).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while s.data_version_now() == Some(v0) {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: a change was not noticed"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let v1 = s.data_version().unwrap();
+        assert_ne!(v1, v0, "{name}");
+        // And it answers in place again, with the new version.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while s.data_version_now() != Some(v1) {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: did not settle on the new version"
+            );
+            s.data_version().unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
