@@ -9,11 +9,14 @@
 #   - through toolgate with `[audit] sync = "full"` (fsync before forwarding),
 #   - through toolgate with the audit off,
 #   - through a bare relay (bench floor: the same crates forwarding bytes, no policy),
+#   - through toolgate with its store and counters in Redis (a private redis-server on the
+#     proxy's core, as replicas would share; REDIS=0 skips it),
 #   - through mcp-proxy 0.6.0 from crates.io (a peer; a plain relay, no policy),
 # at concurrency 1 and 32, ROUNDS rounds (default 3) of DURATION seconds (default 6) each,
 # interleaved so drift on this shared machine hits every target alike. Prints medians:
 # requests/s, p50, the ratio to the direct call of the same round, the added p50, and the
-# proxy's CPU time per call (utime + stime from /proc over the run / calls).
+# proxy's CPU time per call (utime + stime from /proc over the run / calls; for `redis`,
+# the gateway's and redis-server's together).
 # Usage: bench/proxy.sh     (installs oha and mcp-proxy into bench/.tools when missing;
 #                            PEER=0 skips mcp-proxy)
 set -euo pipefail
@@ -21,8 +24,9 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-6}
 ROUNDS=${ROUNDS:-3}
 PEER=${PEER:-1}
+REDIS=${REDIS:-1}
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; [ "$REDIS" = 1 ] && scripts/redis.sh stop "$WORK/redis"; rm -rf "$WORK"' EXIT
 
 # shellcheck source=bench/common.sh
 . bench/common.sh
@@ -49,7 +53,7 @@ start_gateway() { # name [audit toml lines]
   mkdir -p "$dir"
   {
     echo "listen = \"127.0.0.1:0\""
-    echo "store = \"sqlite://$dir/toolgate.db\""
+    echo "store = \"${STORE_URL:-sqlite://$dir/toolgate.db}\""
     echo "[audit]"
     printf '%s\n' "$@"
     echo "[policies]"
@@ -73,6 +77,14 @@ start_gateway() { # name [audit toml lines]
 start_gateway toolgate            # the defaults: audit on, sync = "batched"
 start_gateway sync-full 'sync = "full"'
 start_gateway audit-off 'enabled = false'
+TARGETS_REDIS=""
+if [ "$REDIS" = 1 ]; then
+  RURL=$(scripts/redis.sh start "$WORK/redis")
+  taskset -pc 1 "$(cat "$WORK/redis/redis.pid")" >/dev/null 2>&1 || true
+  STORE_URL=${RURL%/*}/5 start_gateway redis "path = \"$WORK/redis-audit.db\""
+  TARGETS_REDIS=" redis"
+  REDIS_PID=$(cat "$WORK/redis/redis.pid")
+fi
 
 RELAY_PORT=$(free_port)
 $PIN "$RELAY_BIN" "127.0.0.1:$RELAY_PORT" "http://127.0.0.1:$UP/mcp" >"$WORK/relay.out" 2>&1 &
@@ -82,7 +94,7 @@ URL[relay]="http://127.0.0.1:$RELAY_PORT/mcp"
 HDRS[relay]=""
 URL[direct]="http://127.0.0.1:$UP/mcp"
 HDRS[direct]=""
-TARGETS="direct toolgate sync-full audit-off relay"
+TARGETS="direct toolgate sync-full audit-off$TARGETS_REDIS relay"
 
 # The peer: its endpoint is `/`, tools are named BACKEND/TOOL, and it keeps sessions.
 PEER_CALL=${CALL/\"get_patient\"/\"demo\/get_patient\"}
@@ -129,10 +141,10 @@ for round in $(seq "$ROUNDS"); do
   for c in 1 32; do
     for t in $TARGETS; do
       mapfile -t extra < <(headers_for "$t")
-      before=$(cpu_ticks "${PID[$t]:-}")
+      before=$(( $(cpu_ticks "${PID[$t]:-}") + $( [ "$t" = redis ] && cpu_ticks "$REDIS_PID" || echo 0) ))
       $LOAD oha -z "${DURATION}s" -c "$c" --no-tui --output-format json -m POST -H "$H_CT" -H "$H_AC" -H "$H_PV" \
         "${extra[@]}" -d "$(call_for "$t")" "${URL[$t]}" > "$WORK/$t-c$c-r$round.json"
-      after=$(cpu_ticks "${PID[$t]:-}")
+      after=$(( $(cpu_ticks "${PID[$t]:-}") + $( [ "$t" = redis ] && cpu_ticks "$REDIS_PID" || echo 0) ))
       echo "$((after - before))" > "$WORK/$t-c$c-r$round.cpu"
     done
   done
