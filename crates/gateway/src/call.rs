@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use toolgate_audit::{arg_hash, Record};
 use toolgate_policy::{Decision, Effect, Facts, Ticket};
@@ -16,8 +16,9 @@ use toolgate_store::{Approval, Grant, GrantStatus};
 use crate::clock::now_ms;
 use crate::config::{Config, Pinning, ServerConfig};
 use crate::enforce::{
-    denial_message, judge, reserve, CallHook, Caller, Hook, Refusal, Unavailable, Verdict,
+    denial_message, judge, reserve, CallHook, Caller, Hook, Unavailable, Verdict,
 };
+use crate::error::GatewayError;
 use crate::relay::relay_request;
 use crate::respond::json_response;
 use crate::session::Session;
@@ -66,7 +67,7 @@ impl CallCtx {
     /// approved: the policy or the grant may have changed meanwhile). The facts the
     /// engine needs from the store (is the grant still active, is the tool's definition
     /// held) are read off the runtime threads; the engine itself is pure.
-    pub async fn judge(&self, approval_granted: bool) -> Result<Decision, Box<Refusal>> {
+    pub async fn judge(&self, approval_granted: bool) -> Result<Decision, Box<GatewayError>> {
         let cfg = if approval_granted {
             self.st.config()
         } else {
@@ -84,13 +85,13 @@ impl CallCtx {
                         "(grant inactive)",
                         &format!("the grant is {} now", g.status(now_ms()).as_str()),
                     );
-                    return Err(Box::new(Refusal::Policy(
+                    return Err(Box::new(GatewayError::Denied(
                         denial_message(&self.id_text, &d),
                         d,
                     )));
                 }
                 Err(e) => {
-                    return Err(Box::new(Refusal::Unavailable(Unavailable::Store(
+                    return Err(Box::new(GatewayError::Unavailable(Unavailable::Store(
                         e.to_string(),
                     ))))
                 }
@@ -158,7 +159,7 @@ impl CallCtx {
         )
         .map_err(|denied| {
             let (answer, d) = *denied;
-            Box::new(Refusal::Policy(answer, d))
+            Box::new(GatewayError::Denied(answer, d))
         })
     }
 
@@ -353,8 +354,9 @@ pub async fn approved(ctx: CallCtx, a: Approval) -> Response {
             ctx.deny(denial_message(&ctx.id_text, &d), &d, Some(&a))
         }
         Err(refusal) => match *refusal {
-            Refusal::Policy(answer, d) => ctx.deny(answer, &d, Some(&a)),
-            Refusal::Unavailable(u) => ctx.refuse(u, Some(&a)),
+            GatewayError::Denied(answer, d) => ctx.deny(answer, &d, Some(&a)),
+            GatewayError::Unavailable(u) => ctx.refuse(u, Some(&a)),
+            GatewayError::Rejected(r) => r.into_response(),
         },
     }
 }

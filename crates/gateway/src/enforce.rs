@@ -13,74 +13,8 @@ use toolgate_protocol::upstream::{parse_value, peek, repair, Unreadable};
 use toolgate_protocol::{error_codes, error_response, tool_error_result};
 use toolgate_store::{AuditLog, StateStore};
 
+pub use crate::error::Unavailable;
 use crate::trail::{outcome_of, Trail};
-
-/// A failure of toolgate's own infrastructure on the decision path. The call is refused
-/// (fail closed) with the variant's rule, and counted in `/metrics` by its kind, never by
-/// matching the text of a decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unavailable {
-    /// The state store (grants, pins, approvals) could not be read or written.
-    Store(String),
-    /// The rate-limit counters could not be reached.
-    Counters(String),
-    /// The audit log could not be written.
-    Audit(String),
-}
-
-impl Unavailable {
-    /// The rule of the refusal, as the agent and the audit log see it.
-    pub fn rule(&self) -> &'static str {
-        match self {
-            Unavailable::Store(_) | Unavailable::Counters(_) => "(store unavailable)",
-            Unavailable::Audit(_) => "(audit unavailable)",
-        }
-    }
-
-    /// The `store` label of `toolgate_store_errors_total`.
-    pub fn metric(&self) -> &'static str {
-        match self {
-            Unavailable::Store(_) | Unavailable::Counters(_) => "store",
-            Unavailable::Audit(_) => "audit",
-        }
-    }
-
-    /// The denial the agent gets.
-    pub fn decision(&self) -> Decision {
-        let message = match self {
-            Unavailable::Store(_) => {
-                "the state store is unavailable; the call is refused to be safe"
-            }
-            Unavailable::Counters(_) => {
-                "the rate-limit store is unavailable; the call is refused to be safe"
-            }
-            Unavailable::Audit(_) => {
-                "the audit log cannot be written; the call is refused to be safe"
-            }
-        };
-        Decision::denied(self.rule(), message)
-    }
-}
-
-impl std::fmt::Display for Unavailable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Unavailable::Store(e) => write!(f, "state store unavailable: {e}"),
-            Unavailable::Counters(e) => write!(f, "counter store unavailable: {e}"),
-            Unavailable::Audit(e) => write!(f, "audit log unavailable: {e}"),
-        }
-    }
-}
-
-/// Why a call is not forwarded: the policy's denial (its answer and decision), or a
-/// failure of toolgate's own infrastructure.
-#[derive(Debug)]
-pub enum Refusal {
-    /// Denied by the policy (or hidden): the answer and the decision.
-    Policy(String, Decision),
-    /// Refused because a store is unavailable.
-    Unavailable(Unavailable),
-}
 
 /// What toolgate answers instead of forwarding.
 #[derive(Debug)]

@@ -35,6 +35,7 @@ pub mod config;
 pub mod dashboard;
 pub mod decisions;
 pub mod enforce;
+pub mod error;
 pub mod front;
 pub mod host;
 pub mod jwt;

@@ -6,15 +6,16 @@ use toolgate_policy::Effect;
 
 use crate::call::{approved, CallCtx};
 use crate::clock::now_ms;
-use crate::enforce::{Refusal, Unavailable};
-use axum::response::Response;
+use crate::error::{GatewayError, Unavailable};
+use axum::response::{IntoResponse, Response};
 
 /// Judges and answers one `tools/call`.
 pub async fn call_tool(ctx: CallCtx) -> Response {
     match ctx.judge(false).await {
         Err(refusal) => match *refusal {
-            Refusal::Policy(answer, d) => ctx.deny(answer, &d, None),
-            Refusal::Unavailable(u) => ctx.refuse(u, None),
+            GatewayError::Denied(answer, d) => ctx.deny(answer, &d, None),
+            GatewayError::Unavailable(u) => ctx.refuse(u, None),
+            GatewayError::Rejected(r) => r.into_response(),
         },
         Ok(d) if d.effect == Effect::RequireApproval => {
             // An approval already given for exactly these arguments is used once.

@@ -6,49 +6,17 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use toolgate_protocol::error_codes;
 use toolgate_store::{Grant, GrantStatus};
 
 use crate::clock::now_ms;
 use crate::config::ServerConfig;
-use crate::respond::{http_error, json_response, SESSION_HEADER, VERSION_HEADER};
+pub use crate::error::Reject;
+use crate::respond::{json_response, SESSION_HEADER, VERSION_HEADER};
 use crate::session::Session;
 use crate::state::AppState;
-
-/// A request refused before MCP: the one place such refusals become HTTP.
-#[derive(Debug)]
-pub struct Reject {
-    status: StatusCode,
-    code: i64,
-    message: String,
-    www_authenticate: Option<String>,
-}
-
-impl Reject {
-    fn new(status: StatusCode, code: i64, message: impl Into<String>) -> Self {
-        Reject {
-            status,
-            code,
-            message: message.into(),
-            www_authenticate: None,
-        }
-    }
-}
-
-impl IntoResponse for Reject {
-    fn into_response(self) -> Response {
-        let mut r = http_error(self.status, "null", self.code, &self.message);
-        if let Some(v) = self
-            .www_authenticate
-            .and_then(|v| HeaderValue::from_str(&v).ok())
-        {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-        }
-        r
-    }
-}
 
 pub(crate) fn unauthorized(message: &str, invalid: bool) -> Reject {
     let value = if invalid {
@@ -58,14 +26,13 @@ pub(crate) fn unauthorized(message: &str, invalid: bool) -> Reject {
     } else {
         "Bearer realm=\"toolgate\"".to_string()
     };
-    Reject {
-        www_authenticate: Some(value),
-        ..Reject::new(
-            StatusCode::UNAUTHORIZED,
-            error_codes::INVALID_REQUEST,
-            message,
-        )
-    }
+    let mut r = Reject::new(
+        StatusCode::UNAUTHORIZED,
+        error_codes::INVALID_REQUEST,
+        message,
+    );
+    r.www_authenticate = Some(value);
+    r
 }
 
 pub(crate) fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
@@ -293,7 +260,7 @@ pub(crate) async fn admit(
         ));
     }
     let grant = authenticate(st, headers, server).await.map_err(|mut r| {
-        if r.status == StatusCode::UNAUTHORIZED && st.jwt.is_some() {
+        if r.status() == StatusCode::UNAUTHORIZED && st.jwt.is_some() {
             if let (Some(w), Some(url)) =
                 (&r.www_authenticate, resource_metadata_url(headers, server))
             {
@@ -311,22 +278,22 @@ pub(crate) fn session_of(
     srv: &ServerConfig,
     grant: &Grant,
     id_text: &str,
-) -> Result<Arc<Session>, Box<Response>> {
+) -> Result<Arc<Session>, Reject> {
     let Some(sid) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
-        return Err(Box::new(http_error(
+        return Err(Reject::new(
             StatusCode::BAD_REQUEST,
-            id_text,
             error_codes::INVALID_REQUEST,
             "missing Mcp-Session-Id header: send `initialize` first",
-        )));
+        )
+        .for_id(id_text));
     };
     st.sessions.get(sid, &srv.name, &grant.id).ok_or_else(|| {
-        Box::new(http_error(
+        Reject::new(
             StatusCode::NOT_FOUND,
-            id_text,
             error_codes::SESSION_NOT_FOUND,
             "session not found (expired, closed or unknown): send `initialize` again",
-        ))
+        )
+        .for_id(id_text)
     })
 }
 
@@ -335,18 +302,13 @@ pub(crate) async fn admit_session(
     st: &AppState,
     headers: &HeaderMap,
     server: &str,
-) -> Result<(ServerConfig, Arc<Session>), Box<Response>> {
-    let (_cfg, srv, grant) = admit(st, headers, server)
-        .await
-        .map_err(|r| Box::new(r.into_response()))?;
+) -> Result<(ServerConfig, Arc<Session>), Reject> {
+    let (_cfg, srv, grant) = admit(st, headers, server).await?;
     if !version_header_ok(headers) {
-        return Err(Box::new(
-            Reject::new(
-                StatusCode::BAD_REQUEST,
-                error_codes::INVALID_REQUEST,
-                BAD_VERSION_HEADER,
-            )
-            .into_response(),
+        return Err(Reject::new(
+            StatusCode::BAD_REQUEST,
+            error_codes::INVALID_REQUEST,
+            BAD_VERSION_HEADER,
         ));
     }
     let session = session_of(st, headers, &srv, &grant, "null")?;

@@ -29,7 +29,7 @@ use crate::trail;
 use toolgate_protocol::sse::encode;
 
 use super::admission::{
-    admit, admit_session, refresh_keys, session_of, version_header_ok, BAD_VERSION_HEADER,
+    admit, admit_session, refresh_keys, session_of, version_header_ok, Reject, BAD_VERSION_HEADER,
 };
 use crate::relay::{
     http_parts, open_channel, relay_one_way, relay_request, relay_response, short_err,
@@ -44,20 +44,19 @@ use crate::respond::{
 const MODERN_ERA: &str = "2026-07-28";
 
 /// A GET or DELETE in the stateless era (by its `MCP-Protocol-Version`): 405.
-fn modern_get_or_delete(headers: &HeaderMap) -> Option<Response> {
+fn modern_get_or_delete(headers: &HeaderMap) -> Option<Reject> {
     let v = headers.get(VERSION_HEADER)?.to_str().ok()?;
     if v < MODERN_ERA || headers.contains_key(SESSION_HEADER) {
         return None;
     }
-    let mut r = http_error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "null",
-        error_codes::INVALID_REQUEST,
-        "the 2026-07-28 era has no GET stream and no DELETE: send requests with POST",
-    );
-    r.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("POST"));
-    Some(r)
+    Some(
+        Reject::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            error_codes::INVALID_REQUEST,
+            "the 2026-07-28 era has no GET stream and no DELETE: send requests with POST",
+        )
+        .with_header(header::ALLOW, HeaderValue::from_static("POST")),
+    )
 }
 
 fn new_session_id() -> String {
@@ -176,7 +175,7 @@ pub(super) async fn post_mcp(
     let session = match headers.get(SESSION_HEADER) {
         None if env.era() == Era::Modern => {
             if let Err(r) = check_modern_headers(&headers, &env, &id_text) {
-                return *r;
+                return r.into_response();
             }
             match &srv.transport {
                 // Stateless: each request stands alone; nothing is kept between them.
@@ -201,7 +200,7 @@ pub(super) async fn post_mcp(
         }
         _ => match session_of(&st, &headers, &srv, &grant, &id_text) {
             Ok(s) => s,
-            Err(r) => return *r,
+            Err(r) => return r.into_response(),
         },
     };
     // In use until its answer ends: never closed to make room for another session.
@@ -361,14 +360,14 @@ fn check_modern_headers(
     headers: &HeaderMap,
     env: &Envelope<'_>,
     id_text: &str,
-) -> Result<(), Box<Response>> {
+) -> Result<(), Reject> {
     let mismatch = |what: &str, header: &str, body: &str| {
-        Err(Box::new(http_error(
+        Err(Reject::new(
             StatusCode::BAD_REQUEST,
-            id_text,
             error_codes::HEADER_MISMATCH,
-            &format!("the {what} header `{header}` does not match the body's `{body}`"),
-        )))
+            format!("the {what} header `{header}` does not match the body's `{body}`"),
+        )
+        .for_id(id_text))
     };
     if let Some(h) = headers.get(METHOD_HEADER) {
         let h = h.to_str().unwrap_or("");
@@ -513,7 +512,7 @@ pub(super) async fn get_mcp(
     headers: HeaderMap,
 ) -> Response {
     if let Some(r) = modern_get_or_delete(&headers) {
-        return r;
+        return r.into_response();
     }
     if !headers.contains_key(SESSION_HEADER) {
         if let Err(r) = admit(&st, &headers, &server).await {
@@ -529,7 +528,7 @@ pub(super) async fn get_mcp(
     }
     let (srv, session) = match admit_session(&st, &headers, &server).await {
         Ok(x) => x,
-        Err(r) => return *r,
+        Err(r) => return r.into_response(),
     };
     let in_use = session.enter();
     let response = get_stream(&st, &srv, &session, &headers).await;
@@ -599,11 +598,11 @@ pub(super) async fn delete_mcp(
     headers: HeaderMap,
 ) -> Response {
     if let Some(r) = modern_get_or_delete(&headers) {
-        return r;
+        return r.into_response();
     }
     let (srv, session) = match admit_session(&st, &headers, &server).await {
         Ok(x) => x,
-        Err(r) => return *r,
+        Err(r) => return r.into_response(),
     };
     if let (
         UpstreamSession::Http {
