@@ -160,12 +160,24 @@ fn writer(store: Arc<SqliteStore>, queue: &Queue, broken: &Mutex<Option<String>>
             Ok(()) => {
                 inserts.clear();
                 deletes.clear();
-                *broken.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                if broken
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .is_some()
+                {
+                    tracing::warn!("counter store: writing again; reservations resume");
+                }
             }
             Err(e) => {
                 let e = e.to_string();
-                tracing::error!("counter store: writing {} entries failed: {e}; new reservations are refused until it recovers", inserts.len());
-                *broken.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                let mut b = broken.lock().unwrap_or_else(|e| e.into_inner());
+                // Said once per outage, not at every retry.
+                if b.is_none() {
+                    tracing::error!("counter store: writing {} entries failed: {e}; new reservations are refused until it recovers (retrying every 100 ms)", inserts.len());
+                }
+                *b = Some(e);
+                drop(b);
                 if inserts.len() > MAX_RETRY_ROWS {
                     let drop = inserts.len() - MAX_RETRY_ROWS;
                     tracing::error!("counter store: {drop} entries will not reach the store (they still count in memory)");
