@@ -2,12 +2,13 @@
 //! pins, approvals and policy history, so gateway replicas on several machines (and the CLI
 //! on any of them) see one set.
 //!
-//! Every change that must be all-or-nothing is one Lua script or one `MULTI` block, which
-//! Redis runs alone: two replicas asking approval for the same call get one approval, an
+//! Every change that must be all-or-nothing is one Lua script (in `src/lua/`, one file
+//! each) or one `MULTI` block, which Redis runs alone: two replicas asking approval for the same call get one approval, an
 //! approval is used at most once, a rotated token's old hash is gone in the same step.
 //!
 //! # Keys (all under `toolgate:`)
-//! - `state:v`: bumped by every grant, admin-token and pin change ([`StateStore::data_version`]).
+//! - `state:v`: bumped by every grant, admin-token and pin change ([`StateStore::data_version`]),
+//!   each bump published on `toolgate:state:changed`.
 //! - `grant:{id}` (hash), `grants` (ids by creation), `grant-token:{sha256}` → id,
 //!   `grant-ident:{digest of server, identity}` (set of ids).
 //! - `admin:{id}` (hash), `admins`, `admin-token:{sha256}` → id.
@@ -37,6 +38,11 @@ use crate::StoreError;
 
 /// How long an approval stays readable in Redis after it expires (30 days).
 pub const KEEP_MS: u64 = 30 * 24 * 3600 * 1000;
+mod approvals;
+mod grants;
+mod history;
+mod pins;
+
 /// How many idle connections are kept for reuse.
 const MAX_IDLE: usize = 8;
 /// Connect, read and write timeouts: a Redis that does not answer fails the call (closed).
@@ -51,217 +57,46 @@ const VERSION_CHANGED: &str = "toolgate:state:changed";
 /// the database number (channels are shared by all of a server's databases).
 const DECIDED: &str = "toolgate:decided:";
 
-const ROTATE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local old = redis.call('HGET', KEYS[1], 'token_hash')
-if old then redis.call('DEL', ARGV[4] .. old) end
-redis.call('HSET', KEYS[1], 'token_hash', ARGV[1], 'token_prefix', ARGV[2])
-redis.call('SET', ARGV[4] .. ARGV[1], ARGV[3])
-redis.call('INCR', 'toolgate:state:v') redis.call('PUBLISH', 'toolgate:state:changed', '1')
-return 1
-"#;
+const ROTATE: &str = include_str!("../lua/rotate.lua");
 
-const REVOKE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSETNX', KEYS[1], 'revoked_at_ms', ARGV[1])
-redis.call('INCR', 'toolgate:state:v') redis.call('PUBLISH', 'toolgate:state:changed', '1')
-return 1
-"#;
+const REVOKE: &str = include_str!("../lua/revoke.lua");
 
 /// KEYS: pins hash, held set. ARGV: now, then (tool, hash, definition) triples.
 /// Returns {changed (tool, what) flat, pins as JSON in the order given}.
-const OBSERVE: &str = r#"
-local now = ARGV[1]
-local first = redis.call('HLEN', KEYS[1]) == 0
-local changed, out, touched = {}, {}, false
-for i = 2, #ARGV, 3 do
-  local tool, hash, def = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local raw = redis.call('HGET', KEYS[1], tool)
-  local p, write = nil, false
-  if not raw then
-    write = true
-    if first then
-      p = {hash = hash, definition = def, pinned_at_ms = now, seen_at_ms = now}
-    else
-      p = {pending_hash = hash, pending_definition = def, seen_at_ms = now}
-      table.insert(changed, tool)
-      table.insert(changed, 'new since pinning')
-    end
-  else
-    p = cjson.decode(raw)
-    if p.hash == hash then
-      if p.pending_hash then
-        p.pending_hash, p.pending_definition, write = nil, nil, true
-      end
-    elseif p.pending_hash ~= hash then
-      local was = p.hash or 'none'
-      p.pending_hash, p.pending_definition, p.seen_at_ms, write = hash, def, now, true
-      table.insert(changed, tool)
-      table.insert(changed, 'definition changed: pinned ' .. was .. ', now ' .. hash)
-    end
-  end
-  local enc = cjson.encode(p)
-  if write then
-    redis.call('HSET', KEYS[1], tool, enc)
-    touched = true
-  end
-  if p.pending_hash then redis.call('SADD', KEYS[2], tool) else redis.call('SREM', KEYS[2], tool) end
-  table.insert(out, enc)
-end
-if touched then redis.call('INCR', 'toolgate:state:v') redis.call('PUBLISH', 'toolgate:state:changed', '1') end
-return {changed, out}
-"#;
+const OBSERVE: &str = include_str!("../lua/observe.lua");
 
 /// KEYS: pins hash, held set. ARGV: tool, now. Returns the new pin's JSON, or false.
-const APPROVE_PIN: &str = r#"
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return false end
-local p = cjson.decode(raw)
-if not p.pending_hash then return false end
-p.hash, p.definition, p.pinned_at_ms = p.pending_hash, p.pending_definition, ARGV[2]
-p.pending_hash, p.pending_definition = nil, nil
-local enc = cjson.encode(p)
-redis.call('HSET', KEYS[1], ARGV[1], enc)
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('INCR', 'toolgate:state:v') redis.call('PUBLISH', 'toolgate:state:changed', '1')
-return enc
-"#;
+const APPROVE_PIN: &str = include_str!("../lua/approve-pin.lua");
 
 /// Drops from a call index (KEYS[1]) the approvals that can no longer be waited on or
 /// used: gone from Redis, decided against, used, or past their expiry. Shared by the
 /// scripts that walk the index, so it stays as short as the calls in flight.
-const PRUNE_CALL_INDEX: &str = r#"
-local function live_ids(index, now)
-  local out = {}
-  for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-    local f = redis.call('HMGET', 'toolgate:ap:' .. id, 'status', 'expires_at_ms', 'decided_at_ms')
-    local status = f[1]
-    if not status or status == 'denied' or status == 'expired' or status == 'used'
-        or tonumber(f[2]) <= now then
-      redis.call('ZREM', index, id)
-    else
-      table.insert(out, {id, status, tonumber(f[3]) or 0})
-    end
-  end
-  return out
-end
-local function record(id)
-  return {redis.call('HGETALL', 'toolgate:ap:' .. id), redis.call('ZRANGE', 'toolgate:ap-votes:' .. id, 0, -1)}
-end
-"#;
+const PRUNE_CALL_INDEX: &str = include_str!("../lua/prune-call-index.lua");
 
 /// KEYS: call index, all approvals. ARGV: now, id, keep-until, then field/value pairs.
 /// Returns {0 or 1 (created), id, fields, votes}.
-const REQUEST: &str = r#"
-local now = tonumber(ARGV[1])
-for _, a in ipairs(live_ids(KEYS[1], now)) do
-  if a[2] == 'pending' then
-    local r = record(a[1])
-    return {0, a[1], r[1], r[2]}
-  end
-end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - 2592000000, 'LIMIT', 0, 100)) do
-  if redis.call('EXISTS', 'toolgate:ap:' .. id) == 0 then redis.call('ZREM', KEYS[2], id) end
-end
-local id = ARGV[2]
-local k = 'toolgate:ap:' .. id
-redis.call('HSET', k, 'call_key', KEYS[1], unpack(ARGV, 4))
-local ttl = tonumber(ARGV[3]) - now
-redis.call('PEXPIRE', k, ttl)
-redis.call('ZADD', KEYS[1], now, id)
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-redis.call('ZADD', KEYS[2], now, id)
-local r = record(id)
-return {1, id, r[1], r[2]}
-"#;
+const REQUEST: &str = include_str!("../lua/request.lua");
 
 /// KEYS: approval, pending index. ARGV: id.
-const OPEN: &str = r#"
-if redis.call('HGET', KEYS[1], 'status') == 'opening' then
-  redis.call('HSET', KEYS[1], 'status', 'pending')
-  redis.call('ZADD', KEYS[2], redis.call('HGET', KEYS[1], 'created_at_ms'), ARGV[1])
-end
-return 1
-"#;
+const OPEN: &str = include_str!("../lua/open.lua");
 
 /// KEYS: approval, votes, pending index. ARGV: id, approver, now, keep (ms).
 /// Returns {'ok', fields, votes}, {'notfound'}, {'notpending', status} or {'already', required}.
-const APPROVE: &str = r#"
-local now = tonumber(ARGV[3])
-local f = redis.call('HMGET', KEYS[1], 'status', 'expires_at_ms', 'required', 'timeout_ms')
-if not f[1] then return {'notfound'} end
-local status = f[1]
-if (status == 'opening' or status == 'pending' or status == 'approved') and now >= tonumber(f[2]) then
-  status = 'expired'
-end
-if status ~= 'pending' then
-  if status == 'expired' and f[1] == 'pending' then
-    redis.call('HSET', KEYS[1], 'status', 'expired')
-    redis.call('ZREM', KEYS[3], ARGV[1])
-  end
-  return {'notpending', status}
-end
-if redis.call('ZADD', KEYS[2], 'NX', now, ARGV[2]) == 0 then return {'already', f[3]} end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(f[3]) then
-  local expires = now + tonumber(f[4])
-  redis.call('HSET', KEYS[1], 'status', 'approved', 'decided_by', ARGV[2],
-    'decided_at_ms', string.format('%d', now), 'expires_at_ms', string.format('%d', expires))
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  local keep = expires - now + tonumber(ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], keep)
-  -- The call's index must live as long, or the approved call could not find it.
-  local index = redis.call('HGET', KEYS[1], 'call_key')
-  if index and redis.call('PTTL', index) < keep then redis.call('PEXPIRE', index, keep) end
-end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('ZRANGE', KEYS[2], 0, -1)}
-"#;
+const APPROVE: &str = include_str!("../lua/approve.lua");
 
 /// KEYS: approval, pending index. ARGV: id, reason, approver, now. Returns {fields, votes}
 /// if it denied the approval, else false.
-const DENY: &str = r#"
-local f = redis.call('HMGET', KEYS[1], 'status', 'expires_at_ms')
-if f[1] == 'pending' and tonumber(f[2]) > tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[1], 'status', 'denied', 'reason', ARGV[2], 'decided_by', ARGV[3], 'decided_at_ms', ARGV[4])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return {redis.call('HGETALL', KEYS[1]), redis.call('ZRANGE', 'toolgate:ap-votes:' .. ARGV[1], 0, -1)}
-end
-return false
-"#;
+const DENY: &str = include_str!("../lua/deny.lua");
 
 /// KEYS: approval, pending index. ARGV: id, now. Returns 1 if it was pending.
-const EXPIRE: &str = r#"
-if redis.call('HGET', KEYS[1], 'status') == 'pending' then
-  redis.call('HSET', KEYS[1], 'status', 'expired', 'decided_at_ms', ARGV[2])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return 1
-end
-return 0
-"#;
+const EXPIRE: &str = include_str!("../lua/expire.lua");
 
 /// KEYS: call index. ARGV: now, id or ''. Returns {fields, votes} of the approval it used,
 /// or false.
-const TAKE: &str = r#"
-local now = tonumber(ARGV[1])
-local best, best_at = nil, nil
-for _, a in ipairs(live_ids(KEYS[1], now)) do
-  if a[2] == 'approved' and (ARGV[2] == '' or ARGV[2] == a[1]) then
-    if best == nil or a[3] < best_at then best, best_at = a[1], a[3] end
-  end
-end
-if best == nil then return false end
-redis.call('HSET', 'toolgate:ap:' .. best, 'status', 'used', 'used_at_ms', ARGV[1])
-return record(best)
-"#;
+const TAKE: &str = include_str!("../lua/take.lua");
 
 /// KEYS: versions hash, order. ARGV: version, JSON.
-const RECORD_VERSION: &str = r#"
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
-  redis.call('ZADD', KEYS[2], redis.call('INCR', 'toolgate:pv-seq'), ARGV[1])
-end
-return 1
-"#;
+const RECORD_VERSION: &str = include_str!("../lua/record-version.lua");
 
 struct Scripts {
     rotate: redis::Script,
@@ -757,539 +592,6 @@ impl RedisState {
 
 fn status_name(s: &str) -> &'static str {
     ApprovalStatus::parse(s).as_str()
-}
-
-impl GrantStore for RedisState {
-    fn create_grant(&self, new: &NewGrant, now_ms: u64) -> Result<(Grant, String), StoreError> {
-        let (grant, token) = new.mint(now_ms)?;
-        let hash = hash_token(&token);
-        let mut fields = vec![
-            ("id", grant.id.clone()),
-            ("label", grant.label.clone()),
-            ("server", grant.server.clone()),
-            ("identity", grant.identity.clone()),
-            ("token_hash", hash.clone()),
-            ("token_prefix", grant.token_prefix.clone()),
-            ("created_at_ms", now_ms.to_string()),
-        ];
-        if let Some(p) = &grant.policy {
-            fields.push(("policy", p.clone()));
-        }
-        if let Some(e) = grant.expires_at_ms {
-            fields.push(("expires_at_ms", e.to_string()));
-        }
-        let ident = ident_key(&grant.server, &grant.identity);
-        self.insert_tokened(
-            (&grant_key(&grant.id), &fields),
-            ("toolgate:grants", &grant.id, now_ms),
-            &format!("toolgate:grant-token:{hash}"),
-            |p| {
-                p.sadd(&ident, &grant.id).ignore();
-            },
-        )?;
-        Ok((grant, token))
-    }
-
-    fn list_grants(&self) -> Result<Vec<Grant>, StoreError> {
-        self.grants_by_ids(&self.ids("toolgate:grants")?)
-    }
-
-    fn grant_count(&self) -> Result<u64, StoreError> {
-        self.read(|c| redis::cmd("ZCARD").arg("toolgate:grants").query(c))
-    }
-
-    fn grant(&self, id: &str) -> Result<Grant, StoreError> {
-        let f = self.hash(&grant_key(id))?;
-        if f.is_empty() {
-            return Err(StoreError::NotFound(id.to_string()));
-        }
-        grant_from(&f).ok_or_else(|| corrupt("a grant"))
-    }
-
-    fn rotate_grant(&self, id: &str) -> Result<(Grant, String), StoreError> {
-        let token = new_token()?;
-        let prefix: String = token.chars().take(9).collect();
-        let n: i64 = self.with(|c| {
-            self.scripts
-                .rotate
-                .key(grant_key(id))
-                .arg(hash_token(&token))
-                .arg(&prefix)
-                .arg(id)
-                .arg("toolgate:grant-token:")
-                .invoke(c)
-        })?;
-        if n == 0 {
-            return Err(StoreError::NotFound(id.to_string()));
-        }
-        Ok((self.grant(id)?, token))
-    }
-
-    fn revoke_grant(&self, id: &str, now_ms: u64) -> Result<Grant, StoreError> {
-        let n: i64 = self.with(|c| self.scripts.revoke.key(grant_key(id)).arg(now_ms).invoke(c))?;
-        if n == 0 {
-            return Err(StoreError::NotFound(id.to_string()));
-        }
-        self.grant(id)
-    }
-
-    fn grant_by_token(&self, token: &str) -> Result<Option<Grant>, StoreError> {
-        match self.by_token("toolgate:grant-token:", grant_key, token)? {
-            Some(f) => Ok(Some(grant_from(&f).ok_or_else(|| corrupt("a grant"))?)),
-            None => Ok(None),
-        }
-    }
-
-    fn grant_for_identity(
-        &self,
-        server: &str,
-        identity: &str,
-        now_ms: u64,
-    ) -> Result<Option<Grant>, StoreError> {
-        let ids: Vec<String> = self.read(|c| {
-            redis::cmd("SMEMBERS")
-                .arg(ident_key(server, identity))
-                .query(c)
-        })?;
-        let mut grants = self.grants_by_ids(&ids)?;
-        grants.retain(|g| {
-            g.server == server
-                && g.identity == identity
-                && g.status(now_ms) == crate::GrantStatus::Active
-        });
-        grants.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
-        Ok(grants.into_iter().next())
-    }
-}
-
-impl AdminStore for RedisState {
-    fn create_admin_token(
-        &self,
-        name: &str,
-        role: Role,
-        now_ms: u64,
-    ) -> Result<(AdminToken, String), StoreError> {
-        let (t, token) = AdminToken::mint(name, role, now_ms)?;
-        let hash = hash_token(&token);
-        let fields = [
-            ("id", t.id.clone()),
-            ("name", t.name.clone()),
-            ("role", role.as_str().to_string()),
-            ("token_hash", hash.clone()),
-            ("token_prefix", t.token_prefix.clone()),
-            ("created_at_ms", now_ms.to_string()),
-        ];
-        self.insert_tokened(
-            (&admin_key(&t.id), &fields),
-            ("toolgate:admins", &t.id, now_ms),
-            &format!("toolgate:admin-token:{hash}"),
-            |_| {},
-        )?;
-        Ok((t, token))
-    }
-
-    fn admin_tokens(&self) -> Result<Vec<AdminToken>, StoreError> {
-        let ids = self.ids("toolgate:admins")?;
-        let keys: Vec<String> = ids.iter().map(|id| admin_key(id)).collect();
-        self.hashes(&keys)?
-            .iter()
-            .filter(|f| !f.is_empty())
-            .map(|f| admin_from(f).ok_or_else(|| corrupt("an admin token")))
-            .collect()
-    }
-
-    fn revoke_admin_token(&self, id: &str, now_ms: u64) -> Result<(), StoreError> {
-        let n: i64 = self.with(|c| self.scripts.revoke.key(admin_key(id)).arg(now_ms).invoke(c))?;
-        if n == 0 {
-            return Err(StoreError::NotFound(id.to_string()));
-        }
-        Ok(())
-    }
-
-    fn admin_by_token(&self, token: &str) -> Result<Option<AdminToken>, StoreError> {
-        let Some(f) = self.by_token("toolgate:admin-token:", admin_key, token)? else {
-            return Ok(None);
-        };
-        let t = admin_from(&f).ok_or_else(|| corrupt("an admin token"))?;
-        Ok(t.revoked_at_ms.is_none().then_some(t))
-    }
-}
-
-fn pins_key(server: &str) -> String {
-    format!("toolgate:pins:{server}")
-}
-
-fn held_key(server: &str) -> String {
-    format!("toolgate:held:{server}")
-}
-
-fn caps_key(server: &str) -> String {
-    format!("toolgate:pin-caps:{server}")
-}
-
-impl PinStore for RedisState {
-    fn pins(&self, server: &str) -> Result<Vec<Pin>, StoreError> {
-        let all: HashMap<String, String> = self.hash(&pins_key(server))?;
-        let mut pins = all
-            .iter()
-            .map(|(tool, json)| parse_pin(json, server, tool))
-            .collect::<Result<Vec<_>, _>>()?;
-        pins.sort_by(|a, b| a.tool.cmp(&b.tool));
-        Ok(pins)
-    }
-
-    fn observe_tools(
-        &self,
-        server: &str,
-        tools: &[(String, String, String)],
-        now_ms: u64,
-    ) -> Result<Observed, StoreError> {
-        let (changed, pins): (Vec<String>, Vec<String>) = self.with(|c| {
-            let mut inv = self.scripts.observe.prepare_invoke();
-            inv.key(pins_key(server)).key(held_key(server)).arg(now_ms);
-            for (tool, hash, definition) in tools {
-                inv.arg(tool).arg(hash).arg(definition);
-            }
-            inv.invoke(c)
-        })?;
-        self.forget_held();
-        let pins = tools
-            .iter()
-            .zip(&pins)
-            .map(|((tool, _, _), json)| parse_pin(json, server, tool))
-            .collect::<Result<Vec<_>, _>>()?;
-        let changed = changed
-            .chunks(2)
-            .filter_map(|p| match p {
-                [tool, what] => Some((tool.clone(), what.clone())),
-                _ => None,
-            })
-            .collect();
-        Ok(Observed { pins, changed })
-    }
-
-    fn observe_capabilities(
-        &self,
-        server: &str,
-        caps: &str,
-        _now_ms: u64,
-    ) -> Result<bool, StoreError> {
-        let added: i64 =
-            self.with(|c| redis::cmd("SADD").arg(caps_key(server)).arg(caps).query(c))?;
-        Ok(added == 1)
-    }
-
-    fn held_cached(&self, server: &str, tool: &str) -> Option<bool> {
-        let cache = self.held_cache();
-        let fresh = cache.read_at.is_some_and(|t| t.elapsed() < HELD_FRESH);
-        if !fresh {
-            return None;
-        }
-        cache
-            .by_tool
-            .get(&(server.to_string(), tool.to_string()))
-            .copied()
-    }
-
-    fn is_held(&self, server: &str, tool: &str) -> Result<bool, StoreError> {
-        let key = (server.to_string(), tool.to_string());
-        if let Some(held) = self.held_cached(server, tool) {
-            return Ok(held);
-        }
-        let version = self.held_cache().version;
-        let held: bool = self.read(|c| {
-            redis::cmd("SISMEMBER")
-                .arg(held_key(server))
-                .arg(tool)
-                .query(c)
-        })?;
-        let mut cache = self.held_cache();
-        // Kept only if no newer version was seen meanwhile (the answer could predate it).
-        if version.is_some() && cache.version == version {
-            cache.by_tool.insert(key, held);
-        }
-        Ok(held)
-    }
-
-    fn approve_pin(&self, server: &str, tool: &str, now_ms: u64) -> Result<Pin, StoreError> {
-        let json: Option<String> = self.with(|c| {
-            self.scripts
-                .approve_pin
-                .key(pins_key(server))
-                .key(held_key(server))
-                .arg(tool)
-                .arg(now_ms)
-                .invoke(c)
-        })?;
-        self.forget_held();
-        match json {
-            Some(j) => parse_pin(&j, server, tool),
-            None => Err(StoreError::NotFound(format!(
-                "{server}/{tool} (no change is waiting for approval)"
-            ))),
-        }
-    }
-}
-
-impl ApprovalStore for RedisState {
-    fn request_approval(
-        &self,
-        new: &NewApproval,
-        now_ms: u64,
-    ) -> Result<(Approval, bool), StoreError> {
-        let id = format!("ap_{}", random_hex(8)?);
-        let expires = now_ms.saturating_add(new.timeout_ms);
-        let mut fields: Vec<(&str, String)> = vec![
-            ("id", id.clone()),
-            ("server", new.server.clone()),
-            ("grant_id", new.grant_id.clone()),
-            ("grant_label", new.grant_label.clone()),
-            ("identity", new.identity.clone()),
-            ("tool", new.tool.clone()),
-            ("arguments", new.arguments.clone()),
-            ("arg_hash", new.arg_hash.clone()),
-            ("rule", new.rule.clone()),
-            ("required", new.required.max(1).to_string()),
-            ("timeout_ms", new.timeout_ms.to_string()),
-            ("status", "opening".to_string()),
-            ("created_at_ms", now_ms.to_string()),
-            ("expires_at_ms", expires.to_string()),
-        ];
-        if let Some(p) = &new.policy {
-            fields.push(("policy", p.clone()));
-        }
-        if let Some(v) = &new.policy_version {
-            fields.push(("policy_version", v.clone()));
-        }
-        let (created, _, f, votes): (i64, String, Fields, Vec<String>) = self.with(|c| {
-            let mut inv = self.scripts.request.prepare_invoke();
-            inv.key(call_key(&new.grant_id, &new.tool, &new.arg_hash))
-                .key(ALL_APPROVALS)
-                .arg(now_ms)
-                .arg(&id)
-                .arg(expires.saturating_add(KEEP_MS));
-            for (k, v) in &fields {
-                inv.arg(*k).arg(v);
-            }
-            inv.invoke(c)
-        })?;
-        let a = approval_from(&f, votes).ok_or_else(|| corrupt("an approval"))?;
-        Ok((a, created == 1))
-    }
-
-    fn open_approval(&self, id: &str) -> Result<(), StoreError> {
-        let _: i64 = self.with(|c| {
-            self.scripts
-                .open
-                .key(approval_key(id))
-                .key(PENDING)
-                .arg(id)
-                .invoke(c)
-        })?;
-        Ok(())
-    }
-
-    fn approval(&self, id: &str) -> Result<Approval, StoreError> {
-        self.approvals_by_ids(&[id.to_string()])?
-            .pop()
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))
-    }
-
-    fn approvals(&self, waiting_only: bool, now_ms: u64) -> Result<Vec<Approval>, StoreError> {
-        let index = if waiting_only { PENDING } else { ALL_APPROVALS };
-        let ids: Vec<String> = self.read(|c| {
-            redis::cmd("ZREVRANGE")
-                .arg(index)
-                .arg(0)
-                .arg(if waiting_only { -1 } else { 999 })
-                .query(c)
-        })?;
-        let list: Vec<Approval> = self
-            .approvals_by_ids(&ids)?
-            .into_iter()
-            .filter(|a| !waiting_only || a.status_at(now_ms) == ApprovalStatus::Pending)
-            .collect();
-        if list.len() < ids.len() && (waiting_only || ids.len() < 1000) {
-            // Gone from Redis, or (in the pending index) past their time and never to be
-            // pending again: drop them from the index.
-            let stale: Vec<&String> = ids
-                .iter()
-                .filter(|id| !list.iter().any(|a| &a.id == *id))
-                .collect();
-            self.with(|c| redis::cmd("ZREM").arg(index).arg(&stale).query::<i64>(c))?;
-        }
-        Ok(list)
-    }
-
-    fn approve(
-        &self,
-        id: &str,
-        approver: &str,
-        now_ms: u64,
-    ) -> Result<Result<Approval, DecideError>, StoreError> {
-        let answer: Vec<redis::Value> = self.with(|c| {
-            self.scripts
-                .approve
-                .key(approval_key(id))
-                .key(votes_key(id))
-                .key(PENDING)
-                .arg(id)
-                .arg(approver)
-                .arg(now_ms)
-                .arg(KEEP_MS)
-                .invoke(c)
-        })?;
-        let text = |v: Option<&redis::Value>| -> String {
-            v.and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
-                .unwrap_or_default()
-        };
-        match (text(answer.first()).as_str(), &answer[..]) {
-            ("ok", [_, f, votes]) => {
-                let parsed: Option<(Fields, Vec<String>)> = redis::from_redis_value(f.clone())
-                    .ok()
-                    .zip(redis::from_redis_value(votes.clone()).ok());
-                let (f, votes) = parsed.ok_or_else(|| corrupt("an approval"))?;
-                approval_from(&f, votes)
-                    .map(Ok)
-                    .ok_or_else(|| corrupt("an approval"))
-            }
-            ("notfound", _) => Ok(Err(DecideError::NotFound(id.to_string()))),
-            ("notpending", _) => Ok(Err(DecideError::NotPending {
-                id: id.to_string(),
-                status: status_name(&text(answer.get(1))),
-            })),
-            ("already", _) => Ok(Err(DecideError::AlreadyApproved {
-                id: id.to_string(),
-                approver: approver.to_string(),
-                required: text(answer.get(1)).parse().unwrap_or(1),
-            })),
-            (other, _) => Err(self.err(format!("unexpected script answer {other:?}"))),
-        }
-    }
-
-    fn deny_approval(
-        &self,
-        id: &str,
-        approver: &str,
-        reason: &str,
-        now_ms: u64,
-    ) -> Result<Result<Approval, DecideError>, StoreError> {
-        let denied: Option<(Fields, Vec<String>)> = self.with(|c| {
-            self.scripts
-                .deny
-                .key(approval_key(id))
-                .key(PENDING)
-                .arg(id)
-                .arg(reason)
-                .arg(approver)
-                .arg(now_ms)
-                .invoke(c)
-        })?;
-        match denied {
-            Some((f, votes)) => approval_from(&f, votes)
-                .map(Ok)
-                .ok_or_else(|| corrupt("an approval")),
-            None => match self.approval(id) {
-                Ok(a) => Ok(Err(DecideError::NotPending {
-                    id: id.to_string(),
-                    status: a.status_at(now_ms).as_str(),
-                })),
-                Err(StoreError::NotFound(_)) => Ok(Err(DecideError::NotFound(id.to_string()))),
-                Err(e) => Err(e),
-            },
-        }
-    }
-
-    fn expire_approval(&self, id: &str, now_ms: u64) -> Result<bool, StoreError> {
-        let n: i64 = self.with(|c| {
-            self.scripts
-                .expire
-                .key(approval_key(id))
-                .key(PENDING)
-                .arg(id)
-                .arg(now_ms)
-                .invoke(c)
-        })?;
-        Ok(n == 1)
-    }
-
-    fn take_approved(
-        &self,
-        grant_id: &str,
-        tool: &str,
-        arg_hash: &str,
-        id: Option<&str>,
-        now_ms: u64,
-    ) -> Result<Option<Approval>, StoreError> {
-        let used: Option<(Fields, Vec<String>)> = self.with(|c| {
-            self.scripts
-                .take
-                .key(call_key(grant_id, tool, arg_hash))
-                .arg(now_ms)
-                .arg(id.unwrap_or(""))
-                .invoke(c)
-        })?;
-        match used {
-            Some((f, votes)) => Ok(Some(
-                approval_from(&f, votes).ok_or_else(|| corrupt("an approval"))?,
-            )),
-            None => Ok(None),
-        }
-    }
-}
-
-impl PolicyHistory for RedisState {
-    fn record_policy_version(&self, v: &PolicyVersion) -> Result<(), StoreError> {
-        let doc = serde_json::to_string(&VersionDoc {
-            document: v.document.clone(),
-            author: v.author.clone(),
-            created_at_ms: v.created_at_ms,
-        })
-        .map_err(|e| self.err(e))?;
-        let _: i64 = self.with(|c| {
-            self.scripts
-                .record_version
-                .key(format!("toolgate:pv:{}", v.name))
-                .key(format!("toolgate:pv-order:{}", v.name))
-                .arg(&v.version)
-                .arg(&doc)
-                .invoke(c)
-        })?;
-        Ok(())
-    }
-
-    fn policy_versions(&self, name: &str) -> Result<Vec<PolicyVersion>, StoreError> {
-        let (order, docs): (Vec<String>, HashMap<String, String>) = self.read(|c| {
-            redis::pipe()
-                .cmd("ZREVRANGE")
-                .arg(format!("toolgate:pv-order:{name}"))
-                .arg(0)
-                .arg(-1)
-                .cmd("HGETALL")
-                .arg(format!("toolgate:pv:{name}"))
-                .query(c)
-        })?;
-        order
-            .iter()
-            .filter_map(|version| docs.get(version).map(|d| (version, d)))
-            .map(|(version, d)| self.version_from(name, version, d))
-            .collect()
-    }
-
-    fn policy_version(&self, name: &str, version: &str) -> Result<PolicyVersion, StoreError> {
-        let doc: Option<String> = self.read(|c| {
-            redis::cmd("HGET")
-                .arg(format!("toolgate:pv:{name}"))
-                .arg(version)
-                .query(c)
-        })?;
-        match doc {
-            Some(d) => self.version_from(name, version, &d),
-            None => Err(StoreError::NotFound(format!(
-                "policy `{name}` version `{version}`"
-            ))),
-        }
-    }
 }
 
 impl RedisState {
