@@ -321,18 +321,16 @@ fn pinned_first_seen(ctx: &PinCtx, tool: &str, now: u64) {
     }
 }
 
-/// Gives a ticket's counts back off the runtime threads (a Redis round trip); a failure is
-/// logged (the counts then lapse with their window).
+/// Gives a ticket's counts back, in place: [`Counters::give_back`] never waits for IO
+/// (stores that write elsewhere queue the write), and the next call must already see the
+/// counts returned. A failure is logged (the counts then lapse with their window).
 pub fn give_back_later(counters: &Arc<dyn Counters>, ticket: &Ticket) {
     if ticket.entries.is_empty() {
         return;
     }
-    let (counters, ticket) = (counters.clone(), ticket.clone());
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = counters.give_back(&ticket) {
-            tracing::error!("give-back failed: {e}");
-        }
-    });
+    if let Err(e) = counters.give_back(ticket) {
+        tracing::error!("give-back failed: {e}");
+    }
 }
 
 impl std::fmt::Debug for Hook {

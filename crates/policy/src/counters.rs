@@ -89,7 +89,9 @@ pub type Settle = Box<dyn FnOnce(Result<Ticket, CounterError>) + Send>;
 pub trait Counters: Send + Sync {
     /// Makes every reservation at `now_ms`, or none: returns the first that does not fit.
     fn reserve(&self, reservations: &[Reservation], now_ms: u64) -> Result<Ticket, CounterError>;
-    /// Gives reservations back, as if the call had never been made.
+    /// Gives reservations back, as if the call had never been made. Takes effect for the
+    /// next reservation at once and never waits for IO (a store that writes elsewhere
+    /// queues the write): callers on an async runtime call it in place.
     fn give_back(&self, ticket: &Ticket) -> Result<(), CounterError>;
     /// Like [`Counters::reserve`], but reports through `done` once the reservation is
     /// settled (for persistent stores: once it is durable), so async callers need not
