@@ -59,32 +59,39 @@ CREATE TABLE IF NOT EXISTS state_version (
     v INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO state_version (id, v) VALUES (1, 0);
-CREATE TRIGGER IF NOT EXISTS grants_inserted AFTER INSERT ON grants
-    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
-CREATE TRIGGER IF NOT EXISTS grants_updated AFTER UPDATE ON grants
-    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
-CREATE TRIGGER IF NOT EXISTS grants_deleted AFTER DELETE ON grants
-    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
-CREATE TRIGGER IF NOT EXISTS pins_inserted AFTER INSERT ON pins
-    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
-CREATE TRIGGER IF NOT EXISTS pins_updated
-    AFTER UPDATE OF hash, definition, pending_hash, pending_definition ON pins
-    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
-CREATE TRIGGER IF NOT EXISTS pins_deleted AFTER DELETE ON pins
-    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
 ";
 
 const VERSION_SQL: &str = "SELECT v FROM state_version WHERE id = 1";
 
-/// Admin tokens move the state version too (their table is made after `SCHEMA`).
-const ADMIN_VERSION_TRIGGERS: &str = "
-CREATE TRIGGER IF NOT EXISTS admin_tokens_inserted AFTER INSERT ON admin_tokens
-    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
-CREATE TRIGGER IF NOT EXISTS admin_tokens_updated AFTER UPDATE ON admin_tokens
-    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
-CREATE TRIGGER IF NOT EXISTS admin_tokens_deleted AFTER DELETE ON admin_tokens
-    BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;
-";
+/// How long a statement waits for a file another connection has locked.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The triggers that move the state version: every insert, update and delete of a grant
+/// or an admin token, and of a pin's definitions (not of its `seen_at_ms`).
+fn version_triggers() -> String {
+    let bump = "BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;";
+    let mut sql = String::new();
+    for (table, update_of) in [
+        ("grants", ""),
+        ("admin_tokens", ""),
+        (
+            "pins",
+            " OF hash, definition, pending_hash, pending_definition",
+        ),
+    ] {
+        for (name, event) in [
+            ("inserted", "INSERT"),
+            ("updated", "UPDATE"),
+            ("deleted", "DELETE"),
+        ] {
+            let of = if event == "UPDATE" { update_of } else { "" };
+            sql.push_str(&format!(
+                "CREATE TRIGGER IF NOT EXISTS {table}_{name} AFTER {event}{of} ON {table} {bump}\n"
+            ));
+        }
+    }
+    sql
+}
 
 /// A pinned tool definition, and a changed one waiting for approval.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,14 +216,14 @@ impl SqliteStore {
     /// Opens (creating if needed) the store file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::approvals::SCHEMA)?;
         conn.execute_batch(crate::admin::SCHEMA)?;
         conn.execute_batch(crate::policy_versions::SCHEMA)?;
-        conn.execute_batch(ADMIN_VERSION_TRIGGERS)?;
+        conn.execute_batch(&version_triggers())?;
         let version = Connection::open(path)?;
         // Never waits: a busy file is reported at once (see `data_version_now`).
         version.busy_timeout(Duration::ZERO)?;
@@ -356,13 +363,17 @@ impl SqliteStore {
     /// pins use it to know they are stale. Blocks while the file is busy (at most a few
     /// milliseconds at a time); see [`SqliteStore::data_version_now`].
     pub fn data_version(&self) -> Result<i64, StoreError> {
+        // Its connection never waits by itself (see `data_version_now`); here a busy file
+        // (rare in WAL mode: recovery after a crash) is waited for as long as the store's
+        // own connection would, then reported.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
         let version = loop {
             match self.read_version() {
                 Ok(v) => break v,
                 Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < deadline =>
                 {
-                    // Rare in WAL mode (recovery after a crash): wait as the store does.
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(e) => return Err(e.into()),

@@ -14,10 +14,13 @@ fn tmp(name: &str) -> std::path::PathBuf {
     d.join("toolgate.db")
 }
 
-#[test]
-fn counters_survive_reopen_and_give_back_is_durable() {
-    let path = tmp("counters");
-    let policy = load_str(r#"{"version":"1","default":"allow","all_tools":{"limits":[{"counter":"daily","window":"day","max":3}]}}"#).unwrap().policy;
+/// The decision for one call under a policy with a daily limit of `max` calls.
+fn daily_limit(max: u64) -> toolgate_policy::Decision {
+    let policy = load_str(&format!(
+        r#"{{"version":"1","default":"allow","all_tools":{{"limits":[{{"counter":"daily","window":"day","max":{max}}}]}}}}"#
+    ))
+    .unwrap()
+    .policy;
     let args = json!({});
     let call = Call {
         tool: "t",
@@ -27,7 +30,13 @@ fn counters_survive_reopen_and_give_back_is_durable() {
         session: "",
         server: "demo",
     };
-    let d = evaluate(&call, &policy, &Facts::default(), 0);
+    evaluate(&call, &policy, &Facts::default(), 0)
+}
+
+#[test]
+fn counters_survive_reopen_and_give_back_is_durable() {
+    let path = tmp("counters");
+    let d = daily_limit(3);
     {
         let store = Arc::new(SqliteStore::open(&path).unwrap());
         let c = PersistentCounters::open(store, 1_000).unwrap();
@@ -50,17 +59,7 @@ fn counters_survive_reopen_and_give_back_is_durable() {
 #[test]
 fn counters_refuse_while_the_store_cannot_write_and_keep_what_was_not_written() {
     let path = tmp("counters-broken");
-    let policy = load_str(r#"{"version":"1","default":"allow","all_tools":{"limits":[{"counter":"daily","window":"day","max":100}]}}"#).unwrap().policy;
-    let args = json!({});
-    let call = Call {
-        tool: "t",
-        args: &args,
-        grant: "g1",
-        identity: "a",
-        session: "",
-        server: "demo",
-    };
-    let d = evaluate(&call, &policy, &Facts::default(), 0);
+    let d = daily_limit(100);
     let store = Arc::new(SqliteStore::open(&path).unwrap());
     let c = PersistentCounters::open(store, 1_000).unwrap();
     c.reserve(&d.reservations, 1_000).unwrap();

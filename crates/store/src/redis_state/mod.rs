@@ -43,6 +43,68 @@ mod grants;
 mod history;
 mod pins;
 
+/// Listens on `channel` from a thread of its own (`thread`) for as long as the process
+/// lives: `on_message` gets each payload, `on_live` hears when the subscription starts
+/// (true) and ends (false). A dropped connection is retried every second (said once per
+/// outage, naming `what`); 30 s of silence reconnects, so a server that vanished without
+/// closing the connection is noticed.
+fn subscribe_forever(
+    client: redis::Client,
+    channel: String,
+    thread: &str,
+    what: &'static str,
+    on_live: impl Fn(bool) + Send + 'static,
+    on_message: impl Fn(&str) + Send + 'static,
+) {
+    let spawned = std::thread::Builder::new()
+        .name(thread.into())
+        .spawn(move || {
+            let mut warned = false;
+            loop {
+                let ended: Result<(), redis::RedisError> =
+                    match client.get_connection_with_timeout(TIMEOUT) {
+                        Ok(mut conn) => {
+                            let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                            let mut sub = conn.as_pubsub();
+                            match sub.subscribe(&channel) {
+                                Ok(()) => {
+                                    warned = false;
+                                    on_live(true);
+                                    loop {
+                                        match sub.get_message() {
+                                            Ok(msg) => {
+                                                if let Ok(payload) = msg.get_payload::<String>() {
+                                                    on_message(&payload);
+                                                }
+                                            }
+                                            Err(e) => break Err(e),
+                                        }
+                                    }
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Err(e) => Err(e),
+                    };
+                on_live(false);
+                match ended {
+                    Err(e) if e.is_timeout() => {} // quiet: reconnect at once
+                    Err(e) => {
+                        if !warned {
+                            tracing::warn!("not listening for {what} on {channel} (retrying every second): {e}");
+                            warned = true;
+                        }
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                    Ok(()) => std::thread::sleep(Duration::from_secs(1)),
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot listen for {what}: {e}");
+    }
+}
+
 /// How many idle connections are kept for reuse.
 const MAX_IDLE: usize = 8;
 /// Connect, read and write timeouts: a Redis that does not answer fails the call (closed).
@@ -462,52 +524,25 @@ impl RedisState {
     /// second when the connection drops. While it is not subscribed, `live` is false and
     /// every request reads the version (one round trip), as without it.
     fn listen_for_changes(&self) {
-        let (client, pushed) = (self.client.clone(), self.pushed.clone());
-        let set_live = move |pushed: &Mutex<Pushed>, live: bool| {
-            let mut p = pushed.lock().unwrap_or_else(|e| e.into_inner());
-            p.live = live;
-            // Changes may have been missed while not subscribed: read again first.
-            p.generation += 1;
-        };
-        let spawned = std::thread::Builder::new()
-            .name("toolgate-redis-version".into())
-            .spawn(move || loop {
-                let ended: Result<(), redis::RedisError> = match client
-                    .get_connection_with_timeout(TIMEOUT)
-                {
-                    Ok(mut conn) => {
-                        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-                        let mut sub = conn.as_pubsub();
-                        match sub.subscribe(VERSION_CHANGED) {
-                            Ok(()) => {
-                                set_live(&pushed, true);
-                                loop {
-                                    match sub.get_message() {
-                                        Ok(_) => {
-                                            let mut p =
-                                                pushed.lock().unwrap_or_else(|e| e.into_inner());
-                                            p.generation += 1;
-                                        }
-                                        Err(e) => break Err(e),
-                                    }
-                                }
-                            }
-                            Err(e) => Err(e),
-                        }
-                    }
-                    Err(e) => Err(e),
-                };
-                set_live(&pushed, false);
-                match ended {
-                    Err(e) if e.is_timeout() => {}
-                    _ => std::thread::sleep(Duration::from_secs(1)),
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(
-                "cannot listen for state changes (every request reads the version): {e}"
-            );
-        }
+        let (on_live, on_message) = (self.pushed.clone(), self.pushed.clone());
+        subscribe_forever(
+            self.client.clone(),
+            VERSION_CHANGED.to_string(),
+            "toolgate-redis-version",
+            "state changes (every request reads the version instead)",
+            move |live| {
+                let mut p = on_live.lock().unwrap_or_else(|e| e.into_inner());
+                p.live = live;
+                // Changes may have been missed while not subscribed: read again first.
+                p.generation += 1;
+            },
+            move |_| {
+                on_message
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .generation += 1;
+            },
+        );
     }
 
     /// Forgets cached pin checks (after this process changed a pin).
@@ -677,52 +712,13 @@ impl StateStore for RedisState {
     /// publishes to, from a thread of its own that reconnects after a second when the
     /// connection drops (polling covers the gap).
     fn watch_decisions(&self, on_decided: Box<dyn Fn(&str) + Send + Sync>) {
-        let (client, channel) = (self.client.clone(), self.channel.clone());
-        let spawned = std::thread::Builder::new()
-            .name("toolgate-redis-decisions".into())
-            .spawn(move || {
-                let mut warned = false;
-                loop {
-                    let ended = match client.get_connection_with_timeout(TIMEOUT) {
-                        Ok(mut conn) => {
-                            // Silence longer than this reconnects, so a server that vanished
-                            // without closing the connection is noticed.
-                            let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-                            let mut sub = conn.as_pubsub();
-                            match sub.subscribe(&channel) {
-                                Ok(()) => {
-                                    warned = false;
-                                    loop {
-                                        match sub.get_message() {
-                                            Ok(msg) => {
-                                                if let Ok(id) = msg.get_payload::<String>() {
-                                                    on_decided(&id);
-                                                }
-                                            }
-                                            Err(e) => break Err(e),
-                                        }
-                                    }
-                                }
-                                Err(e) => Err(e),
-                            }
-                        }
-                        Err(e) => Err(e),
-                    };
-                    match ended {
-                        Err(e) if e.is_timeout() => {} // quiet: reconnect at once
-                        Err(e) => {
-                            if !warned {
-                                tracing::warn!("not listening for approval decisions on {channel} (held calls poll instead; retrying every second): {e}");
-                                warned = true;
-                            }
-                            std::thread::sleep(Duration::from_secs(1));
-                        }
-                        Ok(()) => std::thread::sleep(Duration::from_secs(1)),
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("cannot listen for approval decisions (polling only): {e}");
-        }
+        subscribe_forever(
+            self.client.clone(),
+            self.channel.clone(),
+            "toolgate-redis-decisions",
+            "approval decisions (held calls poll instead)",
+            |_| {},
+            move |id| on_decided(id),
+        );
     }
 }
