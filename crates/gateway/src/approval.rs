@@ -15,7 +15,6 @@ use toolgate_policy::Decision;
 use toolgate_store::{Approval, ApprovalStatus, NewApproval};
 
 use crate::call::{approved, CallCtx};
-use crate::clock::now_ms;
 use crate::decisions::{wait_decision, Decided};
 use crate::enforce::denial_message;
 use crate::enforce::Unavailable;
@@ -39,7 +38,8 @@ async fn waiting_for_grant(
     ctx: &CallCtx,
     new: &NewApproval,
 ) -> Result<usize, toolgate_store::StoreError> {
-    let waiting = ctx.st.state(|s| s.approvals(true, now_ms())).await?;
+    let now = ctx.st.now_ms();
+    let waiting = ctx.st.state(move |s| s.approvals(true, now)).await?;
     Ok(waiting
         .iter()
         .filter(|a| a.grant_id == new.grant_id)
@@ -91,12 +91,8 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
             return ctx.refuse(Unavailable::Store(e.to_string()), None);
         }
     }
-    let asked = new.clone();
-    let (a, created) = match ctx
-        .st
-        .state(move |s| s.request_approval(&asked, now_ms()))
-        .await
-    {
+    let (asked, now) = (new.clone(), ctx.st.now_ms());
+    let (a, created) = match ctx.st.state(move |s| s.request_approval(&asked, now)).await {
         Ok(x) => x,
         Err(e) => return ctx.refuse(Unavailable::Store(e.to_string()), None),
     };
@@ -183,7 +179,7 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
 /// Waits for the decision and answers: forwards an approved call (judged again), denies
 /// a denied or expired one.
 async fn wait(ctx: CallCtx, a: Approval) -> Response {
-    let decided = wait_decision(&ctx.st.store, &ctx.st.decisions, &a.id, |current| {
+    let decided = wait_decision(&ctx.st, &a.id, |current| {
         ctx.record_approval(current, "expired", None)
     })
     .await;
@@ -209,8 +205,8 @@ pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 pub fn sweep_expired(
     store: &dyn toolgate_store::StateStore,
     audit: Option<&toolgate_store::AuditLog>,
+    now: u64,
 ) -> Result<usize, toolgate_store::StoreError> {
-    let now = now_ms();
     let mut n = 0;
     for a in store.approvals(false, now)? {
         if a.status != ApprovalStatus::Pending || a.expires_at_ms > now {

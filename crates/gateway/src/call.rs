@@ -13,7 +13,6 @@ use toolgate_policy::{Decision, Effect, Facts, Ticket};
 use toolgate_protocol::Escaped;
 use toolgate_store::{Approval, Grant, GrantStatus};
 
-use crate::clock::now_ms;
 use crate::config::{Config, Pinning, ServerConfig};
 use crate::enforce::{
     denial_message, judge, reserve, CallHook, Caller, Hook, Unavailable, Verdict,
@@ -79,11 +78,11 @@ impl CallCtx {
             // `toolgate run` is not in the store: it lives as long as the process).
             let id = self.grant.id.clone();
             match self.st.state(move |s| s.grant(&id)).await {
-                Ok(g) if g.status(now_ms()) == GrantStatus::Active => {}
+                Ok(g) if g.status(self.st.now_ms()) == GrantStatus::Active => {}
                 Ok(g) => {
                     let d = Decision::denied(
                         "(grant inactive)",
-                        &format!("the grant is {} now", g.status(now_ms()).as_str()),
+                        &format!("the grant is {} now", g.status(self.st.now_ms()).as_str()),
                     );
                     return Err(Box::new(GatewayError::Denied(
                         denial_message(&self.id_text, &d),
@@ -155,7 +154,7 @@ impl CallCtx {
             policy.map(|p| p.as_ref()),
             caller,
             facts,
-            now_ms(),
+            self.st.now_ms(),
         )
         .map_err(|denied| {
             let (answer, d) = *denied;
@@ -237,7 +236,7 @@ impl CallCtx {
             d,
             self.started,
         );
-        r.at_ms = now_ms();
+        r.at_ms = self.st.now_ms();
         if let Some(a) = approval {
             r.approval_id = Some(a.id.clone());
             r.approver = (!a.approvers.is_empty()).then(|| a.approvers.join(", "));
@@ -254,7 +253,7 @@ impl CallCtx {
 
     /// The audit record of an approval event.
     pub fn approval_record(&self, a: &Approval, event: &str, message: Option<String>) -> Record {
-        let mut r = a.audit_record(event, None, message, now_ms());
+        let mut r = a.audit_record(event, None, message, self.st.now_ms());
         r.session = Some(self.session.id.clone());
         r
     }
@@ -266,7 +265,7 @@ impl CallCtx {
             &self.id_text,
             d,
             self.st.counters.as_ref(),
-            now_ms(),
+            self.st.now_ms(),
             fail_open,
         )
         .await;

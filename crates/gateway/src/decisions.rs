@@ -8,7 +8,6 @@ use toolgate_policy::{labels, Decision};
 use toolgate_store::{Approval, ApprovalStatus};
 
 use crate::bridge::blocking;
-use crate::clock::now_ms;
 use crate::enforce::denial_message;
 
 /// How often a held call looks at its approval when no wake-up came.
@@ -72,15 +71,14 @@ async fn nap(wake: &mut tokio::sync::broadcast::Receiver<String>, id: &str) {
 /// Waits until approval `id` is decided. An approved one is taken (used) for this call;
 /// an expired one is marked so (and `on_expired` told, to record it).
 pub async fn wait_decision(
-    store: &std::sync::Arc<dyn toolgate_store::StateStore>,
-    decisions: &Decisions,
+    st: &crate::state::AppState,
     id: &str,
     on_expired: impl Fn(&Approval),
 ) -> Decided {
     // Subscribed before the first look, so a decision made in between is not missed.
-    let mut wake = decisions.0.subscribe();
+    let (store, mut wake) = (&st.store, st.decisions.0.subscribe());
     loop {
-        let now = now_ms();
+        let now = st.now_ms();
         let owned = id.to_string();
         let current = match blocking(store, move |s| s.approval(&owned)).await {
             Ok(x) => x,

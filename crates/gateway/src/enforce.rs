@@ -216,6 +216,8 @@ pub struct PinCtx {
     /// The listing client's capabilities that gate tools (see
     /// [`crate::session::client_caps`]).
     pub client_caps: String,
+    /// Where the time of an observation is read.
+    pub clock: crate::clock::Clock,
 }
 
 /// Pins the listed tools; returns the names to hold back. Fails closed: when the store
@@ -224,7 +226,7 @@ pub struct PinCtx {
 async fn pin_tools(ctx: &PinCtx, tools: &[Value]) -> Result<Vec<String>, ()> {
     let prints: Vec<(String, String, String)> =
         tools.iter().filter_map(crate::pin::fingerprint).collect();
-    let now = crate::clock::now_ms();
+    let now = ctx.clock.now_ms();
     let (server, caps) = (ctx.server.clone(), ctx.client_caps.clone());
     let seen = crate::bridge::blocking(&ctx.store, move |s| {
         // The first client with this set of capabilities: tools it is the first to see

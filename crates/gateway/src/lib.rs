@@ -124,12 +124,12 @@ pub async fn run(
         let mut tick = tokio::time::interval(approval::SWEEP_EVERY);
         loop {
             tick.tick().await;
-            let st = sweep_state.clone();
-            let swept = tokio::task::spawn_blocking(move || {
-                approval::sweep_expired(st.store.as_ref(), st.audit.as_deref())
+            let (audit, now) = (sweep_state.audit.clone(), sweep_state.now_ms());
+            let swept = bridge::blocking(&sweep_state.store, move |s| {
+                approval::sweep_expired(s, audit.as_deref(), now)
             })
             .await;
-            if let Ok(Err(e)) = swept {
+            if let Err(e) = swept {
                 tracing::warn!("approval expiry sweep: {e}");
             }
         }

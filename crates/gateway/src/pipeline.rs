@@ -5,7 +5,6 @@
 use toolgate_policy::Effect;
 
 use crate::call::{approved, CallCtx};
-use crate::clock::now_ms;
 use crate::error::{GatewayError, Unavailable};
 use axum::response::{IntoResponse, Response};
 
@@ -20,9 +19,10 @@ pub async fn call_tool(ctx: CallCtx) -> Response {
         Ok(d) if d.effect == Effect::RequireApproval => {
             // An approval already given for exactly these arguments is used once.
             let (grant, tool, hash) = (ctx.grant.id.clone(), ctx.tool.clone(), ctx.arg_hash());
+            let now = ctx.st.now_ms();
             match ctx
                 .st
-                .state(move |s| s.take_approved(&grant, &tool, &hash, None, now_ms()))
+                .state(move |s| s.take_approved(&grant, &tool, &hash, None, now))
                 .await
             {
                 Ok(Some(a)) => {

@@ -48,6 +48,8 @@ pub struct AppState {
     /// `toolgate run`: the one grant every request is admitted with, without a token (its
     /// router is only reached in process, from the stdio front; `serve` never sets it).
     pub local_grant: Option<Grant>,
+    /// Where the call path reads the time (the system clock; a manual one in tests).
+    pub clock: crate::clock::Clock,
 }
 
 #[derive(Default)]
@@ -94,6 +96,7 @@ impl AppState {
             decisions: crate::decisions::Decisions::watch(store.as_ref()),
             validations: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_VALIDATIONS)),
             local_grant: None,
+            clock: crate::clock::Clock::system(),
         })
     }
 
@@ -117,6 +120,17 @@ impl AppState {
     pub fn with_local_grant(mut self, grant: Grant) -> Self {
         self.local_grant = Some(grant);
         self
+    }
+
+    /// Reads the time from `clock` on the call path (tests: a [`crate::clock::Clock::manual`]).
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time now on the call path, in ms since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// Records every judged request in `log`.

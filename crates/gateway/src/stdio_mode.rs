@@ -62,8 +62,15 @@ fn get(server: &str, session: &str) -> Request<Body> {
 }
 
 /// Writes an answer's messages to the client, one line each: the JSON body, or the data
-/// of each SSE event. Returns when the body ends.
-async fn relay_answer(resp: axum::response::Response, out: mpsc::UnboundedSender<Bytes>) {
+/// of each SSE event. Returns when the body ends. `id` is the request's id (raw JSON) when
+/// it had one: a refusal the front wrote before reading the message (the store down at
+/// admission, a body over `max_body`) says `"id": null`, which over HTTP is paired with
+/// its request by the exchange; over stdio only the id pairs them, so it is put in.
+async fn relay_answer(
+    resp: axum::response::Response,
+    out: mpsc::UnboundedSender<Bytes>,
+    id: Option<String>,
+) {
     let sse = resp
         .headers()
         .get(header::CONTENT_TYPE)
@@ -87,7 +94,31 @@ async fn relay_answer(resp: axum::response::Response, out: mpsc::UnboundedSender
         whole.extend_from_slice(&chunk);
     }
     if !whole.iter().all(u8::is_ascii_whitespace) {
-        let _ = out.send(one_line(whole));
+        let _ = out.send(one_line(with_request_id(whole, id.as_deref())));
+    }
+}
+
+/// An error answer with `"id": null` gets the request's id (see [`relay_answer`]); any
+/// other message is left as it is.
+fn with_request_id(msg: Vec<u8>, id: Option<&str>) -> Vec<u8> {
+    let Some(id) = id else {
+        return msg;
+    };
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&msg) else {
+        return msg;
+    };
+    let Some(obj) = v.as_object_mut() else {
+        return msg;
+    };
+    if !obj.contains_key("error") || !obj.get("id").is_some_and(serde_json::Value::is_null) {
+        return msg;
+    }
+    match serde_json::from_str::<serde_json::Value>(id) {
+        Ok(id) => {
+            obj.insert("id".into(), id);
+            serde_json::to_vec(&v).unwrap_or(msg)
+        }
+        Err(_) => msg,
     }
 }
 
@@ -161,6 +192,9 @@ pub async fn run_on(
         if line.is_empty() {
             continue;
         }
+        let id = toolgate_protocol::Envelope::parse(&line)
+            .ok()
+            .and_then(|e| e.id.map(|raw| raw.get().to_string()));
         let sid = session.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Ok(resp) = app
             .clone()
@@ -176,12 +210,12 @@ pub async fn run_on(
                 let Ok(stream) = app.clone().oneshot(get(&server, new)).await;
                 let (out, gone) = (out_tx.clone(), gone_tx.clone());
                 tokio::spawn(async move {
-                    relay_answer(stream, out).await;
+                    relay_answer(stream, out, None).await;
                     let _ = gone.send(()).await;
                 });
             }
         }
-        tokio::spawn(relay_answer(resp, out_tx.clone()));
+        tokio::spawn(relay_answer(resp, out_tx.clone(), id));
     }
 
     // The client left or the child exited: let the child finish, then report its code.

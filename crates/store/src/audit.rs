@@ -357,6 +357,20 @@ impl AuditLog {
         Self::start(path.to_path_buf(), Box::new(writer), Box::new(reader))
     }
 
+    /// An audit log in this process's memory, for tests (the same writer thread, chain and
+    /// verification; no pruning), and the switch that makes every write and read fail
+    /// while it is on.
+    pub fn in_memory() -> Result<(Self, crate::Outage), StoreError> {
+        let outage = crate::Outage::default();
+        let backend = crate::audit_memory::MemoryBackend::new(outage.clone());
+        let log = Self::start(
+            PathBuf::from("(memory)"),
+            Box::new(backend.clone()),
+            Box::new(backend),
+        )?;
+        Ok((log, outage))
+    }
+
     /// Opens the audit log in PostgreSQL (`postgres://…`), creating its tables if needed.
     /// Several gateways may share it: each commit takes a transaction-scoped advisory
     /// lock, so all their records form one chain.

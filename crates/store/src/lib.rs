@@ -7,6 +7,8 @@
 //!   WAL mode, safe to open from the gateway and the CLI at once.
 //! - [`redis_state`]: [`RedisState`] (`store = "redis://…"`), the same state in Redis for
 //!   replicas on several machines.
+//! - [`memory`]: [`MemoryState`], the same state in this process's memory, for tests of
+//!   what sits on the store (with an [`Outage`] switch); not a backend users choose.
 //! - [`grants`]: [`Grant`]s and their tokens (shown once, stored as SHA-256 hashes).
 //! - [`admin`]: admin tokens ([`AdminToken`]) with roles, for the admin API.
 //! - [`approvals`]: the approval queue ([`Approval`]): held calls, votes, one use each.
@@ -23,10 +25,12 @@
 pub mod admin;
 pub mod approvals;
 pub mod audit;
+mod audit_memory;
 mod audit_pg;
 mod audit_sqlite;
 pub mod counters;
 pub mod grants;
+pub mod memory;
 pub mod policy_versions;
 pub mod redis_counters;
 pub mod redis_state;
@@ -38,6 +42,7 @@ pub use approvals::{Approval, ApprovalStatus, DecideError, NewApproval};
 pub use audit::{AuditFilter, AuditLog, Durability, Stats, Verified, DEFAULT_FLUSH_MS};
 pub use counters::PersistentCounters;
 pub use grants::{Grant, GrantStatus, NewGrant};
+pub use memory::{MemoryState, Outage};
 pub use policy_versions::PolicyVersion;
 pub use redis_counters::RedisCounters;
 pub use redis_state::RedisState;

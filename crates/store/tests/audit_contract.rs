@@ -70,7 +70,9 @@ fn rec(at_ms: u64, tool: &str, decision: &str) -> Record {
 
 #[test]
 fn appends_chain_query_and_stats() {
-    for (name, open) in logs("chain") {
+    // The in-memory log (for tests of the gateway) keeps this part of the contract too.
+    let memory: Opener = ("memory", Box::new(|| AuditLog::in_memory().unwrap().0));
+    for (name, open) in logs("chain").into_iter().chain([memory]) {
         let log = open();
         for i in 0..30 {
             log.append(rec(
@@ -114,6 +116,19 @@ fn appends_chain_query_and_stats() {
         );
         assert_eq!(log.last_seq().unwrap(), 32, "{name}");
     }
+}
+
+#[test]
+fn the_memory_log_fails_while_down_and_keeps_its_chain() {
+    let (log, outage) = AuditLog::in_memory().unwrap();
+    assert_eq!(log.append_sync(rec(1, "a", "allow")).unwrap(), 1);
+    outage.set(true);
+    assert!(log.append_sync(rec(2, "b", "allow")).is_err());
+    assert!(log.verify().is_err());
+    outage.set(false);
+    assert_eq!(log.append_sync(rec(3, "c", "allow")).unwrap(), 2);
+    let v = log.verify().unwrap().unwrap();
+    assert_eq!((v.records, v.last_seq), (2, Some(2)));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! One contract for every backend of the shared state (grants, admin tokens, pins,
-//! approvals, policy history): SQLite (`SqliteStore`) and Redis (`RedisState`, against a
+//! approvals, policy history): SQLite (`SqliteStore`), memory (`MemoryState`, one handle
+//! twice) and Redis (`RedisState`, against a
 //! real server: `TOOLGATE_TEST_REDIS_URL`, which the test command sets after starting a
 //! private `redis-server`; under `CI` its absence fails).
 //!
@@ -12,8 +13,8 @@
 use std::sync::Arc;
 
 use toolgate_store::{
-    open_state, ApprovalStatus, DecideError, GrantStatus, NewApproval, NewGrant, PolicyVersion,
-    Role, StateStore, StoreError,
+    open_state, ApprovalStatus, DecideError, GrantStatus, MemoryState, NewApproval, NewGrant,
+    PolicyVersion, Role, StateStore, StoreError,
 };
 
 /// A backend's name and two handles on one fresh state.
@@ -24,11 +25,15 @@ fn backends(test: &str, db: u8) -> Vec<Backend> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}", dir.join("s.db").display());
-    let mut out = vec![(
-        "sqlite",
-        open_state(&url, &dir).unwrap(),
-        open_state(&url, &dir).unwrap(),
-    )];
+    let memory: Arc<dyn StateStore> = Arc::new(MemoryState::new());
+    let mut out = vec![
+        (
+            "sqlite",
+            open_state(&url, &dir).unwrap(),
+            open_state(&url, &dir).unwrap(),
+        ),
+        ("memory", memory.clone(), memory),
+    ];
     match std::env::var("TOOLGATE_TEST_REDIS_URL") {
         Ok(url) if !url.is_empty() => {
             let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);

@@ -15,7 +15,6 @@ use toolgate_policy::duration::parse_duration;
 use toolgate_store::{AuditFilter, AuditLog, Role};
 
 use super::{admin, error, store_error};
-use crate::clock::now_ms;
 use crate::respond::sse_response;
 use crate::state::AppState;
 
@@ -31,7 +30,7 @@ fn time_bound(v: &str, now: u64) -> Option<u64> {
 
 /// The filter of a query string, or a 400.
 fn filter(q: &HashMap<String, String>) -> Result<AuditFilter, Response> {
-    let now = now_ms();
+    let now = crate::clock::now_ms();
     let bad = |k: &str, v: &str| {
         error(
             StatusCode::BAD_REQUEST,

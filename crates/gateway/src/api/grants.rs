@@ -12,13 +12,12 @@ use serde_json::{json, Value};
 use toolgate_store::{Role, StoreError};
 
 use super::{admin_with_body, error, manage_error, store_error, AdminOnly, Authorized, Viewer};
-use crate::clock::now_ms;
 use crate::manage::{audit_admin, create_grant, grant_json, GrantRequest};
 use crate::state::AppState;
 
 /// `GET /api/v1/grants`.
 pub(crate) async fn list(State(st): State<Arc<AppState>>, _: Viewer) -> Response {
-    let now = now_ms();
+    let now = st.now_ms();
     match st.state(|s| s.list_grants()).await {
         Ok(g) => {
             Json(json!({"grants": g.iter().map(|g| grant_json(g, None, now)).collect::<Vec<_>>()}))
@@ -49,7 +48,7 @@ pub(crate) async fn create(
         identity: s("identity"),
         expires: s("expires"),
     };
-    let now = now_ms();
+    let now = st.now_ms();
     let (cfg, store) = (st.config(), st.store.clone());
     let made = tokio::task::spawn_blocking(move || create_grant(&cfg, store.as_ref(), req, now))
         .await
@@ -96,7 +95,7 @@ pub(crate) async fn rotate(
                 Some(g.server.clone()),
             )
             .await;
-            Json(grant_json(&g, Some(&token), now_ms())).into_response()
+            Json(grant_json(&g, Some(&token), st.now_ms())).into_response()
         }
         Err(e) => not_found_or(&e, &id),
     }
@@ -108,8 +107,8 @@ pub(crate) async fn revoke(
     Path(id): Path<String>,
     Authorized(who): AdminOnly,
 ) -> Response {
-    let owned = id.clone();
-    match st.state(move |s| s.revoke_grant(&owned, now_ms())).await {
+    let (owned, now) = (id.clone(), st.now_ms());
+    match st.state(move |s| s.revoke_grant(&owned, now)).await {
         Ok(g) => {
             audit_admin(
                 &st,
@@ -118,7 +117,7 @@ pub(crate) async fn revoke(
                 Some(g.server.clone()),
             )
             .await;
-            Json(grant_json(&g, None, now_ms())).into_response()
+            Json(grant_json(&g, None, st.now_ms())).into_response()
         }
         Err(e) => not_found_or(&e, &id),
     }

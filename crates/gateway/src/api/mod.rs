@@ -25,7 +25,6 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use toolgate_store::{AdminToken, Approval, DecideError, Role};
 
-use crate::clock::now_ms;
 use crate::state::AppState;
 
 /// Every route: method and path (as in docs/openapi.json).
@@ -281,7 +280,7 @@ pub(crate) async fn admin(
 }
 
 async fn list_approvals(State(st): State<Arc<AppState>>, _: Viewer) -> Response {
-    let now = now_ms();
+    let now = st.now_ms();
     match st.state(move |s| s.approvals(true, now)).await {
         Ok(list) => Json(
             json!({"approvals": list.iter().map(|a| approval_json(a, now)).collect::<Vec<_>>()}),
@@ -298,7 +297,7 @@ async fn get_approval(
 ) -> Response {
     let owned = id.clone();
     match st.state(move |s| s.approval(&owned)).await {
-        Ok(a) => Json(approval_json(&a, now_ms())).into_response(),
+        Ok(a) => Json(approval_json(&a, st.now_ms())).into_response(),
         Err(toolgate_store::StoreError::NotFound(_)) => {
             error(StatusCode::NOT_FOUND, &format!("no approval `{id}`"))
         }
@@ -326,7 +325,7 @@ async fn decided(
             Some(r) => format!("{r} (admin API, token {})", who.id),
             None => format!("admin API, token {}", who.id),
         };
-        let r = a.audit_record(event, Some(who.name.clone()), Some(message), now_ms());
+        let r = a.audit_record(event, Some(who.name.clone()), Some(message), st.now_ms());
         if let Err(e) = crate::trail::append_durable(log, r).await {
             tracing::error!("audit log: {e}");
         }
@@ -339,7 +338,7 @@ async fn decided(
         tokio::task::spawn_blocking(move || store.announce_decided(&id));
     }
     tracing::info!(approval = %a.id, by = %who.name, "approval {event} through the admin API");
-    Json(approval_json(&a, now_ms())).into_response()
+    Json(approval_json(&a, st.now_ms())).into_response()
 }
 
 async fn approve(
@@ -347,8 +346,8 @@ async fn approve(
     Path(id): Path<String>,
     Authorized(who): Manager,
 ) -> Response {
-    let (owned, name) = (id.clone(), who.name.clone());
-    let result = st.state(move |s| s.approve(&owned, &name, now_ms())).await;
+    let (owned, name, now) = (id.clone(), who.name.clone(), st.now_ms());
+    let result = st.state(move |s| s.approve(&owned, &name, now)).await;
     decided(&st, result, &who, "approved", None).await
 }
 
@@ -368,15 +367,15 @@ async fn deny(
             "send JSON {\"reason\": \"…\"}: the agent reads why its call was denied",
         );
     };
-    let (owned, name, why) = (id.clone(), who.name.clone(), reason.clone());
+    let (owned, name, why, now) = (id.clone(), who.name.clone(), reason.clone(), st.now_ms());
     let result = st
-        .state(move |s| s.deny_approval(&owned, &name, &why, now_ms()))
+        .state(move |s| s.deny_approval(&owned, &name, &why, now))
         .await;
     decided(&st, result, &who, "denied", Some(reason)).await
 }
 
 async fn status(State(st): State<Arc<AppState>>, _: Viewer) -> Response {
-    let now = now_ms();
+    let now = st.now_ms();
     let since = now.saturating_sub(3_600_000);
     let stats = match st.audit.clone() {
         Some(log) => match tokio::task::spawn_blocking(move || log.stats(since)).await {

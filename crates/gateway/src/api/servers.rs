@@ -17,7 +17,6 @@ use toolgate_store::Role;
 
 use super::policies::current_document;
 use super::{admin_with_body, error, store_error, Authorized, Viewer};
-use crate::clock::now_ms;
 use crate::config::{valid_name, Config, Pinning, ServerConfig, Transport};
 use crate::manage::audit_admin;
 use crate::state::AppState;
@@ -352,7 +351,7 @@ fn append_server(st: &AppState, name: &str, who: &str, block: &str) -> Result<Va
         "{old}{}\n# added through the admin API by {} at {} ms\n{block}",
         if old.ends_with('\n') { "" } else { "\n" },
         who.replace('\n', " "),
-        now_ms()
+        st.now_ms()
     );
     let new = Config::parse(&text, &cfg.file, &cfg.base).map_err(|e| {
         (

@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use toolgate_protocol::error_codes;
 use toolgate_store::{Grant, GrantStatus};
 
-use crate::clock::now_ms;
 use crate::config::ServerConfig;
 pub use crate::error::Reject;
 use crate::respond::{json_response, SESSION_HEADER, VERSION_HEADER};
@@ -114,7 +113,7 @@ pub(crate) async fn authenticate(
             ));
         }
     };
-    match grant.status(now_ms()) {
+    match grant.status(st.now_ms()) {
         GrantStatus::Active => {}
         GrantStatus::Expired => return Err(unauthorized("this token has expired", true)),
         GrantStatus::Revoked => return Err(unauthorized("this token was revoked", true)),
@@ -142,9 +141,9 @@ pub(crate) async fn grant_for_jwt(
         return Err(unauthorized("unknown token", true));
     };
     let identity = v.verify(token).map_err(|e| unauthorized(&e, true))?;
-    let (srv, who) = (server.to_string(), identity.clone());
+    let (srv, who, now) = (server.to_string(), identity.clone(), st.now_ms());
     match st
-        .state(move |s| s.grant_for_identity(&srv, &who, now_ms()))
+        .state(move |s| s.grant_for_identity(&srv, &who, now))
         .await
     {
         Ok(Some(g)) => Ok(g),

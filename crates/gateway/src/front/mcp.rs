@@ -283,6 +283,7 @@ pub(super) async fn post_mcp(
                     enforce: srv.pinning == Pinning::Enforce,
                     audit: st.audit.clone(),
                     client_caps: session.client_caps.clone(),
+                    clock: st.clock.clone(),
                 });
                 Hook::FilterTools(
                     policy,

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::clock::now_ms;
 use crate::state::AppState;
 
 pub mod admission;
@@ -65,7 +64,8 @@ async fn host_guard(
 
 /// `GET /metrics`.
 async fn metrics_page(State(st): State<Arc<AppState>>) -> Response {
-    let pending = match st.state(|s| s.approvals(true, now_ms())).await {
+    let now = st.now_ms();
+    let pending = match st.state(move |s| s.approvals(true, now)).await {
         Ok(p) => i64::try_from(p.len()).unwrap_or(i64::MAX),
         Err(e) => {
             tracing::error!("metrics: store unavailable: {e}");
