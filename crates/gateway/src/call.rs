@@ -100,14 +100,16 @@ impl CallCtx {
         // Held: is it new since pinning (never approved) or changed? Fails closed: a pin
         // store that cannot be read holds the tool.
         let cached = (self.srv.pinning == Pinning::Enforce)
-            .then(|| self.st.store.held_cached(&self.srv.name, &self.tool))
+            .then(|| self.st.cache.held(&self.srv.name, &self.tool))
             .flatten();
         let (held, definition_new) = if cached == Some(false) {
             // Not held, as of the store version read when the request was admitted.
             (false, false)
         } else if self.srv.pinning == Pinning::Enforce {
             let (server, tool) = (self.srv.name.clone(), self.tool.clone());
-            self.st
+            let at = self.st.cache.generation();
+            let read = self
+                .st
                 .state(move |s| {
                     if !s.is_held(&server, &tool)? {
                         return Ok((false, false));
@@ -118,8 +120,13 @@ impl CallCtx {
                         .any(|p| p.tool == tool && p.hash.is_none());
                     Ok((true, new))
                 })
-                .await
-                .unwrap_or_else(|e| {
+                .await;
+            if let Ok((held, _)) = read {
+                self.st
+                    .cache
+                    .keep_held(at, &self.srv.name, &self.tool, held);
+            }
+            read.unwrap_or_else(|e| {
                     tracing::error!(server = %self.srv.name, "pin store failed: {e}; the call is held to be safe");
                     (true, false)
                 })

@@ -218,6 +218,8 @@ pub struct PinCtx {
     pub client_caps: String,
     /// Where the time of an observation is read.
     pub clock: crate::clock::Clock,
+    /// The gateway's pin checks, forgotten when this observation changes pins.
+    pub cache: Arc<crate::cache::StateCache>,
 }
 
 /// Pins the listed tools; returns the names to hold back. Fails closed: when the store
@@ -258,6 +260,9 @@ async fn pin_tools(ctx: &PinCtx, tools: &[Value]) -> Result<Vec<String>, ()> {
         Ok((observed, first_seen))
     })
     .await;
+    // Pins may have changed (and a failed write may have changed some): what this process
+    // cached about them is not trusted until the store's next version.
+    ctx.cache.forget_pins();
     match seen {
         Ok((observed, first_seen)) => {
             for tool in &first_seen {

@@ -29,6 +29,7 @@
 pub mod api;
 pub mod approval;
 pub mod bridge;
+pub mod cache;
 pub mod call;
 pub mod clock;
 pub mod config;

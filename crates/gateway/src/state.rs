@@ -1,7 +1,6 @@
 //! The gateway's shared state: the current config (swapped on reload), the store, the
 //! counters, the sessions and the upstream HTTP client.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -27,8 +26,8 @@ pub struct AppState {
     pub sessions: Sessions,
     /// The client for Streamable HTTP upstreams (no proxies: upstreams are reached directly).
     pub http: reqwest::Client,
-    /// Grants by token, valid while the store's `data_version` is unchanged.
-    grants: Mutex<GrantCache>,
+    /// Grants by token and pin checks, valid while the store's version is unchanged.
+    pub cache: Arc<crate::cache::StateCache>,
     /// The audit log (`None` when `[audit] enabled = false`).
     pub audit: Option<Arc<AuditLog>>,
     /// What `/metrics` shows.
@@ -50,12 +49,6 @@ pub struct AppState {
     pub local_grant: Option<Grant>,
     /// Where the call path reads the time (the system clock; a manual one in tests).
     pub clock: crate::clock::Clock,
-}
-
-#[derive(Default)]
-struct GrantCache {
-    version: Option<i64>,
-    by_token: HashMap<String, Option<Grant>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -87,7 +80,7 @@ impl AppState {
             counters,
             sessions: Sessions::default(),
             http,
-            grants: Mutex::new(GrantCache::default()),
+            cache: Arc::default(),
             audit: None,
             metrics: Arc::default(),
             jwt: None,
@@ -151,38 +144,27 @@ impl AppState {
     /// The grant a token opens. Cached; the cache is dropped whenever another process
     /// changed the store (a grant created, rotated or revoked), so changes apply at once.
     pub async fn grant_by_token(&self, token: &str) -> Result<Option<Grant>, StoreError> {
-        let version = self.state_version().await?;
-        {
-            let mut cache = self.grants.lock().unwrap_or_else(|e| e.into_inner());
-            if cache.version != Some(version) {
-                cache.by_token.clear();
-                cache.version = Some(version);
-            }
-            if let Some(hit) = cache.by_token.get(token) {
-                return Ok(hit.clone());
-            }
+        self.state_version().await?;
+        if let Some(hit) = self.cache.grant(token) {
+            return Ok(hit);
         }
+        let at = self.cache.generation();
         let owned = token.to_string();
         let found = self.state(move |s| s.grant_by_token(&owned)).await?;
-        let mut cache = self.grants.lock().unwrap_or_else(|e| e.into_inner());
-        // Kept only if the store did not change meanwhile (the answer could predate it).
-        if cache.version == Some(version) {
-            if cache.by_token.len() > 10_000 {
-                cache.by_token.clear();
-            }
-            cache.by_token.insert(token.to_string(), found.clone());
-        }
+        self.cache.keep_grant(at, token, found.clone());
         Ok(found)
     }
 
     /// The state store's version (see [`StateStore::data_version`]): read in place when the
     /// store can answer without waiting (SQLite's shared memory), else off the runtime
-    /// threads. Reading it also drops the store's stale pin cache.
+    /// threads. A new version empties [`AppState::cache`].
     pub async fn state_version(&self) -> Result<i64, StoreError> {
-        match self.store.data_version_now() {
-            Some(v) => Ok(v),
-            None => self.state(|s| s.data_version()).await,
-        }
+        let v = match self.store.data_version_now() {
+            Some(v) => v,
+            None => self.state(|s| s.data_version()).await?,
+        };
+        self.cache.seen_version(v);
+        Ok(v)
     }
 
     /// The current config.

@@ -148,18 +148,9 @@ fn row_pin(r: &rusqlite::Row<'_>) -> rusqlite::Result<Pin> {
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
-    /// Whether (server, tool) is held, cached; cleared by this store's pin writes and when
-    /// [`SqliteStore::data_version`] sees another process's commit.
-    held: Mutex<HeldCache>,
     /// A connection that only reads the state version (the `state_version` row, moved by
     /// triggers on every change to grants and pins, whoever commits it).
     version: Mutex<Connection>,
-}
-
-#[derive(Debug, Default)]
-struct HeldCache {
-    version: Option<i64>,
-    by_tool: std::collections::HashMap<(String, String), bool>,
 }
 
 fn scope_from(s: &str) -> Option<Scope> {
@@ -230,7 +221,6 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
-            held: Mutex::new(HeldCache::default()),
             version: Mutex::new(version),
         })
     }
@@ -379,7 +369,6 @@ impl SqliteStore {
                 Err(e) => return Err(e.into()),
             }
         };
-        self.seen_version(version);
         Ok(version)
     }
 
@@ -394,7 +383,6 @@ impl SqliteStore {
             let mut stmt = conn.prepare_cached(VERSION_SQL).ok()?;
             stmt.query_row([], |r| r.get(0)).ok()?
         };
-        self.seen_version(v);
         Some(v)
     }
 
@@ -402,28 +390,6 @@ impl SqliteStore {
         let conn = self.version.lock().unwrap_or_else(|e| e.into_inner());
         let mut stmt = conn.prepare_cached(VERSION_SQL)?;
         stmt.query_row([], |r| r.get(0))
-    }
-
-    /// Drops the pin cache when the version moved.
-    fn seen_version(&self, version: i64) {
-        let mut held = self.held_cache();
-        if held.version != Some(version) {
-            held.by_tool.clear();
-            held.version = Some(version);
-        }
-    }
-
-    fn held_cache(&self) -> std::sync::MutexGuard<'_, HeldCache> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Forgets cached pin checks (this process changed a pin; SQLite's `data_version`
-    /// only counts other connections' commits). The cache is used again after the next
-    /// [`SqliteStore::data_version`].
-    fn forget_held(&self) {
-        let mut cache = self.held_cache();
-        cache.by_tool.clear();
-        cache.version = None;
     }
 }
 
@@ -510,7 +476,6 @@ impl PinStore for SqliteStore {
             }
         }
         tx.commit()?;
-        self.forget_held();
         Ok(Observed { pins: out, changed })
     }
 
@@ -529,36 +494,14 @@ impl PinStore for SqliteStore {
 
     /// True when the tool's definition is held (changed or new since pinning).
     fn is_held(&self, server: &str, tool: &str) -> Result<bool, StoreError> {
-        if let Some(held) = self.held_cached(server, tool) {
-            return Ok(held);
-        }
-        let version = self.held_cache().version;
-        let held = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare_cached(
-                "SELECT pending_hash IS NOT NULL FROM pins WHERE server = ?1 AND tool = ?2",
-            )?;
-            stmt.query_row(params![server, tool], |r| r.get::<_, bool>(0))
-                .optional()?
-                .unwrap_or(false)
-        };
-        let mut cache = self.held_cache();
-        // Kept only if nothing changed meanwhile (the answer could predate the change).
-        if version.is_some() && cache.version == version {
-            cache
-                .by_tool
-                .insert((server.to_string(), tool.to_string()), held);
-        }
-        Ok(held)
-    }
-
-    fn held_cached(&self, server: &str, tool: &str) -> Option<bool> {
-        let cache = self.held_cache();
-        cache.version?;
-        cache
-            .by_tool
-            .get(&(server.to_string(), tool.to_string()))
-            .copied()
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT pending_hash IS NOT NULL FROM pins WHERE server = ?1 AND tool = ?2",
+        )?;
+        Ok(stmt
+            .query_row(params![server, tool], |r| r.get::<_, bool>(0))
+            .optional()?
+            .unwrap_or(false))
     }
 
     /// Approves a held definition: it becomes the pin. Errors when nothing is pending.
@@ -568,7 +511,6 @@ impl PinStore for SqliteStore {
              WHERE server = ?1 AND tool = ?2 AND pending_hash IS NOT NULL",
             params![server, tool, to_i64(now_ms)],
         )?;
-        self.forget_held();
         if n == 0 {
             return Err(StoreError::NotFound(format!(
                 "{server}/{tool} (no change is waiting for approval)"

@@ -74,12 +74,6 @@ pub trait PinStore {
     ) -> Result<Observed, StoreError>;
     /// True when the tool's definition is held (changed or new since pinning).
     fn is_held(&self, server: &str, tool: &str) -> Result<bool, StoreError>;
-    /// [`StateStore::is_held`] from memory only, when this store has the answer cached and
-    /// valid for the version [`StateStore::data_version`] last read (no IO: safe on an
-    /// async thread); `None` means ask [`StateStore::is_held`].
-    fn held_cached(&self, _server: &str, _tool: &str) -> Option<bool> {
-        None
-    }
     /// Approves a held definition: it becomes the pin. Errors when nothing is pending.
     fn approve_pin(&self, server: &str, tool: &str, now_ms: u64) -> Result<Pin, StoreError>;
     /// Records that a client with this set of capabilities (a canonical name such as

@@ -284,6 +284,7 @@ pub(super) async fn post_mcp(
                     audit: st.audit.clone(),
                     client_caps: session.client_caps.clone(),
                     clock: st.clock.clone(),
+                    cache: st.cache.clone(),
                 });
                 Hook::FilterTools(
                     policy,

@@ -182,8 +182,6 @@ pub struct RedisState {
     scripts: Scripts,
     /// Where decisions are announced.
     channel: String,
-    /// Pin checks answered since the state's version was last read (see [`HeldCache`]).
-    held: Mutex<HeldCache>,
     /// The version as last read, valid while a subscription to [`VERSION_CHANGED`] says
     /// nothing changed since (see [`StateStore::data_version_now`]).
     pushed: Arc<Mutex<Pushed>>,
@@ -203,20 +201,6 @@ struct Pushed {
     version: Option<i64>,
     read_at_generation: u64,
 }
-
-/// Whether (server, tool) is held, as of the state version read at `read_at`. Every pin
-/// change bumps the version, and the gateway reads the version at the start of each
-/// request, so a call's pin check costs no round trip while nothing changed. Answers are
-/// trusted for at most [`HELD_FRESH`] after that read.
-#[derive(Debug, Default)]
-struct HeldCache {
-    version: Option<i64>,
-    read_at: Option<std::time::Instant>,
-    by_tool: HashMap<(String, String), bool>,
-}
-
-/// How long after a version read cached pin checks are trusted.
-const HELD_FRESH: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for RedisState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -380,7 +364,6 @@ impl RedisState {
             client.get_connection_info().redis_settings().db()
         );
         let s = RedisState {
-            held: Mutex::new(HeldCache::default()),
             pushed: Arc::new(Mutex::new(Pushed::default())),
             listening: std::sync::Once::new(),
             channel,
@@ -512,10 +495,6 @@ impl RedisState {
         self.read(|c| redis::cmd("ZRANGE").arg(index).arg(0).arg(-1).query(c))
     }
 
-    fn held_cache(&self) -> std::sync::MutexGuard<'_, HeldCache> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn pushed(&self) -> std::sync::MutexGuard<'_, Pushed> {
         self.pushed.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -543,13 +522,6 @@ impl RedisState {
                     .generation += 1;
             },
         );
-    }
-
-    /// Forgets cached pin checks (after this process changed a pin).
-    fn forget_held(&self) {
-        let mut cache = self.held_cache();
-        cache.by_tool.clear();
-        cache.version = None;
     }
 
     /// The record a bearer token opens: the id stored under `{index}{sha256 of token}`,
@@ -662,12 +634,6 @@ impl StateStore for RedisState {
             p.version = Some(v);
             p.read_at_generation = generation;
         }
-        let mut cache = self.held_cache();
-        if cache.version != Some(v) {
-            cache.by_tool.clear();
-            cache.version = Some(v);
-        }
-        cache.read_at = Some(std::time::Instant::now());
         Ok(v)
     }
 
@@ -683,12 +649,6 @@ impl StateStore for RedisState {
             }
             p.version?
         };
-        let mut cache = self.held_cache();
-        if cache.version != Some(v) {
-            cache.by_tool.clear();
-            cache.version = Some(v);
-        }
-        cache.read_at = Some(std::time::Instant::now());
         Some(v)
     }
 

@@ -39,7 +39,6 @@ impl PinStore for RedisState {
             }
             inv.invoke(c)
         })?;
-        self.forget_held();
         let pins = tools
             .iter()
             .zip(&pins)
@@ -66,36 +65,13 @@ impl PinStore for RedisState {
         Ok(added == 1)
     }
 
-    fn held_cached(&self, server: &str, tool: &str) -> Option<bool> {
-        let cache = self.held_cache();
-        let fresh = cache.read_at.is_some_and(|t| t.elapsed() < HELD_FRESH);
-        if !fresh {
-            return None;
-        }
-        cache
-            .by_tool
-            .get(&(server.to_string(), tool.to_string()))
-            .copied()
-    }
-
     fn is_held(&self, server: &str, tool: &str) -> Result<bool, StoreError> {
-        let key = (server.to_string(), tool.to_string());
-        if let Some(held) = self.held_cached(server, tool) {
-            return Ok(held);
-        }
-        let version = self.held_cache().version;
-        let held: bool = self.read(|c| {
+        self.read(|c| {
             redis::cmd("SISMEMBER")
                 .arg(held_key(server))
                 .arg(tool)
                 .query(c)
-        })?;
-        let mut cache = self.held_cache();
-        // Kept only if no newer version was seen meanwhile (the answer could predate it).
-        if version.is_some() && cache.version == version {
-            cache.by_tool.insert(key, held);
-        }
-        Ok(held)
+        })
     }
 
     fn approve_pin(&self, server: &str, tool: &str, now_ms: u64) -> Result<Pin, StoreError> {
@@ -108,7 +84,6 @@ impl PinStore for RedisState {
                 .arg(now_ms)
                 .invoke(c)
         })?;
-        self.forget_held();
         match json {
             Some(j) => parse_pin(&j, server, tool),
             None => Err(StoreError::NotFound(format!(

@@ -1,0 +1,130 @@
+//! The one cache of state the gateway reads on every request: grants by token and whether
+//! a tool's definition is held, both valid for one version of the state store
+//! ([`toolgate_store::StateStore::data_version`], which moves on every change to grants,
+//! admin tokens and pins, whoever made it: this process, the CLI, another replica).
+//!
+//! The version is read at the start of each request ([`crate::state::AppState::state_version`]);
+//! a new one empties the cache. An answer read from the store is kept only if the cache did
+//! not move meanwhile (it could predate the change), tracked by a generation that moves
+//! with every version change and every [`StateCache::forget_pins`] (this process changed
+//! a pin: until the store's version says so, nothing cached about pins is trusted).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use toolgate_store::Grant;
+
+/// How many entries each map holds before it is emptied (a bound against an agent sending
+/// endless distinct tokens).
+const MAX_ENTRIES: usize = 10_000;
+
+#[derive(Debug, Default)]
+struct Entries {
+    version: Option<i64>,
+    generation: u64,
+    grants: HashMap<String, Option<Grant>>,
+    held: HashMap<(String, String), bool>,
+}
+
+/// Grants and pin checks, keyed by the state version (see the module documentation).
+#[derive(Debug, Default)]
+pub struct StateCache(Mutex<Entries>);
+
+/// Where the cache stood when a store read began: pass it back to keep the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation(u64);
+
+impl StateCache {
+    fn lock(&self) -> MutexGuard<'_, Entries> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state's version was just read: a new one empties the cache.
+    pub fn seen_version(&self, version: i64) {
+        let mut e = self.lock();
+        if e.version != Some(version) {
+            e.version = Some(version);
+            e.generation += 1;
+            e.grants.clear();
+            e.held.clear();
+        }
+    }
+
+    /// This process changed pins: forget every pin check until the next version.
+    pub fn forget_pins(&self) {
+        let mut e = self.lock();
+        e.generation += 1;
+        e.held.clear();
+    }
+
+    /// Where the cache stands now (take it before reading the store).
+    pub fn generation(&self) -> Generation {
+        Generation(self.lock().generation)
+    }
+
+    /// The grant a token opens, if cached.
+    pub fn grant(&self, token: &str) -> Option<Option<Grant>> {
+        let e = self.lock();
+        e.version?;
+        e.grants.get(token).cloned()
+    }
+
+    /// Keeps the grant a token opens, read from the store since `at`.
+    pub fn keep_grant(&self, at: Generation, token: &str, grant: Option<Grant>) {
+        let mut e = self.lock();
+        if e.version.is_some() && e.generation == at.0 {
+            if e.grants.len() >= MAX_ENTRIES {
+                e.grants.clear();
+            }
+            e.grants.insert(token.to_string(), grant);
+        }
+    }
+
+    /// Whether the tool's definition is held, if cached.
+    pub fn held(&self, server: &str, tool: &str) -> Option<bool> {
+        let e = self.lock();
+        e.version?;
+        e.held.get(&(server.to_string(), tool.to_string())).copied()
+    }
+
+    /// Keeps whether the tool's definition is held, read from the store since `at`.
+    pub fn keep_held(&self, at: Generation, server: &str, tool: &str, held: bool) {
+        let mut e = self.lock();
+        if e.version.is_some() && e.generation == at.0 {
+            if e.held.len() >= MAX_ENTRIES {
+                e.held.clear();
+            }
+            e.held.insert((server.to_string(), tool.to_string()), held);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StateCache;
+
+    #[test]
+    fn answers_live_for_one_version_and_a_read_across_a_change_is_not_kept() {
+        let c = StateCache::default();
+        let before = c.generation();
+        c.keep_held(before, "s", "t", false);
+        assert_eq!(
+            c.held("s", "t"),
+            None,
+            "nothing is kept before a version is read"
+        );
+        c.seen_version(1);
+        let at = c.generation();
+        c.keep_held(at, "s", "t", false);
+        assert_eq!(c.held("s", "t"), Some(false));
+        c.seen_version(1);
+        assert_eq!(c.held("s", "t"), Some(false), "the same version keeps it");
+        // A read that began before this process changed a pin is not kept.
+        let at = c.generation();
+        c.forget_pins();
+        c.keep_held(at, "s", "t", true);
+        assert_eq!(c.held("s", "t"), None);
+        c.seen_version(2);
+        assert_eq!(c.held("s", "t"), None);
+    }
+}
