@@ -79,7 +79,7 @@ pub fn load_config_or_user(arg: &ConfigArg) -> anyhow::Result<toolgate_gateway::
 pub fn open_counters(
     cfg: &toolgate_gateway::Config,
     store: &std::sync::Arc<dyn toolgate_store::StateStore>,
-) -> anyhow::Result<std::sync::Arc<dyn toolgate_policy::Counters>> {
+) -> anyhow::Result<std::sync::Arc<dyn toolgate_store::CounterStore>> {
     use anyhow::Context as _;
     let redis = cfg.counters.as_deref().or_else(|| {
         (cfg.store.starts_with("redis://") || cfg.store.starts_with("redis+unix://"))

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use toolgate_audit::{Kind, Outcome, Record};
 use toolgate_policy::{
-    evaluate, labels, Call, CounterError, Counters, Decision, Effect, Facts, Policy, Ticket,
+    evaluate, labels, Call, CounterError, Decision, Effect, Facts, Policy, Ticket,
 };
 use toolgate_protocol::upstream::{parse_value, peek, repair, Unreadable};
 use toolgate_protocol::{error_codes, error_response, tool_error_result};
-use toolgate_store::{AuditLog, StateStore};
+use toolgate_store::{AuditLog, CounterStore, StateStore};
 
 pub use crate::error::Unavailable;
 use crate::trail::{outcome_of, Trail};
@@ -102,7 +102,7 @@ pub const STATE_FAIL_OPEN: &str =
 pub async fn reserve(
     id_text: &str,
     d: Decision,
-    counters: &dyn Counters,
+    counters: &dyn CounterStore,
     now_ms: u64,
     fail_open: bool,
 ) -> (Verdict, Decision) {
@@ -154,7 +154,7 @@ pub enum Hook {
 #[derive(Clone)]
 pub struct CallHook {
     /// Where the reservations were made.
-    pub counters: Arc<dyn Counters>,
+    pub counters: Arc<dyn CounterStore>,
     /// The reservations.
     pub ticket: Ticket,
     /// The audit trail, when the audit is on.
@@ -331,7 +331,7 @@ fn pinned_first_seen(ctx: &PinCtx, tool: &str, now: u64) {
 /// Gives a ticket's counts back, in place: [`Counters::give_back`] never waits for IO
 /// (stores that write elsewhere queue the write), and the next call must already see the
 /// counts returned. A failure is logged (the counts then lapse with their window).
-pub fn give_back_later(counters: &Arc<dyn Counters>, ticket: &Ticket) {
+pub fn give_back_later(counters: &Arc<dyn CounterStore>, ticket: &Ticket) {
     if ticket.entries.is_empty() {
         return;
     }

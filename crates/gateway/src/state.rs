@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use toolgate_policy::Counters;
+use toolgate_store::CounterStore;
 use toolgate_store::{AuditLog, Grant, StateStore, StoreError};
 
 use crate::bridge::blocking;
@@ -21,7 +21,7 @@ pub struct AppState {
     /// Grants, admin tokens, pins, approvals and policy history (SQLite or Redis).
     pub store: Arc<dyn StateStore>,
     /// Rate-limit counters.
-    pub counters: Arc<dyn Counters>,
+    pub counters: Arc<dyn CounterStore>,
     /// Live agent sessions.
     pub sessions: Sessions,
     /// The client for Streamable HTTP upstreams (no proxies: upstreams are reached directly).
@@ -64,7 +64,7 @@ impl AppState {
     pub fn new(
         config: Config,
         store: Arc<dyn StateStore>,
-        counters: Arc<dyn Counters>,
+        counters: Arc<dyn CounterStore>,
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .no_proxy()

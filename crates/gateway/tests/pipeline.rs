@@ -27,8 +27,8 @@ use toolgate_gateway::clock::Clock;
 use toolgate_gateway::{router, AppState, Config};
 use toolgate_policy::{CounterError, Counters, MemoryCounters, Reservation, Ticket};
 use toolgate_store::{
-    AdminStore, AuditFilter, AuditLog, Grant, GrantStore, MemoryState, NewGrant, Outage, PinStore,
-    Role,
+    AdminStore, AuditFilter, AuditLog, CounterStore, Grant, GrantStore, MemoryState, NewGrant,
+    Outage, PinStore, Role,
 };
 use tower::ServiceExt;
 
@@ -63,6 +63,8 @@ impl Counters for FlakyCounters {
         self.inner.give_back(ticket)
     }
 }
+
+impl CounterStore for FlakyCounters {}
 
 /// One gateway on in-memory state, and the switches a case may turn.
 struct Gw {

@@ -82,9 +82,6 @@ pub enum CounterError {
     Unavailable(String),
 }
 
-/// Receives the outcome of [`Counters::reserve_then`], possibly on another thread.
-pub type Settle = Box<dyn FnOnce(Result<Ticket, CounterError>) + Send>;
-
 /// A store of sliding-window counters.
 pub trait Counters: Send + Sync {
     /// Makes every reservation at `now_ms`, or none: returns the first that does not fit.
@@ -93,16 +90,6 @@ pub trait Counters: Send + Sync {
     /// next reservation at once and never waits for IO (a store that writes elsewhere
     /// queues the write): callers on an async runtime call it in place.
     fn give_back(&self, ticket: &Ticket) -> Result<(), CounterError>;
-    /// Like [`Counters::reserve`], but reports through `done` once the reservation is
-    /// settled (for persistent stores: once it is durable), so async callers need not
-    /// block a thread. The default settles at once.
-    fn reserve_then(&self, reservations: &[Reservation], now_ms: u64, done: Settle) {
-        done(self.reserve(reservations, now_ms));
-    }
-    /// Whether the store answers now (for `/readyz`). The default: always.
-    fn check(&self) -> Result<(), CounterError> {
-        Ok(())
-    }
 }
 
 #[derive(Debug, Default)]

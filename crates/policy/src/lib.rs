@@ -31,7 +31,7 @@ pub mod load;
 pub mod model;
 pub mod testing;
 
-pub use counters::{CounterError, CounterKey, Counters, Exceeded, MemoryCounters, Settle, Ticket};
+pub use counters::{CounterError, CounterKey, Counters, Exceeded, MemoryCounters, Ticket};
 pub use eval::{evaluate, labels, Call, Decision, Effect, Facts, Reservation};
 pub use load::{load_str, load_value, Diagnostic, LoadError, Loaded, Severity};
 pub use model::{Action, ApprovalSpec, DefaultAction, Expect, Policy, Scope};

@@ -12,9 +12,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use toolgate_policy::{
-    CounterError, CounterKey, Counters, MemoryCounters, Reservation, Settle, Ticket,
-};
+use toolgate_policy::{CounterError, CounterKey, Counters, MemoryCounters, Reservation, Ticket};
+
+use crate::counter_store::{CounterStore, Settle};
 
 use crate::sqlite::SqliteStore;
 use crate::StoreError;
@@ -194,7 +194,7 @@ fn writer(store: Arc<SqliteStore>, queue: &Queue, broken: &Mutex<Option<String>>
 /// `reserve` for a store whose reservations settle later (`reserve_then`): waits for the
 /// settlement on this thread. `stopped` says why when the store's workers are gone.
 pub(crate) fn reserve_blocking(
-    counters: &(impl Counters + ?Sized),
+    counters: &(impl CounterStore + ?Sized),
     reservations: &[Reservation],
     now_ms: u64,
     stopped: &str,
@@ -216,6 +216,20 @@ impl Counters for PersistentCounters {
         reserve_blocking(self, reservations, now_ms, "the counter writer stopped")
     }
 
+    fn give_back(&self, ticket: &Ticket) -> Result<(), CounterError> {
+        self.mem.give_back(ticket)?;
+        let ids: Vec<u64> = ticket.entries.iter().map(|(_, id)| *id).collect();
+        if self.queue.push(vec![], ids) {
+            Ok(())
+        } else {
+            Err(CounterError::Unavailable(
+                "the counter writer stopped".into(),
+            ))
+        }
+    }
+}
+
+impl CounterStore for PersistentCounters {
     fn reserve_then(&self, reservations: &[Reservation], now_ms: u64, done: Settle) {
         if reservations.is_empty() {
             return done(Ok(Ticket::default()));
@@ -260,18 +274,6 @@ impl Counters for PersistentCounters {
                 "the counter store cannot write: {e}"
             ))),
             None => Ok(()),
-        }
-    }
-
-    fn give_back(&self, ticket: &Ticket) -> Result<(), CounterError> {
-        self.mem.give_back(ticket)?;
-        let ids: Vec<u64> = ticket.entries.iter().map(|(_, id)| *id).collect();
-        if self.queue.push(vec![], ids) {
-            Ok(())
-        } else {
-            Err(CounterError::Unavailable(
-                "the counter writer stopped".into(),
-            ))
         }
     }
 }

@@ -11,7 +11,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use toolgate_policy::{CounterError, CounterKey, Counters, Exceeded, Reservation, Settle, Ticket};
+use toolgate_policy::{CounterError, CounterKey, Counters, Exceeded, Reservation, Ticket};
+
+use crate::counter_store::{CounterStore, Settle};
 
 use crate::StoreError;
 
@@ -235,6 +237,17 @@ impl Counters for RedisCounters {
         crate::counters::reserve_blocking(self, reservations, now_ms, "redis: the workers stopped")
     }
 
+    /// Queues the give-back (it does not wait for Redis; a failure is logged).
+    fn give_back(&self, ticket: &Ticket) -> Result<(), CounterError> {
+        if ticket.entries.is_empty() {
+            return Ok(());
+        }
+        self.send(Job::GiveBack(ticket.clone()))
+            .map_err(|_| unavailable("the redis workers stopped"))
+    }
+}
+
+impl CounterStore for RedisCounters {
     fn reserve_then(&self, reservations: &[Reservation], _now_ms: u64, done: Settle) {
         if reservations.is_empty() {
             return done(Ok(Ticket::default()));
@@ -261,14 +274,5 @@ impl Counters for RedisCounters {
             .query(&mut conn)
             .map_err(|e| unavailable(format!("{}: {e}", crate::redact_url(&self.url))))?;
         Ok(())
-    }
-
-    /// Queues the give-back (it does not wait for Redis; a failure is logged).
-    fn give_back(&self, ticket: &Ticket) -> Result<(), CounterError> {
-        if ticket.entries.is_empty() {
-            return Ok(());
-        }
-        self.send(Job::GiveBack(ticket.clone()))
-            .map_err(|_| unavailable("the redis workers stopped"))
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use toolgate_policy::{evaluate, load_str, Call, CounterError, Counters, Facts};
-use toolgate_store::{PersistentCounters, SqliteStore};
+use toolgate_store::{CounterStore, PersistentCounters, SqliteStore};
 
 fn tmp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("toolgate-store-{name}-{}", std::process::id()));
