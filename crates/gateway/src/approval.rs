@@ -11,7 +11,7 @@ use axum::http::header;
 use axum::response::Response;
 use futures::StreamExt;
 use serde_json::json;
-use toolgate_policy::Decision;
+use toolgate_policy::{Ask, Decision};
 use toolgate_store::{Approval, ApprovalStatus, NewApproval};
 
 use crate::call::{approved, CallCtx};
@@ -47,10 +47,31 @@ async fn waiting_for_grant(
         .count())
 }
 
+/// The rule of a call whose policy asks the client, when the client cannot be asked.
+pub const APPROVAL_UNAVAILABLE: &str = "(approval unavailable)";
+
 /// Holds a call that needs approval; answers when it is decided.
 pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
     let spec = d.approval.clone().unwrap_or_default();
     let cfg = ctx.cfg.clone();
+    // The client can be asked on this call's stream when it declared elicitation (legacy
+    // era: the 2026-07-28 era's `input_required` is not built yet).
+    let can_ask = !ctx.modern && ctx.accepts_sse && ctx.session.client_can("elicitation");
+    if spec.ask == Ask::Client && !can_ask {
+        let why = if ctx.modern {
+            "asking the client is not available in the 2026-07-28 era yet"
+        } else if !ctx.accepts_sse {
+            "the client did not accept a stream (Accept: text/event-stream), on which it would be asked"
+        } else {
+            "the client did not declare the `elicitation` capability"
+        };
+        let d = Decision::denied(
+            APPROVAL_UNAVAILABLE,
+            &format!("`{}` needs the approval of the person at this client, which cannot be asked: {why}", ctx.tool),
+        );
+        return ctx.deny(denial_message(&ctx.id_text, &d), &d, None);
+    }
+    let ask_client = spec.ask.asks_client() && can_ask;
     let new = NewApproval {
         server: ctx.srv.name.clone(),
         grant_id: ctx.grant.id.clone(),
@@ -66,7 +87,8 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
             .as_ref()
             .and_then(|p| cfg.policy_versions.get(p).cloned()),
         rule: d.rule.clone(),
-        required: spec.approvers.max(1),
+        // The client's answer decides alone (`approvers` counts operators).
+        required: if ask_client { 1 } else { spec.approvers.max(1) },
         timeout_ms: spec.timeout_secs.saturating_mul(1000),
     };
     // One held call at a time in this process checks the grant's share of the queue and
@@ -119,6 +141,18 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
     if !ctx.accepts_sse {
         return waiting.await;
     }
+    // The question, and where its answer arrives (none: too many questions wait on this
+    // session; operators can still decide).
+    let asked = if ask_client {
+        let qid = crate::ask::question_id(&a.id);
+        ctx.session
+            .ask(&qid)
+            .map(|rx| (crate::ask::question(&ctx, &a, spec.session_scope), rx))
+    } else {
+        None
+    };
+    let session_scope = spec.session_scope;
+    let asker = ctx.clone();
     let progress = ctx.progress.clone();
     let stream = async_stream::stream! {
         let started = std::time::Instant::now();
@@ -139,7 +173,16 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
                 None => Bytes::from_static(b": waiting for approval\n\n"),
             }
         };
-        yield Ok::<Bytes, std::io::Error>(note(0));
+        let mut answered = match asked {
+            Some((question, rx)) => {
+                yield Ok::<Bytes, std::io::Error>(encode(&question, None));
+                Some(rx)
+            }
+            None => {
+                yield Ok::<Bytes, std::io::Error>(note(0));
+                None
+            }
+        };
         tokio::pin!(waiting);
         let mut tick = tokio::time::interval(KEEP_ALIVE);
         tick.tick().await;
@@ -147,6 +190,15 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
             tokio::select! {
                 r = &mut waiting => break r,
                 _ = tick.tick() => yield Ok(note(started.elapsed().as_secs().max(1))),
+                got = futures::future::OptionFuture::from(answered.as_mut()), if answered.is_some() => {
+                    answered = None;
+                    let said = match got {
+                        Some(Ok(response)) => crate::ask::Answer::read(&response, session_scope),
+                        // The session ended: the wait ends by itself.
+                        _ => continue,
+                    };
+                    crate::ask::apply(&asker, &a, said).await;
+                }
             }
         };
         let is_sse = answer

@@ -47,6 +47,39 @@ impl Decisions {
     }
 }
 
+/// Records an approver's decision (`approved`, `denied`) in the audit log, durably, then
+/// wakes the held calls waiting for it here and, through the store, on every replica: the
+/// one path for decisions from the admin API, the dashboard and the agent's client.
+pub async fn record_and_wake(
+    st: &crate::state::AppState,
+    a: &Approval,
+    event: &str,
+    approver: &str,
+    message: String,
+) {
+    if let Some(log) = &st.audit {
+        let r = a.audit_record(
+            event,
+            Some(approver.to_string()),
+            Some(message),
+            st.now_ms(),
+        );
+        if let Err(e) = crate::trail::append_durable(log, r).await {
+            tracing::error!("audit log: {e}");
+        }
+    }
+    // Woken after the record, so the held call's `used` follows this `approved`.
+    if a.status != ApprovalStatus::Pending {
+        st.decisions.decided(&a.id);
+        let id = a.id.clone();
+        let _ = blocking(&st.store, move |s| {
+            s.announce_decided(&id);
+            Ok(())
+        })
+        .await;
+    }
+}
+
 /// Sleeps for `POLL`, or less when approval `id` is announced as decided.
 async fn nap(wake: &mut tokio::sync::broadcast::Receiver<String>, id: &str) {
     let announced = async {

@@ -28,6 +28,7 @@
 
 pub mod api;
 pub mod approval;
+pub mod ask;
 pub mod bridge;
 pub mod cache;
 pub mod call;

@@ -17,6 +17,20 @@ pub async fn call_tool(ctx: CallCtx) -> Response {
             GatewayError::Rejected(r) => r.into_response(),
         },
         Ok(d) if d.effect == Effect::RequireApproval => {
+            // The client allowed this tool for the rest of the session, under this policy.
+            let version = ctx
+                .grant
+                .policy
+                .as_ref()
+                .and_then(|p| ctx.cfg.policy_versions.get(p).map(String::as_str));
+            if let Some(a) = ctx.session.allowed(&ctx.tool, version) {
+                ctx.record_approval(
+                    &a,
+                    "used",
+                    Some("allowed for this session by the client".into()),
+                );
+                return approved(ctx, a).await;
+            }
             // An approval already given for exactly these arguments is used once.
             let (grant, tool, hash) = (ctx.grant.id.clone(), ctx.tool.clone(), ctx.arg_hash());
             let now = ctx.st.now_ms();

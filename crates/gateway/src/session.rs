@@ -20,6 +20,9 @@ pub enum UpstreamSession {
     Channel(Arc<Channel>),
 }
 
+/// The most questions toolgate waits on per session (a bound: each is a held call).
+pub const MAX_ASKS: usize = 64;
+
 /// One agent session.
 #[derive(Debug)]
 pub struct Session {
@@ -39,6 +42,12 @@ pub struct Session {
     uses: AtomicUsize,
     /// Requests in flight and GET streams open on this session.
     in_use: Arc<AtomicUsize>,
+    /// Questions toolgate asked this session's client (approvals through elicitation), by
+    /// the JSON-RPC id of the request: the held call waiting for the answer.
+    asks: Mutex<HashMap<String, tokio::sync::oneshot::Sender<serde_json::Value>>>,
+    /// Tools the client allowed for the rest of this session (`session_scope`), with the
+    /// policy version that asked and the approval that allowed them.
+    allowed: Mutex<HashMap<String, (Option<String>, toolgate_store::Approval)>>,
 }
 
 /// Marks a session in use (a request in flight, a stream open) while alive: a session in
@@ -64,7 +73,61 @@ impl Session {
             last_seen: Mutex::new(Instant::now()),
             uses: AtomicUsize::new(0),
             in_use: Arc::new(AtomicUsize::new(0)),
+            asks: Mutex::default(),
+            allowed: Mutex::default(),
         }
+    }
+
+    /// True when the client declared `capability` (`elicitation`, `roots`, `sampling`).
+    pub fn client_can(&self, capability: &str) -> bool {
+        self.client_caps.split(',').any(|c| c == capability)
+    }
+
+    /// Waits for the client's answer to toolgate's request `id` (see [`Session::answer`]).
+    /// At most [`MAX_ASKS`] questions wait per session; `None` when that many already do.
+    pub fn ask(&self, id: &str) -> Option<tokio::sync::oneshot::Receiver<serde_json::Value>> {
+        let mut asks = self.asks.lock().unwrap_or_else(|e| e.into_inner());
+        asks.retain(|_, tx| !tx.is_closed());
+        if asks.len() >= MAX_ASKS {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        asks.insert(id.to_string(), tx);
+        Some(rx)
+    }
+
+    /// Delivers the client's response to toolgate's request `id`; false when toolgate
+    /// asked no such thing (or nobody waits any more).
+    pub fn answer(&self, id: &str, response: serde_json::Value) -> bool {
+        let tx = self
+            .asks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        tx.is_some_and(|tx| tx.send(response).is_ok())
+    }
+
+    /// Allows `tool` for the rest of this session under policy version `version`.
+    pub fn allow_tool(
+        &self,
+        tool: &str,
+        version: Option<String>,
+        approval: toolgate_store::Approval,
+    ) {
+        self.allowed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tool.to_string(), (version, approval));
+    }
+
+    /// The approval that allowed `tool` for this session, if the policy is still the
+    /// version that asked.
+    pub fn allowed(&self, tool: &str, version: Option<&str>) -> Option<toolgate_store::Approval> {
+        let allowed = self.allowed.lock().unwrap_or_else(|e| e.into_inner());
+        allowed
+            .get(tool)
+            .filter(|(v, _)| v.as_deref() == version)
+            .map(|(_, a)| a.clone())
     }
 
     /// The session of a client that declared these capabilities in `initialize`.

@@ -34,4 +34,4 @@ pub mod testing;
 pub use counters::{CounterError, CounterKey, Counters, Exceeded, MemoryCounters, Ticket};
 pub use eval::{evaluate, labels, Call, Decision, Effect, Facts, Reservation};
 pub use load::{load_str, load_value, Diagnostic, LoadError, Loaded, Severity};
-pub use model::{Action, ApprovalSpec, DefaultAction, Expect, Policy, Scope};
+pub use model::{Action, ApprovalSpec, Ask, DefaultAction, Expect, Policy, Scope};

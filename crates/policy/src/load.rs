@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 
 use crate::duration::{duration_secs, window_secs};
 use crate::model::{
-    Action, ApprovalSpec, ArgPath, DefaultAction, Expect, HideEntry, Limit, Op, Policy, PolicyTest,
-    Predicate, Scope, ToolRule,
+    Action, ApprovalSpec, ArgPath, Ask, DefaultAction, Expect, HideEntry, Limit, Op, Policy,
+    PolicyTest, Predicate, Scope, ToolRule,
 };
 
 /// The longest an approval may wait for a decision (and stay usable once given): 30 days.
@@ -503,9 +503,41 @@ impl Cx {
 
     fn approval(&mut self, v: &Value, at: &str) -> ApprovalSpec {
         let mut spec = ApprovalSpec::default();
-        let Some(map) = self.object(v, at, "approval settings", &["timeout", "approvers"]) else {
+        let Some(map) = self.object(
+            v,
+            at,
+            "approval settings",
+            &["timeout", "approvers", "ask", "session_scope"],
+        ) else {
             return spec;
         };
+        if let Some(a) = map.get("ask") {
+            match a.as_str() {
+                Some("operators") => spec.ask = Ask::Operators,
+                Some("client") => spec.ask = Ask::Client,
+                Some("client_or_operators") => spec.ask = Ask::ClientOrOperators,
+                _ => self.error(
+                    &format!("{at}/ask"),
+                    format!(
+                        "expected \"operators\" (CLI, API, dashboard; the default), \"client\" (the person at the agent's client, through elicitation) or \"client_or_operators\", got {}",
+                        show(a)
+                    ),
+                ),
+            }
+        }
+        if let Some(s) = map.get("session_scope") {
+            match s.as_bool() {
+                Some(true) if !spec.ask.asks_client() => self.error(
+                    &format!("{at}/session_scope"),
+                    "only the client can allow a tool for its session: set `ask` to \"client\" or \"client_or_operators\"",
+                ),
+                Some(b) => spec.session_scope = b,
+                None => self.error(
+                    &format!("{at}/session_scope"),
+                    format!("expected true or false, got {}", show(s)),
+                ),
+            }
+        }
         if let Some(t) = map.get("timeout") {
             match duration_secs(t) {
                 Some(s) if (1..=MAX_APPROVAL_TIMEOUT_SECS).contains(&s) => spec.timeout_secs = s,
@@ -1035,6 +1067,26 @@ mod tests {
             vec![
                 r#"/tools/r/approval/timeout: expected a duration from 1s to 30d, got "31d""#,
                 r#"/tools/s/approval/timeout: expected a duration such as "10m", "1h" or a whole number of seconds, got 0"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn who_is_asked_and_session_scope() {
+        let p = load_str(r#"{"version":"1","default":"deny","tools":{"r":{"action":"require_approval","approval":{"ask":"client","session_scope":true,"timeout":"2m"}}}}"#).unwrap();
+        let spec = &p.policy.tools["r"].approval;
+        assert_eq!(
+            (spec.ask, spec.session_scope, spec.timeout_secs),
+            (crate::Ask::Client, true, 120)
+        );
+        let e = errors(
+            r#"{"version":"1","default":"deny","tools":{"r":{"action":"require_approval","approval":{"ask":"user"}},"s":{"action":"require_approval","approval":{"session_scope":true}}}}"#,
+        );
+        assert_eq!(
+            e,
+            vec![
+                r#"/tools/r/approval/ask: expected "operators" (CLI, API, dashboard; the default), "client" (the person at the agent's client, through elicitation) or "client_or_operators", got "user""#,
+                r#"/tools/s/approval/session_scope: only the client can allow a tool for its session: set `ask` to "client" or "client_or_operators""#,
             ]
         );
     }

@@ -152,13 +152,46 @@ pub struct Limit {
     pub pointer: String,
 }
 
+/// Who is asked to approve a held call (`approval.ask`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ask {
+    /// The operators: CLI, admin API, dashboard, webhook (the default).
+    #[default]
+    Operators,
+    /// The person using the agent's client, through the client (elicitation).
+    Client,
+    /// Both; the first answer wins.
+    ClientOrOperators,
+}
+
+impl Ask {
+    /// The value in policy documents.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ask::Operators => "operators",
+            Ask::Client => "client",
+            Ask::ClientOrOperators => "client_or_operators",
+        }
+    }
+
+    /// True when the client is asked.
+    pub fn asks_client(self) -> bool {
+        self != Ask::Operators
+    }
+}
+
 /// Settings of `"action": "require_approval"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalSpec {
     /// How long a held call waits, in seconds (default 600).
     pub timeout_secs: u64,
-    /// How many distinct approvers are needed (default 1).
+    /// How many distinct approvers are needed (default 1; the client's answer counts as
+    /// all of them).
     pub approvers: u32,
+    /// Who is asked.
+    pub ask: Ask,
+    /// The client may answer "allow this tool for this session" (`session_scope`).
+    pub session_scope: bool,
 }
 
 impl Default for ApprovalSpec {
@@ -166,6 +199,8 @@ impl Default for ApprovalSpec {
         ApprovalSpec {
             timeout_secs: 600,
             approvers: 1,
+            ask: Ask::Operators,
+            session_scope: false,
         }
     }
 }

@@ -320,23 +320,11 @@ async fn decided(
         Ok(Err(e)) => return error(StatusCode::CONFLICT, &e.to_string()),
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
-    if let Some(log) = &st.audit {
-        let message = match reason {
-            Some(r) => format!("{r} (admin API, token {})", who.id),
-            None => format!("admin API, token {}", who.id),
-        };
-        let r = a.audit_record(event, Some(who.name.clone()), Some(message), st.now_ms());
-        if let Err(e) = crate::trail::append_durable(log, r).await {
-            tracing::error!("audit log: {e}");
-        }
-    }
-    // Woken after the record, so the held call's `used` follows this `approved`.
-    if a.status != toolgate_store::ApprovalStatus::Pending {
-        st.decisions.decided(&a.id);
-        let store = st.store.clone();
-        let id = a.id.clone();
-        tokio::task::spawn_blocking(move || store.announce_decided(&id));
-    }
+    let message = match reason {
+        Some(r) => format!("{r} (admin API, token {})", who.id),
+        None => format!("admin API, token {}", who.id),
+    };
+    crate::decisions::record_and_wake(st, &a, event, &who.name, message).await;
     tracing::info!(approval = %a.id, by = %who.name, "approval {event} through the admin API");
     Json(approval_json(&a, st.now_ms())).into_response()
 }

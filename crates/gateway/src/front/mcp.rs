@@ -203,6 +203,21 @@ pub(super) async fn post_mcp(
             Err(r) => return r.into_response(),
         },
     };
+    // The client's answer to a question toolgate asked (an approval through the client):
+    // it goes to the held call, never upstream.
+    if env.kind == Kind::Response {
+        if let Some(raw) = env
+            .id
+            .map(|r| r.get())
+            .filter(|r| crate::ask::is_question_id(r))
+        {
+            let response = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+            if !session.answer(raw, response) {
+                tracing::info!(session = %session.id, "an answer to a question no held call waits for (decided or expired meanwhile)");
+            }
+            return StatusCode::ACCEPTED.into_response();
+        }
+    }
     // In use until its answer ends: never closed to make room for another session.
     let in_use = session.enter();
     let response = async {

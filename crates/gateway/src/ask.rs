@@ -1,0 +1,231 @@
+//! Approval through the agent's own client (`"approval": {"ask": "client"}`): the person
+//! at the keyboard is asked, with an `elicitation/create` request toolgate sends on the held
+//! call's stream (legacy era; `toolgate run` carries it over stdio). The client is one more
+//! approver: its answer approves or denies the stored approval like the CLI or the admin
+//! API would (recorded with `approver = client:IDENTITY`), and the held call, waiting as
+//! usual, goes on.
+//!
+//! The question names the tool, its server, the arguments as approvers see them (after
+//! `redact`) and the rule that asked; the answer is one of `allow_once`, `allow_session`
+//! (offered when the policy says `session_scope`: the same tool in the same session, until
+//! it ends or the policy changes) and `deny` (with an optional reason).
+
+use serde_json::{json, Value};
+use toolgate_store::{Approval, DecideError};
+
+use crate::call::CallCtx;
+
+/// The JSON-RPC id of the question about approval `id` (a string no upstream uses).
+pub fn question_id(approval_id: &str) -> String {
+    Value::String(format!("toolgate-approval-{approval_id}")).to_string()
+}
+
+/// True for the id of a question toolgate asked (raw JSON text).
+pub fn is_question_id(raw_id: &str) -> bool {
+    raw_id.starts_with("\"toolgate-approval-")
+}
+
+/// Who answered, as the audit log and the approval record it.
+pub fn approver(ctx: &CallCtx) -> String {
+    format!("client:{}", ctx.grant.identity)
+}
+
+/// The `elicitation/create` request that asks about held call `a`.
+pub fn question(ctx: &CallCtx, a: &Approval, session_scope: bool) -> String {
+    let mut choices = vec!["allow_once"];
+    let mut titles = vec!["Allow once".to_string()];
+    if session_scope {
+        choices.push("allow_session");
+        titles.push(format!("Allow `{}` for this session", a.tool));
+    }
+    choices.push("deny");
+    titles.push("Deny".into());
+    let message = format!(
+        "toolgate holds a call for your approval.\n\nTool: {}\nServer: {}\nArguments: {}\nAsked by rule: {}",
+        a.tool, a.server, a.arguments, a.rule
+    );
+    json!({
+        "jsonrpc": "2.0",
+        "id": format!("toolgate-approval-{}", a.id),
+        "method": "elicitation/create",
+        "params": {
+            "mode": "form",
+            "message": message,
+            "requestedSchema": {
+                "type": "object",
+                "properties": {
+                    "decision": {
+                        "type": "string",
+                        "title": "Decision",
+                        "enum": choices,
+                        "enumNames": titles,
+                    },
+                    "reason": {
+                        "type": "string",
+                        "title": "Reason (for a denial)",
+                    }
+                },
+                "required": ["decision"]
+            },
+            "_meta": {"toolgate": {"approval": a.id, "tool": a.tool, "server": a.server, "grant": ctx.grant.label}}
+        }
+    })
+    .to_string()
+}
+
+/// What the client answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Allowed, for this call or (`true`) for the session.
+    Allow {
+        /// For the rest of the session.
+        session: bool,
+    },
+    /// Denied, declined or cancelled, with why.
+    Deny(String),
+}
+
+impl Answer {
+    /// Reads the client's response to [`question`]. Anything but a clear allow is a denial
+    /// (fail closed): a decline, a cancel, an error, an unknown choice, `allow_session`
+    /// when it was not offered.
+    pub fn read(response: &Value, session_scope: bool) -> Answer {
+        if let Some(e) = response.get("error") {
+            let why = e
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("an error");
+            return Answer::Deny(format!("the client could not ask: {why}"));
+        }
+        let result = &response["result"];
+        match result["action"].as_str() {
+            Some("accept") => {}
+            Some("decline") => return Answer::Deny("declined in the client".into()),
+            Some("cancel") => return Answer::Deny("dismissed in the client".into()),
+            _ => return Answer::Deny("the client's answer was not understood".into()),
+        }
+        let content = &result["content"];
+        match content["decision"].as_str() {
+            Some("allow_once") => Answer::Allow { session: false },
+            Some("allow_session") if session_scope => Answer::Allow { session: true },
+            Some("deny") => Answer::Deny(
+                content["reason"]
+                    .as_str()
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or("denied in the client")
+                    .to_string(),
+            ),
+            Some("allow_session") => {
+                Answer::Deny("`allow_session` was not offered for this tool".into())
+            }
+            _ => Answer::Deny("the client's answer was not understood".into()),
+        }
+    }
+
+    /// How the audit log says it.
+    fn said(&self) -> &'static str {
+        match self {
+            Answer::Allow { session: false } => "allow once",
+            Answer::Allow { session: true } => "allow for this session",
+            Answer::Deny(_) => "deny",
+        }
+    }
+}
+
+/// Applies the client's answer to approval `a`: approves or denies it in the store as
+/// `client:IDENTITY`, records it, and wakes the held call. An approval already decided
+/// (by an operator first, or expired) keeps that decision.
+pub async fn apply(ctx: &CallCtx, a: &Approval, answer: Answer) {
+    let who = approver(ctx);
+    let (id, by, now) = (a.id.clone(), who.clone(), ctx.st.now_ms());
+    let result = match &answer {
+        Answer::Allow { .. } => ctx.st.state(move |s| s.approve(&id, &by, now)).await,
+        Answer::Deny(why) => {
+            let why = why.clone();
+            ctx.st
+                .state(move |s| s.deny_approval(&id, &by, &why, now))
+                .await
+        }
+    };
+    let decided = match result {
+        Ok(Ok(d)) => d,
+        Ok(Err(e @ (DecideError::NotPending { .. } | DecideError::NotFound(_)))) => {
+            tracing::info!(approval = %a.id, "the client answered after the approval ended: {e}");
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(approval = %a.id, "the client's answer was refused: {e}");
+            return;
+        }
+        Err(e) => {
+            // The held call sees the store down itself, or the approval expire.
+            tracing::error!(approval = %a.id, "the client's answer could not be stored: {e}");
+            return;
+        }
+    };
+    if answer == (Answer::Allow { session: true }) {
+        let version = ctx
+            .grant
+            .policy
+            .as_ref()
+            .and_then(|p| ctx.cfg.policy_versions.get(p).cloned());
+        ctx.session.allow_tool(&a.tool, version, decided.clone());
+    }
+    let (event, message) = match &answer {
+        Answer::Allow { .. } => (
+            "approved",
+            format!("asked the client; answered: {}", answer.said()),
+        ),
+        Answer::Deny(why) => (
+            "denied",
+            format!("asked the client; answered: {} ({why})", answer.said()),
+        ),
+    };
+    tracing::info!(approval = %a.id, by = %who, "approval {event} through the client");
+    crate::decisions::record_and_wake(&ctx.st, &decided, event, &who, message).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Answer;
+    use serde_json::json;
+
+    #[test]
+    fn only_a_clear_allow_allows() {
+        let accept = |c: serde_json::Value| json!({"jsonrpc":"2.0","id":"x","result":{"action":"accept","content":c}});
+        assert_eq!(
+            Answer::read(&accept(json!({"decision":"allow_once"})), false),
+            Answer::Allow { session: false }
+        );
+        assert_eq!(
+            Answer::read(&accept(json!({"decision":"allow_session"})), true),
+            Answer::Allow { session: true }
+        );
+        // Not offered: refused, not taken as once.
+        assert!(matches!(
+            Answer::read(&accept(json!({"decision":"allow_session"})), false),
+            Answer::Deny(_)
+        ));
+        assert_eq!(
+            Answer::read(
+                &accept(json!({"decision":"deny","reason":" too much "})),
+                true
+            ),
+            Answer::Deny("too much".into())
+        );
+        for other in [
+            json!({"jsonrpc":"2.0","id":"x","result":{"action":"decline"}}),
+            json!({"jsonrpc":"2.0","id":"x","result":{"action":"cancel"}}),
+            json!({"jsonrpc":"2.0","id":"x","error":{"code":-1,"message":"no UI"}}),
+            accept(json!({"decision":"yes"})),
+            accept(json!({})),
+            json!({"jsonrpc":"2.0","id":"x","result":{}}),
+        ] {
+            assert!(
+                matches!(Answer::read(&other, true), Answer::Deny(_)),
+                "{other}"
+            );
+        }
+    }
+}

@@ -1,0 +1,198 @@
+"""Approval through the agent's own client (`"approval": {"ask": "client"}`): toolgate asks
+the person at the client with an `elicitation/create` request on the held call's stream,
+and the answer decides the call. Driven by the official Python SDK's elicitation callback
+against the bundled demo server, through `serve` and through `toolgate run`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from helpers import assert_allowed, demo_server, mcp_client, parse_denial, run, toolgate_bin
+from test_stdio_run import toolgate, user_env
+
+
+def policy(ask: str, timeout: str = "20s", session_scope: bool = False) -> dict[str, Any]:
+    approval: dict[str, Any] = {"ask": ask, "timeout": timeout}
+    if session_scope:
+        approval["session_scope"] = True
+    return {
+        "version": "1",
+        "default": "deny",
+        "tools": {
+            "list_patients": {},
+            "refund_payment": {"action": "require_approval", "approval": approval},
+            "list_payments": {"action": "require_approval", "approval": approval},
+        },
+    }
+
+
+class Person:
+    """The person at the client: answers each question as told, and remembers them."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.asked: list[Any] = []
+
+    async def __call__(self, context: Any, params: Any) -> Any:
+        import mcp_types as types
+
+        self.asked.append(params)
+        answer = self.answers.pop(0) if self.answers else "deny"
+        if isinstance(answer, float):  # never answers in time
+            await asyncio.sleep(answer)
+            return types.ElicitResult(action="cancel")
+        if answer == "decline":
+            return types.ElicitResult(action="decline")
+        content: dict[str, Any] = {"decision": answer}
+        if answer == "deny":
+            content["reason"] = "not this one"
+        return types.ElicitResult(action="accept", content=content)
+
+
+REFUND = {"payment_id": "pay_5001", "amount": 100, "reason": "duplicate"}
+
+
+def denied(result: Any, rule: str, part: str | None = None) -> None:
+    """A denial by `rule` whose message contains `part`."""
+    d = parse_denial(result)
+    assert d.rule == rule, f"expected rule {rule!r}, got {d.rule!r} in {d.text!r}"
+    assert part is None or part in d.message, f"{part!r} not in {d.message!r}"
+
+
+def records(cli: Any) -> list[dict[str, Any]]:
+    time.sleep(0.3)
+    lines = cli("audit query", "--format", "jsonl").stdout.splitlines()
+    return sorted((json.loads(line) for line in lines), key=lambda r: r["seq"])
+
+
+def test_the_client_is_asked_and_its_answer_decides(gateways: Any) -> None:
+    gw = gateways.new([demo_server("demo", "p")], {"p": policy("client", session_scope=True)})
+    token = gw.grant("demo", "alice")
+    person = Person("allow_once", "deny", "decline", "allow_once", "allow_session")
+
+    async def scenario() -> None:
+        async with mcp_client(gw.url("demo"), token, elicitation_callback=person) as client:
+            # Allowed once: the call goes through; the question named the tool and its arguments.
+            assert_allowed(await client.call_tool("refund_payment", REFUND))
+            q = person.asked[0]
+            assert "refund_payment" in q.message and "pay_5001" in q.message and "demo" in q.message, q.message
+            assert q.requested_schema["properties"]["decision"]["enum"] == ["allow_once", "allow_session", "deny"]
+            # Denied with a reason, then declined.
+            denied(await client.call_tool("refund_payment", REFUND), "(approval denied)", "not this one")
+            denied(await client.call_tool("refund_payment", REFUND), "(approval denied)", "declined")
+            # Allowed once covers those arguments only: other arguments ask again.
+            assert_allowed(await client.call_tool("refund_payment", {**REFUND, "amount": 5}))
+            assert len(person.asked) == 4
+            # Allowed for the session: the same tool goes on without asking, any arguments.
+            assert_allowed(await client.call_tool("list_payments", {"limit": 1}))
+            assert_allowed(await client.call_tool("list_payments", {"limit": 2}))
+            assert len(person.asked) == 5, "allow_session must not ask again in this session"
+
+    run(scenario)
+    log = records(gw.cli)
+    decided = [(r["decision"], r.get("approver")) for r in log if r["kind"] == "approval"
+               and r["decision"] in ("approved", "denied")]
+    assert decided == [("approved", "client:alice"), ("denied", "client:alice"), ("denied", "client:alice"),
+                       ("approved", "client:alice"), ("approved", "client:alice")], decided
+    said = [r.get("message", "") for r in log if r["kind"] == "approval" and r["decision"] == "approved"]
+    assert "answered: allow once" in said[0] and "answered: allow for this session" in said[-1], said
+    used = [r for r in log if r["kind"] == "approval" and r["decision"] == "used" and r["tool"] == "list_payments"]
+    assert len(used) == 2 and "allowed for this session" in used[1].get("message", ""), used
+
+    # A new session asks again: the allowance ended with the session.
+    person2 = Person("deny")
+
+    async def again() -> None:
+        async with mcp_client(gw.url("demo"), token, elicitation_callback=person2) as client:
+            denied(await client.call_tool("list_payments", {"limit": 1}), "(approval denied)")
+
+    run(again)
+    assert len(person2.asked) == 1
+
+
+def test_a_client_that_never_answers_times_out(gateways: Any) -> None:
+    gw = gateways.new([demo_server("demo", "p")], {"p": policy("client", timeout="2s")})
+    token = gw.grant("demo", "bob")
+    person = Person(6.0)
+
+    async def scenario() -> None:
+        async with mcp_client(gw.url("demo"), token, elicitation_callback=person) as client:
+            started = time.monotonic()
+            denied(await client.call_tool("refund_payment", REFUND), "(approval timed out)")
+            assert time.monotonic() - started < 6, "the timeout, not the client, ended the wait"
+
+    run(scenario)
+    assert len(person.asked) == 1
+
+
+def test_a_client_without_elicitation(gateways: Any) -> None:
+    # ask = client: refused with a reason; ask = client_or_operators: operators decide.
+    gw = gateways.new([demo_server("demo", "p"), demo_server("demo2", "q")],
+                      {"p": policy("client"), "q": policy("client_or_operators")})
+    token, token2 = gw.grant("demo", "carol"), gw.grant("demo2", "carol")
+
+    async def scenario() -> None:
+        async with mcp_client(gw.url("demo"), token) as client:
+            denied(await client.call_tool("refund_payment", REFUND), "(approval unavailable)", "elicitation")
+        async with mcp_client(gw.url("demo2"), token2) as client:
+            call = asyncio.create_task(client.call_tool("refund_payment", REFUND))
+            deadline = time.monotonic() + 15
+            while not (waiting := json.loads((await asyncio.to_thread(
+                    gw.cli, "approvals list", "--json")).stdout)):
+                assert time.monotonic() < deadline, "no approval appeared"
+                await asyncio.sleep(0.2)
+            await asyncio.to_thread(gw.cli, "approvals approve", waiting[0]["id"], "--as", "operator-1")
+            assert_allowed(await asyncio.wait_for(call, 20))
+
+    run(scenario)
+
+
+def test_client_or_operators_the_first_answer_wins(gateways: Any) -> None:
+    gw = gateways.new([demo_server("demo", "p")], {"p": policy("client_or_operators")})
+    token = gw.grant("demo", "dave")
+    person = Person(8.0)  # the person does not answer; an operator does
+
+    async def scenario() -> None:
+        async with mcp_client(gw.url("demo"), token, elicitation_callback=person) as client:
+            call = asyncio.create_task(client.call_tool("refund_payment", REFUND))
+            deadline = time.monotonic() + 15
+            while not (waiting := json.loads((await asyncio.to_thread(
+                    gw.cli, "approvals list", "--json")).stdout)):
+                assert time.monotonic() < deadline, "no approval appeared"
+                await asyncio.sleep(0.2)
+            await asyncio.to_thread(gw.cli, "approvals deny", waiting[0]["id"], "--as", "operator-1",
+                                    "--reason", "ops said no")
+            denied(await asyncio.wait_for(call, 20), "(approval denied)", "ops said no")
+
+    run(scenario)
+    assert len(person.asked) == 1
+
+
+def test_toolgate_run_asks_the_stdio_client(tmp_path: Path) -> None:
+    import mcp
+    from mcp.client.stdio import StdioServerParameters
+
+    pol = tmp_path / "policy.json"
+    pol.write_text(json.dumps(policy("client")))
+    person = Person("allow_once", "deny")
+    params = StdioServerParameters(
+        command=str(toolgate_bin()),
+        args=["run", "--policy", str(pol), "--name", "demo", "--", "toolgate", "demo", "--stdio"],
+        env=user_env(tmp_path),
+        cwd=str(tmp_path),
+    )
+
+    async def scenario() -> None:
+        async with mcp.Client(params, mode="legacy", elicitation_callback=person) as client:
+            assert_allowed(await client.call_tool("refund_payment", REFUND))
+            denied(await client.call_tool("refund_payment", REFUND), "(approval denied)", "not this one")
+
+    run(scenario)
+    assert len(person.asked) == 2
+    lines = toolgate(tmp_path, "audit", "query", "--format", "jsonl").stdout.splitlines()
+    approvers = {json.loads(line).get("approver") for line in lines} - {None}
+    assert approvers == {"client:e2e-operator"}, approvers
