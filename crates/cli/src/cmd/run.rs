@@ -11,7 +11,7 @@ use toolgate_gateway::stdio_mode;
 use toolgate_gateway::AppState;
 use toolgate_store::Grant;
 
-use super::{load_config_or_user, now_ms, open_counters, open_store, operator, ConfigArg};
+use super::{load_config_or_user, now_ms, operator, ConfigArg};
 
 mod name;
 
@@ -112,15 +112,8 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
     cfg.policies
         .insert(policy_name.clone(), Arc::new(loaded.policy));
     cfg.servers = vec![srv];
-    let store = open_store(&cfg)?;
-    let counters = open_counters(&cfg, &store)?;
-    let audit = if cfg.audit.enabled {
-        Some(Arc::new(cfg.audit.open().with_context(|| {
-            format!("cannot open the audit log `{}`", cfg.audit.location())
-        })?))
-    } else {
-        None
-    };
+    let backends = toolgate_gateway::bootstrap::open(&cfg, now_ms())?;
+    let (store, counters, audit) = (backends.store, backends.counters, backends.audit);
     let who = operator();
     let grant = Grant {
         id: format!("stdio-{name}"),
