@@ -9,11 +9,14 @@
 //!   into a [`Config`] ([`Config::load`], [`Config::parse_with`]).
 //! - [`backend`]: where state lives ([`StoreUrl`], [`AuditStore`], [`Durability`]) and
 //!   [`redact_url`] for messages.
+//! - [`run`]: `toolgate run`'s config ([`Config::for_run`]): one stdio server under one
+//!   policy file, through the same checks.
 //! - [`files`]: the [`Files`] reader, [`DiskFiles`] and [`MemFiles`].
 
 pub mod backend;
 pub mod files;
 pub mod model;
+pub mod run;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -23,6 +26,7 @@ pub use backend::{
 };
 pub use files::{DiskFiles, Files, MemFiles};
 pub use model::*;
+pub use run::{RunError, RunServer};
 
 /// A config that could not be used: every problem, one line each.
 #[derive(Debug, Clone, thiserror::Error)]

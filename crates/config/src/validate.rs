@@ -460,22 +460,20 @@ impl Config {
             }
             let p = base.join(path);
             policy_files.insert(name.clone(), p.clone());
-            match files.read(&p) {
-                Err(e) => errors.push(format!(
+            match read_policy(&p, files) {
+                Err(PolicyFault::Unreadable(e)) => errors.push(format!(
                     "policies.{name}: cannot read `{}`: {e}",
                     p.display()
                 )),
-                Ok(text) => match toolgate_policy::load_str(&text) {
-                    Ok(l) => {
-                        policy_versions.insert(name.clone(), policy_version(&text));
-                        policies.insert(name.clone(), Arc::new(l.policy));
+                Err(PolicyFault::Invalid(diagnostics)) => {
+                    for d in diagnostics {
+                        errors.push(format!("policies.{name} (`{}`) {d}", p.display()));
                     }
-                    Err(e) => {
-                        for d in e.errors {
-                            errors.push(format!("policies.{name} (`{}`) {d}", p.display()));
-                        }
-                    }
-                },
+                }
+                Ok((policy, version)) => {
+                    policy_versions.insert(name.clone(), version);
+                    policies.insert(name.clone(), policy);
+                }
             }
         }
         let mut servers: Vec<ServerConfig> = vec![];
@@ -533,13 +531,7 @@ impl Config {
                     if !s.headers.is_empty() {
                         errors.push(format!("{at}.headers: headers go with `url` or `sse_url`; give a stdio server credentials through `env`"));
                     }
-                    let command = if command == "toolgate" {
-                        std::env::current_exe().unwrap_or_else(|_| PathBuf::from(command))
-                    } else if command.contains('/') && !Path::new(&command).is_absolute() {
-                        base.join(command)
-                    } else {
-                        PathBuf::from(command)
-                    };
+                    let command = stdio_command(&command, base);
                     let cwd = s
                         .cwd
                         .map(|c| base.join(c))
@@ -737,5 +729,39 @@ pub fn base_of(file: &Path) -> PathBuf {
     match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
+    }
+}
+
+/// Why a policy file could not be used.
+pub(crate) enum PolicyFault {
+    /// It could not be read.
+    Unreadable(std::io::Error),
+    /// It does not validate: each diagnostic with its JSON Pointer.
+    Invalid(Vec<String>),
+}
+
+/// Reads and validates the policy file at `path`: the policy and its version.
+pub(crate) fn read_policy(
+    path: &Path,
+    files: &dyn Files,
+) -> Result<(Arc<toolgate_policy::Policy>, String), PolicyFault> {
+    let text = files.read(path).map_err(PolicyFault::Unreadable)?;
+    match toolgate_policy::load_str(&text) {
+        Ok(l) => Ok((Arc::new(l.policy), policy_version(&text))),
+        Err(e) => Err(PolicyFault::Invalid(
+            e.errors.iter().map(ToString::to_string).collect(),
+        )),
+    }
+}
+
+/// A stdio server's program: `toolgate` means this binary, a relative path with a `/` is
+/// taken from `base`, a bare name is looked up on `PATH` when started.
+pub(crate) fn stdio_command(command: &str, base: &Path) -> PathBuf {
+    if command == "toolgate" {
+        std::env::current_exe().unwrap_or_else(|_| PathBuf::from(command))
+    } else if command.contains('/') && !Path::new(command).is_absolute() {
+        base.join(command)
+    } else {
+        PathBuf::from(command)
     }
 }

@@ -178,3 +178,74 @@ fn backends_and_their_errors() {
     assert!(all.contains("audit.sync: expected \"batched\""), "{all}");
     assert!(!all.contains("hunter2"), "{all}");
 }
+
+fn run_server(name: &str, policy: &str) -> toolgate_config::RunServer {
+    toolgate_config::RunServer {
+        name: name.into(),
+        policy_file: policy.into(),
+        command: "./server.sh".into(),
+        args: vec!["--x".into()],
+        cwd: "/home/a".into(),
+    }
+}
+
+#[test]
+fn run_builds_its_one_server_through_the_validator() {
+    let files = MemFiles::new()
+        .with(
+            "/etc/tg/toolgate.toml",
+            "[[servers]]\nname = \"mem\"\ncommand = \"x\"\npinning = \"warn\"\naudit_arguments = \"full\"\n[[servers]]\nname = \"other\"\nurl = \"http://127.0.0.1:9/mcp\"\n",
+        )
+        .with("/home/a/p.json", r#"{"version":"1","default":"allow"}"#);
+    let c = load(&files)
+        .unwrap()
+        .for_run(run_server("mem", "/home/a/p.json"), &files)
+        .unwrap();
+    assert_eq!(c.servers.len(), 1);
+    let s = &c.servers[0];
+    assert_eq!(s.policy.as_deref(), Some("run-mem"));
+    assert_eq!(s.pinning, toolgate_config::Pinning::Warn);
+    assert_eq!(s.audit_arguments, toolgate_audit::ArgumentsMode::Full);
+    assert_eq!(
+        s.transport,
+        Transport::Stdio {
+            command: "/home/a/./server.sh".into(),
+            args: vec!["--x".into()],
+            env: vec![],
+            cwd: "/home/a".into()
+        }
+    );
+    assert!(c.policies.contains_key("run-mem"));
+    assert_eq!(c.policy_versions["run-mem"].len(), 16);
+}
+
+#[test]
+fn run_refuses_a_bad_name_and_a_bad_or_missing_policy() {
+    let files = MemFiles::new()
+        .with("/etc/tg/toolgate.toml", "")
+        .with("/p.json", r#"{"version":"1","default":"allow"}"#)
+        .with("/bad.json", r#"{"version":"1","default":"sometimes"}"#);
+    let c = load(&files).unwrap();
+    let e = c
+        .clone()
+        .for_run(run_server("a b", "/p.json"), &files)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "--name: use letters, digits, '-' and '_' (got \"a b\")"
+    );
+    let e = c
+        .clone()
+        .for_run(run_server("s", "/none.json"), &files)
+        .unwrap_err();
+    assert_eq!(e.to_string(), "cannot read the policy `/none.json`");
+    let e = c.for_run(run_server("s", "/bad.json"), &files).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the policy `/bad.json` is invalid; toolgate does not start without a valid policy"
+    );
+    let toolgate_config::RunError::Invalid { errors, .. } = e else {
+        panic!("{e}")
+    };
+    assert!(errors[0].starts_with("/default"), "{errors:?}");
+}
