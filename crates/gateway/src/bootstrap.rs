@@ -136,3 +136,53 @@ fn state(cfg: &Config) -> Result<State<'_>, BootstrapError> {
         StoreUrl::Redis(url) => State::Redis(Arc::new(RedisState::open(url).map_err(err)?), url),
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::MemFiles;
+
+    fn config(dir: &Path, text: &str) -> Config {
+        Config::parse_with(text, &dir.join("toolgate.toml"), dir, &MemFiles::new()).unwrap()
+    }
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("toolgate-bootstrap-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn sqlite_state_with_the_audit_log_beside_it() {
+        let d = dir("sqlite");
+        let cfg = config(&d, "store = \"sqlite://state.db\"\n");
+        let b = open(&cfg, 1_000).unwrap();
+        assert_eq!(
+            b.store.describe(),
+            format!("sqlite://{}", d.join("state.db").display())
+        );
+        assert!(b.audit.is_some());
+        assert!(d.join("state-audit.db").exists());
+        drop(b);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_audit_log_off_opens_none_and_a_bad_store_says_which() {
+        let d = dir("off");
+        let cfg = config(&d, "[audit]\nenabled = false\n");
+        assert!(open(&cfg, 0).unwrap().audit.is_none());
+        let cfg = config(&d, "store = \"sqlite://no/such/folder/x.db\"\n");
+        let e = open_store(&cfg).unwrap_err().to_string();
+        assert!(
+            e.starts_with("cannot open the store `sqlite://no/such/folder/x.db`: "),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
