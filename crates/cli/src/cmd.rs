@@ -74,43 +74,8 @@ pub fn load_config_or_user(arg: &ConfigArg) -> anyhow::Result<toolgate_gateway::
     )?)
 }
 
-/// The config's rate-limit counters: Redis when `counters` names it or the store is Redis,
-/// else persistent counters in the SQLite store.
-pub fn open_counters(
-    cfg: &toolgate_gateway::Config,
-    store: &std::sync::Arc<dyn toolgate_store::StateStore>,
-) -> anyhow::Result<std::sync::Arc<dyn toolgate_store::CounterStore>> {
-    use anyhow::Context as _;
-    let redis = cfg.counters.as_deref().or_else(|| {
-        (cfg.store.starts_with("redis://") || cfg.store.starts_with("redis+unix://"))
-            .then_some(cfg.store.as_str())
-    });
-    if let Some(url) = redis {
-        return Ok(std::sync::Arc::new(
-            toolgate_store::RedisCounters::open(url).context("cannot reach the counters' Redis")?,
-        ));
-    }
-    let sqlite = store
-        .clone()
-        .as_sqlite()
-        .context("the store keeps no counters and no Redis is named for them")?;
-    Ok(std::sync::Arc::new(
-        toolgate_store::PersistentCounters::open(sqlite, now_ms())
-            .context("cannot restore rate-limit counters")?,
-    ))
-}
-
-/// Opens the config's store: SQLite or Redis, by its URL.
-pub fn open_store(
-    cfg: &toolgate_gateway::Config,
-) -> anyhow::Result<std::sync::Arc<dyn toolgate_store::StateStore>> {
-    toolgate_store::open_state(&cfg.store, &cfg.base).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open the store `{}`: {e}",
-            toolgate_store::redact_url(&cfg.store)
-        )
-    })
-}
+/// Opens the config's store (for commands that keep no counters), as `serve` does.
+pub use toolgate_gateway::bootstrap::open_store;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

@@ -1,8 +1,10 @@
 //! toolgate's network service: the MCP front, upstream clients, sessions, enforcement.
 //!
 //! # Layout
-//! - [`config`]: `toolgate.toml` in two stages (raw serde, then validation collecting
-//!   every error with its path) and the policies it names.
+//! - [`config`]: `toolgate.toml` (the `toolgate-config` crate, re-exported): raw serde,
+//!   then validation collecting every error with its path, and the policies it names.
+//! - [`bootstrap`]: the composition root: the store, counters and audit log a config
+//!   names, opened the same way for `serve`, `run` and the CLI.
 //! - [`front`]: the axum [`router`]: `/mcp/{server}` (POST, GET, DELETE), `/healthz`, `/readyz`.
 //! - [`host`]: the `Host` allow-list (DNS rebinding) and encoded-path refusal.
 //! - [`api`]: the admin API under `/api/v1` (admin tokens with roles).
@@ -29,6 +31,7 @@
 pub mod api;
 pub mod approval;
 pub mod ask;
+pub mod bootstrap;
 pub mod bridge;
 pub mod cache;
 pub mod call;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::config::{SessionLimits, Transport, SESSION_EVICT_AFTER_SECS};
 use crate::upstream::channel::Channel;
 
 /// How a session reaches its upstream.
@@ -183,6 +184,19 @@ pub struct Caps {
     /// this long is closed to make room (at the grant's cap, its least recently used
     /// session not in use, however recent); a cap with no such session refuses.
     pub evict_after: Duration,
+}
+
+impl Caps {
+    /// The caps of a server reached over `transport`: the configured ones, else the
+    /// defaults for what a session costs there ([`SessionLimits::caps`]).
+    pub fn of(limits: &SessionLimits, transport: &Transport) -> Caps {
+        let (per_grant, per_server) = limits.caps(transport);
+        Caps {
+            per_grant,
+            per_server,
+            evict_after: Duration::from_secs(SESSION_EVICT_AFTER_SECS),
+        }
+    }
 }
 
 /// A session refused at a cap.

@@ -306,43 +306,12 @@ pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// When a commit counts as durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// On disk (fsync) before a record is reported written: survives a power loss.
-    Full,
-    /// Written to the operating system before it is reported (survives a crash or SIGKILL
-    /// of the gateway), and on disk within `flush_ms`: a flusher thread, off the calls'
-    /// path, fsyncs the log at most that long after a commit. A power loss loses at most
-    /// the records of the last `flush_ms` (plus the fsync's own time). The default.
-    Batched {
-        /// The longest a committed record waits for its fsync, in milliseconds.
-        flush_ms: u64,
-    },
-    /// Written to the operating system before it is reported: survives a crash or SIGKILL
-    /// of the gateway, not of the machine. About half the added latency at low load.
-    Normal,
-}
-
-impl Default for Durability {
-    fn default() -> Self {
-        Durability::Batched {
-            flush_ms: DEFAULT_FLUSH_MS,
-        }
-    }
-}
-
-/// The default bound of [`Durability::Batched`]: 10 ms.
-pub const DEFAULT_FLUSH_MS: u64 = 10;
+pub use toolgate_config::{Durability, DEFAULT_FLUSH_MS};
 
 impl AuditLog {
     /// The audit file that goes with a store file: `toolgate.db` → `toolgate-audit.db`.
     pub fn path_beside(store_file: &Path) -> PathBuf {
-        let stem = store_file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "toolgate".into());
-        store_file.with_file_name(format!("{stem}-audit.db"))
+        toolgate_config::audit_path_beside(store_file)
     }
 
     /// Opens (creating if needed) the audit log at `path`, with [`Durability::Full`].

@@ -53,25 +53,9 @@ pub use state::{
     open_state, AdminStore, ApprovalStore, GrantStore, PinStore, PolicyHistory, StateStore,
 };
 
-/// A store URL fit for messages and logs: a password in the user part becomes `…`, and a
-/// query string (where `redis+unix://` and PostgreSQL URLs may carry one) is cut.
-pub fn redact_url(url: &str) -> String {
-    let (url, cut) = match url.split_once('?') {
-        Some((base, _)) => (base, "?…"),
-        None => (url, ""),
-    };
-    let shown = match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let user = &url[s + 3..at];
-            match user.split_once(':') {
-                Some((name, _)) => format!("{}://{name}:…@{}", &url[..s], &url[at + 1..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    };
-    format!("{shown}{cut}")
-}
+/// A store URL fit for messages and logs (from `toolgate-config`, where the config
+/// names it).
+pub use toolgate_config::redact_url;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -98,37 +82,4 @@ pub enum StoreError {
     /// runtime is shutting down).
     #[error("the store call did not finish: {0}")]
     Interrupted(String),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn passwords_and_query_strings_never_reach_a_message() {
-        for (url, shown) in [
-            ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
-            (
-                "redis://:hunter2@r.internal:6379/1",
-                "redis://:…@r.internal:6379/1",
-            ),
-            ("rediss://app:hunter2@r:6380/0", "rediss://app:…@r:6380/0"),
-            (
-                "redis+unix:///run/redis.sock?pass=hunter2&db=3",
-                "redis+unix:///run/redis.sock?…",
-            ),
-            ("postgres://tg@db:5432/audit", "postgres://tg@db:5432/audit"),
-            (
-                "postgres://tg:p%40ss@db:5432/audit?sslmode=require",
-                "postgres://tg:…@db:5432/audit?…",
-            ),
-            (
-                "postgres://db/audit?password=hunter2",
-                "postgres://db/audit?…",
-            ),
-        ] {
-            assert_eq!(redact_url(url), shown);
-            assert!(!redact_url(url).contains("hunter2") && !redact_url(url).contains("p%40ss"));
-        }
-    }
 }

@@ -568,10 +568,6 @@ impl StateStore for MemoryState {
         (!self.outage.is_down()).then(|| self.version.load(Ordering::SeqCst))
     }
 
-    fn as_sqlite(self: Arc<Self>) -> Option<Arc<crate::SqliteStore>> {
-        None
-    }
-
     fn watch_decisions(&self, on_decided: Box<dyn Fn(&str) + Send + Sync>) {
         self.watchers
             .lock()

@@ -162,9 +162,6 @@ pub trait StateStore:
     fn check(&self) -> Result<(), StoreError> {
         self.data_version().map(|_| ())
     }
-    /// The SQLite store itself, when that is the backend (its counters table keeps
-    /// rate-limit entries when no Redis is named).
-    fn as_sqlite(self: Arc<Self>) -> Option<Arc<SqliteStore>>;
     /// Calls `on_decided` with the id of every approval announced by any process sharing
     /// this state ([`StateStore::announce_decided`]): a wake-up only, waiters read the
     /// approval again. The default does nothing; waiters then rely on polling.
@@ -201,9 +198,5 @@ impl StateStore for SqliteStore {
 
     fn data_version_now(&self) -> Option<i64> {
         SqliteStore::data_version_now(self)
-    }
-
-    fn as_sqlite(self: Arc<Self>) -> Option<Arc<SqliteStore>> {
-        Some(self)
     }
 }

@@ -52,10 +52,7 @@ use toolgate_gateway::api::approval_json;
 
 /// The audit log, opened before a decision is stored so that its record follows at once.
 fn audit_log(cfg: &toolgate_gateway::Config) -> Result<Option<AuditLog>> {
-    if !cfg.audit.enabled {
-        return Ok(None);
-    }
-    Ok(Some(cfg.audit.open()?))
+    Ok(toolgate_gateway::bootstrap::open_audit(cfg)?)
 }
 
 fn record(

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use toolgate_audit::{Kind, Record};
+use toolgate_gateway::config::AuditStore;
 use toolgate_policy::duration::parse_duration;
 use toolgate_store::{AuditFilter, AuditLog};
 
@@ -129,16 +130,16 @@ pub fn show_time(ms: u64) -> String {
 /// Opens the config's audit log for reading; errors when there is none yet.
 pub fn open_existing(arg: &ConfigArg) -> Result<AuditLog> {
     let cfg = load_config(arg)?;
-    if cfg.audit.postgres.is_none() && !cfg.audit.path.exists() {
-        bail!(
-            "no audit log at `{}`: the gateway has not recorded anything yet, or `[audit] path` in `{}` points elsewhere",
-            cfg.audit.path.display(),
-            cfg.file.display()
-        );
+    if let AuditStore::Sqlite { path, .. } = &cfg.audit.store {
+        if !path.exists() {
+            bail!(
+                "no audit log at `{}`: the gateway has not recorded anything yet, or `[audit] path` in `{}` points elsewhere",
+                path.display(),
+                cfg.file.display()
+            );
+        }
     }
-    cfg.audit
-        .open()
-        .with_context(|| format!("cannot open the audit log `{}`", cfg.audit.location()))
+    Ok(toolgate_gateway::bootstrap::audit_log(&cfg.audit)?)
 }
 
 fn table_line(r: &Record) -> String {

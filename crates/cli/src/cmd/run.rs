@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use toolgate_gateway::config::{Pinning, ServerConfig, Transport};
+use toolgate_gateway::config::{DiskFiles, RunError, RunServer};
 use toolgate_gateway::stdio_mode;
 use toolgate_gateway::AppState;
 use toolgate_store::Grant;
 
-use super::{load_config_or_user, now_ms, open_counters, open_store, operator, ConfigArg};
+use super::{load_config_or_user, now_ms, operator, ConfigArg};
 
 mod name;
 
@@ -46,87 +46,47 @@ pub struct RunArgs {
 
 /// Runs stdio mode; exits with the server's exit code.
 pub fn run(a: &RunArgs) -> Result<ExitCode> {
-    let mut cfg = load_config_or_user(&a.config)?;
+    let cfg = load_config_or_user(&a.config)?;
     let Some((program, args)) = a.command.split_first() else {
         bail!(
             "give the server's command after the options: toolgate run --policy p.json -- CMD ARGS"
         );
     };
-    let text = std::fs::read_to_string(&a.policy)
-        .with_context(|| format!("cannot read the policy `{}`", a.policy.display()))?;
-    let loaded = match toolgate_policy::load_str(&text) {
-        Ok(l) => l,
-        Err(e) => {
-            for d in &e.errors {
-                eprintln!("{}: {}", a.policy.display(), super::Escaped(&d.to_string()));
-            }
-            bail!(
-                "the policy `{}` is invalid; toolgate does not start without a valid policy",
-                a.policy.display()
-            );
-        }
-    };
     let cwd = std::env::current_dir().context("cannot read the current folder")?;
     let name = match &a.name {
-        Some(n) => {
-            if !toolgate_gateway::config::valid_name(n) {
-                bail!("--name: use letters, digits, '-' and '_' (got {n:?})");
-            }
-            n.clone()
-        }
+        Some(n) => n.clone(),
         None => {
             let n = name::derive(&a.command, &cwd);
             tracing::info!(server = %n, "toolgate run: server name `{n}` (from the command; --name NAME overrides it)");
             n
         }
     };
-    let policy_name = format!("run-{name}");
-    let command = if program == "toolgate" {
-        std::env::current_exe().unwrap_or_else(|_| PathBuf::from(program))
-    } else {
-        PathBuf::from(program)
-    };
-    let like = cfg.server(&name).cloned();
-    let srv = ServerConfig {
+    let run = RunServer {
         name: name.clone(),
-        transport: Transport::Stdio {
-            command,
-            args: args.to_vec(),
-            env: vec![],
-            cwd,
-        },
-        policy: Some(policy_name.clone()),
-        pinning: like.as_ref().map_or(Pinning::Enforce, |s| s.pinning),
-        // The local SQLite store only: nothing shared to be unreachable.
-        state_fail_mode: toolgate_gateway::config::FailMode::Closed,
-        sanitize_descriptions: like.as_ref().is_some_and(|s| s.sanitize_descriptions),
-        audit_arguments: like.as_ref().map(|s| s.audit_arguments).unwrap_or_default(),
-        redactor: like.map(|s| s.redactor).unwrap_or_default(),
+        policy_file: a.policy.clone(),
+        command: program.clone(),
+        args: args.to_vec(),
+        cwd,
     };
-    use sha2::Digest as _;
-    let version: String = hex::encode(sha2::Sha256::digest(text.as_bytes()))
-        .chars()
-        .take(16)
-        .collect();
-    cfg.policy_versions.insert(policy_name.clone(), version);
-    cfg.policies
-        .insert(policy_name.clone(), Arc::new(loaded.policy));
-    cfg.servers = vec![srv];
-    let store = open_store(&cfg)?;
-    let counters = open_counters(&cfg, &store)?;
-    let audit = if cfg.audit.enabled {
-        Some(Arc::new(cfg.audit.open().with_context(|| {
-            format!("cannot open the audit log `{}`", cfg.audit.location())
-        })?))
-    } else {
-        None
+    let cfg = match cfg.for_run(run, &DiskFiles) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            if let RunError::Invalid { file, errors } = &e {
+                for d in errors {
+                    eprintln!("{}: {}", file.display(), super::Escaped(d));
+                }
+            }
+            return Err(e.into());
+        }
     };
+    let backends = toolgate_gateway::bootstrap::open(&cfg, now_ms())?;
+    let (store, counters, audit) = (backends.store, backends.counters, backends.audit);
     let who = operator();
     let grant = Grant {
         id: format!("stdio-{name}"),
         label: "stdio".into(),
         server: name.clone(),
-        policy: Some(policy_name),
+        policy: Some(format!("run-{name}")),
         identity: who,
         token_prefix: String::new(),
         created_at_ms: now_ms(),

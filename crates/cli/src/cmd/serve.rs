@@ -7,13 +7,13 @@ use anyhow::{Context, Result};
 use toolgate_gateway::AppState;
 use toolgate_store::{AuditLog, NewGrant};
 
-use super::{load_config, now_ms, open_counters, open_store, ConfigArg};
+use super::{load_config, now_ms, ConfigArg};
 
 /// Runs the gateway until Ctrl-C or SIGTERM.
 pub fn run(arg: &ConfigArg) -> Result<ExitCode> {
     let cfg = load_config(arg)?;
-    let store = open_store(&cfg)?;
-    let counters = open_counters(&cfg, &store)?;
+    let backends = toolgate_gateway::bootstrap::open(&cfg, now_ms())?;
+    let (store, counters) = (backends.store, backends.counters);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .max_blocking_threads(toolgate_gateway::bridge::MAX_BLOCKING_THREADS)
         .enable_all()
@@ -35,7 +35,13 @@ pub fn run(arg: &ConfigArg) -> Result<ExitCode> {
             }
             say!("toolgate: these tokens are shown once; send them as `Authorization: Bearer TOKEN`. `toolgate grants create` makes more.");
         }
-        let audit = open_audit_for_serve(&cfg)?;
+        let audit = match backends.audit {
+            Some(log) => Some(audit_for_serve(&cfg, log)),
+            None => {
+                say!("toolgate: the audit log is off ([audit] enabled = false): calls are not recorded");
+                None
+            }
+        };
         let jwt = match cfg.jwt.clone() {
             Some(j) => {
                 let issuer = j.issuer.clone();
@@ -66,17 +72,8 @@ pub fn run(arg: &ConfigArg) -> Result<ExitCode> {
     })
 }
 
-/// Opens the audit log (when on), prunes it by retention now and every hour after.
-fn open_audit_for_serve(cfg: &toolgate_gateway::Config) -> Result<Option<Arc<AuditLog>>> {
-    if !cfg.audit.enabled {
-        say!("toolgate: the audit log is off ([audit] enabled = false): calls are not recorded");
-        return Ok(None);
-    }
-    let log = Arc::new(
-        cfg.audit
-            .open()
-            .with_context(|| format!("cannot open the audit log `{}`", cfg.audit.location()))?,
-    );
+/// Prunes the audit log by retention now and every hour after.
+fn audit_for_serve(cfg: &toolgate_gateway::Config, log: Arc<AuditLog>) -> Arc<AuditLog> {
     say!("toolgate: audit log {}", cfg.audit.location());
     if let Some(keep) = cfg.audit.retention_ms {
         let pruner = log.clone();
@@ -97,7 +94,7 @@ fn open_audit_for_serve(cfg: &toolgate_gateway::Config) -> Result<Option<Arc<Aud
             }
         });
     }
-    Ok(Some(log))
+    log
 }
 
 async fn shutdown_signal() {

@@ -104,9 +104,8 @@ pub fn run(cmd: ToolsCommand, arg: &ConfigArg) -> Result<ExitCode> {
         }
         ToolsCommand::Approve { server, tool } => {
             let p = store.approve_pin(&server, &tool, now_ms())?;
-            if cfg.audit.enabled {
+            if let Some(log) = toolgate_gateway::bootstrap::open_audit(&cfg)? {
                 let who = super::operator();
-                let log = cfg.audit.open()?;
                 log.append_sync(toolgate_audit::Record {
                     at_ms: now_ms(),
                     kind: toolgate_audit::Kind::Pin,

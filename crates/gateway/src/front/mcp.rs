@@ -412,10 +412,11 @@ async fn initialize(
 ) -> Response {
     let our_id = new_session_id();
     // A place within the session caps, held until the session is in the table.
-    let _slot = match st
-        .sessions
-        .reserve(&srv.name, &grant.id, cfg.sessions.caps(&srv.transport))
-    {
+    let _slot = match st.sessions.reserve(
+        &srv.name,
+        &grant.id,
+        crate::session::Caps::of(&cfg.sessions, &srv.transport),
+    ) {
         Ok(slot) => slot,
         Err(full) => {
             st.metrics.session_refused(&srv.name);

@@ -32,7 +32,7 @@ use crate::admin::{AdminToken, Role};
 use crate::approvals::{Approval, ApprovalStatus, DecideError, NewApproval};
 use crate::grants::{constant_time_eq, hash_token, new_token, random_hex, Grant, NewGrant};
 use crate::policy_versions::PolicyVersion;
-use crate::sqlite::{Observed, Pin, SqliteStore};
+use crate::sqlite::{Observed, Pin};
 use crate::state::{AdminStore, ApprovalStore, GrantStore, PinStore, PolicyHistory, StateStore};
 use crate::StoreError;
 
@@ -650,10 +650,6 @@ impl StateStore for RedisState {
             p.version?
         };
         Some(v)
-    }
-
-    fn as_sqlite(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<SqliteStore>> {
-        None
     }
 
     /// Publishes `id` on `toolgate:decided:{db}`; a failure is logged, not returned.
