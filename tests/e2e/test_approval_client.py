@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from helpers import assert_allowed, demo_server, mcp_client, parse_denial, run, toolgate_bin
+from helpers import assert_allowed, demo_server, http_server, mcp_client, parse_denial, run, toolgate_bin
 from test_stdio_run import toolgate, user_env
 
 
@@ -196,3 +196,42 @@ def test_toolgate_run_asks_the_stdio_client(tmp_path: Path) -> None:
     lines = toolgate(tmp_path, "audit", "query", "--format", "jsonl").stdout.splitlines()
     approvers = {json.loads(line).get("approver") for line in lines} - {None}
     assert approvers == {"client:e2e-operator"}, approvers
+
+
+def test_the_2026_era_asks_with_input_required(gateways: Any, upstreams: Any) -> None:
+    """The stateless era has no stream to ask on: the held call answers `input_required`
+    with toolgate's question; the SDK asks its user (the elicitation callback) and retries
+    with the answer, which decides. toolgate's `requestState` and `inputResponses` never
+    reach the upstream (an MCP server refuses a state it did not issue)."""
+    import httpx2
+    import mcp
+    from mcp.client.streamable_http import streamable_http_client
+
+    upstream = upstreams.recording("sse")
+    pol = {"version": "1", "default": "deny", "tools": {
+        "echo": {"action": "require_approval", "approval": {"ask": "client", "timeout": "30s"}},
+        "add": {"action": "require_approval", "approval": {"ask": "client", "timeout": "30s"}}}}
+    gw = gateways.new([http_server("rec", "p", upstream.url)], {"p": pol})
+    token = gw.grant("rec", "erin")
+    person = Person("allow_once", "deny")
+
+    def client(**kw: Any) -> Any:
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30.0))
+        return mcp.Client(streamable_http_client(gw.url("rec"), http_client=http), mode="2026-07-28", cache=None,
+                          **kw)
+
+    async def scenario() -> None:
+        async with client(elicitation_callback=person) as c:
+            assert_allowed(await c.call_tool("echo", {"text": "approved by erin"}), "approved by erin")
+            denied(await c.call_tool("add", {"a": 1, "b": 2}), "(approval denied)", "not this one")
+        # A client that cannot elicit is refused.
+        async with client() as c:
+            denied(await c.call_tool("echo", {"text": "x"}), "(approval unavailable)", "elicitation")
+
+    run(scenario)
+    assert len(person.asked) == 2
+    log = records(gw.cli)
+    decided = [(r["tool"], r["decision"], r.get("approver")) for r in log if r["kind"] == "approval"
+               and r["decision"] in ("approved", "denied", "used")]
+    assert decided == [("echo", "approved", "client:erin"), ("echo", "used", "client:erin"),
+                       ("add", "denied", "client:erin")], decided

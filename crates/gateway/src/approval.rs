@@ -54,13 +54,15 @@ pub const APPROVAL_UNAVAILABLE: &str = "(approval unavailable)";
 pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
     let spec = d.approval.clone().unwrap_or_default();
     let cfg = ctx.cfg.clone();
-    // The client can be asked on this call's stream when it declared elicitation (legacy
-    // era: the 2026-07-28 era's `input_required` is not built yet).
-    let can_ask = !ctx.modern && ctx.accepts_sse && ctx.session.client_can("elicitation");
+    // The client can be asked when it declared elicitation: on this call's stream (legacy
+    // era), or with an `input_required` result (2026-07-28 era).
+    let can_ask = if ctx.modern {
+        crate::ask::modern_client_can_elicit(&ctx.bytes)
+    } else {
+        ctx.accepts_sse && ctx.session.client_can("elicitation")
+    };
     if spec.ask == Ask::Client && !can_ask {
-        let why = if ctx.modern {
-            "asking the client is not available in the 2026-07-28 era yet"
-        } else if !ctx.accepts_sse {
+        let why = if !ctx.modern && !ctx.accepts_sse {
             "the client did not accept a stream (Accept: text/event-stream), on which it would be asked"
         } else {
             "the client did not declare the `elicitation` capability"
@@ -137,6 +139,14 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
         }
     }
     drop(queue);
+    if ask_client && ctx.modern {
+        // No stream to ask on: the question is the answer; the client retries with its
+        // user's answer (see `pipeline::call_tool`).
+        return crate::respond::json_response(
+            axum::http::StatusCode::OK,
+            crate::ask::input_required(&ctx, &a),
+        );
+    }
     let waiting = wait(ctx.clone(), a.clone());
     if !ctx.accepts_sse {
         return waiting.await;

@@ -5,6 +5,13 @@
 //! API would (recorded with `approver = client:IDENTITY`), and the held call, waiting as
 //! usual, goes on.
 //!
+//! In the 2026-07-28 era (no stream to ask on, no session) the held call is answered at
+//! once with an `input_required` result carrying the same question under the key
+//! [`INPUT_KEY`] and `requestState` naming the approval; the client asks its user and
+//! retries the call with the answer in `inputResponses`, which is applied the same way
+//! before the retry is judged (see [`Retry`]). toolgate's two fields are taken out of the
+//! retried request before it goes upstream.
+//!
 //! The question names the tool, its server, the arguments as approvers see them (after
 //! `redact`) and the rule that asked; the answer is one of `allow_once`, `allow_session`
 //! (offered when the policy says `session_scope`: the same tool in the same session, until
@@ -30,8 +37,93 @@ pub fn approver(ctx: &CallCtx) -> String {
     format!("client:{}", ctx.grant.identity)
 }
 
-/// The `elicitation/create` request that asks about held call `a`.
+/// The key of toolgate's question in `inputRequests` / `inputResponses` (2026-07-28 era).
+pub const INPUT_KEY: &str = "toolgate-approval";
+
+/// The prefix of toolgate's `requestState` (then the approval id).
+const STATE_PREFIX: &str = "toolgate-approval:";
+
+/// The `elicitation/create` request that asks about held call `a` (legacy era).
 pub fn question(ctx: &CallCtx, a: &Approval, session_scope: bool) -> String {
+    json!({
+        "jsonrpc": "2.0",
+        "id": format!("toolgate-approval-{}", a.id),
+        "method": "elicitation/create",
+        "params": question_params(ctx, a, session_scope),
+    })
+    .to_string()
+}
+
+/// The `input_required` result that asks about held call `a` (2026-07-28 era): the same
+/// question, no session to allow a tool for.
+pub fn input_required(ctx: &CallCtx, a: &Approval) -> String {
+    json!({
+        "jsonrpc": "2.0",
+        "id": serde_json::from_str::<Value>(&ctx.id_text).unwrap_or(Value::Null),
+        "result": {
+            "resultType": "input_required",
+            "inputRequests": {
+                INPUT_KEY: {"method": "elicitation/create", "params": question_params(ctx, a, false)}
+            },
+            "requestState": format!("{STATE_PREFIX}{}", a.id),
+        }
+    })
+    .to_string()
+}
+
+/// A retried 2026-07-28 call that carries toolgate's `requestState` (and, when the client
+/// asked its user, the answer).
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// The approval the state names.
+    pub approval_id: String,
+    /// The client's answer (the `inputResponses` entry), if given.
+    pub answer: Option<Value>,
+    /// The request without toolgate's two fields, as the upstream must see it.
+    pub stripped: Vec<u8>,
+}
+
+impl Retry {
+    /// Reads a `tools/call` request: `None` unless its `requestState` is toolgate's.
+    pub fn read(request: &[u8]) -> Option<Retry> {
+        let mut v: Value = serde_json::from_slice(request).ok()?;
+        let params = v.get_mut("params")?.as_object_mut()?;
+        let approval_id = params
+            .get("requestState")?
+            .as_str()?
+            .strip_prefix(STATE_PREFIX)?
+            .to_string();
+        params.remove("requestState");
+        let answer = match params
+            .get_mut("inputResponses")
+            .and_then(Value::as_object_mut)
+        {
+            Some(responses) => {
+                let mine = responses.remove(INPUT_KEY);
+                if responses.is_empty() {
+                    params.remove("inputResponses");
+                }
+                mine
+            }
+            None => None,
+        };
+        Some(Retry {
+            approval_id,
+            answer,
+            stripped: serde_json::to_vec(&v).ok()?,
+        })
+    }
+}
+
+/// True when a 2026-07-28 request's `_meta` declares the client can elicit.
+pub fn modern_client_can_elicit(request: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(request).is_ok_and(|v| {
+        v["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"]["elicitation"]
+            .is_object()
+    })
+}
+
+fn question_params(ctx: &CallCtx, a: &Approval, session_scope: bool) -> Value {
     let mut choices = vec!["allow_once"];
     let mut titles = vec!["Allow once".to_string()];
     if session_scope {
@@ -45,10 +137,6 @@ pub fn question(ctx: &CallCtx, a: &Approval, session_scope: bool) -> String {
         a.tool, a.server, a.arguments, a.rule
     );
     json!({
-        "jsonrpc": "2.0",
-        "id": format!("toolgate-approval-{}", a.id),
-        "method": "elicitation/create",
-        "params": {
             "mode": "form",
             "message": message,
             "requestedSchema": {
@@ -68,9 +156,7 @@ pub fn question(ctx: &CallCtx, a: &Approval, session_scope: bool) -> String {
                 "required": ["decision"]
             },
             "_meta": {"toolgate": {"approval": a.id, "tool": a.tool, "server": a.server, "grant": ctx.grant.label}}
-        }
     })
-    .to_string()
 }
 
 /// What the client answered.

@@ -136,23 +136,10 @@ pub async fn wait_decision(
                     Err(e) => return Decided::StoreDown(e.to_string()),
                 }
             }
-            ApprovalStatus::Used => {
-                let d = Decision::denied(
-                    APPROVAL_DENIED,
-                    &format!(
-                        "approval {id} was used by another call with the same arguments; ask again"
-                    ),
-                );
-                return Decided::Refused(d, current);
-            }
-            ApprovalStatus::Denied => {
-                let who = current.decided_by.as_deref().unwrap_or("an approver");
-                let why = current.reason.as_deref().unwrap_or("no reason given");
-                let d = Decision::denied(
-                    APPROVAL_DENIED,
-                    &format!("{who} denied `{}`: {why}", current.tool),
-                );
-                return Decided::Refused(d, current);
+            ApprovalStatus::Used | ApprovalStatus::Denied => {
+                if let Some(d) = refusal(&current) {
+                    return Decided::Refused(d, current);
+                }
             }
             ApprovalStatus::Expired => {
                 let owned = id.to_string();
@@ -167,6 +154,29 @@ pub async fn wait_decision(
             }
         }
         nap(&mut wake, id).await;
+    }
+}
+
+/// The denial for an approval that was denied, or used by another call; `None` for
+/// any other status.
+pub fn refusal(a: &Approval) -> Option<Decision> {
+    match a.status {
+        ApprovalStatus::Used => Some(Decision::denied(
+            APPROVAL_DENIED,
+            &format!(
+                "approval {} was used by another call with the same arguments; ask again",
+                a.id
+            ),
+        )),
+        ApprovalStatus::Denied => {
+            let who = a.decided_by.as_deref().unwrap_or("an approver");
+            let why = a.reason.as_deref().unwrap_or("no reason given");
+            Some(Decision::denied(
+                APPROVAL_DENIED,
+                &format!("{who} denied `{}`: {why}", a.tool),
+            ))
+        }
+        _ => None,
     }
 }
 

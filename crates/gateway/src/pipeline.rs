@@ -4,6 +4,7 @@
 
 use toolgate_policy::Effect;
 
+use crate::ask::{Answer, Retry};
 use crate::call::{approved, CallCtx};
 use crate::error::{GatewayError, Unavailable};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +18,10 @@ pub async fn call_tool(ctx: CallCtx) -> Response {
             GatewayError::Rejected(r) => r.into_response(),
         },
         Ok(d) if d.effect == Effect::RequireApproval => {
+            // A 2026-07-28 retry carrying the answer to toolgate's question.
+            if let Some(retry) = ctx.modern.then(|| Retry::read(&ctx.bytes)).flatten() {
+                return answered_retry(ctx, d, retry).await;
+            }
             // The client allowed this tool for the rest of the session, under this policy.
             let version = ctx
                 .grant
@@ -48,5 +53,65 @@ pub async fn call_tool(ctx: CallCtx) -> Response {
             }
         }
         Ok(d) => ctx.forward(d, None).await,
+    }
+}
+
+/// A 2026-07-28 retry of a held call with toolgate's `requestState`: the client's answer
+/// (if any) is applied to the approval it names, then the call goes on if the approval is
+/// now approved, is denied if it was denied, and is asked again while it still waits. A
+/// state naming another call's approval is ignored (the call is held afresh). Toolgate's
+/// fields never reach the upstream.
+async fn answered_retry(mut ctx: CallCtx, d: toolgate_policy::Decision, retry: Retry) -> Response {
+    ctx.bytes = retry.stripped.into();
+    let id = retry.approval_id.clone();
+    let a = match ctx.st.state(move |s| s.approval(&id)).await {
+        Ok(a)
+            if a.grant_id == ctx.grant.id && a.tool == ctx.tool && a.arg_hash == ctx.arg_hash() =>
+        {
+            a
+        }
+        Ok(_) | Err(toolgate_store::StoreError::NotFound(_)) => {
+            return crate::approval::hold(ctx, d).await;
+        }
+        Err(e) => return ctx.refuse(Unavailable::Store(e.to_string()), None),
+    };
+    if let Some(answer) = retry.answer {
+        let response = serde_json::json!({ "result": answer });
+        crate::ask::apply(&ctx, &a, Answer::read(&response, false)).await;
+    }
+    let (grant, tool, hash, id, now) = (
+        ctx.grant.id.clone(),
+        ctx.tool.clone(),
+        ctx.arg_hash(),
+        a.id.clone(),
+        ctx.st.now_ms(),
+    );
+    match ctx
+        .st
+        .state(move |s| s.take_approved(&grant, &tool, &hash, Some(&id), now))
+        .await
+    {
+        Ok(Some(taken)) => {
+            ctx.record_approval(&taken, "used", None);
+            approved(ctx, taken).await
+        }
+        Ok(None) => {
+            let id = a.id.clone();
+            let current = match ctx.st.state(move |s| s.approval(&id)).await {
+                Ok(c) => c,
+                Err(e) => return ctx.refuse(Unavailable::Store(e.to_string()), Some(&a)),
+            };
+            if let Some(refused) = crate::decisions::refusal(&current) {
+                let answer = crate::enforce::denial_message(&ctx.id_text, &refused);
+                return ctx.deny(answer, &refused, Some(&current));
+            }
+            if current.status_at(now) == toolgate_store::ApprovalStatus::Expired {
+                let (answer, refused) = crate::decisions::timed_out(&ctx.id_text, &current);
+                return ctx.deny(answer, &refused, Some(&current));
+            }
+            // Still waiting (no answer given): ask again.
+            crate::approval::hold(ctx, d).await
+        }
+        Err(e) => ctx.refuse(Unavailable::Store(e.to_string()), Some(&a)),
     }
 }
