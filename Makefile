@@ -37,6 +37,7 @@ bench-compile:
 
 bench:
 	$(CARGO) bench -p toolgate-policy --bench evaluate
+	$(CARGO) bench -p toolgate-detect --bench inspect
 
 fuzz-build:
 	cd fuzz && $(CARGO) build

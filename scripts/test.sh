@@ -29,7 +29,7 @@ step "unit, integration and golden tests"
 cargo test --workspace
 
 step "benches compile"
-cargo bench -p toolgate-policy -p toolgate-store --no-run
+cargo bench -p toolgate-policy -p toolgate-detect -p toolgate-store --no-run
 
 step "fuzz: the envelope, SSE, policy and config parsers ${FUZZ_SECONDS:-60} s each with libFuzzer, two at a time"
 make fuzz-smoke FUZZ_SECONDS="${FUZZ_SECONDS:-60}"

@@ -4,11 +4,10 @@
 //! stands (`rm -rf / # [redacted: card number]`): the rest of the text stays visible, so
 //! what an approver reads is what the upstream will act on, less the secrets.
 
-use std::sync::OnceLock;
-
-use regex::Regex;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use toolgate_detect::pii::is_card_number;
+use toolgate_detect::{Class, KindSet, Span};
 
 /// What replaces a redacted value.
 pub const REDACTED: &str = "[redacted]";
@@ -149,8 +148,8 @@ impl Redactor {
                 if !spans.is_empty() {
                     let mut kinds: Vec<&'static str> = vec![];
                     for sp in &spans {
-                        if !kinds.contains(&sp.kind) {
-                            kinds.push(sp.kind);
+                        if !kinds.contains(&sp.kind.label()) {
+                            kinds.push(sp.kind.label());
                         }
                     }
                     *s = cut_spans(s, &spans);
@@ -191,121 +190,26 @@ fn lookup_mut<'v>(v: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
     Some(cur)
 }
 
-fn secret_patterns() -> &'static [(Regex, &'static str)] {
-    static PATTERNS: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
-    PATTERNS.get_or_init(|| {
-        [
-            (r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}", "bearer token"),
-            (
-                r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
-                "JWT",
-            ),
-            (
-                r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)(?:-----END [A-Z ]*PRIVATE KEY-----|\z)",
-                "private key",
-            ),
-            (r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{10,}", "API key"),
-            (r"\bsk-[A-Za-z0-9_-]{20,}", "API key"),
-            (
-                r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}|\bgithub_pat_[A-Za-z0-9_]{30,}",
-                "GitHub token",
-            ),
-            (r"\bxox[abprs]-[A-Za-z0-9-]{10,}", "Slack token"),
-            (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", "AWS access key"),
-            (r"\bAIza[0-9A-Za-z_-]{35}\b", "Google API key"),
-            (r"\btg_[0-9a-f]{48}\b", "toolgate token"),
-        ]
-        .into_iter()
-        .filter_map(|(re, kind)| Regex::new(re).ok().map(|r| (r, kind)))
-        .collect()
-    })
+/// What the audit looks for in argument values: credentials and card numbers
+/// (`toolgate-detect` holds the detectors, shared with the policy's `secret` and `pii`
+/// predicates and its `results` rules).
+fn audit_kinds() -> KindSet {
+    KindSet::of(&[Class::Secrets, Class::Card])
 }
 
 /// What kind of secret a string contains, if any (the first found).
 pub fn looks_secret(s: &str) -> Option<&'static str> {
-    secret_spans(s).first().map(|sp| sp.kind)
-}
-
-/// A secret found in a string: its byte range and kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Span {
-    start: usize,
-    end: usize,
-    kind: &'static str,
+    secret_spans(s).first().map(|sp| sp.kind.label())
 }
 
 /// Every secret in `s`, in order, overlapping finds merged (the earlier one's kind kept).
 fn secret_spans(s: &str) -> Vec<Span> {
-    let mut spans: Vec<Span> = secret_patterns()
-        .iter()
-        .flat_map(|(re, kind)| {
-            re.find_iter(s).map(move |m| Span {
-                start: m.start(),
-                end: m.end(),
-                kind,
-            })
-        })
-        .chain(card_number_spans(s))
-        .filter(|sp| sp.end > sp.start)
-        .collect();
-    spans.sort_by_key(|sp| (sp.start, std::cmp::Reverse(sp.end)));
-    let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
-    for sp in spans {
-        match merged.last_mut() {
-            Some(last) if sp.start < last.end => last.end = last.end.max(sp.end),
-            _ => merged.push(sp),
-        }
-    }
-    merged
+    toolgate_detect::find(s, audit_kinds())
 }
 
 /// `s` with each span replaced by `[redacted: KIND]`.
 fn cut_spans(s: &str, spans: &[Span]) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut from = 0;
-    for sp in spans {
-        out.push_str(s.get(from..sp.start).unwrap_or_default());
-        out.push_str("[redacted: ");
-        out.push_str(sp.kind);
-        out.push(']');
-        from = sp.end;
-    }
-    out.push_str(s.get(from..).unwrap_or_default());
-    out
-}
-
-/// Runs of 13 to 19 digits (spaces or dashes between them allowed) that pass the Luhn
-/// check: from the first digit to the last.
-fn card_number_spans(s: &str) -> Vec<Span> {
-    let mut found = vec![];
-    let mut run = String::new();
-    let mut start = 0;
-    let mut end = 0;
-    let mut flush = |run: &mut String, start: usize, end: usize| {
-        if is_card_number(run) {
-            found.push(Span {
-                start,
-                end,
-                kind: "card number",
-            });
-        }
-        run.clear();
-    };
-    for (i, c) in s.char_indices() {
-        if c.is_ascii_digit() {
-            if run.is_empty() {
-                start = i;
-            }
-            run.push(c);
-            end = i + 1;
-        } else if (c == ' ' || c == '-') && !run.is_empty() {
-            continue;
-        } else {
-            flush(&mut run, start, end);
-        }
-    }
-    flush(&mut run, start, end);
-    found
+    toolgate_detect::replace(s, spans, |k| format!("[redacted: {}]", k.label()))
 }
 
 fn path_text(at: &[String]) -> String {
@@ -315,32 +219,6 @@ fn path_text(at: &[String]) -> String {
         p.push_str(part);
     }
     p
-}
-
-fn is_card_number(digits: &str) -> bool {
-    let n = digits.len();
-    if !(13..=19).contains(&n) || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let sum: u32 = digits
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0');
-            if i % 2 == 1 {
-                let x = d * 2;
-                if x > 9 {
-                    x - 9
-                } else {
-                    x
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 use std::cmp::Ordering;
 
 use serde_json::Value;
+use toolgate_detect::{Class, Kind, KindSet};
 use toolgate_protocol::Decimal;
 
 use crate::counters::CounterKey;
@@ -406,6 +407,13 @@ fn check(p: &Predicate, args: &Value) -> Outcome {
         return Outcome::Missing;
     };
     let b = |x: bool| if x { Outcome::True } else { Outcome::False };
+    match &p.op {
+        Op::Secret => {
+            return b(detect_under(v, KindSet::of(&[Class::Secrets]), &p.path.text).is_some())
+        }
+        Op::Pii(kinds) => return b(detect_under(v, *kinds, &p.path.text).is_some()),
+        _ => {}
+    }
     // A number whose value cannot be read exactly is never judged by a guess.
     let exact = v.as_number().map(Decimal::from_number);
     if matches!(exact, Some(None)) {
@@ -436,7 +444,52 @@ fn check(p: &Predicate, args: &Value) -> Outcome {
             (Value::Array(items), w) => b(items.iter().any(|i| json_eq(i, w))),
             _ => Outcome::WrongType,
         },
-        Op::Exists(_) => Outcome::False,
+        Op::Exists(_) | Op::Secret | Op::Pii(_) => Outcome::False,
+    }
+}
+
+/// The first finding of `kinds` in any string under `v` (and, for cards, any number):
+/// the path of the value (`args.items.0.note`) and what it holds. Never the value.
+pub fn detect_under(v: &Value, kinds: KindSet, at: &str) -> Option<(String, Kind)> {
+    match v {
+        Value::String(s) => toolgate_detect::first(s, kinds).map(|k| (at.to_string(), k)),
+        Value::Number(n) => (kinds.contains(Class::Card)
+            && toolgate_detect::pii::is_card_number(&n.to_string()))
+        .then(|| (at.to_string(), Kind::Card)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| detect_under(item, kinds, &format!("{at}.{i}"))),
+        Value::Object(m) => m
+            .iter()
+            .find_map(|(k, item)| detect_under(item, kinds, &format!("{at}.{k}"))),
+        _ => None,
+    }
+}
+
+/// The detail of a `secret` or `pii` predicate: where and what kind, never the value.
+fn describe_detected(p: &Predicate, args: &Value, out: Outcome, required: bool) -> String {
+    let path = &p.path.text;
+    let (kinds, what) = match &p.op {
+        Op::Pii(k) => (*k, "personal data"),
+        _ => (KindSet::of(&[Class::Secrets]), "a credential"),
+    };
+    let names = kinds.iter().map(Class::name).collect::<Vec<_>>().join(", ");
+    let wanted = match &p.op {
+        Op::Pii(_) => format!("personal data ({names})"),
+        _ => "a credential".to_string(),
+    };
+    match (out, required) {
+        (Outcome::Missing, _) => format!("`{path}` is required to hold {wanted}, but it is absent"),
+        (_, true) => format!("`{path}` must hold {wanted}, and holds none"),
+        (_, false) => match p
+            .path
+            .lookup(args)
+            .and_then(|v| detect_under(v, kinds, path))
+        {
+            Some((at, kind)) => format!("`{at}` holds {what} ({})", kind.label()),
+            None => format!("`{path}` holds {what}"),
+        },
     }
 }
 
@@ -463,10 +516,18 @@ fn expectation(op: &Op) -> String {
         Op::Exists(false) => "absent".into(),
         Op::Regex(re) => format!("matching /{}/", re.as_str()),
         Op::Contains(v) => format!("containing {}", short(v)),
+        Op::Secret => "holding a credential".into(),
+        Op::Pii(k) => format!(
+            "holding personal data ({})",
+            k.iter().map(Class::name).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 
 fn describe(p: &Predicate, args: &Value, out: Outcome, required: bool) -> String {
+    if matches!(p.op, Op::Secret | Op::Pii(_)) {
+        return describe_detected(p, args, out, required);
+    }
     let path = &p.path.text;
     let got = p
         .path

@@ -8,7 +8,10 @@
 //! # Layout
 //! - [`load`]: raw JSON → validated [`Policy`], every error with its JSON Pointer.
 //! - [`model`]: the compiled policy.
-//! - [`eval`]: [`evaluate`] → [`Decision`].
+//! - [`eval`]: [`evaluate`] → [`Decision`] (the `secret` and `pii` ops use
+//!   `toolgate-detect`).
+//! - [`schema`]: `validate_arguments`: [`validate_args`] and the compiled [`ArgsSchema`].
+//! - [`inspect`]: `results` rules on one tool result: [`inspect_result`] → [`Inspection`].
 //! - [`counters`]: sliding-window [`Counters`] and [`MemoryCounters`].
 //! - [`testing`]: runs a document's inline `tests`.
 //! - [`duration`]: `minute`, `10m`, `7d`.
@@ -27,11 +30,19 @@ pub mod counters;
 pub mod duration;
 pub mod edit;
 pub mod eval;
+pub mod inspect;
 pub mod load;
 pub mod model;
+pub mod schema;
 pub mod testing;
 
 pub use counters::{CounterError, CounterKey, Counters, Exceeded, MemoryCounters, Ticket};
 pub use eval::{evaluate, labels, Call, Decision, Effect, Facts, Reservation};
+pub use inspect::{inspect_result, Applied, Fired, Inspection, ResultDenial};
 pub use load::{load_str, load_value, Diagnostic, LoadError, Loaded, Severity};
-pub use model::{Action, ApprovalSpec, Ask, DefaultAction, Expect, Policy, Scope};
+pub use model::{
+    Action, ApprovalSpec, Ask, DefaultAction, Expect, OnInjection, Policy, ResultDeny, ResultRules,
+    Scope,
+};
+pub use schema::{validate_args, ArgsSchema, Violation};
+pub use toolgate_detect::{Class, KindSet};

@@ -10,9 +10,11 @@ use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
 
 use crate::duration::{duration_secs, window_secs};
+use toolgate_detect::{Class, KindSet};
+
 use crate::model::{
-    Action, ApprovalSpec, ArgPath, Ask, DefaultAction, Expect, HideEntry, Limit, Op, Policy,
-    PolicyTest, Predicate, Scope, ToolRule,
+    Action, ApprovalSpec, ArgPath, Ask, DefaultAction, Expect, HideEntry, Limit, OnInjection, Op,
+    PartialResultRules, Policy, PolicyTest, Predicate, ResultDeny, ResultRules, Scope, ToolRule,
 };
 
 /// The longest an approval may wait for a decision (and stay usable once given): 30 days.
@@ -243,6 +245,7 @@ impl Cx {
                 "all_tools",
                 "tools",
                 "tests",
+                "validate_arguments",
             ],
         )?;
         let version = match map.get("version") {
@@ -279,9 +282,10 @@ impl Cx {
                 );
             }
         }
+        let validate_arguments = self.flag(map.get("validate_arguments"), "/validate_arguments");
         let hide = self.hide(map.get("hide"));
-        let all_limits = match map.get("all_tools") {
-            None => vec![],
+        let (all_limits, all_results) = match map.get("all_tools") {
+            None => (vec![], None),
             Some(v) => self.all_tools(v),
         };
         let mut tools = HashMap::new();
@@ -293,7 +297,7 @@ impl Cx {
                         self.error(&at, "a tool name must not be empty");
                         continue;
                     }
-                    if let Some(rule) = self.tool(tv, &at) {
+                    if let Some(rule) = self.tool(tv, &at, all_results.as_ref()) {
                         tools.insert(name.clone(), rule);
                     }
                 }
@@ -321,6 +325,8 @@ impl Cx {
                     && rule.require.is_empty()
                     && rule.deny_if.is_empty()
                     && rule.limits.is_empty()
+                    && rule.validate_arguments.is_none()
+                    && rule.results == all_results
                 {
                     self.warn(&rule.pointer, format!("`{name}` has no rules and `default` is \"allow\": listing it changes nothing"));
                 }
@@ -337,7 +343,116 @@ impl Cx {
             all_limits,
             tools,
             tests,
+            validate_arguments,
+            all_results,
         })
+    }
+
+    /// An optional `true` or `false` at `at`, with its pointer.
+    fn flag(&mut self, v: Option<&Value>, at: &str) -> Option<(bool, String)> {
+        match v? {
+            Value::Bool(b) => Some((*b, at.to_string())),
+            other => {
+                self.error(at, format!("expected true or false, got {}", show(other)));
+                None
+            }
+        }
+    }
+
+    /// A list of detector classes (`"secrets"`, `"email"`, …) at `at`; each unknown one
+    /// is an error at its own pointer. `None` when the list itself is malformed.
+    fn classes(
+        &mut self,
+        v: &Value,
+        at: &str,
+        allow_secrets: bool,
+    ) -> Option<Vec<(Class, String)>> {
+        let known = if allow_secrets { KINDS } else { PII_KINDS };
+        let Some(items) = v.as_array() else {
+            self.error(
+                at,
+                format!("expected an array of kinds ({known}), got {}", show(v)),
+            );
+            return None;
+        };
+        if items.is_empty() {
+            self.error(at, format!("expected at least one kind ({known}), got []"));
+            return None;
+        }
+        let mut out = vec![];
+        let before = self.errors.len();
+        for (i, item) in items.iter().enumerate() {
+            let iat = format!("{at}/{i}");
+            match item.as_str().and_then(Class::parse) {
+                Some(Class::Secrets) if !allow_secrets => self.error(
+                    &iat,
+                    format!("`secrets` is not personal data: use the `secret` op; expected one of {known}"),
+                ),
+                Some(c) => out.push((c, iat)),
+                None => self.error(&iat, format!("expected one of {known}, got {}", show(item))),
+            }
+        }
+        (self.errors.len() == before).then_some(out)
+    }
+
+    /// A `results` block (per tool or in `all_tools`).
+    fn results(&mut self, v: &Value, at: &str) -> Option<PartialResultRules> {
+        let map = self.object(
+            v,
+            at,
+            "result rules {\"redact\", \"deny_if\", \"on_injection\"}",
+            &["redact", "deny_if", "on_injection"],
+        )?;
+        let before = self.errors.len();
+        let mut out = PartialResultRules::default();
+        if let Some(r) = map.get("redact") {
+            if let Some(list) = self.classes(r, &format!("{at}/redact"), true) {
+                out.redact = Some(list.iter().fold(KindSet::EMPTY, |s, (c, _)| s.with(*c)));
+            }
+        }
+        if let Some(d) = map.get("deny_if") {
+            if let Some(list) = self.classes(d, &format!("{at}/deny_if"), true) {
+                out.deny_if = Some(
+                    list.into_iter()
+                        .map(|(class, pointer)| ResultDeny { class, pointer })
+                        .collect(),
+                );
+            }
+        }
+        if let Some(o) = map.get("on_injection") {
+            let oat = format!("{at}/on_injection");
+            let on = match o.as_str() {
+                Some("allow") => Some(OnInjection::Allow),
+                Some("flag") => Some(OnInjection::Flag),
+                Some("strip") => Some(OnInjection::Strip),
+                Some("deny") => Some(OnInjection::Deny),
+                _ => {
+                    self.error(
+                        &oat,
+                        format!(
+                            "expected \"allow\", \"flag\", \"strip\" or \"deny\", got {}",
+                            show(o)
+                        ),
+                    );
+                    None
+                }
+            };
+            out.on_injection = on.map(|o| (o, oat));
+        }
+        if let (Some(redact), Some(deny)) = (out.redact, &out.deny_if) {
+            for d in deny {
+                if redact.contains(d.class) {
+                    self.warn(
+                        &d.pointer,
+                        format!(
+                            "`{}` is also in `redact`: a result holding it is denied, never redacted",
+                            d.class.name()
+                        ),
+                    );
+                }
+            }
+        }
+        (self.errors.len() == before).then_some(out)
     }
 
     fn hide(&mut self, v: Option<&Value>) -> Vec<HideEntry> {
@@ -379,22 +494,27 @@ impl Cx {
         out
     }
 
-    fn all_tools(&mut self, v: &Value) -> Vec<Limit> {
+    fn all_tools(&mut self, v: &Value) -> (Vec<Limit>, Option<ResultRules>) {
         let Some(map) = self.object(
             v,
             "/all_tools",
             "rules for every tool",
-            &["limits", "description"],
+            &["limits", "results", "description"],
         ) else {
-            return vec![];
+            return (vec![], None);
         };
-        match map.get("limits") {
+        let limits = match map.get("limits") {
             Some(l) => self.limits(l, "/all_tools/limits"),
             None => vec![],
-        }
+        };
+        let results = map
+            .get("results")
+            .and_then(|r| self.results(r, "/all_tools/results"))
+            .map(|p| ResultRules::default().merged(&p));
+        (limits, results)
     }
 
-    fn tool(&mut self, v: &Value, at: &str) -> Option<ToolRule> {
+    fn tool(&mut self, v: &Value, at: &str, shared: Option<&ResultRules>) -> Option<ToolRule> {
         let map = self.object(
             v,
             at,
@@ -408,9 +528,21 @@ impl Cx {
                 "limits",
                 "approval",
                 "description",
+                "validate_arguments",
+                "results",
             ],
         )?;
         let errors_before = self.errors.len();
+        let validate_arguments = self.flag(
+            map.get("validate_arguments"),
+            &format!("{at}/validate_arguments"),
+        );
+        let results = match (map.get("results"), shared) {
+            (Some(r), shared) => self
+                .results(r, &format!("{at}/results"))
+                .map(|own| shared.cloned().unwrap_or_default().merged(&own)),
+            (None, shared) => shared.cloned(),
+        };
         let action = match map.get("action") {
             None => Action::Allow,
             Some(Value::String(s)) if s == "allow" => Action::Allow,
@@ -498,6 +630,8 @@ impl Cx {
             limits,
             approval,
             pointer: at.to_string(),
+            validate_arguments,
+            results,
         })
     }
 
@@ -558,6 +692,24 @@ impl Cx {
     }
 
     fn arg_path(&mut self, v: Option<&Value>, at: &str) -> Option<ArgPath> {
+        self.arg_path_or_whole(v, at, false)
+    }
+
+    /// A path into the arguments; with `whole`, `"args"` itself (every argument) too.
+    fn arg_path_or_whole(&mut self, v: Option<&Value>, at: &str, whole: bool) -> Option<ArgPath> {
+        if whole && v.and_then(Value::as_str) == Some("args") {
+            return Some(ArgPath {
+                text: "args".to_string(),
+                segments: vec![],
+            });
+        }
+        if v.and_then(Value::as_str) == Some("args") {
+            self.error(
+                at,
+                "expected a path starting with \"args.\" (such as \"args.amount\"), got \"args\": the whole arguments are a path only for the `secret` and `pii` ops",
+            );
+            return None;
+        }
         let Some(v) = v else {
             self.error(
                 at,
@@ -621,7 +773,11 @@ impl Cx {
             "a predicate {\"path\", \"op\", \"value\"}",
             &["path", "op", "value"],
         )?;
-        let path = self.arg_path(map.get("path"), &format!("{at}/path"));
+        let whole = matches!(
+            map.get("op").and_then(Value::as_str),
+            Some("secret" | "pii")
+        );
+        let path = self.arg_path_or_whole(map.get("path"), &format!("{at}/path"), whole);
         let op_name = match map.get("op") {
             Some(Value::String(s)) => Some(s.as_str()),
             Some(other) => {
@@ -646,6 +802,31 @@ impl Cx {
                 None => Some(Op::Exists(true)),
                 Some(Value::Bool(b)) => Some(Op::Exists(*b)),
                 Some(other) => self.bad_value(&vat, "`exists` takes true or false", other),
+            },
+            "secret" => match value {
+                None => Some(Op::Secret),
+                Some(other) => {
+                    self.error(
+                        &vat,
+                        format!(
+                            "`secret` takes no value (it matches any credential under the path), got {}",
+                            show(other)
+                        ),
+                    );
+                    None
+                }
+            },
+            "pii" => match value {
+                None => {
+                    self.error(
+                        &vat,
+                        format!("missing: `pii` needs a list of kinds ({PII_KINDS})"),
+                    );
+                    None
+                }
+                Some(v) => self
+                    .classes(v, &vat, false)
+                    .map(|list| Op::Pii(list.iter().fold(KindSet::EMPTY, |s, (c, _)| s.with(*c)))),
             },
             name => {
                 let Some(value) = value else {
@@ -1019,7 +1200,13 @@ impl Cx {
     }
 }
 
-const OPS: &str = "\"eq\", \"neq\", \"lt\", \"lte\", \"gt\", \"gte\", \"in\", \"not_in\", \"exists\", \"regex\", \"contains\"";
+const OPS: &str = "\"eq\", \"neq\", \"lt\", \"lte\", \"gt\", \"gte\", \"in\", \"not_in\", \"exists\", \"regex\", \"contains\", \"secret\", \"pii\"";
+
+/// The kinds a `results` rule names.
+const KINDS: &str = "\"secrets\", \"email\", \"phone\", \"card\", \"iban\", \"ssn\", \"ip\"";
+
+/// The kinds a `pii` predicate names.
+const PII_KINDS: &str = "\"email\", \"phone\", \"card\", \"iban\", \"ssn\", \"ip\"";
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]

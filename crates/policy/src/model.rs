@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use regex::Regex;
 use serde_json::{Number, Value};
+use toolgate_detect::{Class, KindSet};
 
 /// What happens to a tool that `tools` does not list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +104,11 @@ pub enum Op {
     Regex(Regex),
     /// A string containing a substring, or an array containing a value.
     Contains(Value),
+    /// Any string under the path looks like a credential (`toolgate_detect::secret`).
+    Secret,
+    /// Any string under the path holds personal data of one of these classes (card
+    /// numbers written as JSON numbers count too).
+    Pii(KindSet),
 }
 
 impl Op {
@@ -120,6 +126,8 @@ impl Op {
             Op::Exists(_) => "exists",
             Op::Regex(_) => "regex",
             Op::Contains(_) => "contains",
+            Op::Secret => "secret",
+            Op::Pii(_) => "pii",
         }
     }
 }
@@ -222,6 +230,105 @@ pub struct ToolRule {
     pub approval: ApprovalSpec,
     /// JSON Pointer of the tool in the document (`/tools/name`).
     pub pointer: String,
+    /// The tool's own `validate_arguments`, if given: `(on, pointer)`.
+    pub validate_arguments: Option<(bool, String)>,
+    /// The rules for this tool's results: its `results` block merged over
+    /// `all_tools.results` (see [`ResultRules`]); `None` when neither is given.
+    pub results: Option<ResultRules>,
+}
+
+/// What `on_injection` does with a result whose text addresses the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnInjection {
+    /// Nothing: the result is not scanned (the default).
+    #[default]
+    Allow,
+    /// Record what was found; the result passes unchanged.
+    Flag,
+    /// Cut the offending spans out of the text.
+    Strip,
+    /// Withhold the result (an `isError` denial instead).
+    Deny,
+}
+
+impl OnInjection {
+    /// The name in policy documents.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnInjection::Allow => "allow",
+            OnInjection::Flag => "flag",
+            OnInjection::Strip => "strip",
+            OnInjection::Deny => "deny",
+        }
+    }
+}
+
+/// One `results.deny_if` entry: a class whose presence withholds the result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultDeny {
+    /// What must not come back.
+    pub class: Class,
+    /// Its JSON Pointer (`/tools/T/results/deny_if/0`): the rule of the denial.
+    pub pointer: String,
+}
+
+/// The rules applied to a tool's results, after merging: a tool's `results` block
+/// replaces `all_tools.results` key by key (a tool that gives `redact` replaces the
+/// shared `redact` list and keeps the shared `deny_if` and `on_injection` unless it gives
+/// those too).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResultRules {
+    /// Classes replaced by `[redacted:KIND]` in the result's text.
+    pub redact: KindSet,
+    /// Classes that withhold the whole result, in document order.
+    pub deny_if: Vec<ResultDeny>,
+    /// What to do with injected instructions.
+    pub on_injection: OnInjection,
+    /// JSON Pointer of the `on_injection` in force (the rule of an injection denial);
+    /// empty when it is the default.
+    pub on_injection_pointer: String,
+}
+
+impl ResultRules {
+    /// True when these rules never change or withhold a result.
+    pub fn is_noop(&self) -> bool {
+        self.redact.is_empty() && self.deny_if.is_empty() && self.on_injection == OnInjection::Allow
+    }
+
+    /// The classes any rule looks for.
+    pub fn classes(&self) -> KindSet {
+        self.deny_if
+            .iter()
+            .fold(self.redact, |set, d| set.with(d.class))
+    }
+
+    /// `over` (a tool's block) key by key over `self` (`all_tools`'): each key the tool
+    /// gives replaces the shared one.
+    pub fn merged(&self, over: &PartialResultRules) -> ResultRules {
+        ResultRules {
+            redact: over.redact.unwrap_or(self.redact),
+            deny_if: over.deny_if.clone().unwrap_or_else(|| self.deny_if.clone()),
+            on_injection: over
+                .on_injection
+                .as_ref()
+                .map_or(self.on_injection, |(o, _)| *o),
+            on_injection_pointer: over
+                .on_injection
+                .as_ref()
+                .map_or_else(|| self.on_injection_pointer.clone(), |(_, p)| p.clone()),
+        }
+    }
+}
+
+/// A `results` block as written: each key optional, merged by [`ResultRules::merged`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PartialResultRules {
+    /// `redact`, if given.
+    pub redact: Option<KindSet>,
+    /// `deny_if`, if given.
+    pub deny_if: Option<Vec<ResultDeny>>,
+    /// `on_injection` and its pointer, if given.
+    pub on_injection: Option<(OnInjection, String)>,
 }
 
 /// A hide entry: an exact name, or a pattern with `*`.
@@ -292,6 +399,11 @@ pub struct Policy {
     pub all_limits: Vec<Limit>,
     /// `tools`, by name.
     pub tools: HashMap<String, ToolRule>,
+    /// The top-level `validate_arguments`, if given: `(on, pointer)`.
+    pub validate_arguments: Option<(bool, String)>,
+    /// `all_tools.results`: the result rules of tools not listed (listed tools carry
+    /// theirs merged in [`ToolRule::results`]).
+    pub all_results: Option<ResultRules>,
     /// Inline `tests`.
     pub tests: Vec<PolicyTest>,
 }
@@ -325,6 +437,32 @@ impl Policy {
                 .iter()
                 .chain(self.all_limits.iter())
                 .any(|l| l.increment_from.is_some())
+    }
+
+    /// When the call's arguments must be checked against the `inputSchema` of the tool's
+    /// pinned definition: `Some(pointer)` of the rule that asks for it (the tool's
+    /// `/tools/T/validate_arguments`, else the top-level `/validate_arguments`), the rule
+    /// to name when they do not validate. A tool's own setting wins, `false` included.
+    pub fn validate_arguments_for(&self, tool: &str) -> Option<&str> {
+        let own = self
+            .tools
+            .get(tool)
+            .and_then(|r| r.validate_arguments.as_ref());
+        match own.or(self.validate_arguments.as_ref()) {
+            Some((true, pointer)) => Some(pointer),
+            _ => None,
+        }
+    }
+
+    /// The rules for `tool`'s results: its own `results` merged over `all_tools.results`
+    /// (key by key, the tool's win), or `all_tools.results` for a tool not listed. `None`
+    /// when no rule applies: the gateway relays the result untouched.
+    pub fn results_rules(&self, tool: &str) -> Option<&ResultRules> {
+        let rules = match self.tools.get(tool) {
+            Some(rule) => rule.results.as_ref(),
+            None => self.all_results.as_ref(),
+        };
+        rules.filter(|r| !r.is_noop())
     }
 
     /// True when an agent should see `tool` in `tools/list`: not hidden and not denied

@@ -11,12 +11,21 @@
 //! blank characters that pushes text out of sight; length alone is not padding), and names
 //! that copy a well-known tool's ([`crate::lookalike`]).
 //!
+//! The patterns that also apply to any text (markup, concealment, overrides, exfiltration,
+//! shadowing, preference, invisible characters) live in `toolgate_detect::injection`, which
+//! finds them in tool results too.
+//!
 //! An honest description of a dangerous function is not an attack: a tool that says in its
 //! first sentence that it returns secrets, or that refuses to read them, is not flagged.
 
 use std::sync::OnceLock;
 
 use regex::Regex;
+
+use toolgate_detect::injection::{
+    concealment, exfiltration, html_comment, invisible_chars, markup, override_rules, preference,
+    quoted, shadowing,
+};
 
 use crate::classify::Signal;
 use crate::lookalike::look_alike;
@@ -35,35 +44,6 @@ fn re(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'static 
     cell.get_or_init(|| Regex::new(pattern).ok()).as_ref()
 }
 
-/// Markup that addresses the model: `<IMPORTANT>`, `<system>`, `[SYSTEM ...]`, uppercase
-/// pseudo-tags, instruction headers.
-fn markup() -> Option<&'static Regex> {
-    static R: OnceLock<Option<Regex>> = OnceLock::new();
-    re(
-        &R,
-        r"(?i)<\s*/?\s*(important|system|instructions?|secret|hidden|admin|override|assistant|context|priority)\b[^<>]{0,40}>|<\|\s*(system|im_start|assistant)\s*\|>|\[\s*(system|instructions?|admin|assistant)\b[^\]]{0,40}(:|\])|(?-i:</?[A-Z][A-Z_]{2,}[A-Z]>)|#{2,}\s*(system|instructions?)\b|\b(?-i:SYSTEM)\s*(?-i:OVERRIDE|INSTRUCTIONS?|CONTEXT|NOTE|PROMPT|MESSAGE)\b",
-    )
-}
-
-/// Instructions addressed to the model: conceal, act before the call, follow a rule for
-/// every command.
-fn concealment() -> Option<&'static Regex> {
-    static R: OnceLock<Option<Regex>> = OnceLock::new();
-    re(
-        &R,
-        r"(?is)(do not|don't|never|without)\s+(tell|telling|inform|informing|mention|mentioning|reveal|revealing|notify|notifying|alert|alerting|show|showing|disclose|disclosing)\b[^.]{0,50}\b(user|them)\b|the user (must|should|does) not (need to )?(know|see|be told)|\b(no need to|need not|does not need to be|doesn't need to be)\s+(mention|mentioned|tell|told|list|show|disclose|reveal)\b[^.]{0,80}\b(user|receipts?|logs?)\b|\b(silently|secretly|quietly|covertly)\s+(read|send|post|include|pass|upload|collect|forward|add|copy|call|run|execute)\b|(before|prior to) (using|calling|executing|running) (this|any|the) tool,? (you )?(must|always|first|should)|\b(all|every) commands? must (include|start with|begin with|be prefixed)|(?-i:DO NOT) (?-i:SHOW|TELL|MENTION|REVEAL)",
-    )
-}
-
-/// Text that tells the model to drop its rules or grant itself power.
-fn override_rules() -> Option<&'static Regex> {
-    static R: OnceLock<Option<Regex>> = OnceLock::new();
-    re(
-        &R,
-        r"(?is)\bignore (all |any )?(the |your )?(previous|prior|above|earlier|other|existing|safety|security)\b[^.]{0,25}\b(instructions|guidelines|rules|prompts?|policies|guardrails|restrictions|directions)|\bdisregard (all |any |the )?(previous|prior|above|earlier|your)\b|\byou are now (a|an|in)\b|\b(disable|bypass|turn off|switch off|skip)\s+(all\s+|any\s+|the\s+)?(safety|security|guardrails?|filters?|restrictions|audit\w*|validation|confirmation)\b|\b(unrestricted|elevated|administrator|admin|root) (mode|access|privileges?|permissions?)\b|\boverrides? (any|all|every) (conflicting|other|previous)\b|\bpre-?approved\b",
-    )
-}
-
 fn secret_target() -> Option<&'static Regex> {
     static R: OnceLock<Option<Regex>> = OnceLock::new();
     re(
@@ -77,31 +57,6 @@ fn secret_verb() -> Option<&'static Regex> {
     re(
         &R,
         r"(?i)\b(read|reading|cat|open|include|including|pass|send|attach|upload|provide|copy|extract|collect|collecting|access|accessing|harvest|put|append|retrieve|lies|übergib|search for|look for)\b",
-    )
-}
-
-fn exfiltration() -> Option<&'static Regex> {
-    static R: OnceLock<Option<Regex>> = OnceLock::new();
-    re(
-        &R,
-        r"(?is)\b(send|post|forward|upload|transmit|report|copy|bcc|cc|mirror|exfiltrate|route|export)\b.{0,60}\b(all|every|each|entire|full|complete|whole|any|copies?|a copy|identical)\b.{0,80}(https?://|\b[\w.+-]+@[\w-]+\.[\w.]+|webhook|/tmp/)|\b(also|secretly|silently|quietly|additionally|always)\b.{0,40}\b(send|post|forward|bcc|cc|upload|copy)\b.{0,80}(https?://|\b[\w.+-]+@[\w-]+\.[\w.]+)|\b(forwarded|sent|posted|uploaded|reported)\s+to\s+https?://|\b(send|post|upload)\b[^.]{0,80}\bto\s+https?://[^\s]+[^.]{0,40}\b(before|after) (answering|returning|responding)|(always|must) use \S+@\S+ as the recipient",
-    )
-}
-
-fn shadowing() -> Option<&'static Regex> {
-    static R: OnceLock<Option<Regex>> = OnceLock::new();
-    re(
-        &R,
-        r"(?is)\bwhen(ever)?\b.{0,40}[`'\x22]?\b\w+\b[`'\x22]?\s+(tool\s+)?is\s+(called|used|invoked|run)\b.{0,120}\b(must|always|also|instead|change|replace|add|set)\b|\b(all|any|every|other)\s+(\w+\s+){0,2}tools?\b.{0,60}\b(must|should|always)\b.{0,60}\b(send|include|add|bcc|use|redirect|change|route)\b|\b(instead of|rather than) (using |calling )?(the )?[`'\x22]?\w+[`'\x22]? tool\b.{0,40}\b(from|of) (another|other|the \w+) server|\b(before|after) (any|every|each) (call|calling|execution|use)\b|\bbefore (executing|calling|using|running) any other tool\b|\bnever (call|use) (those|these|the other|other) tools?\b|\breplaces? [`'\x22]?\w+[`'\x22]?( and [`'\x22]?\w+[`'\x22]?)? from the [\w-]+ server\b|\b(whichever|regardless of (which|what)) server\b|\b(tools?|servers?) from other (mcp )?servers?\b|\bwhen you run any\b",
-    )
-}
-
-/// Text that steers the model to prefer this tool over every other.
-fn preference() -> Option<&'static Regex> {
-    static R: OnceLock<Option<Regex>> = OnceLock::new();
-    re(
-        &R,
-        r"(?i)\b(always|must|should)\s+(choose|use|prioriti[sz]e|prefer|try|call|select|pick)\s+this tool\b[^.]{0,40}\b(first|over|instead|for (all|every|any))|\b(ignore|do not use|don't use|never use|avoid)\s+(all\s+|any\s+)?(the\s+)?other\s+(\w+\s+)?(tools?|servers?|converters?|alternatives?)\b|\bthe only \w+( \w+)? you should (trust|use)\b|\b(use|try|call) this tool first\b|\bbefore any other (tools?|options?)\b",
     )
 }
 
@@ -119,37 +74,6 @@ fn secret_param() -> Option<&'static Regex> {
         &R,
         r"(?i)(id_rsa|id_ed25519|netrc|ssh_key_content|private_key_content|mcp_json|aws_credentials|content_from_reading)",
     )
-}
-
-fn html_comment() -> Option<&'static Regex> {
-    static R: OnceLock<Option<Regex>> = OnceLock::new();
-    re(&R, r"(?s)<!--(.*?)-->")
-}
-
-/// Invisible or direction-changing characters; a zero-width joiner inside an emoji
-/// sequence is not counted.
-fn invisible(text: &str) -> Vec<char> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = vec![];
-    for (i, &c) in chars.iter().enumerate() {
-        let cp = c as u32;
-        let suspicious = matches!(cp, 0x200B | 0x200C | 0x200E | 0x200F | 0x2060..=0x2064 | 0xFEFF | 0x202A..=0x202E | 0x2066..=0x2069 | 0xE0000..=0xE007F | 0x00AD | 0x180E);
-        let zwj_outside_emoji = cp == 0x200D && {
-            let prev = i
-                .checked_sub(1)
-                .and_then(|p| chars.get(p))
-                .map_or(0, |c| *c as u32);
-            let next = chars.get(i + 1).map_or(0, |c| *c as u32);
-            !(prev >= 0x1F000
-                || next >= 0x1F000
-                || (0x2600..=0x27BF).contains(&prev)
-                || (0x2600..=0x27BF).contains(&next))
-        };
-        if suspicious || zwj_outside_emoji {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Characters that render as blank: whitespace, and the fillers and blanks of other
@@ -220,14 +144,6 @@ fn negated(text: &str, at: usize) -> bool {
     ]
     .iter()
     .any(|n| clause.contains(n))
-}
-
-/// True when `at` falls inside quotation marks (an example of a phrase, not an order).
-fn quoted(text: &str, at: usize) -> bool {
-    let before = text.get(..at).unwrap_or("");
-    let straight = before.matches('"').count() % 2 == 1;
-    let curly = before.matches('\u{201c}').count() > before.matches('\u{201d}').count();
-    straight || curly
 }
 
 /// Secret files named by path: any reading or passing verb near them is a request.
@@ -515,7 +431,7 @@ pub fn signals(tool: &ToolDef, siblings: &[ToolDef]) -> Vec<Signal> {
             ),
         ));
     }
-    let inv = invisible(&all);
+    let inv: Vec<char> = invisible_chars(&all).into_iter().map(|(_, c)| c).collect();
     if !inv.is_empty() {
         let mut cps: Vec<String> = inv.iter().map(|c| format!("U+{:04X}", *c as u32)).collect();
         cps.sort();
@@ -586,18 +502,11 @@ mod tests {
 
     #[test]
     fn every_pattern_compiles() {
-        assert!(markup().is_some(), "markup");
-        assert!(concealment().is_some(), "concealment");
-        assert!(override_rules().is_some(), "override_rules");
         assert!(secret_target().is_some(), "secret_target");
         assert!(secret_verb().is_some(), "secret_verb");
         assert!(secret_path().is_some(), "secret_path");
         assert!(model_cue().is_some(), "model_cue");
-        assert!(exfiltration().is_some(), "exfiltration");
-        assert!(shadowing().is_some(), "shadowing");
-        assert!(preference().is_some(), "preference");
         assert!(context_harvest().is_some(), "context_harvest");
         assert!(secret_param().is_some(), "secret_param");
-        assert!(html_comment().is_some(), "html_comment");
     }
 }
