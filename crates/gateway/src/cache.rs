@@ -10,9 +10,21 @@
 //! a pin: until the store's version says so, nothing cached about pins is trusted).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use toolgate_policy::{ArgsSchema, Violation};
 use toolgate_store::Grant;
+
+/// A tool's argument schema, from its pinned definition (`validate_arguments`).
+#[derive(Debug)]
+pub enum ToolSchema {
+    /// No pinned definition of the tool yet.
+    Unknown,
+    /// The pinned `inputSchema`, compiled.
+    Compiled(ArgsSchema),
+    /// The pinned `inputSchema` does not compile.
+    Invalid(Violation),
+}
 
 /// How many entries each map holds before it is emptied (a bound against an agent sending
 /// endless distinct tokens).
@@ -24,6 +36,7 @@ struct Entries {
     generation: u64,
     grants: HashMap<String, Option<Grant>>,
     held: HashMap<(String, String), bool>,
+    schemas: HashMap<(String, String), Arc<ToolSchema>>,
 }
 
 /// Grants and pin checks, keyed by the state version (see the module documentation).
@@ -47,6 +60,7 @@ impl StateCache {
             e.generation += 1;
             e.grants.clear();
             e.held.clear();
+            e.schemas.clear();
         }
     }
 
@@ -55,6 +69,7 @@ impl StateCache {
         let mut e = self.lock();
         e.generation += 1;
         e.held.clear();
+        e.schemas.clear();
     }
 
     /// Where the cache stands now (take it before reading the store).
@@ -95,6 +110,29 @@ impl StateCache {
                 e.held.clear();
             }
             e.held.insert((server.to_string(), tool.to_string()), held);
+        }
+    }
+}
+
+impl StateCache {
+    /// The tool's argument schema, if cached.
+    pub fn schema(&self, server: &str, tool: &str) -> Option<Arc<ToolSchema>> {
+        let e = self.lock();
+        e.version?;
+        e.schemas
+            .get(&(server.to_string(), tool.to_string()))
+            .cloned()
+    }
+
+    /// Keeps the tool's argument schema, read from the store since `at`.
+    pub fn keep_schema(&self, at: Generation, server: &str, tool: &str, schema: Arc<ToolSchema>) {
+        let mut e = self.lock();
+        if e.version.is_some() && e.generation == at.0 {
+            if e.schemas.len() >= MAX_ENTRIES {
+                e.schemas.clear();
+            }
+            e.schemas
+                .insert((server.to_string(), tool.to_string()), schema);
         }
     }
 }

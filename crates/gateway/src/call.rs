@@ -154,7 +154,7 @@ impl CallCtx {
             definition_new,
             approval_granted,
         };
-        judge(
+        let d = judge(
             &self.id_text,
             &self.tool,
             &self.args,
@@ -166,6 +166,76 @@ impl CallCtx {
         .map_err(|denied| {
             let (answer, d) = *denied;
             Box::new(GatewayError::Denied(answer, d))
+        })?;
+        // `validate_arguments`: the arguments against the pinned definition's schema,
+        // before the call is held or forwarded.
+        if let Some(rule) = policy.and_then(|p| p.validate_arguments_for(&self.tool)) {
+            if let Some(why) = self.schema_violation().await? {
+                let mut d = Decision::denied(rule, "the arguments do not match the tool's schema");
+                d.detail = Some(why);
+                return Err(Box::new(GatewayError::Denied(
+                    denial_message(&self.id_text, &d),
+                    d,
+                )));
+            }
+        }
+        Ok(d)
+    }
+
+    /// Why the arguments break the `inputSchema` of the tool's pinned definition, if they
+    /// do; a tool with no pinned definition, or a schema that does not compile, is a
+    /// violation too (never forwarded unchecked). The compiled schema is cached for the
+    /// state version.
+    async fn schema_violation(&self) -> Result<Option<String>, Box<GatewayError>> {
+        use crate::cache::ToolSchema;
+        let schema = match self.st.cache.schema(&self.srv.name, &self.tool) {
+            Some(s) => s,
+            None => {
+                let at = self.st.cache.generation();
+                let (server, tool) = (self.srv.name.clone(), self.tool.clone());
+                let read = self
+                    .st
+                    .state(move |s| {
+                        let pin = s.pins(&server)?.into_iter().find(|p| p.tool == tool);
+                        let schema = match pin.and_then(|p| p.definition) {
+                            None => ToolSchema::Unknown,
+                            Some(def) => {
+                                let def: Value = serde_json::from_str(&def).unwrap_or(Value::Null);
+                                let input = def
+                                    .get("inputSchema")
+                                    .cloned()
+                                    .unwrap_or_else(|| serde_json::json!({}));
+                                match toolgate_policy::ArgsSchema::compile(&input) {
+                                    Ok(c) => ToolSchema::Compiled(c),
+                                    Err(v) => ToolSchema::Invalid(v),
+                                }
+                            }
+                        };
+                        Ok(Arc::new(schema))
+                    })
+                    .await
+                    .map_err(|e| {
+                        Box::new(GatewayError::Unavailable(Unavailable::Store(e.to_string())))
+                    })?;
+                self.st
+                    .cache
+                    .keep_schema(at, &self.srv.name, &self.tool, read.clone());
+                read
+            }
+        };
+        Ok(match schema.as_ref() {
+            ToolSchema::Compiled(c) => c.check(&self.args).err().map(|v| v.to_string()),
+            ToolSchema::Invalid(v) => Some(v.to_string()),
+            ToolSchema::Unknown => Some(format!(
+                "toolgate knows no reviewed definition of `{}` on `{}` yet, so its arguments cannot be checked: list the server's tools first (tools/list){}",
+                self.tool,
+                self.srv.name,
+                if self.srv.pinning == Pinning::Off {
+                    "; pinning is off for this server, so no definition is ever kept: turn it on (pinning = \"warn\" or \"enforce\")"
+                } else {
+                    ""
+                }
+            )),
         })
     }
 
@@ -318,7 +388,16 @@ impl CallCtx {
             s.set("toolgate.decision", "allow");
             s.set("toolgate.rule", decision.rule.clone());
         }
+        let results = self
+            .grant
+            .policy
+            .as_ref()
+            .and_then(|p| self.cfg.policies.get(p))
+            .and_then(|p| p.results_rules(&self.tool))
+            .map(|r| Arc::new(r.clone()));
         let hook = Hook::Call(CallHook {
+            results,
+            id_text: self.id_text.clone(),
             span: self.span.clone(),
             counters: self.st.counters.clone(),
             ticket,

@@ -163,6 +163,11 @@ pub struct CallHook {
     pub watch: Option<Watch>,
     /// The call's trace span, ended with the outcome (`[tracing]`).
     pub span: Option<Arc<crate::otlp::CallSpan>>,
+    /// The policy's `results` rules for this tool (`None`: the answer is relayed as it is,
+    /// at no cost).
+    pub results: Option<Arc<toolgate_policy::ResultRules>>,
+    /// The request's id (raw JSON), for a denial that withholds the result.
+    pub id_text: String,
 }
 
 /// Metrics of one forwarded call.
@@ -178,8 +183,18 @@ pub struct Watch {
 
 impl CallHook {
     fn ended(&self, outcome: Outcome, bytes_out: Option<usize>) {
+        self.ended_noted(outcome, bytes_out, None, None);
+    }
+
+    fn ended_noted(
+        &self,
+        outcome: Outcome,
+        bytes_out: Option<usize>,
+        note: Option<String>,
+        rule: Option<String>,
+    ) {
         if let Some(t) = &self.trail {
-            t.finish(outcome, bytes_out);
+            t.finish_noted(outcome, bytes_out, note, rule);
         }
         if let Some(w) = &self.watch {
             w.metrics
@@ -340,6 +355,63 @@ pub fn give_back_later(counters: &Arc<dyn CounterStore>, ticket: &Ticket) {
     }
 }
 
+impl CallHook {
+    /// Applies the `results` rules to the answer: the message to send the agent (the
+    /// result redacted or stripped, or an `isError` denial in its place), with what fired
+    /// in the outcome record and in `/metrics`.
+    fn inspect(&self, msg: &[u8]) -> Result<Option<String>, Unreadable> {
+        let mut v = parse_value(msg)?;
+        let outcome = outcome_of(&v);
+        if outcome == Outcome::JsonrpcError {
+            give_back_later(&self.counters, &self.ticket);
+        }
+        let (Some(rules), Some(result)) = (&self.results, v.get("result")) else {
+            self.ended(outcome, Some(msg.len()));
+            return Ok(None);
+        };
+        let found = toolgate_policy::inspect_result(result, rules);
+        let server = self.watch.as_ref().map(|w| w.server.as_str()).unwrap_or("");
+        if let Some(w) = &self.watch {
+            for f in &found.fired {
+                w.metrics
+                    .inspection(server, f.kind, f.action.as_str(), f.count);
+            }
+        }
+        let note = (!found.fired.is_empty()).then(|| {
+            let parts: Vec<String> = found
+                .fired
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{} {} x{} at {}",
+                        f.action.as_str(),
+                        f.kind,
+                        f.count,
+                        f.path
+                    )
+                })
+                .collect();
+            format!("results: {}", parts.join("; "))
+        });
+        if let Some(denied) = found.denied {
+            tracing::warn!(server = %server, rule = %denied.rule, kind = denied.kind, "a tool result withheld by content inspection");
+            let d = Decision::denied(&denied.rule, &denied.message);
+            self.ended_noted(outcome, Some(msg.len()), note, Some(denied.rule.clone()));
+            return Ok(Some(denial_message(&self.id_text, &d)));
+        }
+        self.ended_noted(outcome, Some(msg.len()), note, None);
+        match found.value {
+            Some(rewritten) => {
+                if let Some(slot) = v.get_mut("result") {
+                    *slot = rewritten;
+                }
+                Ok(Some(v.to_string()))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
 impl std::fmt::Debug for Hook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -387,6 +459,7 @@ impl Hook {
     pub async fn apply(&self, msg: &[u8]) -> Result<Option<String>, Unreadable> {
         match self {
             Hook::None => Ok(None),
+            Hook::Call(c) if c.results.is_some() => c.inspect(msg),
             Hook::Call(c) => {
                 // Most answers are plain results: parse only when `error` or `isError` may be there.
                 let outcome = if contains(msg, b"\"error\"") || contains(msg, b"\"isError\"") {

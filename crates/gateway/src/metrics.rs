@@ -35,6 +35,13 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InspectionLabels {
+    server: String,
+    kind: String,
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
     store: String,
 }
@@ -60,6 +67,7 @@ pub struct Metrics {
     sessions_refused: Family<ServerLabels, Counter>,
     open_connections: Gauge,
     connections_refused: Counter,
+    inspections: Family<InspectionLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -151,8 +159,15 @@ impl Default for Metrics {
             "Client connections closed at once because max_connections were open",
             connections_refused.clone(),
         );
+        let inspections = Family::<InspectionLabels, Counter>::default();
+        registry.register(
+            "inspections",
+            "Findings of content inspection in tool results, by server, kind (secrets, email, card, an injection signal, ...) and action (redacted, flagged, stripped, denied)",
+            inspections.clone(),
+        );
         Metrics {
             registry,
+            inspections,
             open_sessions,
             upstream_channels,
             sessions_refused,
@@ -231,6 +246,17 @@ impl Metrics {
                 store: store.to_string(),
             })
             .inc();
+    }
+
+    /// Content inspection found `count` of `kind` in a result and did `action`.
+    pub fn inspection(&self, server: &str, kind: &str, action: &str, count: usize) {
+        self.inspections
+            .get_or_create(&InspectionLabels {
+                server: server.to_string(),
+                kind: kind.to_string(),
+                action: action.to_string(),
+            })
+            .inc_by(count as u64);
     }
 
     /// An `initialize` refused at a session cap.

@@ -135,6 +135,19 @@ impl Trail {
 
     /// Appends the outcome (once; later calls are ignored).
     pub fn finish(&self, outcome: Outcome, bytes_out: Option<usize>) {
+        self.finish_noted(outcome, bytes_out, None, None);
+    }
+
+    /// [`Trail::finish`] with what content inspection did to the answer (`note`: kinds,
+    /// result paths, counts, never the matched text) and, when it withheld the result, the
+    /// rule that did.
+    pub fn finish_noted(
+        &self,
+        outcome: Outcome,
+        bytes_out: Option<usize>,
+        note: Option<String>,
+        rule: Option<String>,
+    ) {
         if self.done.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -145,6 +158,12 @@ impl Trail {
         r.bytes_out = bytes_out.map(|b| b as u64);
         let status = self.status.load(Ordering::Relaxed);
         r.upstream_status = (status != 0).then_some(status);
+        if note.is_some() {
+            r.message = note;
+        }
+        if rule.is_some() {
+            r.rule = rule;
+        }
         self.log.append(r);
     }
 }

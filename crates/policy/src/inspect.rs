@@ -37,6 +37,18 @@ pub enum Applied {
     Denied,
 }
 
+impl Applied {
+    /// The name (`redacted`, `flagged`, `stripped`, `denied`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Applied::Redacted => "redacted",
+            Applied::Flagged => "flagged",
+            Applied::Stripped => "stripped",
+            Applied::Denied => "denied",
+        }
+    }
+}
+
 /// One kind of finding at one place, with how many times it was found there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Fired {

@@ -11,9 +11,12 @@ can change what the server lists between two lists (a rug pull):
   which serde_json refuses and most clients accept;
 - `bignum`: the same, with `1e400` in a schema (out of f64 range);
 - `deep`: the same, with a schema nested 200 levels deep;
-- `huge`: the same, with `other`'s description `huge_mb` MB long.
+- `huge`: the same, with `other`'s description `huge_mb` MB long;
+- `strict`: the same, with `visible` taking one integer `n` in a closed object
+  (`additionalProperties: false`), for argument validation.
 
-`tools/call` answers `called NAME`. Plain `http.server`: no MCP SDK would misbehave like this.
+`tools/call` answers `called NAME` (and its exact bytes are written beside the control file,
+as `*.lastcall`). Plain `http.server`: no MCP SDK would misbehave like this.
 
     python hostile_server.py --port 0 --control FILE   # prints "hostile-server: listening on URL"
 """
@@ -37,6 +40,9 @@ def tools_json(mode: str, huge_mb: int) -> str:
     schema = '{"type": "object"}'
     if mode == "bignum":
         schema = '{"type": "object", "properties": {"n": {"type": "number", "maximum": 1e400}}}'
+    if mode == "strict":
+        schema = ('{"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"], '
+                  '"additionalProperties": false}')
     if mode == "deep":
         schema = '{"type": "object", "x": ' + "[" * 200 + "]" * 200 + "}"
     other = "Another tool."
@@ -77,7 +83,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send(200, text.encode(), "application/json", extra)
 
     def do_POST(self) -> None:  # noqa: N802
-        msg = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))) or b"{}")
+        raw = self.rfile.read(int(self.headers.get("content-length", "0")))
+        msg = json.loads(raw or b"{}")
+        if msg.get("method") == "tools/call":
+            # What arrived, exactly, for tests that check toolgate forwards bytes unchanged.
+            CONTROL.with_suffix(".lastcall").write_bytes(raw)
         if "id" not in msg:
             self.send(202, b"")
             return
