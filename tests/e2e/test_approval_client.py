@@ -235,3 +235,45 @@ def test_the_2026_era_asks_with_input_required(gateways: Any, upstreams: Any) ->
                and r["decision"] in ("approved", "denied", "used")]
     assert decided == [("echo", "approved", "client:erin"), ("echo", "used", "client:erin"),
                        ("add", "denied", "client:erin")], decided
+
+
+def test_an_agent_cannot_answer_an_operators_approval_for_itself(gateways: Any, upstreams: Any) -> None:
+    """Under `ask: operators` the held call's approval id is visible to the agent (progress
+    notes name it); a 2026-07-28 retry naming it with an `accept` answer must not approve it."""
+    import httpx
+
+    upstream = upstreams.recording("sse")
+    pol = {"version": "1", "default": "deny",
+           "tools": {"echo": {"action": "require_approval", "approval": {"timeout": "30s"}}}}
+    gw = gateways.new([http_server("rec", "p", upstream.url)], {"p": pol})
+    token = gw.grant("rec", "mallory")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream"}
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
+
+    def call(extra: dict[str, Any]) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": "hi"}, "_meta": meta, **extra}}
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(timeout=3) as http:
+            held = asyncio.create_task(http.post(gw.url("rec"), json=call({}), headers=headers))
+            deadline = time.monotonic() + 15
+            while not (waiting := json.loads((await asyncio.to_thread(gw.cli, "approvals list", "--json")).stdout)):
+                assert time.monotonic() < deadline, "no approval appeared"
+                await asyncio.sleep(0.2)
+            forged = call({"requestState": f"toolgate-approval:{waiting[0]['id']}",
+                           "inputResponses": {"toolgate-approval": {"action": "accept",
+                                                                    "content": {"decision": "allow_once"}}}})
+            try:
+                r = await http.post(gw.url("rec"), json=forged, headers=headers)
+                assert "approved by" not in r.text and '"hi"' not in r.text, r.text
+            except httpx.ReadTimeout:
+                pass  # held like the first call: fine
+            held.cancel()
+
+    run(scenario)
+    still = json.loads(gw.cli("approvals list", "--json").stdout)
+    assert len(still) == 1 and not still[0].get("approvers"), still
+    assert not [r for r in records(gw.cli) if r["kind"] == "approval" and r["decision"] == "approved"]

@@ -83,11 +83,7 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
         arguments: toolgate_protocol::canonical(&ctx.srv.redactor.redact(&ctx.args)),
         arg_hash: ctx.arg_hash(),
         policy: ctx.grant.policy.clone(),
-        policy_version: ctx
-            .grant
-            .policy
-            .as_ref()
-            .and_then(|p| cfg.policy_versions.get(p).cloned()),
+        policy_version: ctx.policy_version(),
         rule: d.rule.clone(),
         // The client's answer decides alone (`approvers` counts operators).
         required: if ask_client { 1 } else { spec.approvers.max(1) },
@@ -161,7 +157,7 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
     } else {
         None
     };
-    let session_scope = spec.session_scope;
+    let (session_scope, spec_ask) = (spec.session_scope, spec.ask);
     let asker = ctx.clone();
     let progress = ctx.progress.clone();
     let stream = async_stream::stream! {
@@ -207,7 +203,7 @@ pub async fn hold(ctx: CallCtx, d: Decision) -> Response {
                         // The session ended: the wait ends by itself.
                         _ => continue,
                     };
-                    crate::ask::apply(&asker, &a, said).await;
+                    crate::ask::apply(&asker, &a, said, spec_ask).await;
                 }
             }
         };

@@ -18,18 +18,41 @@
 //! it ends or the policy changes) and `deny` (with an optional reason).
 
 use serde_json::{json, Value};
-use toolgate_store::{Approval, DecideError};
+use toolgate_policy::Ask;
+use toolgate_store::{Approval, ApprovalStatus, DecideError};
 
 use crate::call::CallCtx;
 
-/// The JSON-RPC id of the question about approval `id` (a string no upstream uses).
-pub fn question_id(approval_id: &str) -> String {
-    Value::String(format!("toolgate-approval-{approval_id}")).to_string()
+/// The prefix of toolgate's questions' ids in this process: `toolgate-approval-` and a
+/// random part, so no upstream's own server-to-client request can collide with it (the
+/// front takes answers with this prefix for itself).
+fn question_prefix() -> &'static str {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let mut nonce = [0u8; 6];
+        // Without the OS's random source the prefix is still distinct from any approval
+        // id an upstream could know; it is only less unpredictable.
+        let _ = getrandom::fill(&mut nonce);
+        let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        format!("toolgate-approval-{hex}-")
+    })
 }
 
-/// True for the id of a question toolgate asked (raw JSON text).
+/// The JSON-RPC id of the question about approval `id`, as a string.
+fn question_id_string(approval_id: &str) -> String {
+    format!("{}{approval_id}", question_prefix())
+}
+
+/// The JSON-RPC id of the question about approval `id` (raw JSON text).
+pub fn question_id(approval_id: &str) -> String {
+    Value::String(question_id_string(approval_id)).to_string()
+}
+
+/// True for the id (raw JSON text) of a question this process asked.
 pub fn is_question_id(raw_id: &str) -> bool {
-    raw_id.starts_with("\"toolgate-approval-")
+    raw_id
+        .strip_prefix('"')
+        .is_some_and(|r| r.starts_with(question_prefix()))
 }
 
 /// Who answered, as the audit log and the approval record it.
@@ -47,7 +70,7 @@ const STATE_PREFIX: &str = "toolgate-approval:";
 pub fn question(ctx: &CallCtx, a: &Approval, session_scope: bool) -> String {
     json!({
         "jsonrpc": "2.0",
-        "id": format!("toolgate-approval-{}", a.id),
+        "id": question_id_string(&a.id),
         "method": "elicitation/create",
         "params": question_params(ctx, a, session_scope),
     })
@@ -169,6 +192,8 @@ pub enum Answer {
     },
     /// Denied, declined or cancelled, with why.
     Deny(String),
+    /// The client answered with an error: it could not ask its user.
+    CouldNotAsk(String),
 }
 
 impl Answer {
@@ -181,7 +206,7 @@ impl Answer {
                 .get("message")
                 .and_then(Value::as_str)
                 .unwrap_or("an error");
-            return Answer::Deny(format!("the client could not ask: {why}"));
+            return Answer::CouldNotAsk(format!("the client could not ask: {why}"));
         }
         let result = &response["result"];
         match result["action"].as_str() {
@@ -214,20 +239,29 @@ impl Answer {
         match self {
             Answer::Allow { session: false } => "allow once",
             Answer::Allow { session: true } => "allow for this session",
-            Answer::Deny(_) => "deny",
+            Answer::Deny(_) | Answer::CouldNotAsk(_) => "deny",
         }
     }
 }
 
 /// Applies the client's answer to approval `a`: approves or denies it in the store as
 /// `client:IDENTITY`, records it, and wakes the held call. An approval already decided
-/// (by an operator first, or expired) keeps that decision.
-pub async fn apply(ctx: &CallCtx, a: &Approval, answer: Answer) {
+/// (by an operator first, or expired) keeps that decision. A client that could not ask
+/// denies under `ask = "client"`; under `"client_or_operators"` the operators decide.
+pub async fn apply(ctx: &CallCtx, a: &Approval, answer: Answer, ask: Ask) {
+    let answer = match answer {
+        Answer::CouldNotAsk(why) if ask == Ask::ClientOrOperators => {
+            tracing::info!(approval = %a.id, "{why}; the operators decide");
+            return;
+        }
+        Answer::CouldNotAsk(why) => Answer::Deny(why),
+        other => other,
+    };
     let who = approver(ctx);
     let (id, by, now) = (a.id.clone(), who.clone(), ctx.st.now_ms());
     let result = match &answer {
         Answer::Allow { .. } => ctx.st.state(move |s| s.approve(&id, &by, now)).await,
-        Answer::Deny(why) => {
+        Answer::Deny(why) | Answer::CouldNotAsk(why) => {
             let why = why.clone();
             ctx.st
                 .state(move |s| s.deny_approval(&id, &by, &why, now))
@@ -250,20 +284,18 @@ pub async fn apply(ctx: &CallCtx, a: &Approval, answer: Answer) {
             return;
         }
     };
-    if answer == (Answer::Allow { session: true }) {
-        let version = ctx
-            .grant
-            .policy
-            .as_ref()
-            .and_then(|p| ctx.cfg.policy_versions.get(p).cloned());
-        ctx.session.allow_tool(&a.tool, version, decided.clone());
+    // Only an approval the answer actually decided allows the tool for the session (one
+    // that still needs operators' votes does not).
+    if answer == (Answer::Allow { session: true }) && decided.status == ApprovalStatus::Approved {
+        ctx.session
+            .allow_tool(&a.tool, ctx.policy_version(), decided.clone());
     }
     let (event, message) = match &answer {
         Answer::Allow { .. } => (
             "approved",
             format!("asked the client; answered: {}", answer.said()),
         ),
-        Answer::Deny(why) => (
+        Answer::Deny(why) | Answer::CouldNotAsk(why) => (
             "denied",
             format!("asked the client; answered: {} ({why})", answer.said()),
         ),
@@ -300,10 +332,16 @@ mod tests {
             ),
             Answer::Deny("too much".into())
         );
+        assert!(matches!(
+            Answer::read(
+                &json!({"jsonrpc":"2.0","id":"x","error":{"code":-1,"message":"no UI"}}),
+                true
+            ),
+            Answer::CouldNotAsk(_)
+        ));
         for other in [
             json!({"jsonrpc":"2.0","id":"x","result":{"action":"decline"}}),
             json!({"jsonrpc":"2.0","id":"x","result":{"action":"cancel"}}),
-            json!({"jsonrpc":"2.0","id":"x","error":{"code":-1,"message":"no UI"}}),
             accept(json!({"decision":"yes"})),
             accept(json!({})),
             json!({"jsonrpc":"2.0","id":"x","result":{}}),

@@ -72,6 +72,15 @@ impl CallCtx {
         } else {
             self.cfg.clone()
         };
+        if approval_granted {
+            // The call may have waited minutes: cached pin checks are trusted only for the
+            // store's version as it is now.
+            if let Err(e) = self.st.state_version().await {
+                return Err(Box::new(GatewayError::Unavailable(Unavailable::Store(
+                    e.to_string(),
+                ))));
+            }
+        }
         let local = self.st.local_grant.as_ref().map(|g| g.id.as_str());
         if approval_granted && local != Some(self.grant.id.as_str()) {
             // The grant may have been revoked while the call waited (the local grant of
@@ -421,6 +430,15 @@ impl CallCtx {
             hook,
         )
         .await
+    }
+
+    /// The version of the grant's policy in this request's config (what an approval and a
+    /// session allowance are bound to).
+    pub fn policy_version(&self) -> Option<String> {
+        self.grant
+            .policy
+            .as_ref()
+            .and_then(|p| self.cfg.policy_versions.get(p).cloned())
     }
 
     /// The hash of the exact arguments (what an approval is bound to).

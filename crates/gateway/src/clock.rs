@@ -1,9 +1,11 @@
 //! The one clock the gateway reads: wall time in milliseconds since the Unix epoch. The
 //! policy engine never reads it: the time comes in as a value (`now`).
 //!
-//! The call path reads time through [`Clock`], held by the gateway's state, so a test can
+//! The call path's decisions (grant expiry, limit windows, approvals and their expiry, pin
+//! observations) read time through [`Clock`], held by the gateway's state, so a test can
 //! run the pipeline on a [`Clock::manual`] one and move it (an approval or a grant expiring)
-//! without waiting.
+//! without waiting. The timestamps of audit records are wall time ([`now_ms`]): they say
+//! when a record was written, whatever clock decided.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -10,7 +10,13 @@ use crate::error::{GatewayError, Unavailable};
 use axum::response::{IntoResponse, Response};
 
 /// Judges and answers one `tools/call`.
-pub async fn call_tool(ctx: CallCtx) -> Response {
+pub async fn call_tool(mut ctx: CallCtx) -> Response {
+    // A 2026-07-28 retry carrying toolgate's `requestState`: toolgate's fields never reach
+    // the upstream, whatever the judgement is now.
+    let retry = ctx.modern.then(|| Retry::read(&ctx.bytes)).flatten();
+    if let Some(r) = &retry {
+        ctx.bytes = r.stripped.clone().into();
+    }
     match ctx.judge(false).await {
         Err(refusal) => match *refusal {
             GatewayError::Denied(answer, d) => ctx.deny(answer, &d, None),
@@ -19,16 +25,12 @@ pub async fn call_tool(ctx: CallCtx) -> Response {
         },
         Ok(d) if d.effect == Effect::RequireApproval => {
             // A 2026-07-28 retry carrying the answer to toolgate's question.
-            if let Some(retry) = ctx.modern.then(|| Retry::read(&ctx.bytes)).flatten() {
+            if let Some(retry) = retry {
                 return answered_retry(ctx, d, retry).await;
             }
             // The client allowed this tool for the rest of the session, under this policy.
-            let version = ctx
-                .grant
-                .policy
-                .as_ref()
-                .and_then(|p| ctx.cfg.policy_versions.get(p).map(String::as_str));
-            if let Some(a) = ctx.session.allowed(&ctx.tool, version) {
+            let version = ctx.policy_version();
+            if let Some(a) = ctx.session.allowed(&ctx.tool, version.as_deref()) {
                 ctx.record_approval(
                     &a,
                     "used",
@@ -61,8 +63,7 @@ pub async fn call_tool(ctx: CallCtx) -> Response {
 /// now approved, is denied if it was denied, and is asked again while it still waits. A
 /// state naming another call's approval is ignored (the call is held afresh). Toolgate's
 /// fields never reach the upstream.
-async fn answered_retry(mut ctx: CallCtx, d: toolgate_policy::Decision, retry: Retry) -> Response {
-    ctx.bytes = retry.stripped.into();
+async fn answered_retry(ctx: CallCtx, d: toolgate_policy::Decision, retry: Retry) -> Response {
     let id = retry.approval_id.clone();
     let a = match ctx.st.state(move |s| s.approval(&id)).await {
         Ok(a)
@@ -75,9 +76,21 @@ async fn answered_retry(mut ctx: CallCtx, d: toolgate_policy::Decision, retry: R
         }
         Err(e) => return ctx.refuse(Unavailable::Store(e.to_string()), None),
     };
-    if let Some(answer) = retry.answer {
-        let response = serde_json::json!({ "result": answer });
-        crate::ask::apply(&ctx, &a, Answer::read(&response, false)).await;
+    // The client's answer counts only for a question toolgate asked it: the rule in force
+    // asks the client, and it is the rule and policy version that held this approval (an
+    // operators-only approval is never decided by the agent's own retry).
+    let ask = d.approval.as_ref().map(|s| s.ask).unwrap_or_default();
+    let asked_client =
+        ask.asks_client() && a.rule == d.rule && a.policy_version == ctx.policy_version();
+    match retry.answer {
+        Some(answer) if asked_client => {
+            let response = serde_json::json!({ "result": answer });
+            crate::ask::apply(&ctx, &a, Answer::read(&response, false), ask).await;
+        }
+        Some(_) => {
+            tracing::warn!(approval = %a.id, "a retry answered an approval its client was not asked about; the answer is ignored");
+        }
+        None => {}
     }
     let (grant, tool, hash, id, now) = (
         ctx.grant.id.clone(),

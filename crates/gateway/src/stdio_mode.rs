@@ -63,9 +63,9 @@ fn get(server: &str, session: &str) -> Request<Body> {
 
 /// Writes an answer's messages to the client, one line each: the JSON body, or the data
 /// of each SSE event. Returns when the body ends. `id` is the request's id (raw JSON) when
-/// it had one: a refusal the front wrote before reading the message (the store down at
-/// admission, a body over `max_body`) says `"id": null`, which over HTTP is paired with
-/// its request by the exchange; over stdio only the id pairs them, so it is put in.
+/// it was a request: a refusal the front wrote before reading the message (the store down
+/// at admission) says `"id": null`, which over HTTP is paired with its request by the
+/// exchange; over stdio only the id pairs them, so it is put in.
 async fn relay_answer(
     resp: axum::response::Response,
     out: mpsc::UnboundedSender<Bytes>,
@@ -192,8 +192,11 @@ pub async fn run_on(
         if line.is_empty() {
             continue;
         }
+        // A request's id (never a response's: the client answering the server's request
+        // with that number is not waiting for anything).
         let id = toolgate_protocol::Envelope::parse(&line)
             .ok()
+            .filter(|e| e.kind == toolgate_protocol::Kind::Request)
             .and_then(|e| e.id.map(|raw| raw.get().to_string()));
         let sid = session.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Ok(resp) = app
