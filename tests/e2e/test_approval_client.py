@@ -277,3 +277,32 @@ def test_an_agent_cannot_answer_an_operators_approval_for_itself(gateways: Any, 
     still = json.loads(gw.cli("approvals list", "--json").stdout)
     assert len(still) == 1 and not still[0].get("approvers"), still
     assert not [r for r in records(gw.cli) if r["kind"] == "approval" and r["decision"] == "approved"]
+
+
+def test_the_typescript_sdk_v2_client_is_asked_in_both_eras(gateways: Any, upstreams: Any) -> None:
+    """The TypeScript SDK v2 client (node/client-v2.mjs) answers toolgate's question with its
+    elicitation handler: on the call's stream (legacy era), and by auto-fulfilling the
+    `input_required` result and retrying (2026-07-28 era)."""
+    from helpers import TS_CLIENT_V2, ts_client
+
+    upstream = upstreams.recording("sse")
+    pol = {"version": "1", "default": "deny",
+           "tools": {"echo": {"action": "require_approval", "approval": {"ask": "client", "timeout": "30s"}}}}
+    gw = gateways.new([http_server("rec", "p", upstream.url)], {"p": pol})
+    token = gw.grant("rec", "ts-user")
+    for mode in ("legacy", "2026-07-28"):
+        for decision, allowed in (("allow_once", True), ("deny", False)):
+            out = ts_client(gw.url("rec"), token, {
+                "mode": mode, "elicit": {"decision": decision},
+                "calls": [{"name": "echo", "arguments": {"text": f"{mode} {decision}"}}]}, client=TS_CLIENT_V2)
+            assert out["ok"], out
+            assert out["handled"].get("elicitation/create") == 1, (mode, decision, out)
+            call = out["calls"][0]
+            text = json.dumps(call.get("result"))
+            if allowed:
+                assert f"{mode} {decision}" in text and not call["result"].get("isError"), (mode, out)
+            else:
+                assert call["result"].get("isError") and "(approval denied)" in text, (mode, out)
+    approvers = {r.get("approver") for r in records(gw.cli) if r["kind"] == "approval"
+                 and r["decision"] in ("approved", "denied")}
+    assert approvers == {"client:ts-user"}, approvers

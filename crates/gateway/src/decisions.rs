@@ -9,6 +9,7 @@ use toolgate_store::{Approval, ApprovalStatus};
 
 use crate::bridge::blocking;
 use crate::enforce::denial_message;
+pub use crate::wakeups::Decisions;
 
 /// How often a held call looks at its approval when no wake-up came.
 const POLL: Duration = Duration::from_millis(200);
@@ -22,29 +23,6 @@ pub enum Decided {
     Refused(Decision, Approval),
     /// The store failed.
     StoreDown(String),
-}
-
-/// Wake-ups for held calls: the ids of approvals just decided, by this process (the admin
-/// API) or, when the store publishes them (Redis), by any replica or CLI. A wake-up only
-/// shortens the wait; held calls still look at their approval every [`POLL`].
-#[derive(Clone, Debug)]
-pub struct Decisions(tokio::sync::broadcast::Sender<String>);
-
-impl Decisions {
-    /// Wake-ups from this process and from whatever `store` publishes.
-    pub fn watch(store: &dyn toolgate_store::StateStore) -> Self {
-        let (tx, _) = tokio::sync::broadcast::channel(256);
-        let feed = tx.clone();
-        store.watch_decisions(Box::new(move |id| {
-            let _ = feed.send(id.to_string());
-        }));
-        Decisions(tx)
-    }
-
-    /// Tells this process's waiters that approval `id` was decided.
-    pub fn decided(&self, id: &str) {
-        let _ = self.0.send(id.to_string());
-    }
 }
 
 /// Records an approver's decision (`approved`, `denied`) in the audit log, durably, then
@@ -109,7 +87,7 @@ pub async fn wait_decision(
     on_expired: impl Fn(&Approval),
 ) -> Decided {
     // Subscribed before the first look, so a decision made in between is not missed.
-    let (store, mut wake) = (&st.store, st.decisions.0.subscribe());
+    let (store, mut wake) = (&st.store, st.decisions.subscribe());
     loop {
         let now = st.now_ms();
         let owned = id.to_string();

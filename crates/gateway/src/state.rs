@@ -39,7 +39,7 @@ pub struct AppState {
     /// Held while the admin API rewrites a file (a policy, the config), one change at a time.
     pub admin_lock: Mutex<()>,
     /// Wake-ups for calls held for approval.
-    pub decisions: crate::decisions::Decisions,
+    pub decisions: crate::wakeups::Decisions,
     /// Permits to check a policy document and run its inline tests (CPU work on a
     /// blocking thread): [`MAX_CONCURRENT_VALIDATIONS`] at once.
     /// `POST /api/v1/policies/validate` is refused with 429 while none is free; puts wait.
@@ -86,7 +86,7 @@ impl AppState {
             jwt: None,
             otlp: None,
             admin_lock: Mutex::new(()),
-            decisions: crate::decisions::Decisions::watch(store.as_ref()),
+            decisions: crate::wakeups::Decisions::watch(store.as_ref()),
             validations: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_VALIDATIONS)),
             local_grant: None,
             clock: crate::clock::Clock::system(),
