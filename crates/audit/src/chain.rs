@@ -36,8 +36,9 @@ pub struct Verifier {
     checked: u64,
 }
 
-/// The value of a query column as the sealed record has it.
-fn sealed_column(r: &Record, name: &str) -> Option<String> {
+/// The value of a query column as the sealed record has it (what a backend's column
+/// must hold for the record to verify).
+pub fn sealed_column(r: &Record, name: &str) -> Option<String> {
     match name {
         "at_ms" => Some(r.at_ms.to_string()),
         "kind" => Some(r.kind.as_str().to_string()),

@@ -39,23 +39,6 @@ impl MemoryBackend {
     }
 }
 
-fn column(r: &Record, name: &str) -> Option<String> {
-    match name {
-        "at_ms" => Some(r.at_ms.to_string()),
-        "kind" => Some(r.kind.as_str().to_string()),
-        "grant_id" => r.grant_id.clone(),
-        "grant_label" => r.grant_label.clone(),
-        "identity" => r.identity.clone(),
-        "server" => r.server.clone(),
-        "method" => r.method.clone(),
-        "tool" => r.tool.clone(),
-        "decision" => r.decision.clone(),
-        "rule" => r.rule.clone(),
-        "call_seq" => r.call_seq.map(|s| s.to_string()),
-        _ => None,
-    }
-}
-
 /// The filter as the SQL backends apply it.
 fn matches(f: &AuditFilter, r: &Record) -> bool {
     let eq = |want: &Option<String>, have: &Option<String>| {
@@ -137,7 +120,10 @@ impl Backend for MemoryBackend {
                 seq: r.seq,
                 body: body.clone(),
                 hash: hash.clone(),
-                columns: COLUMNS.iter().map(|c| (*c, column(r, c))).collect(),
+                columns: COLUMNS
+                    .iter()
+                    .map(|c| (*c, toolgate_audit::chain::sealed_column(r, c)))
+                    .collect(),
             })
             .collect();
         verify_rows(1, GENESIS, stored.into_iter().map(Ok))
