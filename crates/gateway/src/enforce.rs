@@ -505,6 +505,12 @@ impl Hook {
                         }
                     }
                 }
+                // Filtered for this grant: a cache shared across authorization contexts
+                // (`cacheScope: "public"`, 2026-07-28 era) would show one grant's list to
+                // another. `ttlMs` is the upstream's.
+                if let Some(scope) = v.pointer_mut("/result/cacheScope") {
+                    *scope = Value::String("private".into());
+                }
                 Ok(Some(v.to_string()))
             }
         }
@@ -573,6 +579,28 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod unavailable_tests {
     use super::*;
+
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn a_filtered_tool_list_is_never_cached_publicly() {
+        let policy =
+            toolgate_policy::load_str(r#"{"version":"1","default":"deny","tools":{"a":{}}}"#)
+                .unwrap()
+                .policy;
+        let hook = Hook::FilterTools(
+            Some(Arc::new(policy)),
+            None,
+            Sanitize {
+                on: false,
+                server: "s".into(),
+            },
+        );
+        let msg = br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete","cacheScope":"public","ttlMs":60000,"tools":[{"name":"a","inputSchema":{}},{"name":"b","inputSchema":{}}]}}"#;
+        let out: Value = serde_json::from_str(&hook.apply(msg).await.unwrap().unwrap()).unwrap();
+        assert_eq!(out["result"]["cacheScope"], "private");
+        assert_eq!(out["result"]["ttlMs"], 60000);
+        assert_eq!(out["result"]["tools"].as_array().unwrap().len(), 1);
+    }
 
     #[test]
     fn each_failure_has_its_rule_and_metric() {
