@@ -152,3 +152,40 @@ fn the_window_slides() {
             .unwrap_or_else(|e| panic!("{name}: a second later the window has room: {e}"));
     }
 }
+
+#[test]
+fn mixed_amounts_slide_and_come_back_exactly() {
+    for (name, c) in backends("mixed") {
+        let counter = unique("mixed");
+        let one = c.reserve(&[res(&counter, 1, 5, 1)], now_ms()).unwrap();
+        c.reserve(&[res(&counter, 1, 5, 3)], now_ms()).unwrap();
+        // 4 of 5 taken: 2 more do not fit, and the wait is within the window.
+        match c.reserve(&[res(&counter, 1, 5, 2)], now_ms()) {
+            Err(CounterError::Exceeded(x)) => {
+                assert!(
+                    x.retry_after_ms > 0 && x.retry_after_ms <= 1000,
+                    "{name}: {x:?}"
+                )
+            }
+            other => panic!("{name}: expected a full counter, got {other:?}"),
+        }
+        // The entry of amount 1 given back: 1 + 3 - 1 + 2 = 5 fits, then nothing does.
+        c.give_back(&one).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while c.reserve(&[res(&counter, 1, 5, 2)], now_ms()).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: the given-back entry of amount 1 was not restored"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            c.reserve(&[res(&counter, 1, 5, 1)], now_ms()).is_err(),
+            "{name}"
+        );
+        // A window later every amount has left it: all five fit at once.
+        std::thread::sleep(Duration::from_millis(1100));
+        c.reserve(&[res(&counter, 1, 5, 5)], now_ms())
+            .unwrap_or_else(|e| panic!("{name}: the window slid, yet {e}"));
+    }
+}
