@@ -109,6 +109,8 @@ pub struct Retry {
 impl Retry {
     /// Reads a `tools/call` request: `None` unless its `requestState` is toolgate's.
     pub fn read(request: &[u8]) -> Option<Retry> {
+        // Most calls carry no state: they are not parsed again.
+        memchr::memmem::find(request, b"\"requestState\"")?;
         let mut v: Value = serde_json::from_slice(request).ok()?;
         let params = v.get_mut("params")?.as_object_mut()?;
         let approval_id = params
@@ -306,8 +308,34 @@ pub async fn apply(ctx: &CallCtx, a: &Approval, answer: Answer, ask: Ask) {
 
 #[cfg(test)]
 mod tests {
-    use super::Answer;
+    use super::{Answer, Retry};
     use serde_json::json;
+
+    #[test]
+    fn a_retry_is_read_only_with_toolgates_state_and_leaves_the_rest_as_it_was() {
+        assert!(Retry::read(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#
+        )
+        .is_none());
+        assert!(Retry::read(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","requestState":"theirs"}}"#).is_none());
+        let r = Retry::read(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","requestState":"toolgate-approval:ap_1","inputResponses":{"toolgate-approval":{"action":"decline"},"other":{"x":1}}}}"#);
+        let r = r.map(|r| {
+            (
+                r.approval_id,
+                r.answer,
+                serde_json::from_slice::<serde_json::Value>(&r.stripped).ok(),
+            )
+        });
+        let Some((id, answer, Some(stripped))) = r else {
+            panic!("toolgate's state was not read");
+        };
+        assert_eq!(id, "ap_1");
+        assert_eq!(answer, Some(json!({"action": "decline"})));
+        assert_eq!(
+            stripped["params"],
+            json!({"name": "t", "inputResponses": {"other": {"x": 1}}})
+        );
+    }
 
     #[test]
     fn only_a_clear_allow_allows() {
