@@ -42,6 +42,8 @@ def test_results_are_redacted_withheld_and_stripped(gateways: Any, tmp_path: Pat
     (root / "creds.txt").write_text(f"aws_access_key_id = {AWS_KEY}\n{PEM}\nkeep this line\n")
     (root / "invoice.txt").write_text(f"Paid with card {CARD} on 2026-11-02.\n")
     (root / "notes.txt").write_text(f"Meeting notes.\n{INJECTION}\nNext steps: ship it.\n")
+    # Over 64 KiB: inspected off the runtime threads, same rules.
+    (root / "big.txt").write_text("ordinary line of a long log\n" * 8000 + f"deploy key {AWS_KEY}\n")
     policy = {
         "version": "1",
         "default": "deny",
@@ -64,6 +66,8 @@ def test_results_are_redacted_withheld_and_stripped(gateways: Any, tmp_path: Pat
             text = assert_allowed(await client.call_tool(read, {"path": str(root / "notes.txt")}))
             assert "Ignore previous instructions" not in text and "<IMPORTANT>" not in text, text
             assert "Meeting notes." in text and "Next steps: ship it." in text, text
+            text = assert_allowed(await client.call_tool(read, {"path": str(root / "big.txt")}))
+            assert AWS_KEY not in text and text.count("ordinary line") == 8000, text[-300:]
             # Nothing to find: relayed as it is.
             listing = assert_allowed(await client.call_tool("list_directory", {"path": str(root)}))
             assert "creds.txt" in listing

@@ -19,9 +19,7 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-fn re(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'static Regex> {
-    cell.get_or_init(|| Regex::new(pattern).ok()).as_ref()
-}
+use crate::lazy_regex as re;
 
 /// Markup that addresses the model: `<IMPORTANT>`, `<system>`, `[SYSTEM ...]`, uppercase
 /// pseudo-tags, instruction headers.
@@ -273,18 +271,7 @@ pub fn injection_spans(text: &str) -> Vec<Injection> {
             add(m.range(), "ansi-escape");
         }
     }
-    out.retain(|s| s.range.end > s.range.start);
-    out.sort_by_key(|s| (s.range.start, std::cmp::Reverse(s.range.end)));
-    let mut merged: Vec<Injection> = Vec::with_capacity(out.len());
-    for sp in out {
-        match merged.last_mut() {
-            Some(last) if sp.range.start < last.range.end => {
-                last.range.end = last.range.end.max(sp.range.end);
-            }
-            _ => merged.push(sp),
-        }
-    }
-    merged
+    crate::merge(out)
 }
 
 /// `text` with the spans cut out (in order, not overlapping, as [`injection_spans`]

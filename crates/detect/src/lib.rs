@@ -32,6 +32,42 @@ pub mod secret;
 
 pub use injection::{injection_spans, strip, Injection};
 
+/// A regex compiled once, on first use, into `cell` (`None` if `pattern` does not compile,
+/// which tests rule out): the one way the detectors and the scanner keep their patterns.
+pub fn lazy_regex(
+    cell: &'static std::sync::OnceLock<Option<regex::Regex>>,
+    pattern: &str,
+) -> Option<&'static regex::Regex> {
+    cell.get_or_init(|| regex::Regex::new(pattern).ok())
+        .as_ref()
+}
+
+/// Something found at a byte range of a text ([`Span`], [`Injection`]).
+pub(crate) trait Ranged {
+    /// Its range.
+    fn range(&self) -> &Range<usize>;
+    /// Its range, to widen.
+    fn range_mut(&mut self) -> &mut Range<usize>;
+}
+
+impl Ranged for Span {
+    fn range(&self) -> &Range<usize> {
+        &self.range
+    }
+    fn range_mut(&mut self) -> &mut Range<usize> {
+        &mut self.range
+    }
+}
+
+impl Ranged for Injection {
+    fn range(&self) -> &Range<usize> {
+        &self.range
+    }
+    fn range_mut(&mut self) -> &mut Range<usize> {
+        &mut self.range
+    }
+}
+
 /// A family of findings, as a policy names it (`"secrets"`, `"email"`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Class {
@@ -251,14 +287,15 @@ pub fn first(text: &str, kinds: KindSet) -> Option<Kind> {
 }
 
 /// Sorts spans and merges overlapping ones (the earlier, then longer, keeps its kind).
-pub(crate) fn merge(mut spans: Vec<Span>) -> Vec<Span> {
-    spans.retain(|s| s.range.end > s.range.start);
-    spans.sort_by_key(|s| (s.range.start, std::cmp::Reverse(s.range.end)));
-    let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
+pub(crate) fn merge<T: Ranged>(mut spans: Vec<T>) -> Vec<T> {
+    spans.retain(|s| s.range().end > s.range().start);
+    spans.sort_by_key(|s| (s.range().start, std::cmp::Reverse(s.range().end)));
+    let mut merged: Vec<T> = Vec::with_capacity(spans.len());
     for sp in spans {
         match merged.last_mut() {
-            Some(last) if sp.range.start < last.range.end => {
-                last.range.end = last.range.end.max(sp.range.end);
+            Some(last) if sp.range().start < last.range().end => {
+                let end = last.range().end.max(sp.range().end);
+                last.range_mut().end = end;
             }
             _ => merged.push(sp),
         }

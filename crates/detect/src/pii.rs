@@ -13,9 +13,7 @@ use regex::Regex;
 
 use crate::{alnum_at, alnum_before, Kind, Span};
 
-fn re(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'static Regex> {
-    cell.get_or_init(|| Regex::new(pattern).ok()).as_ref()
-}
+use crate::lazy_regex as re;
 
 fn matches(
     r: Option<&'static Regex>,

@@ -355,6 +355,9 @@ pub fn give_back_later(counters: &Arc<dyn CounterStore>, ticket: &Ticket) {
     }
 }
 
+/// Answers up to this size are inspected in place (at most about a millisecond of CPU).
+const INSPECT_IN_PLACE: usize = 64 * 1024;
+
 impl CallHook {
     /// Applies the `results` rules to the answer: the message to send the agent (the
     /// result redacted or stripped, or an `isError` denial in its place), with what fired
@@ -459,6 +462,16 @@ impl Hook {
     pub async fn apply(&self, msg: &[u8]) -> Result<Option<String>, Unreadable> {
         match self {
             Hook::None => Ok(None),
+            // Inspection is CPU work proportional to the answer (about 15 µs per KiB): a
+            // large answer is inspected on the blocking pool, not on a runtime thread.
+            Hook::Call(c) if c.results.is_some() && msg.len() > INSPECT_IN_PLACE => {
+                let (hook, owned) = (c.clone(), msg.to_vec());
+                tokio::task::spawn_blocking(move || hook.inspect(&owned))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(Unreadable(format!("its inspection did not finish: {e}")))
+                    })
+            }
             Hook::Call(c) if c.results.is_some() => c.inspect(msg),
             Hook::Call(c) => {
                 // Most answers are plain results: parse only when `error` or `isError` may be there.

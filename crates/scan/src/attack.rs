@@ -40,9 +40,7 @@ pub const PADDING_RUN: usize = 60;
 /// padded definitions use 60; honest descriptions separate paragraphs by at most two.
 pub const PADDING_LINES: usize = 15;
 
-fn re(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'static Regex> {
-    cell.get_or_init(|| Regex::new(pattern).ok()).as_ref()
-}
+use toolgate_detect::lazy_regex as re;
 
 fn secret_target() -> Option<&'static Regex> {
     static R: OnceLock<Option<Regex>> = OnceLock::new();
