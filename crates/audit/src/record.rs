@@ -163,9 +163,15 @@ pub struct Record {
     /// The tool (`tools/call`, pin and approval records).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+    /// The real server a virtual server forwarded the call to (`server` is the virtual one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_server: Option<String>,
     /// The upstream's HTTP status, when it answered over HTTP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_status: Option<u16>,
+    /// The tool's name on `upstream_server` (`tool` is the name the agent called).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_tool: Option<String>,
     /// Time the upstream took, microseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_us: Option<u64>,
@@ -287,6 +293,8 @@ mod tests {
             args: Some(serde_json::json!({"z": {"y": 1, "x": [{"b": 1, "a": 2}]}, "a": 0})),
             outcome: Some(Outcome::Ok),
             upstream_status: Some(200),
+            upstream_server: Some("real".into()),
+            upstream_tool: Some("orig".into()),
             decision_us: Some(3),
             upstream_us: Some(4),
             bytes_in: Some(5),

@@ -12,12 +12,15 @@
 //! - [`run`]: `toolgate run`'s config ([`Config::for_run`]): one stdio server under one
 //!   policy file, through the same checks.
 //! - [`files`]: the [`Files`] reader, [`DiskFiles`] and [`MemFiles`].
+//! - [`virtual_server`]: `[[virtual_servers]]`: which tools of which servers one endpoint
+//!   exposes, and the name mapping both ways ([`Include`]).
 
 pub mod backend;
 pub mod files;
 pub mod model;
 pub mod run;
 pub mod validate;
+pub mod virtual_server;
 
 use std::path::PathBuf;
 
@@ -27,6 +30,7 @@ pub use backend::{
 pub use files::{DiskFiles, Files, MemFiles};
 pub use model::*;
 pub use run::{RunError, RunServer};
+pub use virtual_server::Include;
 
 /// A config that could not be used: every problem, one line each.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -95,6 +95,13 @@ pub enum Transport {
         /// Working directory.
         cwd: PathBuf,
     },
+    /// A virtual server (`[[virtual_servers]]`): tools of other servers under one
+    /// endpoint; toolgate answers `initialize` itself and opens a session per included
+    /// server when first needed.
+    Virtual {
+        /// What it exposes, in config order (the first include that claims a name serves it).
+        includes: Vec<crate::virtual_server::Include>,
+    },
 }
 
 /// One upstream server.
@@ -221,7 +228,8 @@ impl SessionLimits {
                 DEFAULT_HTTP_SESSIONS_PER_GRANT,
                 DEFAULT_HTTP_SESSIONS_PER_SERVER,
             ),
-            Transport::Stdio { .. } | Transport::Sse { .. } => {
+            // A virtual session may hold a child process per included stdio server.
+            Transport::Stdio { .. } | Transport::Sse { .. } | Transport::Virtual { .. } => {
                 (DEFAULT_SESSIONS_PER_GRANT, DEFAULT_SESSIONS_PER_SERVER)
             }
         };

@@ -44,6 +44,8 @@ struct RawConfig {
     policies: BTreeMap<String, String>,
     #[serde(default)]
     servers: Vec<RawServer>,
+    #[serde(default)]
+    virtual_servers: Vec<crate::virtual_server::RawVirtual>,
     audit: Option<RawAudit>,
     approvals: Option<RawApprovals>,
     auth: Option<RawAuth>,
@@ -598,6 +600,56 @@ impl Config {
                     redactor,
                 });
             }
+        }
+        let real: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
+        for (i, v) in raw.virtual_servers.into_iter().enumerate() {
+            let at = format!("virtual_servers[{i}]");
+            if !valid_name(&v.name) {
+                errors.push(format!("{at}.name: expected letters, digits, '-' and '_' (it becomes the path /mcp/NAME), got {:?}", v.name));
+            }
+            if servers.iter().any(|o| o.name == v.name) {
+                errors.push(format!(
+                    "{at}.name: `{}` is already the name of a server or virtual server",
+                    v.name
+                ));
+            }
+            if let Some(p) = &v.policy {
+                if !raw.policies.contains_key(p) {
+                    errors.push(format!("{at}.policy: no policy named `{p}` in [policies]"));
+                }
+            }
+            let state_fail_mode = match v.state_fail_mode.as_deref() {
+                None | Some("closed") => FailMode::Closed,
+                Some("open") => FailMode::Open,
+                Some(other) => {
+                    errors.push(format!(
+                        "{at}.state_fail_mode: expected \"closed\" (the default) or \"open\", got {other:?}"
+                    ));
+                    FailMode::Closed
+                }
+            };
+            let audit_arguments = match v.audit_arguments.as_deref() {
+                None | Some("keys") => ArgumentsMode::Keys,
+                Some("full") => ArgumentsMode::Full,
+                Some(other) => {
+                    errors.push(format!(
+                        "{at}.audit_arguments: expected \"keys\" or \"full\", got {other:?}"
+                    ));
+                    ArgumentsMode::Keys
+                }
+            };
+            let includes = crate::virtual_server::includes(&at, v.include, &real, &mut errors);
+            servers.push(ServerConfig {
+                name: v.name,
+                transport: Transport::Virtual { includes },
+                policy: v.policy,
+                // Definitions are pinned per real server (each include's own setting).
+                pinning: Pinning::Off,
+                state_fail_mode,
+                sanitize_descriptions: v.sanitize_descriptions.unwrap_or(false),
+                audit_arguments,
+                redactor: Redactor::default(),
+            });
         }
         if !errors.is_empty() {
             return Err(errors);

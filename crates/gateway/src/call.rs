@@ -59,6 +59,9 @@ pub struct CallCtx {
     pub modern: bool,
     /// Its trace span (`[tracing]`), ended with the denial or the outcome.
     pub span: Option<Arc<crate::otlp::CallSpan>>,
+    /// On a virtual server: the server and the name the exposed tool has there (`None` on
+    /// a real server, or for a name no include claims).
+    pub route: Option<crate::virtual_server::Route>,
 }
 
 impl CallCtx {
@@ -107,15 +110,17 @@ impl CallCtx {
         }
         let policy = self.grant.policy.as_ref().and_then(|p| cfg.policies.get(p));
         // Held: is it new since pinning (never approved) or changed? Fails closed: a pin
-        // store that cannot be read holds the tool.
-        let cached = (self.srv.pinning == Pinning::Enforce)
-            .then(|| self.st.cache.held(&self.srv.name, &self.tool))
+        // store that cannot be read holds the tool. On a virtual server, the definition is
+        // the one pinned on its real server.
+        let (pin_server, pin_tool, pinning) = self.pin_target(&cfg);
+        let cached = (pinning == Pinning::Enforce)
+            .then(|| self.st.cache.held(&pin_server, &pin_tool))
             .flatten();
         let (held, definition_new) = if cached == Some(false) {
             // Not held, as of the store version read when the request was admitted.
             (false, false)
-        } else if self.srv.pinning == Pinning::Enforce {
-            let (server, tool) = (self.srv.name.clone(), self.tool.clone());
+        } else if pinning == Pinning::Enforce {
+            let (server, tool) = (pin_server.clone(), pin_tool.clone());
             let at = self.st.cache.generation();
             let read = self
                 .st
@@ -131,12 +136,10 @@ impl CallCtx {
                 })
                 .await;
             if let Ok((held, _)) = read {
-                self.st
-                    .cache
-                    .keep_held(at, &self.srv.name, &self.tool, held);
+                self.st.cache.keep_held(at, &pin_server, &pin_tool, held);
             }
             read.unwrap_or_else(|e| {
-                    tracing::error!(server = %self.srv.name, "pin store failed: {e}; the call is held to be safe");
+                    tracing::error!(server = %pin_server, "pin store failed: {e}; the call is held to be safe");
                     (true, false)
                 })
         } else {
@@ -197,11 +200,12 @@ impl CallCtx {
     /// state version.
     async fn schema_violation(&self) -> Result<Option<String>, Box<GatewayError>> {
         use crate::cache::ToolSchema;
-        let schema = match self.st.cache.schema(&self.srv.name, &self.tool) {
+        let (pin_server, pin_tool, pinning) = self.pin_target(&self.cfg);
+        let schema = match self.st.cache.schema(&pin_server, &pin_tool) {
             Some(s) => s,
             None => {
                 let at = self.st.cache.generation();
-                let (server, tool) = (self.srv.name.clone(), self.tool.clone());
+                let (server, tool) = (pin_server.clone(), pin_tool.clone());
                 let read = self
                     .st
                     .state(move |s| {
@@ -228,7 +232,7 @@ impl CallCtx {
                     })?;
                 self.st
                     .cache
-                    .keep_schema(at, &self.srv.name, &self.tool, read.clone());
+                    .keep_schema(at, &pin_server, &pin_tool, read.clone());
                 read
             }
         };
@@ -237,15 +241,32 @@ impl CallCtx {
             ToolSchema::Invalid(v) => Some(v.to_string()),
             ToolSchema::Unknown => Some(format!(
                 "toolgate knows no reviewed definition of `{}` on `{}` yet, so its arguments cannot be checked: list the server's tools first (tools/list){}",
-                self.tool,
-                self.srv.name,
-                if self.srv.pinning == Pinning::Off {
+                pin_tool,
+                pin_server,
+                if pinning == Pinning::Off {
                     "; pinning is off for this server, so no definition is ever kept: turn it on (pinning = \"warn\" or \"enforce\")"
                 } else {
                     ""
                 }
             )),
         })
+    }
+
+    /// The server and tool whose pinned definition this call is judged against, and that
+    /// server's pinning: the call's own, or on a virtual server the real server's.
+    fn pin_target(&self, cfg: &Config) -> (String, String, Pinning) {
+        match &self.route {
+            Some(r) => {
+                let pinning = cfg
+                    .servers
+                    .iter()
+                    .find(|s| s.name == r.server)
+                    .map(|s| s.pinning)
+                    .unwrap_or(Pinning::Enforce);
+                (r.server.clone(), r.tool.clone(), pinning)
+            }
+            None => (self.srv.name.clone(), self.tool.clone(), self.srv.pinning),
+        }
     }
 
     /// Refuses the call because a store is unavailable: logged, counted by kind, and
@@ -323,6 +344,10 @@ impl CallCtx {
             self.started,
         );
         r.at_ms = self.st.now_ms();
+        if let Some(route) = &self.route {
+            r.upstream_server = Some(route.server.clone());
+            r.upstream_tool = Some(route.tool.clone());
+        }
         if let Some(a) = approval {
             r.approval_id = Some(a.id.clone());
             r.approver = (!a.approvers.is_empty()).then(|| a.approvers.join(", "));
@@ -417,6 +442,9 @@ impl CallCtx {
                 sent: Instant::now(),
             }),
         });
+        if crate::virtual_server::includes(&self.srv).is_some() {
+            return self.forward_virtual(hook).await;
+        }
         relay_request(
             &self.st,
             &self.cfg,
@@ -430,6 +458,60 @@ impl CallCtx {
             hook,
         )
         .await
+    }
+
+    /// Forwards an allowed call of a virtual server to the real server of its route, under
+    /// the tool's name there; a server that cannot be reached fails this call only.
+    async fn forward_virtual(&self, hook: Hook) -> Response {
+        let target = match &self.route {
+            Some(route) => crate::virtual_server::target(
+                &self.st,
+                &self.cfg,
+                &self.srv.name,
+                &self.session,
+                route,
+                &self.bytes,
+                &self.headers,
+            )
+            .await
+            .map_err(|e| {
+                (
+                    toolgate_protocol::error_codes::UPSTREAM_ERROR,
+                    format!("upstream `{}` is unavailable: {e}", route.server),
+                )
+            }),
+            None => Err((
+                toolgate_protocol::error_codes::INVALID_PARAMS,
+                format!(
+                    "virtual server `{}` exposes no tool named `{}`",
+                    self.srv.name, self.tool
+                ),
+            )),
+        };
+        match target {
+            Ok((srv, session, bytes, headers)) => {
+                relay_request(
+                    &self.st,
+                    &self.cfg,
+                    &srv,
+                    &session,
+                    &headers,
+                    bytes,
+                    &self.id_text,
+                    self.progress.as_deref(),
+                    self.accepts_sse,
+                    hook,
+                )
+                .await
+            }
+            Err((code, message)) => {
+                hook.never_reached();
+                json_response(
+                    StatusCode::OK,
+                    toolgate_protocol::error_response(&self.id_text, code, &message, None),
+                )
+            }
+        }
     }
 
     /// The version of the grant's policy in this request's config (what an approval and a

@@ -240,7 +240,7 @@ pub struct PinCtx {
 /// Pins the listed tools; returns the names to hold back. Fails closed: when the store
 /// cannot be read under enforcement, every tool is held. The store is read and written off
 /// the runtime threads, in one call.
-async fn pin_tools(ctx: &PinCtx, tools: &[Value]) -> Result<Vec<String>, ()> {
+pub(crate) async fn pin_tools(ctx: &PinCtx, tools: &[Value]) -> Result<Vec<String>, ()> {
     let prints: Vec<(String, String, String)> =
         tools.iter().filter_map(crate::pin::fingerprint).collect();
     let now = ctx.clock.now_ms();

@@ -58,6 +58,7 @@ pub mod state;
 pub mod stdio_mode;
 pub mod trail;
 pub mod upstream;
+pub mod virtual_server;
 pub mod wakeups;
 pub mod webhook;
 

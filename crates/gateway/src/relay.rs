@@ -60,7 +60,7 @@ pub(crate) fn upstream_request(
 pub(crate) fn http_parts(srv: &ServerConfig) -> Option<(&str, &[(String, String)])> {
     match &srv.transport {
         Transport::Http { url, headers } => Some((url.as_str(), headers.as_slice())),
-        Transport::Stdio { .. } | Transport::Sse { .. } => None,
+        Transport::Stdio { .. } | Transport::Sse { .. } | Transport::Virtual { .. } => None,
     }
 }
 
@@ -109,6 +109,7 @@ pub(crate) async fn open_channel(
             Channel::connect_sse(&srv.name, &st.http, url, headers, st.config().max_answer).await
         }
         Transport::Http { .. } => Err("a Streamable HTTP server has no channel".into()),
+        Transport::Virtual { .. } => Err("a virtual server has no channel of its own".into()),
     }
 }
 
@@ -147,11 +148,20 @@ pub(crate) async fn relay_one_way(
             match req.send().await {
                 Ok(r) if r.status().is_success() => StatusCode::ACCEPTED.into_response(),
                 Ok(r) => {
-                    relay_response(r, "null", Hook::None, &srv.name, st.config().max_answer).await
+                    relay_response(
+                        r,
+                        "null",
+                        Hook::None,
+                        &srv.name,
+                        st.config().max_answer,
+                        None,
+                    )
+                    .await
                 }
                 Err(e) => upstream_failure("null", &e, &srv.name),
             }
         }
+        UpstreamSession::Virtual(_) => StatusCode::ACCEPTED.into_response(),
     }
 }
 
@@ -201,7 +211,17 @@ pub(crate) async fn relay_request(
                         "the upstream ended this session: send `initialize` again",
                     )
                 }
-                Ok(r) => relay_response(r, id_text, hook, &srv.name, cfg.max_answer).await,
+                Ok(r) => {
+                    relay_response(
+                        r,
+                        id_text,
+                        hook,
+                        &srv.name,
+                        cfg.max_answer,
+                        session.member_of.clone(),
+                    )
+                    .await
+                }
                 Err(e) => {
                     if e.is_timeout() {
                         hook.lost(true);
@@ -258,6 +278,7 @@ pub(crate) async fn relay_request(
                 }
             }
             let proc = proc.clone();
+            let member_of = session.member_of.clone();
             let id_owned = id_text.to_string();
             let server = srv.name.clone();
             let stream = async_stream::stream! {
@@ -272,7 +293,7 @@ pub(crate) async fn relay_request(
                                     yield Ok::<Bytes, std::io::Error>(encode(&body, None));
                                     break;
                                 }
-                                Seen::Other(m) => yield Ok(encode(&String::from_utf8_lossy(&m), None)),
+                                Seen::Other(m) => yield Ok(member_message(member_of.as_deref(), &m)),
                                 Seen::Unreadable(e) => tracing::warn!(server = %server, "upstream message dropped: {e}"),
                             },
                             None => {
@@ -294,7 +315,25 @@ pub(crate) async fn relay_request(
             };
             sse_response(Body::from_stream(stream))
         }
+        UpstreamSession::Virtual(_) => {
+            hook.never_reached();
+            http_error(
+                StatusCode::BAD_GATEWAY,
+                id_text,
+                error_codes::INTERNAL_ERROR,
+                "a virtual session has no upstream of its own",
+            )
+        }
     }
+}
+
+/// One message a member of a virtual session sends the client, SSE-encoded: its requests
+/// carry ids tagged with the member's server ([`crate::session::tag_request`]).
+fn member_message(member_of: Option<&str>, m: &[u8]) -> Bytes {
+    if let Some(tagged) = member_of.and_then(|s| crate::session::tag_request(s, m)) {
+        return encode(&tagged, None);
+    }
+    encode(&String::from_utf8_lossy(m), None)
 }
 
 /// Relays an HTTP upstream's response: JSON read whole (bounded) and hooked; SSE streamed
@@ -305,6 +344,7 @@ pub(crate) async fn relay_response(
     hook: Hook,
     server: &str,
     max_answer: usize,
+    member_of: Option<String>,
 ) -> Response {
     let status = resp.status();
     let ctype = resp
@@ -376,6 +416,7 @@ pub(crate) async fn relay_response(
                                 None => yield Ok(ev.raw),
                             }
                         }
+                        Seen::Other(m) if member_of.is_some() => yield Ok(member_message(member_of.as_deref(), &m)),
                         Seen::Answer(m) | Seen::Other(m) => match m {
                             std::borrow::Cow::Owned(m) => yield Ok(encode(&String::from_utf8_lossy(&m), ev.id.as_deref())),
                             std::borrow::Cow::Borrowed(_) => yield Ok(ev.raw),

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use crate::config::{SessionLimits, Transport, SESSION_EVICT_AFTER_SECS};
 use crate::upstream::channel::Channel;
 
@@ -19,6 +21,9 @@ pub enum UpstreamSession {
     },
     /// This session's own message channel: a stdio child, or a legacy HTTP+SSE connection.
     Channel(Arc<Channel>),
+    /// A virtual server's session: one session per included server, opened when first
+    /// needed ([`crate::virtual_server`]).
+    Virtual(Arc<Members>),
 }
 
 /// The most questions toolgate waits on per session (a bound: each is a held call).
@@ -49,6 +54,10 @@ pub struct Session {
     /// Tools the client allowed for the rest of this session (`session_scope`), with the
     /// policy version that asked and the approval that allowed them.
     allowed: Mutex<HashMap<String, (Option<String>, toolgate_store::Approval)>>,
+    /// Set on a session a virtual server opened to one of its servers: the requests that
+    /// server sends the client have their ids tagged with this server's name (so the
+    /// client's answer finds its way back), see [`crate::virtual_server::tag_request`].
+    pub member_of: Option<String>,
 }
 
 /// Marks a session in use (a request in flight, a stream open) while alive: a session in
@@ -76,6 +85,7 @@ impl Session {
             in_use: Arc::new(AtomicUsize::new(0)),
             asks: Mutex::default(),
             allowed: Mutex::default(),
+            member_of: None,
         }
     }
 
@@ -166,11 +176,155 @@ impl Session {
             .elapsed()
     }
 
-    fn close(&self) {
-        if let UpstreamSession::Channel(p) = &self.upstream {
-            p.kill();
+    pub(crate) fn close(&self) {
+        match &self.upstream {
+            UpstreamSession::Channel(p) => p.kill(),
+            UpstreamSession::Virtual(m) => m.close(),
+            UpstreamSession::Http { .. } => {}
         }
     }
+}
+
+/// The sessions a virtual server's agent session holds, one per included server, opened
+/// when first needed by [`crate::virtual_server`].
+#[derive(Debug)]
+pub struct Members {
+    /// The params of the client's `initialize`, sent on to each server toolgate opens (so
+    /// each sees the client's capabilities and name).
+    pub init: serde_json::Value,
+    /// The servers opened, by name.
+    open: Mutex<HashMap<String, Arc<Member>>>,
+    /// Held while a server is being opened (one opening at a time per agent session).
+    pub opening: tokio::sync::Mutex<()>,
+    /// Resource URIs listed, with the server that listed them (at most [`MAX_ROUTES`]).
+    resources: Mutex<HashMap<String, String>>,
+    next_id: AtomicUsize,
+}
+
+/// The most resource URIs a virtual session remembers the server of.
+pub const MAX_ROUTES: usize = 10_000;
+
+/// One included server's session, as a virtual server opened it.
+#[derive(Debug)]
+pub struct Member {
+    /// The server's config when it was opened.
+    pub srv: crate::config::ServerConfig,
+    /// The session (never in the session table: it lives and ends with the agent's).
+    pub session: Arc<Session>,
+    /// The protocol version the server agreed to.
+    pub version: String,
+    /// The capabilities the server declared.
+    pub capabilities: serde_json::Value,
+}
+
+impl Members {
+    /// No server open yet; `init` is the client's `initialize` params.
+    pub fn new(init: serde_json::Value) -> Self {
+        Members {
+            init,
+            open: Mutex::default(),
+            opening: tokio::sync::Mutex::new(()),
+            resources: Mutex::default(),
+            next_id: AtomicUsize::new(0),
+        }
+    }
+
+    /// The open session to `server`, if it is still usable.
+    pub fn get(&self, server: &str) -> Option<Arc<Member>> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let m = open.get(server)?.clone();
+        if let UpstreamSession::Channel(p) = &m.session.upstream {
+            if !p.is_alive() {
+                open.remove(server);
+                return None;
+            }
+        }
+        Some(m)
+    }
+
+    /// Every open member.
+    pub fn all(&self) -> Vec<Arc<Member>> {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.values().cloned().collect()
+    }
+
+    /// Keeps a newly opened member.
+    pub fn put(&self, m: Arc<Member>) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = open.insert(m.srv.name.clone(), m) {
+            old.session.close();
+        }
+    }
+
+    /// Forgets (and closes) a member that failed: the next use opens it again.
+    pub fn forget(&self, server: &str) {
+        let gone = self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(server);
+        if let Some(m) = gone {
+            m.session.close();
+        }
+    }
+
+    /// Closes every member.
+    pub fn close(&self) {
+        let all: Vec<Arc<Member>> = self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, m)| m)
+            .collect();
+        for m in all {
+            m.session.close();
+        }
+    }
+
+    /// A fresh id for a request toolgate itself sends a member.
+    pub fn next_id(&self) -> String {
+        format!("toolgate-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Remembers which server listed a resource URI.
+    pub fn remember_resource(&self, uri: &str, server: &str) {
+        let mut r = self.resources.lock().unwrap_or_else(|e| e.into_inner());
+        if r.len() >= MAX_ROUTES && !r.contains_key(uri) {
+            return;
+        }
+        r.insert(uri.to_string(), server.to_string());
+    }
+
+    /// The server that listed a resource URI.
+    pub fn resource_server(&self, uri: &str) -> Option<String> {
+        let r = self.resources.lock().unwrap_or_else(|e| e.into_inner());
+        r.get(uri).cloned()
+    }
+}
+
+/// The prefix of a server-to-client request id toolgate tagged (`tgv:SERVER:ID`).
+const TAG: &str = "tgv:";
+
+/// A request from a member to the client, with its id tagged with the member's server
+/// (`tgv:SERVER:ID`); `None` for any other message (relayed as it is).
+pub fn tag_request(server: &str, msg: &[u8]) -> Option<String> {
+    let p = toolgate_protocol::upstream::peek(msg).ok()?;
+    let id = p.id?;
+    if !p.has_method {
+        return None;
+    }
+    let mut v: Value = serde_json::from_slice(msg).ok()?;
+    v["id"] = Value::String(format!("{TAG}{server}:{}", id.get()));
+    Some(v.to_string())
+}
+
+/// The server and the original id of an id [`tag_request`] tagged.
+pub fn untag(id: &str) -> Option<(String, Value)> {
+    let rest = id.strip_prefix(TAG)?;
+    let (server, raw) = rest.split_once(':')?;
+    let original: Value = serde_json::from_str(raw).ok()?;
+    Some((server.to_string(), original))
 }
 
 /// The bounds on open sessions (`max_sessions_per_grant`, `max_sessions_per_server`).
@@ -416,6 +570,33 @@ pub fn client_caps(initialize: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_member_request_is_tagged_and_its_answer_untagged() {
+        let msg = br#"{"jsonrpc":"2.0","id":7,"method":"elicitation/create","params":{}}"#;
+        let tagged: Value = serde_json::from_str(&tag_request("everything", msg).unwrap()).unwrap();
+        assert_eq!(tagged["id"], "tgv:everything:7");
+        assert_eq!(
+            untag("tgv:everything:7"),
+            Some(("everything".into(), json!(7)))
+        );
+        let msg = br#"{"jsonrpc":"2.0","id":"a:b","method":"sampling/createMessage"}"#;
+        let tagged: Value = serde_json::from_str(&tag_request("fs", msg).unwrap()).unwrap();
+        assert_eq!(
+            untag(tagged["id"].as_str().unwrap()),
+            Some(("fs".into(), json!("a:b")))
+        );
+        // Notifications and responses pass as they are.
+        assert!(tag_request(
+            "fs",
+            br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#
+        )
+        .is_none());
+        assert!(tag_request("fs", br#"{"jsonrpc":"2.0","id":1,"result":{}}"#).is_none());
+        assert!(untag("7").is_none());
+    }
+
     use super::*;
 
     fn http(id: &str, server: &str, grant: &str) -> Arc<Session> {

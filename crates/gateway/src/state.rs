@@ -10,6 +10,7 @@ use toolgate_store::{AuditLog, Grant, StateStore, StoreError};
 use crate::bridge::blocking;
 use crate::config::Config;
 use crate::session::Sessions;
+use serde_json::{json, Value};
 
 /// How many policy documents are checked (inline tests run) at once; see
 /// [`AppState::validations`].
@@ -40,6 +41,8 @@ pub struct AppState {
     pub admin_lock: Mutex<()>,
     /// Wake-ups for calls held for approval.
     pub decisions: crate::wakeups::Decisions,
+    /// Included servers of virtual servers last seen unreachable (`/readyz`).
+    pub virtual_down: VirtualDown,
     /// Permits to check a policy document and run its inline tests (CPU work on a
     /// blocking thread): [`MAX_CONCURRENT_VALIDATIONS`] at once.
     /// `POST /api/v1/policies/validate` is refused with 429 while none is free; puts wait.
@@ -87,6 +90,7 @@ impl AppState {
             otlp: None,
             admin_lock: Mutex::new(()),
             decisions: crate::wakeups::Decisions::watch(store.as_ref()),
+            virtual_down: VirtualDown::default(),
             validations: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_VALIDATIONS)),
             local_grant: None,
             clock: crate::clock::Clock::system(),
@@ -178,5 +182,38 @@ impl AppState {
     /// Swaps in a new config (a reload). Sessions and counters are kept.
     pub fn set_config(&self, config: Config) {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+}
+
+/// Included servers that could not be reached, per virtual server (for `/readyz`).
+#[derive(Debug, Default)]
+pub struct VirtualDown {
+    map: std::sync::Mutex<std::collections::BTreeMap<(String, String), String>>,
+}
+
+impl VirtualDown {
+    /// Marks `server` of `vsrv` down (with why) or up (`None`).
+    pub fn mark(&self, vsrv: &str, server: &str, why: Option<String>) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (vsrv.to_string(), server.to_string());
+        match why {
+            Some(w) => {
+                map.insert(key, w);
+            }
+            None => {
+                map.remove(&key);
+            }
+        }
+    }
+
+    /// `{virtual server: {server: why}}` for servers last seen down.
+    pub fn report(&self) -> Value {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = serde_json::Map::new();
+        for ((v, s), why) in map.iter() {
+            let entry = out.entry(v.clone()).or_insert_with(|| json!({}));
+            entry[s] = Value::String(why.clone());
+        }
+        Value::Object(out)
     }
 }

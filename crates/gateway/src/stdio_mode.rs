@@ -230,6 +230,10 @@ pub async fn run_on(
                 c.wait_exit(EXIT_GRACE).await
             }
             UpstreamSession::Http { .. } => 0,
+            UpstreamSession::Virtual(m) => {
+                m.close();
+                0
+            }
         },
         None => 0,
     };

@@ -55,6 +55,17 @@ fn server_json(s: &ServerConfig, credentials: bool, tools: usize, held: usize) -
                 json!({"env": secret(env)})
             },
         ),
+        Transport::Virtual { includes } => (
+            "virtual",
+            None,
+            json!({"include": includes.iter().map(|i| json!({
+                "server": i.server,
+                "tools": i.tools,
+                "prefix": i.prefix,
+                "rename": i.rename.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                "describe": i.describe.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            })).collect::<Vec<_>>()}),
+        ),
     };
     let mut v = json!({
         "name": s.name, "transport": transport, "url": url, "policy": s.policy,

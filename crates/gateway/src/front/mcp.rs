@@ -185,6 +185,20 @@ pub(super) async fn post_mcp(
                     grant.id.clone(),
                     UpstreamSession::Http { session_id: None },
                 )),
+                // toolgate holds the included servers' sessions: one set per grant.
+                Transport::Virtual { .. } => {
+                    match crate::virtual_server::pooled(&st, &cfg, &srv, &grant) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            return http_error(
+                                StatusCode::TOO_MANY_REQUESTS,
+                                &id_text,
+                                error_codes::INVALID_REQUEST,
+                                &e,
+                            )
+                        }
+                    }
+                }
                 _ => {
                     return http_error(
                         StatusCode::BAD_REQUEST,
@@ -220,7 +234,11 @@ pub(super) async fn post_mcp(
     }
     // In use until its answer ends: never closed to make room for another session.
     let in_use = session.enter();
+    let is_virtual = matches!(session.upstream, UpstreamSession::Virtual(_));
     let response = async {
+        if env.kind != Kind::Request && is_virtual {
+            return crate::virtual_server::one_way(&st, &cfg, &session, bytes.clone()).await;
+        }
         if env.kind != Kind::Request {
             return relay_one_way(&st, &srv, &session, &headers, bytes.clone()).await;
         }
@@ -241,6 +259,26 @@ pub(super) async fn post_mcp(
                 bytes.len(),
             )
         });
+        if is_virtual && env.method() != "tools/call" {
+            record_forwarded(&st, record);
+            let progress = env.progress_token.map(|t| t.get().to_string());
+            return crate::virtual_server::Request {
+                st: &st,
+                cfg: &cfg,
+                srv: &srv,
+                grant: &grant,
+                session: &session,
+                headers: &headers,
+                bytes: bytes.clone(),
+                method: env.method(),
+                id_text: &id_text,
+                progress: progress.as_deref(),
+                accepts_sse,
+                modern: env.era() == Era::Modern,
+            }
+            .answer()
+            .await;
+        }
         let hook = match env.method() {
             "tools/call" => {
                 let Some(tool) = env.name.clone() else {
@@ -270,7 +308,21 @@ pub(super) async fn post_mcp(
                     s.set("toolgate.grant", grant.label.clone());
                     s
                 });
+                let route = crate::virtual_server::route(&srv, &tool);
+                if is_virtual && route.is_none() {
+                    // No include claims the name: nothing to judge, nowhere to go.
+                    return json_response(
+                        StatusCode::OK,
+                        error_response(
+                            &id_text,
+                            error_codes::INVALID_PARAMS,
+                            &format!("virtual server `{}` exposes no tool named `{tool}`", srv.name),
+                            None,
+                        ),
+                    );
+                }
                 let ctx = CallCtx {
+                    route,
                     st: st.clone(),
                     cfg: cfg.clone(),
                     srv: srv.clone(),
@@ -452,7 +504,7 @@ async fn initialize(
                 .map(str::to_string);
             let ok = resp.status().is_success();
             let mut out =
-                relay_response(resp, id_text, Hook::None, &srv.name, cfg.max_answer).await;
+                relay_response(resp, id_text, Hook::None, &srv.name, cfg.max_answer, None).await;
             if ok {
                 let s = Arc::new(
                     Session::new(
@@ -469,6 +521,15 @@ async fn initialize(
                 set_session_header(&mut out, &our_id);
                 tracing::info!(server = %srv.name, grant = %toolgate_protocol::Escaped(&grant.label), session = %our_id, "session opened");
             }
+            out
+        }
+        Transport::Virtual { .. } => {
+            let (session, answer) =
+                crate::virtual_server::initialize(srv, grant, &our_id, &bytes, id_text);
+            st.sessions.insert(session);
+            tracing::info!(server = %srv.name, grant = %toolgate_protocol::Escaped(&grant.label), session = %our_id, "session opened (virtual server: its servers open when first needed)");
+            let mut out = json_response(StatusCode::OK, answer);
+            set_session_header(&mut out, &our_id);
             out
         }
         Transport::Stdio { .. } | Transport::Sse { .. } => {
@@ -561,6 +622,9 @@ async fn get_stream(
     headers: &HeaderMap,
 ) -> Response {
     match &session.upstream {
+        UpstreamSession::Virtual(_) => {
+            crate::virtual_server::stream(st, &st.config(), srv, session).await
+        }
         UpstreamSession::Channel(proc) => {
             let mut rx = proc.open_stream();
             let stream = async_stream::stream! {
@@ -642,6 +706,7 @@ pub(super) async fn delete_mcp(
             tracing::warn!(server = %srv.name, "upstream DELETE failed: {}", short_err(&e));
         }
     }
+    crate::virtual_server::end(&st, &session).await;
     st.sessions.remove(&session.id);
     tracing::info!(server = %srv.name, session = %session.id, "session closed by the agent");
     StatusCode::OK.into_response()

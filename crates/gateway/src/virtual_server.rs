@@ -1,0 +1,1078 @@
+//! Virtual servers (`[[virtual_servers]]`): one endpoint combining tools of several
+//! servers. toolgate answers `initialize` (and `server/discover`) itself; each agent
+//! session holds one session per included server ([`Members`]), opened when first needed
+//! with the client's own `initialize` params. Lists (`tools/list`, `prompts/list`,
+//! `resources/list`) are gathered from every included server and renamed; a `tools/call`
+//! is judged by its exposed name in the call pipeline, then forwarded here to its server
+//! under its original name ([`target`]); other requests go to the server that owns the
+//! name or URI. A server that cannot be reached leaves its tools out and fails only its
+//! own calls. Requests a server sends the client carry ids tagged with its name
+//! ([`crate::session::tag_request`]), so the client's answer goes back to it ([`one_way`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use toolgate_protocol::sse::{encode, SseParser};
+use toolgate_protocol::{error_codes, error_response};
+use toolgate_store::Grant;
+
+use crate::config::{Config, Include, Pinning, ServerConfig, Transport};
+use crate::enforce::{Hook, PinCtx, Sanitize};
+use crate::relay::{open_channel, read_capped, relay_request, short_err, upstream_request};
+use crate::respond::{json_response, sse_response, SESSION_HEADER, VERSION_HEADER};
+use crate::session::{tag_request, untag, Member, Members, Session, UpstreamSession};
+use crate::state::AppState;
+
+/// The protocol versions of the legacy era toolgate answers `initialize` with (the
+/// client's own when it is one of these, else the newest).
+const LEGACY_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
+/// The most pages of one list toolgate reads from one server.
+const MAX_PAGES: usize = 50;
+
+/// Where a call of an exposed tool goes: its server and its name there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The included (real) server.
+    pub server: String,
+    /// The tool's name on that server.
+    pub tool: String,
+}
+
+/// The includes of a virtual server (`None` for a real one).
+pub fn includes(srv: &ServerConfig) -> Option<&[Include]> {
+    match &srv.transport {
+        Transport::Virtual { includes } => Some(includes),
+        _ => None,
+    }
+}
+
+/// The route of the exposed tool `tool` on the virtual server `srv`.
+pub fn route(srv: &ServerConfig, tool: &str) -> Option<Route> {
+    let (inc, original) = crate::config::virtual_server::route(includes(srv)?, tool)?;
+    Some(Route {
+        server: inc.server.clone(),
+        tool: original,
+    })
+}
+
+/// The answer to `initialize` on a virtual server, and the agent session it opens.
+pub fn initialize(
+    srv: &ServerConfig,
+    grant: &Grant,
+    our_id: &str,
+    bytes: &[u8],
+    id_text: &str,
+) -> (Arc<Session>, String) {
+    let msg: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+    let params = msg.get("params").cloned().unwrap_or_else(|| json!({}));
+    let asked = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let version = LEGACY_VERSIONS
+        .iter()
+        .find(|v| **v == asked)
+        .copied()
+        .unwrap_or(LEGACY_VERSIONS[LEGACY_VERSIONS.len() - 1]);
+    let session = Session::new(
+        our_id.to_string(),
+        srv.name.clone(),
+        grant.id.clone(),
+        UpstreamSession::Virtual(Arc::new(Members::new(params))),
+    )
+    .with_client_caps(crate::session::client_caps(bytes));
+    let result = json!({
+        "protocolVersion": version,
+        "capabilities": capabilities(),
+        "serverInfo": server_info(srv),
+        "instructions": instructions(srv),
+    });
+    (Arc::new(session), result_message(id_text, result))
+}
+
+fn capabilities() -> Value {
+    json!({
+        "tools": {"listChanged": true},
+        "prompts": {"listChanged": true},
+        "resources": {"listChanged": true, "subscribe": true},
+        "logging": {},
+    })
+}
+
+fn server_info(srv: &ServerConfig) -> Value {
+    json!({"name": srv.name, "version": env!("CARGO_PKG_VERSION"), "title": format!("{} (toolgate virtual server)", srv.name)})
+}
+
+fn instructions(srv: &ServerConfig) -> String {
+    let names: Vec<&str> = includes(srv)
+        .unwrap_or_default()
+        .iter()
+        .map(|i| i.server.as_str())
+        .collect();
+    format!(
+        "Tools of {} through toolgate; every call is checked against a policy.",
+        names.join(", ")
+    )
+}
+
+fn result_message(id_text: &str, result: Value) -> String {
+    let id: Value = serde_json::from_str(id_text).unwrap_or(Value::Null);
+    json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
+}
+
+/// The session a 2026-07-28 request (no session of its own) uses on a virtual server: one
+/// per grant, kept in the session table (so it is capped and reaped like any other), whose
+/// servers toolgate opens in the legacy era.
+pub fn pooled(
+    st: &AppState,
+    cfg: &Config,
+    srv: &ServerConfig,
+    grant: &Grant,
+) -> Result<Arc<Session>, String> {
+    let id = format!("tgv_{}_{}", srv.name, grant.id);
+    if let Some(s) = st.sessions.get(&id, &srv.name, &grant.id) {
+        return Ok(s);
+    }
+    let _slot = st
+        .sessions
+        .reserve(
+            &srv.name,
+            &grant.id,
+            crate::session::Caps::of(&cfg.sessions, &srv.transport),
+        )
+        .map_err(|full| format!("session refused: {full}"))?;
+    let init = json!({
+        "protocolVersion": LEGACY_VERSIONS[LEGACY_VERSIONS.len() - 1],
+        "capabilities": {},
+        "clientInfo": {"name": format!("toolgate (for grant {})", grant.label), "version": env!("CARGO_PKG_VERSION")},
+    });
+    let s = Arc::new(Session::new(
+        id,
+        srv.name.clone(),
+        grant.id.clone(),
+        UpstreamSession::Virtual(Arc::new(Members::new(init))),
+    ));
+    st.sessions.insert(s.clone());
+    Ok(s)
+}
+
+/// The member session to the included server `server`, opened now if it is not open.
+pub async fn member(
+    st: &AppState,
+    cfg: &Config,
+    vsrv: &str,
+    members: &Members,
+    server: &str,
+) -> Result<Arc<Member>, String> {
+    if let Some(m) = members.get(server) {
+        return Ok(m);
+    }
+    let _one = members.opening.lock().await;
+    if let Some(m) = members.get(server) {
+        return Ok(m);
+    }
+    let Some(srv) = cfg.servers.iter().find(|s| s.name == server) else {
+        return Err(format!("server `{server}` is no longer in the config"));
+    };
+    let opened = tokio::time::timeout(
+        Duration::from_secs(cfg.upstream_timeout_secs),
+        open_member(st, cfg, members, srv),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(format!(
+            "upstream `{server}` did not answer `initialize` in time"
+        ))
+    });
+    match opened {
+        Ok(m) => {
+            st.virtual_down.mark(vsrv, server, None);
+            let m = Arc::new(m);
+            members.put(m.clone());
+            Ok(m)
+        }
+        Err(e) => {
+            tracing::warn!(virtual_server = %vsrv, server = %server, "an included server cannot be reached: {e}; its tools are left out");
+            st.virtual_down.mark(vsrv, server, Some(e.clone()));
+            Err(e)
+        }
+    }
+}
+
+async fn open_member(
+    st: &AppState,
+    cfg: &Config,
+    members: &Members,
+    srv: &ServerConfig,
+) -> Result<Member, String> {
+    let id = members.next_id();
+    let init = json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": members.init});
+    let caps = crate::session::client_caps(init.to_string().as_bytes());
+    let (upstream, answer) = match &srv.transport {
+        Transport::Http { url, headers } => {
+            let (sid, answer) =
+                http_exchange(st, cfg, url, headers, None, None, &id, &init).await?;
+            (UpstreamSession::Http { session_id: sid }, answer)
+        }
+        Transport::Stdio { .. } | Transport::Sse { .. } => {
+            let ch = open_channel(st, srv).await?;
+            let answer = channel_exchange(cfg, &ch, &srv.name, &id, &init).await;
+            match answer {
+                Ok(a) => (UpstreamSession::Channel(ch), a),
+                Err(e) => {
+                    ch.kill();
+                    return Err(e);
+                }
+            }
+        }
+        Transport::Virtual { .. } => return Err("a virtual server cannot include another".into()),
+    };
+    let result = outcome(&answer, &srv.name, "initialize")?;
+    let version = result
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or(LEGACY_VERSIONS[LEGACY_VERSIONS.len() - 1])
+        .to_string();
+    let mut session = Session::new(
+        format!("member-of-virtual/{}", srv.name),
+        srv.name.clone(),
+        String::new(),
+        upstream,
+    )
+    .with_client_caps(caps);
+    session.member_of = Some(srv.name.clone());
+    let m = Member {
+        srv: srv.clone(),
+        session: Arc::new(session),
+        version,
+        capabilities: result.get("capabilities").cloned().unwrap_or(Value::Null),
+    };
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    if let Err(e) = send_one_way(st, cfg, &m, note.to_string().into()).await {
+        m.session.close();
+        return Err(e);
+    }
+    Ok(m)
+}
+
+/// The result of a response, or its error as text.
+fn outcome(answer: &Value, server: &str, method: &str) -> Result<Value, String> {
+    if let Some(r) = answer.get("result") {
+        return Ok(r.clone());
+    }
+    let msg = answer
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .unwrap_or("no result");
+    Err(format!("upstream `{server}` refused `{method}`: {msg}"))
+}
+
+/// Headers for a request toolgate itself sends an HTTP server.
+fn own_headers(version: Option<&str>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    if let Some(v) = version.and_then(|v| HeaderValue::from_str(v).ok()) {
+        h.insert(VERSION_HEADER, v);
+    }
+    h
+}
+
+/// Sends one request to an HTTP server and reads the response with id `id` (JSON or SSE).
+#[allow(clippy::too_many_arguments)]
+async fn http_exchange(
+    st: &AppState,
+    cfg: &Config,
+    url: &str,
+    extra: &[(String, String)],
+    session: Option<&str>,
+    version: Option<&str>,
+    id: &str,
+    body: &Value,
+) -> Result<(Option<String>, Value), String> {
+    let req = upstream_request(
+        st,
+        reqwest::Method::POST,
+        url,
+        &own_headers(version),
+        extra,
+        session,
+    )
+    .timeout(Duration::from_secs(cfg.upstream_timeout_secs))
+    .body(body.to_string());
+    let resp = req.send().await.map_err(|e| short_err(&e))?;
+    let status = resp.status();
+    let sid = resp
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let sse = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/event-stream"));
+    let bytes = read_capped(resp, cfg.max_answer)
+        .await
+        .map_err(|e| match e {
+            crate::relay::Capped::Over => {
+                format!("answer over max_answer ({} bytes)", cfg.max_answer)
+            }
+            crate::relay::Capped::Failed(e) => short_err(&e),
+        })?;
+    if !status.is_success() {
+        let shown: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+        return Err(format!("HTTP {} ({shown:?})", status.as_u16()));
+    }
+    let key = toolgate_protocol::upstream::id_key(&json!(id).to_string());
+    let pick = |data: &[u8]| -> Option<Value> {
+        let fixed = toolgate_protocol::upstream::repair(data);
+        let v: Value = serde_json::from_slice(&fixed).ok()?;
+        let matches = v
+            .get("id")
+            .is_some_and(|i| toolgate_protocol::upstream::id_key(&i.to_string()) == key)
+            && v.get("method").is_none();
+        matches.then_some(v)
+    };
+    if sse {
+        let mut parser = SseParser::with_limit(cfg.max_answer);
+        let events = parser.push(&bytes).map_err(|e| e.to_string())?;
+        let mut events = events;
+        if let Ok(mut tail) = parser.push(b"\n\n") {
+            events.append(&mut tail);
+        }
+        for ev in events {
+            if let Some(v) = pick(ev.data.as_bytes()) {
+                return Ok((sid, v));
+            }
+        }
+        return Err("the event stream ended without the answer".into());
+    }
+    pick(&bytes)
+        .map(|v| (sid, v))
+        .ok_or_else(|| "the answer was not a JSON-RPC response to the request".into())
+}
+
+/// Sends one request over a channel and waits for its response.
+async fn channel_exchange(
+    cfg: &Config,
+    ch: &crate::upstream::channel::Channel,
+    server: &str,
+    id: &str,
+    body: &Value,
+) -> Result<Value, String> {
+    let id_raw = json!(id).to_string();
+    let key = toolgate_protocol::upstream::id_key(&id_raw);
+    let mut rx = ch.register(&id_raw, None);
+    if let Err(e) = ch.send(body.to_string().as_bytes()).await {
+        ch.unregister(&id_raw);
+        return Err(format!("upstream `{server}` is not running: {e}"));
+    }
+    let deadline = tokio::time::sleep(Duration::from_secs(cfg.upstream_timeout_secs));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some(m) => {
+                    if let crate::enforce::Seen::Answer(a) = crate::enforce::classify(&m, &key) {
+                        return serde_json::from_slice(&a).map_err(|e| format!("upstream `{server}` answered something that is not JSON: {e}"));
+                    }
+                }
+                None => return Err(format!("upstream `{server}` exited before answering")),
+            },
+            _ = &mut deadline => {
+                ch.unregister(&id_raw);
+                return Err(format!("upstream `{server}` timed out"));
+            }
+        }
+    }
+}
+
+/// Sends a request of toolgate's own to a member and returns the response message.
+async fn exchange(
+    st: &AppState,
+    cfg: &Config,
+    members: &Members,
+    m: &Member,
+    method: &str,
+    params: Value,
+) -> Result<Value, String> {
+    let id = members.next_id();
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let answer = match (&m.session.upstream, &m.srv.transport) {
+        (UpstreamSession::Http { session_id }, Transport::Http { url, headers }) => http_exchange(
+            st,
+            cfg,
+            url,
+            headers,
+            session_id.as_deref(),
+            Some(&m.version),
+            &id,
+            &body,
+        )
+        .await
+        .map(|(_, v)| v),
+        (UpstreamSession::Channel(ch), _) => {
+            channel_exchange(cfg, ch, &m.srv.name, &id, &body).await
+        }
+        _ => Err("the server's transport changed; start a new session".into()),
+    };
+    if answer.is_err() {
+        members.forget(&m.srv.name);
+    }
+    answer
+}
+
+/// Sends a notification or a response to a member.
+async fn send_one_way(st: &AppState, cfg: &Config, m: &Member, bytes: Bytes) -> Result<(), String> {
+    match (&m.session.upstream, &m.srv.transport) {
+        (UpstreamSession::Http { session_id }, Transport::Http { url, headers }) => {
+            let req = upstream_request(
+                st,
+                reqwest::Method::POST,
+                url,
+                &own_headers(Some(&m.version)),
+                headers,
+                session_id.as_deref(),
+            )
+            .timeout(Duration::from_secs(cfg.upstream_timeout_secs.min(30)))
+            .body(bytes);
+            match req.send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!(
+                    "upstream `{}` answered HTTP {}",
+                    m.srv.name,
+                    r.status().as_u16()
+                )),
+                Err(e) => Err(format!("upstream `{}`: {}", m.srv.name, short_err(&e))),
+            }
+        }
+        (UpstreamSession::Channel(ch), _) => ch
+            .send(&bytes)
+            .await
+            .map_err(|e| format!("upstream `{}`: {e}", m.srv.name)),
+        _ => Err("the server's transport changed".into()),
+    }
+}
+
+/// Every page of one list (`tools`, `prompts`, `resources`, `resourceTemplates`) from a member.
+async fn list_all(
+    st: &AppState,
+    cfg: &Config,
+    members: &Members,
+    m: &Member,
+    method: &str,
+    key: &str,
+) -> Result<Vec<Value>, String> {
+    let mut out = vec![];
+    let mut cursor: Option<Value> = None;
+    for _ in 0..MAX_PAGES {
+        let params = match &cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        let answer = exchange(st, cfg, members, m, method, params).await?;
+        let result = outcome(&answer, &m.srv.name, method)?;
+        if let Some(items) = result.get(key).and_then(Value::as_array) {
+            out.extend(items.iter().cloned());
+        }
+        match result.get("nextCursor") {
+            Some(c) if !c.is_null() => cursor = Some(c.clone()),
+            _ => return Ok(out),
+        }
+    }
+    tracing::warn!(server = %m.srv.name, "{method}: more than {MAX_PAGES} pages; the rest is left out");
+    Ok(out)
+}
+
+/// True when the member declared the capability (`tools`, `prompts`, `resources`).
+fn offers(m: &Member, capability: &str) -> bool {
+    m.capabilities.get(capability).is_some_and(|c| !c.is_null())
+}
+
+/// One request on a virtual session other than `tools/call` (which goes through the call
+/// pipeline and [`target`]).
+pub struct Request<'a> {
+    /// Shared state.
+    pub st: &'a Arc<AppState>,
+    /// The config it arrived under.
+    pub cfg: &'a Config,
+    /// The virtual server.
+    pub srv: &'a ServerConfig,
+    /// The caller's grant.
+    pub grant: &'a Grant,
+    /// The agent's session.
+    pub session: &'a Arc<Session>,
+    /// The agent's headers.
+    pub headers: &'a HeaderMap,
+    /// The request.
+    pub bytes: Bytes,
+    /// Its method.
+    pub method: &'a str,
+    /// Its id, as JSON text.
+    pub id_text: &'a str,
+    /// Its progress token, as JSON text.
+    pub progress: Option<&'a str>,
+    /// The agent takes an SSE answer.
+    pub accepts_sse: bool,
+    /// The request is in the 2026-07-28 era.
+    pub modern: bool,
+}
+
+impl Request<'_> {
+    fn members(&self) -> Option<&Arc<Members>> {
+        match &self.session.upstream {
+            UpstreamSession::Virtual(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    fn reply(&self, mut result: Value) -> Response {
+        if self.modern {
+            if let Value::Object(o) = &mut result {
+                o.entry("resultType")
+                    .or_insert_with(|| Value::String("complete".into()));
+            }
+        }
+        json_response(StatusCode::OK, result_message(self.id_text, result))
+    }
+
+    fn error(&self, code: i64, message: &str) -> Response {
+        json_response(
+            StatusCode::OK,
+            error_response(self.id_text, code, message, None),
+        )
+    }
+
+    /// Answers the request.
+    pub async fn answer(self) -> Response {
+        let Some(members) = self.members().cloned() else {
+            return self.error(
+                error_codes::INTERNAL_ERROR,
+                "not a virtual server's session",
+            );
+        };
+        match self.method {
+            "ping" => self.reply(json!({})),
+            "server/discover" => self.reply(json!({
+                "supportedVersions": ["2026-07-28"],
+                "capabilities": capabilities(),
+                "serverInfo": server_info(self.srv),
+                "instructions": instructions(self.srv),
+                "ttlMs": 0,
+                "cacheScope": "private",
+            })),
+            "tools/list" => self.tools(&members).await,
+            "prompts/list" => {
+                self.gather(&members, "prompts", "prompts/list", "prompts")
+                    .await
+            }
+            "resources/list" => {
+                self.gather(&members, "resources", "resources/list", "resources")
+                    .await
+            }
+            "resources/templates/list" => {
+                self.gather(
+                    &members,
+                    "resources",
+                    "resources/templates/list",
+                    "resourceTemplates",
+                )
+                .await
+            }
+            "logging/setLevel" => {
+                for inc in includes(self.srv).unwrap_or_default() {
+                    if let Ok(m) =
+                        member(self.st, self.cfg, &self.srv.name, &members, &inc.server).await
+                    {
+                        let params: Value = serde_json::from_slice::<Value>(&self.bytes)
+                            .ok()
+                            .and_then(|v| v.get("params").cloned())
+                            .unwrap_or_else(|| json!({}));
+                        if let Err(e) =
+                            exchange(self.st, self.cfg, &members, &m, "logging/setLevel", params)
+                                .await
+                        {
+                            tracing::debug!(server = %inc.server, "logging/setLevel: {e}");
+                        }
+                    }
+                }
+                self.reply(json!({}))
+            }
+            "prompts/get"
+            | "completion/complete"
+            | "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe" => self.routed(&members).await,
+            other => self.error(
+                error_codes::METHOD_NOT_FOUND,
+                &format!(
+                    "`{other}` is not served by virtual server `{}`",
+                    self.srv.name
+                ),
+            ),
+        }
+    }
+
+    /// `tools/list`: every included server's tools (pinned per server first), under their
+    /// exposed names, then filtered by the virtual server's policy.
+    async fn tools(&self, members: &Arc<Members>) -> Response {
+        let mut tools: Vec<Value> = vec![];
+        let mut exposed_from: Vec<(String, String)> = vec![];
+        for inc in includes(self.srv).unwrap_or_default() {
+            let m = match member(self.st, self.cfg, &self.srv.name, members, &inc.server).await {
+                Ok(m) => m,
+                Err(_) => continue,
+            };
+            if !offers(&m, "tools") {
+                continue;
+            }
+            let listed = match list_all(self.st, self.cfg, members, &m, "tools/list", "tools").await
+            {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(virtual_server = %self.srv.name, server = %inc.server, "tools/list failed: {e}; its tools are left out");
+                    self.st
+                        .virtual_down
+                        .mark(&self.srv.name, &inc.server, Some(e));
+                    continue;
+                }
+            };
+            let held = self.pin(&m, &listed).await;
+            for mut t in listed {
+                let Some(original) = t.get("name").and_then(Value::as_str).map(str::to_string)
+                else {
+                    continue;
+                };
+                if held.as_ref().is_none_or(|h| h.contains(&original)) {
+                    continue;
+                }
+                let Some(exposed) = inc.expose(&original) else {
+                    continue;
+                };
+                if let Some((_, first)) = exposed_from.iter().find(|(e, _)| *e == exposed) {
+                    tracing::warn!(virtual_server = %self.srv.name, tool = %exposed, "`{}.{original}` is exposed under the same name as `{first}`; the first is kept", inc.server);
+                    continue;
+                }
+                exposed_from.push((exposed.clone(), format!("{}.{original}", inc.server)));
+                t["name"] = Value::String(exposed.clone());
+                if let Some(d) = inc.description(&exposed) {
+                    t["description"] = Value::String(d.to_string());
+                }
+                tools.push(t);
+            }
+        }
+        let policy = self
+            .grant
+            .policy
+            .as_ref()
+            .and_then(|p| self.cfg.policies.get(p))
+            .cloned();
+        let hook = Hook::FilterTools(
+            policy,
+            None,
+            Sanitize {
+                on: self.srv.sanitize_descriptions,
+                server: self.srv.name.clone(),
+            },
+        );
+        let mut result = json!({"tools": tools});
+        if self.modern {
+            result["resultType"] = json!("complete");
+            result["cacheScope"] = json!("private");
+            result["ttlMs"] = json!(0);
+        }
+        let msg = result_message(self.id_text, result);
+        match hook.apply(msg.as_bytes()).await {
+            Ok(Some(filtered)) => json_response(StatusCode::OK, filtered),
+            Ok(None) => json_response(StatusCode::OK, msg),
+            Err(e) => self.error(error_codes::INTERNAL_ERROR, &e.to_string()),
+        }
+    }
+
+    /// Pins a member's listed tools under its own server's pinning; the names to leave out
+    /// (`None`: all of them, the pin store failed under enforcement).
+    async fn pin(&self, m: &Member, listed: &[Value]) -> Option<Vec<String>> {
+        if m.srv.pinning == Pinning::Off {
+            return Some(vec![]);
+        }
+        let ctx = PinCtx {
+            store: self.st.store.clone(),
+            server: m.srv.name.clone(),
+            enforce: m.srv.pinning == Pinning::Enforce,
+            audit: self.st.audit.clone(),
+            client_caps: m.session.client_caps.clone(),
+            clock: self.st.clock.clone(),
+            cache: self.st.cache.clone(),
+        };
+        crate::enforce::pin_tools(&ctx, listed).await.ok()
+    }
+
+    /// `prompts/list` and the resource lists: gathered from every server that offers them;
+    /// prompt names take the include's prefix, resource URIs are kept (and remembered).
+    async fn gather(
+        &self,
+        members: &Arc<Members>,
+        capability: &str,
+        method: &str,
+        key: &str,
+    ) -> Response {
+        let mut items: Vec<Value> = vec![];
+        for inc in includes(self.srv).unwrap_or_default() {
+            let Ok(m) = member(self.st, self.cfg, &self.srv.name, members, &inc.server).await
+            else {
+                continue;
+            };
+            if !offers(&m, capability) {
+                continue;
+            }
+            let listed = match list_all(self.st, self.cfg, members, &m, method, key).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(virtual_server = %self.srv.name, server = %inc.server, "{method} failed: {e}; left out");
+                    continue;
+                }
+            };
+            for mut it in listed {
+                if key == "prompts" {
+                    if let Some(name) = it.get("name").and_then(Value::as_str) {
+                        it["name"] = Value::String(inc.expose_prompt(name));
+                    }
+                }
+                if key == "resources" {
+                    if let Some(uri) = it.get("uri").and_then(Value::as_str) {
+                        members.remember_resource(uri, &inc.server);
+                    }
+                }
+                items.push(it);
+            }
+        }
+        self.reply(json!({ key: items }))
+    }
+
+    /// A request for one named prompt or one resource: forwarded to the server that owns
+    /// it, with the prompt's original name.
+    async fn routed(&self, members: &Arc<Members>) -> Response {
+        let mut msg: Value = match serde_json::from_slice(&self.bytes) {
+            Ok(v) => v,
+            Err(e) => return self.error(error_codes::PARSE_ERROR, &e.to_string()),
+        };
+        let incs = includes(self.srv).unwrap_or_default();
+        let prompt_at = match self.method {
+            "prompts/get" => Some("/params/name"),
+            "completion/complete" => Some("/params/ref/name"),
+            _ => None,
+        };
+        let uri_at = match self.method {
+            "completion/complete" => "/params/ref/uri",
+            _ => "/params/uri",
+        };
+        let mut server: Option<String> = None;
+        if let Some(at) = prompt_at {
+            if let Some(name) = msg.pointer(at).and_then(Value::as_str).map(str::to_string) {
+                // The longest prefix that fits wins (`fs_` before ``).
+                let mut best: Option<(&Include, String)> = None;
+                for inc in incs {
+                    if let Some(o) = inc.original_prompt(&name) {
+                        if best
+                            .as_ref()
+                            .is_none_or(|(b, _)| inc.prefix.len() > b.prefix.len())
+                        {
+                            best = Some((inc, o));
+                        }
+                    }
+                }
+                if let Some((inc, original)) = best {
+                    if let Some(slot) = msg.pointer_mut(at) {
+                        *slot = Value::String(original);
+                    }
+                    server = Some(inc.server.clone());
+                }
+            }
+        }
+        if server.is_none() {
+            if let Some(uri) = msg.pointer(uri_at).and_then(Value::as_str) {
+                server = members.resource_server(uri);
+                if server.is_none() {
+                    // Not listed yet in this session: the first server that offers resources.
+                    for inc in incs {
+                        if let Ok(m) =
+                            member(self.st, self.cfg, &self.srv.name, members, &inc.server).await
+                        {
+                            if offers(&m, "resources") {
+                                server = Some(inc.server.clone());
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let Some(server) = server else {
+            return self.error(
+                error_codes::INVALID_PARAMS,
+                &format!(
+                    "no server of virtual server `{}` serves this {}",
+                    self.srv.name, self.method
+                ),
+            );
+        };
+        let m = match member(self.st, self.cfg, &self.srv.name, members, &server).await {
+            Ok(m) => m,
+            Err(e) => {
+                return self.error(
+                    error_codes::UPSTREAM_ERROR,
+                    &format!("upstream `{server}` is unavailable: {e}"),
+                )
+            }
+        };
+        relay_request(
+            self.st,
+            self.cfg,
+            &m.srv,
+            &m.session,
+            &member_headers(self.headers, &m),
+            Bytes::from(msg.to_string()),
+            self.id_text,
+            self.progress,
+            self.accepts_sse,
+            Hook::None,
+        )
+        .await
+    }
+}
+
+/// The agent's headers as a member gets them: its own protocol version.
+fn member_headers(headers: &HeaderMap, m: &Member) -> HeaderMap {
+    let mut h = headers.clone();
+    h.remove(SESSION_HEADER);
+    for name in [crate::respond::METHOD_HEADER, crate::respond::NAME_HEADER] {
+        h.remove(name);
+    }
+    if let Ok(v) = HeaderValue::from_str(&m.version) {
+        h.insert(VERSION_HEADER, v);
+    }
+    if !h.contains_key(header::ACCEPT) {
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+    }
+    h
+}
+
+/// Where an allowed `tools/call` on a virtual server goes: the member's config, its
+/// session, the request with the tool's original name, and the headers it takes.
+pub async fn target(
+    st: &AppState,
+    cfg: &Config,
+    vsrv: &str,
+    session: &Session,
+    route: &Route,
+    bytes: &[u8],
+    headers: &HeaderMap,
+) -> Result<(ServerConfig, Arc<Session>, Bytes, HeaderMap), String> {
+    let UpstreamSession::Virtual(members) = &session.upstream else {
+        return Err("not a virtual server's session".into());
+    };
+    let m = member(st, cfg, vsrv, members, &route.server).await?;
+    let mut msg: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if let Some(name) = msg.pointer_mut("/params/name") {
+        *name = Value::String(route.tool.clone());
+    }
+    Ok((
+        m.srv.clone(),
+        m.session.clone(),
+        Bytes::from(msg.to_string()),
+        member_headers(headers, &m),
+    ))
+}
+
+/// A notification or a response from the agent on a virtual session: a response to a
+/// request a member sent (its id tagged) goes back to that member with its own id;
+/// `notifications/initialized` was already sent by toolgate; other notifications go to
+/// every open member.
+pub async fn one_way(st: &AppState, cfg: &Config, session: &Session, bytes: Bytes) -> Response {
+    let UpstreamSession::Virtual(members) = &session.upstream else {
+        return StatusCode::ACCEPTED.into_response();
+    };
+    let Ok(mut msg) = serde_json::from_slice::<Value>(&bytes) else {
+        return StatusCode::ACCEPTED.into_response();
+    };
+    let method = msg
+        .get("method")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    match method.as_deref() {
+        Some("notifications/initialized") => {}
+        Some(_) => {
+            for m in members.all() {
+                if let Err(e) = send_one_way(st, cfg, &m, bytes.clone()).await {
+                    tracing::debug!(server = %m.srv.name, "notification not delivered: {e}");
+                }
+            }
+        }
+        None => {
+            let tagged = msg.get("id").and_then(Value::as_str).and_then(untag);
+            let Some((server, id)) = tagged else {
+                tracing::warn!(session = %session.id, "a response to no request of any included server; dropped");
+                return StatusCode::ACCEPTED.into_response();
+            };
+            msg["id"] = id;
+            match members.get(&server) {
+                Some(m) => {
+                    if let Err(e) = send_one_way(st, cfg, &m, msg.to_string().into()).await {
+                        tracing::warn!(server = %server, "the client's answer could not be delivered: {e}");
+                    }
+                }
+                None => {
+                    tracing::warn!(server = %server, "the client answered a server that is no longer open; dropped")
+                }
+            }
+        }
+    }
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// The GET stream of a virtual session: every included server's stream, merged (each
+/// server opened first if it is not), requests tagged.
+pub async fn stream(
+    st: &Arc<AppState>,
+    cfg: &Config,
+    srv: &ServerConfig,
+    session: &Session,
+) -> Response {
+    let UpstreamSession::Virtual(members) = &session.upstream else {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    };
+    let mut streams: Vec<futures::stream::BoxStream<'static, Bytes>> = vec![];
+    for inc in includes(srv).unwrap_or_default() {
+        let Ok(m) = member(st, cfg, &srv.name, members, &inc.server).await else {
+            continue;
+        };
+        let server = m.srv.name.clone();
+        match (&m.session.upstream, &m.srv.transport) {
+            (UpstreamSession::Channel(ch), _) => {
+                let rx = ch.open_stream();
+                let s = tokio_stream_of(rx).map(move |msg| outward(&server, &msg));
+                streams.push(Box::pin(s));
+            }
+            (UpstreamSession::Http { session_id }, Transport::Http { url, headers }) => {
+                let mut h = own_headers(Some(&m.version));
+                h.insert(
+                    header::ACCEPT,
+                    HeaderValue::from_static("text/event-stream"),
+                );
+                let req = upstream_request(
+                    st,
+                    reqwest::Method::GET,
+                    url,
+                    &h,
+                    headers,
+                    session_id.as_deref(),
+                );
+                let Ok(resp) = req.send().await else { continue };
+                if !resp.status().is_success() {
+                    continue;
+                }
+                let max = cfg.max_answer;
+                let body = resp.bytes_stream();
+                let s = async_stream::stream! {
+                    let mut parser = SseParser::with_limit(max);
+                    futures::pin_mut!(body);
+                    while let Some(Ok(chunk)) = body.next().await {
+                        let Ok(events) = parser.push(&chunk) else { break };
+                        for ev in events {
+                            if ev.data.is_empty() {
+                                continue;
+                            }
+                            yield outward(&server, ev.data.as_bytes());
+                        }
+                    }
+                };
+                streams.push(Box::pin(s));
+            }
+            _ => {}
+        }
+    }
+    let merged = futures::stream::select_all(streams);
+    let out = async_stream::stream! {
+        futures::pin_mut!(merged);
+        let mut keepalive = tokio::time::interval(Duration::from_secs(15));
+        keepalive.tick().await;
+        loop {
+            tokio::select! {
+                m = merged.next() => match m {
+                    Some(b) => yield Ok::<Bytes, std::io::Error>(b),
+                    None => {
+                        // Every stream ended: keep the agent's stream open with keep-alives.
+                        keepalive.tick().await;
+                        yield Ok(Bytes::from_static(b": keep-alive\n\n"));
+                    }
+                },
+                _ = keepalive.tick() => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
+            }
+        }
+    };
+    sse_response(Body::from_stream(out))
+}
+
+fn tokio_stream_of(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+) -> impl futures::Stream<Item = Bytes> {
+    async_stream::stream! {
+        while let Some(m) = rx.recv().await {
+            yield m;
+        }
+    }
+}
+
+/// One message of a member's stream as the agent gets it (SSE-encoded, requests tagged).
+fn outward(server: &str, msg: &[u8]) -> Bytes {
+    match tag_request(server, msg) {
+        Some(tagged) => encode(&tagged, None),
+        None => encode(&String::from_utf8_lossy(msg), None),
+    }
+}
+
+/// Ends a virtual session's member sessions (HTTP ones with a DELETE).
+pub async fn end(st: &AppState, session: &Session) {
+    let UpstreamSession::Virtual(members) = &session.upstream else {
+        return;
+    };
+    for m in members.all() {
+        if let (
+            UpstreamSession::Http {
+                session_id: Some(sid),
+            },
+            Transport::Http { url, headers },
+        ) = (&m.session.upstream, &m.srv.transport)
+        {
+            let req = upstream_request(
+                st,
+                reqwest::Method::DELETE,
+                url,
+                &own_headers(Some(&m.version)),
+                headers,
+                Some(sid),
+            )
+            .timeout(Duration::from_secs(10));
+            if let Err(e) = req.send().await {
+                tracing::debug!(server = %m.srv.name, "DELETE failed: {}", short_err(&e));
+            }
+        }
+    }
+    members.close();
+}
