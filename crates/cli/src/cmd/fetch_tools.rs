@@ -272,7 +272,24 @@ impl Session for Stdio {
 /// Starts `cmd` and lists its tools over stdio (the child is stopped afterwards).
 pub async fn over_stdio(cmd: &[String]) -> Result<Vec<Value>> {
     let (program, args) = cmd.split_first().context("no command after `--`")?;
-    let mut child = tokio::process::Command::new(program)
+    over_stdio_in(std::path::Path::new(program), args, &[], None).await
+}
+
+/// [`over_stdio`] for a server of the config: its program, arguments, extra environment
+/// and working directory.
+pub async fn over_stdio_in(
+    program: &std::path::Path,
+    args: &[String],
+    env: &[(String, String)],
+    cwd: Option<&std::path::Path>,
+) -> Result<Vec<Value>> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let program = program.display();
+    let mut child = cmd
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -1,5 +1,5 @@
 //! `toolgate scan [--format table|json|markdown] [--policy-out FILE] (URL | -- CMD ARGS… |
-//! --file TOOLS.json…)`.
+//! --server NAME [--config FILE] | --file TOOLS.json…)`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -45,12 +45,83 @@ pub struct ScanArgs {
     /// Write the starter policy here.
     #[arg(long, value_name = "FILE")]
     policy_out: Option<PathBuf>,
+    /// A server of the gateway's config (`--config`), reached as toolgate reaches it; for a
+    /// virtual server, the tools it exposes, under their exposed names (before any policy).
+    #[arg(long, value_name = "NAME")]
+    server: Option<String>,
+    #[command(flatten)]
+    cfg: super::ConfigArg,
+}
+
+/// The tools of a server of the config; a virtual server's gathered from its includes and
+/// renamed as agents see them (the first include claiming a name keeps it).
+async fn config_server_tools(cfg: &toolgate_gateway::Config, name: &str) -> Result<Vec<Value>> {
+    use toolgate_gateway::config::Transport;
+    let Some(srv) = cfg.servers.iter().find(|s| s.name == name) else {
+        let names: Vec<&str> = cfg.servers.iter().map(|s| s.name.as_str()).collect();
+        bail!(
+            "no server named `{name}` in the config (it has: {})",
+            names.join(", ")
+        );
+    };
+    let includes = match &srv.transport {
+        Transport::Virtual { includes } => includes,
+        _ => return real_server_tools(srv).await,
+    };
+    let mut out: Vec<Value> = vec![];
+    for inc in includes {
+        let Some(real) = cfg.servers.iter().find(|s| s.name == inc.server) else {
+            bail!(
+                "virtual server `{name}` includes `{}`, which is not in the config",
+                inc.server
+            );
+        };
+        let tools = real_server_tools(real)
+            .await
+            .with_context(|| format!("server `{}` (included by `{name}`)", inc.server))?;
+        for mut t in tools {
+            let Some(exposed) = t
+                .get("name")
+                .and_then(Value::as_str)
+                .and_then(|n| inc.expose(n))
+            else {
+                continue;
+            };
+            if out
+                .iter()
+                .any(|o| o.get("name").and_then(Value::as_str) == Some(exposed.as_str()))
+            {
+                continue;
+            }
+            if let Some(d) = inc.description(&exposed) {
+                t["description"] = json!(d);
+            }
+            t["name"] = json!(exposed);
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+async fn real_server_tools(srv: &toolgate_gateway::config::ServerConfig) -> Result<Vec<Value>> {
+    use toolgate_gateway::config::Transport;
+    match &srv.transport {
+        Transport::Http { url, headers } => super::fetch_tools::over_http(url, headers).await,
+        Transport::Sse { url, headers } => super::fetch_tools::over_sse(url, headers).await,
+        Transport::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } => super::fetch_tools::over_stdio_in(command, args, env, Some(cwd)).await,
+        Transport::Virtual { .. } => bail!("a virtual server cannot include another"),
+    }
 }
 
 /// Runs `scan`.
 pub fn run(a: &ScanArgs) -> Result<ExitCode> {
-    if a.files.is_empty() && a.url.is_none() && a.command.is_empty() {
-        bail!("nothing to scan: pass a URL, `-- CMD ARGS…`, or --file TOOLS.json (a saved `tools/list` result)");
+    if a.files.is_empty() && a.url.is_none() && a.command.is_empty() && a.server.is_none() {
+        bail!("nothing to scan: pass a URL, `-- CMD ARGS…`, --server NAME (a server of toolgate.toml, virtual ones too), or --file TOOLS.json (a saved `tools/list` result)");
     }
     if let Some(opt) = misplaced_option(&a.command) {
         bail!(
@@ -90,6 +161,18 @@ pub fn run(a: &ScanArgs) -> Result<ExitCode> {
                 .collect();
             reports.push(report(&a.command.join(" "), &defs));
         }
+    }
+    if let Some(name) = &a.server {
+        let cfg = super::load_config(&a.cfg)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let tools = rt.block_on(config_server_tools(&cfg, name))?;
+        let defs: Vec<_> = tools
+            .iter()
+            .filter_map(toolgate_scan::ToolDef::from_value)
+            .collect();
+        reports.push(report(name, &defs));
     }
     let show_progress = a.files.len() > 1 && std::io::stderr().is_terminal();
     for (i, f) in a.files.iter().enumerate() {

@@ -43,6 +43,95 @@ fn pretty(def: Option<&str>) -> Vec<String> {
 pub fn run(cmd: ToolsCommand, arg: &ConfigArg) -> Result<ExitCode> {
     let cfg = load_config(arg)?;
     let store = open_store(&cfg)?;
+    // A virtual server's tools are pinned on their real servers.
+    let includes = cfg
+        .server(match &cmd {
+            ToolsCommand::List { server, .. } | ToolsCommand::Approve { server, .. } => server,
+        })
+        .and_then(|s| match &s.transport {
+            toolgate_gateway::config::Transport::Virtual { includes } => Some(includes.clone()),
+            _ => None,
+        });
+    let cmd = match (cmd, includes) {
+        (ToolsCommand::List { server, changed }, Some(includes)) => {
+            say!(
+                "virtual server `{}`: its tools are pinned on the servers it includes",
+                Escaped(&server)
+            );
+            say!("{:<40} {:<40} {}", "EXPOSED AS", "SERVER.TOOL", "STATE");
+            for inc in &includes {
+                let pins = store.pins(&inc.server)?;
+                let mut shown = 0;
+                for p in &pins {
+                    let Some(exposed) = inc.expose(&p.tool) else {
+                        continue;
+                    };
+                    if changed && !p.is_held() {
+                        continue;
+                    }
+                    shown += 1;
+                    let state = if p.is_held() {
+                        "HELD (approve on its server)"
+                    } else {
+                        "pinned"
+                    };
+                    say!(
+                        "{:<40} {:<40} {}",
+                        Escaped(&exposed),
+                        Escaped(&format!("{}.{}", inc.server, p.tool)),
+                        state
+                    );
+                }
+                let off = cfg
+                    .server(&inc.server)
+                    .is_some_and(|s| s.pinning == toolgate_gateway::config::Pinning::Off);
+                if pins.is_empty() {
+                    let why = if off {
+                        "pinning is off on this server: nothing pinned"
+                    } else {
+                        "no tools pinned yet (pinned when first listed)"
+                    };
+                    say!(
+                        "{:<40} {:<40} {}",
+                        "-",
+                        Escaped(&format!("{}.*", inc.server)),
+                        why
+                    );
+                } else if shown == 0 && !changed {
+                    say!(
+                        "{:<40} {:<40} {}",
+                        "-",
+                        Escaped(&format!("{}.*", inc.server)),
+                        "no pinned tool matches this include"
+                    );
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        (ToolsCommand::Approve { server, tool }, Some(includes)) => {
+            let Some((inc, original)) =
+                toolgate_gateway::config::virtual_server::route(&includes, &tool)
+            else {
+                bail!(
+                    "virtual server `{}` exposes no tool named `{}`",
+                    Escaped(&server),
+                    Escaped(&tool)
+                );
+            };
+            say!(
+                "`{}` of virtual server `{}` is `{}` on server `{}`",
+                Escaped(&tool),
+                Escaped(&server),
+                Escaped(&original),
+                Escaped(&inc.server)
+            );
+            ToolsCommand::Approve {
+                server: inc.server.clone(),
+                tool: original,
+            }
+        }
+        (cmd, None) => cmd,
+    };
     match cmd {
         ToolsCommand::List { server, changed } => {
             let pins = store.pins(&server)?;

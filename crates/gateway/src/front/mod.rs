@@ -105,6 +105,7 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         .servers
         .iter()
         .any(|s| s.state_fail_mode == crate::config::FailMode::Closed);
+    let virtual_down = st.virtual_down.report();
     let check = tokio::task::spawn_blocking(move || {
         let store = st.store.check().map_err(|e| e.to_string());
         let counters = st.counters.check().map_err(|e| e.to_string());
@@ -136,6 +137,12 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         "counters": show(&counters),
         "audit": if audited { show(&audit) } else { serde_json::Value::from("off") },
     });
+    let mut body = body;
+    if virtual_down.as_object().is_some_and(|o| !o.is_empty()) {
+        // Included servers a virtual server could not reach when it last tried: their
+        // tools are left out, the rest of the virtual server works (not a readiness failure).
+        body["virtual_servers_down"] = virtual_down;
+    }
     let status = if ready {
         StatusCode::OK
     } else {
