@@ -566,12 +566,14 @@
     const list = $("server-list");
     clear(list);
     for (const s of servers) {
-      const where = s.url || s.transport || "";
+      const includes = Array.isArray(s.include) ? s.include.map((i) => i.server) : null;
+      const where = s.url || (includes ? `virtual server: tools of ${includes.join(", ")}` : s.transport || "");
       const button = el(
         "button",
         { type: "button", className: "server", role: "tab", dataset: { server: s.name } },
         el("strong", { text: s.name }),
         el("span", { className: "muted small", text: ` ${s.transport ?? ""}` }),
+        includes ? el("span", { className: "small muted", dataset: { role: "includes" }, text: ` (${includes.join(" + ")})` }) : null,
         el("span", { className: "small", text: ` · policy ${s.policy ?? "none"}` }),
         el("span", { className: "small", text: ` · ${typeof s.tools === "number" ? s.tools : "?"} tools` }),
         s.pinning ? el("span", { className: "small muted", text: ` · pinning ${s.pinning}` }) : null,
@@ -692,6 +694,7 @@
         "td",
         { className: "col-name" },
         el("strong", { className: "mono", text: t.name }),
+        t.upstream ? el("div", { className: "muted small mono", dataset: { role: "upstream" }, text: `from ${t.upstream}` }) : null,
         t.description ? el("div", { className: "desc muted small", title: t.description, text: t.description }) : null,
       ),
       riskCell,

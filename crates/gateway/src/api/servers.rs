@@ -69,7 +69,7 @@ fn server_json(s: &ServerConfig, credentials: bool, tools: usize, held: usize) -
     };
     let mut v = json!({
         "name": s.name, "transport": transport, "url": url, "policy": s.policy,
-        "pinning": pinning(s.pinning), "tools": tools, "held": held,
+        "pinning": if matches!(s.transport, Transport::Virtual { .. }) { "per included server" } else { pinning(s.pinning) }, "tools": tools, "held": held,
     });
     if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
         o.extend(e.clone());
@@ -82,15 +82,63 @@ pub(crate) async fn list(State(st): State<Arc<AppState>>, Authorized(who): Viewe
     let cfg = st.config();
     let mut out = vec![];
     for s in &cfg.servers {
-        let server = s.name.clone();
-        let pins = match st.state(move |store| store.pins(&server)).await {
+        let pins = match exposed_pins(&st, s).await {
             Ok(p) => p,
             Err(e) => return store_error(&e),
         };
-        let held = pins.iter().filter(|p| p.is_held()).count();
+        let held = pins.iter().filter(|p| p.pin.is_held()).count();
         out.push(server_json(s, who.role == Role::Admin, pins.len(), held));
     }
     Json(json!({ "servers": out })).into_response()
+}
+
+/// A pinned definition as agents of a server see it.
+struct Exposed {
+    pin: toolgate_store::Pin,
+    /// The name agents call it by.
+    name: String,
+    /// On a virtual server: `server.tool` it comes from, and its description override.
+    from: Option<(String, Option<String>)>,
+}
+
+/// The pinned definitions of a server's tools; a virtual server's are those of its
+/// included servers that it exposes, under their exposed names.
+async fn exposed_pins(
+    st: &AppState,
+    srv: &ServerConfig,
+) -> Result<Vec<Exposed>, toolgate_store::StoreError> {
+    let Transport::Virtual { includes } = &srv.transport else {
+        let server = srv.name.clone();
+        let pins = st.state(move |s| s.pins(&server)).await?;
+        return Ok(pins
+            .into_iter()
+            .map(|p| Exposed {
+                name: p.tool.clone(),
+                pin: p,
+                from: None,
+            })
+            .collect());
+    };
+    let mut out: Vec<Exposed> = vec![];
+    for inc in includes {
+        let server = inc.server.clone();
+        let pins = st.state(move |s| s.pins(&server)).await?;
+        for p in pins {
+            let Some(name) = inc.expose(&p.tool) else {
+                continue;
+            };
+            if out.iter().any(|e| e.name == name) {
+                continue;
+            }
+            let describe = inc.description(&name).map(str::to_string);
+            out.push(Exposed {
+                from: Some((format!("{}.{}", inc.server, p.tool), describe)),
+                name,
+                pin: p,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// `GET /api/v1/servers/{name}/tools[?policy=P]`: the tools agents have been shown (the
@@ -106,20 +154,28 @@ pub(crate) async fn tools(
     let Some(srv) = cfg.server(&name) else {
         return error(StatusCode::NOT_FOUND, &format!("no server named `{name}`"));
     };
-    let server = name.clone();
-    let pins = match st.state(move |s| s.pins(&server)).await {
+    let pins = match exposed_pins(&st, srv).await {
         Ok(p) => p,
         Err(e) => return store_error(&e),
     };
     let mut defs = vec![];
     let mut held = vec![];
-    for p in &pins {
+    for e in &pins {
+        let p = &e.pin;
         let text = p.pending_definition.as_ref().or(p.definition.as_ref());
         let def = text
             .and_then(|t| serde_json::from_str::<Value>(t).ok())
+            .map(|mut v| {
+                // A virtual server's tool as its agents see it.
+                v["name"] = json!(e.name);
+                if let Some((_, Some(d))) = &e.from {
+                    v["description"] = json!(d);
+                }
+                v
+            })
             .and_then(|v| ToolDef::from_value(&v));
         if let Some(d) = def {
-            held.push(p.is_held());
+            held.push((p.is_held(), e.from.as_ref().map(|(f, _)| f.clone())));
             defs.push(d);
         }
     }
@@ -143,7 +199,7 @@ pub(crate) async fn tools(
         .tools
         .iter()
         .zip(defs.iter().zip(held))
-        .map(|(t, (def, is_held))| {
+        .map(|(t, (def, (is_held, from)))| {
             let (state, rule) = match &doc {
                 Some((d, compiled)) => {
                     let s = tool_state(d, compiled, &def.name);
@@ -155,6 +211,7 @@ pub(crate) async fn tools(
                 "name": def.name, "title": def.title, "description": def.description,
                 "state": state, "rule": rule,
                 "pin": if is_held { "held" } else { "approved" },
+                "upstream": from,
                 "scan": {
                     "category": t.assessment.category.as_str(), "severity": t.assessment.severity.as_str(),
                     "confidence": t.assessment.confidence, "signals": t.assessment.signals,
