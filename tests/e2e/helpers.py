@@ -173,12 +173,16 @@ class Gateway:
         cwd: Path | None = None,
         store: Path | None = None,
         store_url: str | None = None,
+        virtual_servers: list[dict[str, Any]] | None = None,
     ) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "policies").mkdir(exist_ok=True)
         self.bin = toolgate_bin()
         self.servers = servers
+        # `[[virtual_servers]]` tables: each a dict whose `include` (a list of dicts) becomes
+        # its `[[virtual_servers.include]]` entries.
+        self.virtual_servers = virtual_servers or []
         self.policy_names = list(policies)
         self.extra = extra or {}
         self.relative_paths = relative_paths
@@ -230,6 +234,12 @@ class Gateway:
         for server in self.servers:
             lines += ["", "[[servers]]"]
             lines += [f"{key} = {_toml(value)}" for key, value in server.items()]
+        for virtual in self.virtual_servers:
+            lines += ["", "[[virtual_servers]]"]
+            lines += [f"{key} = {_toml(value)}" for key, value in virtual.items() if key != "include"]
+            for include in virtual.get("include", []):
+                lines += ["", "[[virtual_servers.include]]"]
+                lines += [f"{key} = {_toml(value)}" for key, value in include.items()]
         self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     # -- process ------------------------------------------------------------------------------

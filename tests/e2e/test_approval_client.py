@@ -306,3 +306,39 @@ def test_the_typescript_sdk_v2_client_is_asked_in_both_eras(gateways: Any, upstr
     approvers = {r.get("approver") for r in records(gw.cli) if r["kind"] == "approval"
                  and r["decision"] in ("approved", "denied")}
     assert approvers == {"client:ts-user"}, approvers
+
+
+def test_the_client_is_asked_through_a_virtual_server_in_both_eras(gateways: Any) -> None:
+    """Through a virtual server (docs/VIRTUAL.md): the rule names the exposed tool, the
+    question reaches the agent's client (TypeScript SDK v2) in both eras, and the call goes
+    to the real server under its own name; the demo is a stdio server, which the virtual
+    server speaks the legacy era to even for a 2026-07-28 client."""
+    from helpers import TS_CLIENT_V2, ts_client
+
+    pol = {"version": "1", "default": "deny", "tools": {
+        "d_list_patients": {},
+        "d_refund_payment": {"action": "require_approval", "approval": {"ask": "client", "timeout": "30s"}}}}
+    gw = gateways.new([demo_server("demo", None)], {"p": pol}, virtual_servers=[{
+        "name": "va", "policy": "p",
+        "include": [{"server": "demo", "prefix": "d_", "tools": ["list_patients", "refund_payment"]}]}])
+    token = gw.grant("va", "vic")
+    for mode in ("legacy", "2026-07-28"):
+        for decision, allowed in (("allow_once", True), ("deny", False)):
+            out = ts_client(gw.url("va"), token, {
+                "mode": mode, "elicit": {"decision": decision},
+                "calls": [{"name": "d_refund_payment", "arguments": REFUND}]}, client=TS_CLIENT_V2)
+            assert out["ok"], out
+            assert out["handled"].get("elicitation/create") == 1, (mode, decision, out)
+            call = out["calls"][0]
+            text = json.dumps(call.get("result"))
+            if allowed:
+                assert not call["result"].get("isError") and "pay_5001" in text, (mode, out)
+            else:
+                assert call["result"].get("isError") and "(approval denied)" in text, (mode, out)
+    log = records(gw.cli)
+    decided = [(r["tool"], r.get("approver")) for r in log if r["kind"] == "approval"
+               and r["decision"] in ("approved", "denied")]
+    assert decided == [("d_refund_payment", "client:vic")] * 4, decided
+    calls = [r for r in log if r["kind"] == "call" and r.get("decision") == "allow" and r.get("method") == "tools/call"]
+    assert [(r["server"], r["tool"], r.get("upstream_server"), r.get("upstream_tool")) for r in calls] == \
+        [("va", "d_refund_payment", "demo", "refund_payment")] * 2, calls
