@@ -209,9 +209,18 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", cmd::Escaped(&e.to_string()));
+            // Line by line: a message of several lines (every error of a config) keeps its
+            // line breaks; each line is still escaped.
+            let text = e.to_string();
+            for (i, line) in text.lines().enumerate() {
+                let lead = if i == 0 { "error: " } else { "" };
+                eprintln!("{lead}{}", cmd::Escaped(line));
+            }
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {}", cmd::Escaped(&cause.to_string()));
+                for (i, line) in cause.to_string().lines().enumerate() {
+                    let lead = if i == 0 { "  caused by: " } else { "" };
+                    eprintln!("{lead}{}", cmd::Escaped(line));
+                }
             }
             ExitCode::from(2)
         }

@@ -344,7 +344,11 @@ impl CallCtx {
             self.started,
         );
         r.at_ms = self.st.now_ms();
-        if let Some(route) = &self.route {
+        if let Some(route) = self
+            .route
+            .as_ref()
+            .filter(|r| r.server != self.srv.name || r.tool != self.tool)
+        {
             r.upstream_server = Some(route.server.clone());
             r.upstream_tool = Some(route.tool.clone());
         }
@@ -442,7 +446,10 @@ impl CallCtx {
                 sent: Instant::now(),
             }),
         });
-        if crate::virtual_server::includes(&self.srv).is_some() {
+        if matches!(
+            self.session.upstream,
+            crate::session::UpstreamSession::Virtual(_)
+        ) {
             return self.forward_virtual(hook).await;
         }
         relay_request(
@@ -463,6 +470,11 @@ impl CallCtx {
     /// Forwards an allowed call of a virtual server to the real server of its route, under
     /// the tool's name there; a server that cannot be reached fails this call only.
     async fn forward_virtual(&self, hook: Hook) -> Response {
+        let hook = if self.modern {
+            Hook::Complete(Box::new(hook))
+        } else {
+            hook
+        };
         let target = match &self.route {
             Some(route) => crate::virtual_server::target(
                 &self.st,

@@ -147,6 +147,10 @@ pub enum Hook {
     /// A `tools/list`: remove tools the policy hides or denies (`None`: remove all), and
     /// pin the definitions (removing held ones when pinning is enforced).
     FilterTools(Option<Arc<Policy>>, Option<PinCtx>, Sanitize),
+    /// The answer of a server toolgate speaks the legacy era to, for a 2026-07-28 request:
+    /// the inner hook, then `"resultType": "complete"` put in a result that lacks it (that
+    /// era's schema requires it).
+    Complete(Box<Hook>),
 }
 
 /// A forwarded `tools/call`: its reservations (given back if it never reached the tool)
@@ -421,14 +425,23 @@ impl std::fmt::Debug for Hook {
             Hook::None => write!(f, "None"),
             Hook::Call(..) => write!(f, "Call"),
             Hook::FilterTools(..) => write!(f, "FilterTools"),
+            Hook::Complete(h) => write!(f, "Complete({h:?})"),
         }
     }
 }
 
 impl Hook {
+    /// The hook a [`Hook::Complete`] wraps (itself otherwise).
+    fn inner(&self) -> &Hook {
+        match self {
+            Hook::Complete(h) => h.inner(),
+            h => h,
+        }
+    }
+
     /// Called when the transport failed before any response: gives reservations back.
     pub fn never_reached(&self) {
-        if let Hook::Call(c) = self {
+        if let Hook::Call(c) = self.inner() {
             give_back_later(&c.counters, &c.ticket);
             c.ended(Outcome::TransportError, None);
         }
@@ -437,7 +450,7 @@ impl Hook {
     /// Called when the answer was lost after the request went out: no answer in time
     /// (`timeout`) or a broken stream. The call may have run, so nothing is given back.
     pub fn lost(&self, timeout: bool) {
-        if let Hook::Call(c) = self {
+        if let Hook::Call(c) = self.inner() {
             c.ended(
                 if timeout {
                     Outcome::Timeout
@@ -451,7 +464,7 @@ impl Hook {
 
     /// Called with the upstream's HTTP status.
     pub fn upstream_status(&self, status: u16) {
-        if let Hook::Call(CallHook { trail: Some(t), .. }) = self {
+        if let Hook::Call(CallHook { trail: Some(t), .. }) = self.inner() {
             t.upstream_status(status);
         }
     }
@@ -462,6 +475,20 @@ impl Hook {
     pub async fn apply(&self, msg: &[u8]) -> Result<Option<String>, Unreadable> {
         match self {
             Hook::None => Ok(None),
+            Hook::Complete(inner) => {
+                let rewritten = Box::pin(inner.apply(msg)).await?;
+                let mut v = match &rewritten {
+                    Some(text) => parse_value(text.as_bytes())?,
+                    None => parse_value(msg)?,
+                };
+                match v.get_mut("result") {
+                    Some(Value::Object(result)) if !result.contains_key("resultType") => {
+                        result.insert("resultType".into(), Value::String("complete".into()));
+                        Ok(Some(v.to_string()))
+                    }
+                    _ => Ok(rewritten),
+                }
+            }
             // Inspection is CPU work proportional to the answer (about 15 µs per KiB): a
             // large answer is inspected on the blocking pool, not on a runtime thread.
             Hook::Call(c) if c.results.is_some() && msg.len() > INSPECT_IN_PLACE => {

@@ -215,6 +215,8 @@ pub struct Member {
     pub version: String,
     /// The capabilities the server declared.
     pub capabilities: serde_json::Value,
+    /// Its whole `initialize` result (server info, instructions).
+    pub initialized: serde_json::Value,
 }
 
 impl Members {

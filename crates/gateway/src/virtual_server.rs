@@ -44,17 +44,31 @@ pub struct Route {
     pub tool: String,
 }
 
-/// The includes of a virtual server (`None` for a real one).
-pub fn includes(srv: &ServerConfig) -> Option<&[Include]> {
+/// The includes of a virtual server; a real server served through a session of toolgate's
+/// own (a 2026-07-28 client of a stdio or legacy SSE server) is its own one include, all
+/// tools under their own names.
+pub fn includes(srv: &ServerConfig) -> std::borrow::Cow<'_, [Include]> {
     match &srv.transport {
-        Transport::Virtual { includes } => Some(includes),
-        _ => None,
+        Transport::Virtual { includes } => std::borrow::Cow::Borrowed(includes),
+        _ => std::borrow::Cow::Owned(vec![Include {
+            server: srv.name.clone(),
+            tools: vec![],
+            prefix: String::new(),
+            rename: vec![],
+            describe: vec![],
+        }]),
     }
 }
 
-/// The route of the exposed tool `tool` on the virtual server `srv`.
+/// True for a `[[virtual_servers]]` entry.
+pub fn is_virtual(srv: &ServerConfig) -> bool {
+    matches!(srv.transport, Transport::Virtual { .. })
+}
+
+/// The route of the exposed tool `tool` on `srv` (see [`includes`]).
 pub fn route(srv: &ServerConfig, tool: &str) -> Option<Route> {
-    let (inc, original) = crate::config::virtual_server::route(includes(srv)?, tool)?;
+    let all = includes(srv);
+    let (inc, original) = crate::config::virtual_server::route(&all, tool)?;
     Some(Route {
         server: inc.server.clone(),
         tool: original,
@@ -110,11 +124,7 @@ fn server_info(srv: &ServerConfig) -> Value {
 }
 
 fn instructions(srv: &ServerConfig) -> String {
-    let names: Vec<&str> = includes(srv)
-        .unwrap_or_default()
-        .iter()
-        .map(|i| i.server.as_str())
-        .collect();
+    let names: Vec<String> = includes(srv).iter().map(|i| i.server.clone()).collect();
     format!(
         "Tools of {} through toolgate; every call is checked against a policy.",
         names.join(", ")
@@ -252,6 +262,7 @@ async fn open_member(
         session: Arc::new(session),
         version,
         capabilities: result.get("capabilities").cloned().unwrap_or(Value::Null),
+        initialized: result.clone(),
     };
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
     if let Err(e) = send_one_way(st, cfg, &m, note.to_string().into()).await {
@@ -539,11 +550,27 @@ impl Request<'_> {
         }
     }
 
+    /// The hook of an answer relayed from a member: a 2026-07-28 request's result gets its
+    /// `resultType`.
+    fn hook(&self) -> Hook {
+        if self.modern {
+            Hook::Complete(Box::new(Hook::None))
+        } else {
+            Hook::None
+        }
+    }
+
     fn reply(&self, mut result: Value) -> Response {
         if self.modern {
             if let Value::Object(o) = &mut result {
                 o.entry("resultType")
                     .or_insert_with(|| Value::String("complete".into()));
+                // Lists are cacheable results in that era: gathered for this grant, never
+                // to be shared.
+                if self.method.ends_with("/list") {
+                    o.entry("ttlMs").or_insert_with(|| json!(0));
+                    o.insert("cacheScope".into(), json!("private"));
+                }
             }
         }
         json_response(StatusCode::OK, result_message(self.id_text, result))
@@ -566,7 +593,7 @@ impl Request<'_> {
         };
         match self.method {
             "ping" => self.reply(json!({})),
-            "server/discover" => self.reply(json!({
+            "server/discover" if is_virtual(self.srv) => self.reply(json!({
                 "supportedVersions": ["2026-07-28"],
                 "capabilities": capabilities(),
                 "serverInfo": server_info(self.srv),
@@ -574,6 +601,29 @@ impl Request<'_> {
                 "ttlMs": 0,
                 "cacheScope": "private",
             })),
+            // A real server toolgate speaks the legacy era to: what it said in `initialize`.
+            "server/discover" => {
+                match member(self.st, self.cfg, &self.srv.name, &members, &self.srv.name).await {
+                    Ok(m) => {
+                        let mut r = json!({
+                            "supportedVersions": ["2026-07-28"],
+                            "capabilities": m.capabilities,
+                            "ttlMs": 0,
+                            "cacheScope": "private",
+                        });
+                        for key in ["serverInfo", "instructions"] {
+                            if let Some(v) = m.initialized.get(key) {
+                                r[key] = v.clone();
+                            }
+                        }
+                        self.reply(r)
+                    }
+                    Err(e) => self.error(
+                        error_codes::UPSTREAM_ERROR,
+                        &format!("upstream `{}` is unavailable: {e}", self.srv.name),
+                    ),
+                }
+            }
             "tools/list" => self.tools(&members).await,
             "prompts/list" => {
                 self.gather(&members, "prompts", "prompts/list", "prompts")
@@ -593,7 +643,7 @@ impl Request<'_> {
                 .await
             }
             "logging/setLevel" => {
-                for inc in includes(self.srv).unwrap_or_default() {
+                for inc in includes(self.srv).iter() {
                     if let Ok(m) =
                         member(self.st, self.cfg, &self.srv.name, &members, &inc.server).await
                     {
@@ -616,6 +666,8 @@ impl Request<'_> {
             | "resources/read"
             | "resources/subscribe"
             | "resources/unsubscribe" => self.routed(&members).await,
+            // One real server: anything else goes to it as it is.
+            _ if !is_virtual(self.srv) => self.forward(&members).await,
             other => self.error(
                 error_codes::METHOD_NOT_FOUND,
                 &format!(
@@ -631,7 +683,7 @@ impl Request<'_> {
     async fn tools(&self, members: &Arc<Members>) -> Response {
         let mut tools: Vec<Value> = vec![];
         let mut exposed_from: Vec<(String, String)> = vec![];
-        for inc in includes(self.srv).unwrap_or_default() {
+        for inc in includes(self.srv).iter() {
             let m = match member(self.st, self.cfg, &self.srv.name, members, &inc.server).await {
                 Ok(m) => m,
                 Err(_) => continue,
@@ -730,7 +782,7 @@ impl Request<'_> {
         key: &str,
     ) -> Response {
         let mut items: Vec<Value> = vec![];
-        for inc in includes(self.srv).unwrap_or_default() {
+        for inc in includes(self.srv).iter() {
             let Ok(m) = member(self.st, self.cfg, &self.srv.name, members, &inc.server).await
             else {
                 continue;
@@ -762,6 +814,32 @@ impl Request<'_> {
         self.reply(json!({ key: items }))
     }
 
+    /// Forwards the request as it is to a real server served through toolgate's session.
+    async fn forward(&self, members: &Arc<Members>) -> Response {
+        let m = match member(self.st, self.cfg, &self.srv.name, members, &self.srv.name).await {
+            Ok(m) => m,
+            Err(e) => {
+                return self.error(
+                    error_codes::UPSTREAM_ERROR,
+                    &format!("upstream `{}` is unavailable: {e}", self.srv.name),
+                )
+            }
+        };
+        relay_request(
+            self.st,
+            self.cfg,
+            &m.srv,
+            &m.session,
+            &member_headers(self.headers, &m),
+            legacy_body(&self.bytes),
+            self.id_text,
+            self.progress,
+            self.accepts_sse,
+            self.hook(),
+        )
+        .await
+    }
+
     /// A request for one named prompt or one resource: forwarded to the server that owns
     /// it, with the prompt's original name.
     async fn routed(&self, members: &Arc<Members>) -> Response {
@@ -769,7 +847,7 @@ impl Request<'_> {
             Ok(v) => v,
             Err(e) => return self.error(error_codes::PARSE_ERROR, &e.to_string()),
         };
-        let incs = includes(self.srv).unwrap_or_default();
+        let incs = includes(self.srv);
         let prompt_at = match self.method {
             "prompts/get" => Some("/params/name"),
             "completion/complete" => Some("/params/ref/name"),
@@ -784,7 +862,7 @@ impl Request<'_> {
             if let Some(name) = msg.pointer(at).and_then(Value::as_str).map(str::to_string) {
                 // The longest prefix that fits wins (`fs_` before ``).
                 let mut best: Option<(&Include, String)> = None;
-                for inc in incs {
+                for inc in incs.iter() {
                     if let Some(o) = inc.original_prompt(&name) {
                         if best
                             .as_ref()
@@ -807,7 +885,7 @@ impl Request<'_> {
                 server = members.resource_server(uri);
                 if server.is_none() {
                     // Not listed yet in this session: the first server that offers resources.
-                    for inc in incs {
+                    for inc in incs.iter() {
                         if let Ok(m) =
                             member(self.st, self.cfg, &self.srv.name, members, &inc.server).await
                         {
@@ -844,13 +922,45 @@ impl Request<'_> {
             &m.srv,
             &m.session,
             &member_headers(self.headers, &m),
-            Bytes::from(msg.to_string()),
+            legacy_body(&Bytes::from(msg.to_string())),
             self.id_text,
             self.progress,
             self.accepts_sse,
-            Hook::None,
+            self.hook(),
         )
         .await
+    }
+}
+
+/// The prefix of the `_meta` keys the 2026-07-28 era reserves for its envelope.
+const ENVELOPE_KEYS: &str = "io.modelcontextprotocol/";
+
+/// Removes a 2026-07-28 request's envelope keys (`_meta["io.modelcontextprotocol/…"]`):
+/// toolgate speaks the legacy era to the servers it opens sessions to, and a legacy
+/// session refuses requests that carry them.
+fn strip_modern_envelope(msg: &mut Value) {
+    if let Some(Value::Object(meta)) = msg.pointer_mut("/params/_meta") {
+        meta.retain(|k, _| !k.starts_with(ENVELOPE_KEYS));
+        if meta.is_empty() {
+            if let Some(Value::Object(params)) = msg.get_mut("params") {
+                params.remove("_meta");
+            }
+        }
+    }
+}
+
+/// A request as a member gets it: without the 2026-07-28 envelope keys (unchanged when it
+/// has none).
+fn legacy_body(bytes: &Bytes) -> Bytes {
+    if memchr::memmem::find(bytes, ENVELOPE_KEYS.as_bytes()).is_none() {
+        return bytes.clone();
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(mut v) => {
+            strip_modern_envelope(&mut v);
+            Bytes::from(v.to_string())
+        }
+        Err(_) => bytes.clone(),
     }
 }
 
@@ -892,6 +1002,7 @@ pub async fn target(
     if let Some(name) = msg.pointer_mut("/params/name") {
         *name = Value::String(route.tool.clone());
     }
+    strip_modern_envelope(&mut msg);
     Ok((
         m.srv.clone(),
         m.session.clone(),
@@ -958,7 +1069,7 @@ pub async fn stream(
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     };
     let mut streams: Vec<futures::stream::BoxStream<'static, Bytes>> = vec![];
-    for inc in includes(srv).unwrap_or_default() {
+    for inc in includes(srv).iter() {
         let Ok(m) = member(st, cfg, &srv.name, members, &inc.server).await else {
             continue;
         };

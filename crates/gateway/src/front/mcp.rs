@@ -185,8 +185,10 @@ pub(super) async fn post_mcp(
                     grant.id.clone(),
                     UpstreamSession::Http { session_id: None },
                 )),
-                // toolgate holds the included servers' sessions: one set per grant.
-                Transport::Virtual { .. } => {
+                // toolgate holds the upstream sessions, in the legacy era: one set per
+                // grant (a virtual server's included servers, or the one stdio or legacy
+                // SSE server).
+                Transport::Virtual { .. } | Transport::Stdio { .. } | Transport::Sse { .. } => {
                     match crate::virtual_server::pooled(&st, &cfg, &srv, &grant) {
                         Ok(s) => s,
                         Err(e) => {
@@ -198,17 +200,6 @@ pub(super) async fn post_mcp(
                             )
                         }
                     }
-                }
-                _ => {
-                    return http_error(
-                        StatusCode::BAD_REQUEST,
-                        &id_text,
-                        error_codes::INVALID_REQUEST,
-                        &format!(
-                            "server `{}` is reached over stdio or legacy HTTP+SSE, which toolgate relays in the legacy era only (initialize and Mcp-Session-Id); this request is in the 2026-07-28 era",
-                            srv.name
-                        ),
-                    )
                 }
             }
         }
@@ -308,19 +299,9 @@ pub(super) async fn post_mcp(
                     s.set("toolgate.grant", grant.label.clone());
                     s
                 });
-                let route = crate::virtual_server::route(&srv, &tool);
-                if is_virtual && route.is_none() {
-                    // No include claims the name: nothing to judge, nowhere to go.
-                    return json_response(
-                        StatusCode::OK,
-                        error_response(
-                            &id_text,
-                            error_codes::INVALID_PARAMS,
-                            &format!("virtual server `{}` exposes no tool named `{tool}`", srv.name),
-                            None,
-                        ),
-                    );
-                }
+                let route = is_virtual
+                    .then(|| crate::virtual_server::route(&srv, &tool))
+                    .flatten();
                 let ctx = CallCtx {
                     route,
                     st: st.clone(),
@@ -340,6 +321,16 @@ pub(super) async fn post_mcp(
                     modern: env.era() == Era::Modern,
                     span,
                 };
+                if is_virtual && ctx.route.is_none() {
+                    // No include claims the name: nothing to forward; answered as a hidden
+                    // tool is (-32602) and recorded as a denial.
+                    let mut d = toolgate_policy::Decision::denied(
+                        "(unknown tool)",
+                        &format!("virtual server `{}` exposes no tool named `{}`", srv.name, ctx.tool),
+                    );
+                    d.hidden = true;
+                    return ctx.deny(crate::enforce::denial_message(&id_text, &d), &d, None);
+                }
                 return call_tool(ctx).await;
             }
             "tools/list" => {

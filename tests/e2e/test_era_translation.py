@@ -1,0 +1,75 @@
+"""A 2026-07-28 (stateless) client of a server toolgate reaches over stdio or legacy
+HTTP+SSE, neither of which has that era: toolgate answers `server/discover` from the
+server's own `initialize` result and relays each stateless request over a legacy session it
+holds (one per grant). Driven by the official Python SDK (modes "2026-07-28" and "auto")
+and the TypeScript SDK v2 client against the bundled demo (stdio) and a legacy SSE server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from helpers import MCP_HEADERS, TS_CLIENT_V2, assert_allowed, assert_denied, demo_server, run, tool_names, ts_client
+from test_modern_era import MODERN, modern_client
+
+POLICY = {
+    "version": "1",
+    "default": "deny",
+    "tools": {
+        "list_patients": {},
+        "get_patient": {"deny_if": [{"path": "args.patient_id", "op": "eq", "value": "pat_1002"}]},
+        "echo": {},
+    },
+}
+
+
+def test_a_modern_client_reaches_a_stdio_server(gateways: Any) -> None:
+    gw = gateways.new([demo_server("demo", "p")], {"p": POLICY})
+    token = gw.grant("demo", "modern-stdio")
+
+    async def scenario(mode: str) -> None:
+        async with modern_client(gw.url("demo"), token, mode) as client:
+            assert await tool_names(client) == {"list_patients", "get_patient"}
+            assert_allowed(await client.call_tool("get_patient", {"patient_id": "pat_1001"}), "Maria")
+            assert_denied(await client.call_tool("get_patient", {"patient_id": "pat_1002"}), "/tools/get_patient/deny_if/0")
+            assert_denied(await client.call_tool("cancel_appointment", {"appointment_id": "x"}), "(default deny)")
+
+    run(lambda: scenario(MODERN))
+    run(lambda: scenario("auto"))
+    calls = [r for r in gw.audit_records("--kind", "call") if r.get("method") == "tools/call"]
+    assert [(c["tool"], c["decision"]) for c in calls] == [
+        ("get_patient", "allow"), ("get_patient", "deny"), ("cancel_appointment", "deny")] * 2, calls
+    # Pinned 2026-07-28 mode never initializes: its calls share toolgate's one session per grant.
+    assert len({c["session"] for c in calls[:3]}) == 1 and calls[0]["session"].startswith("tgv_demo_"), calls[:3]
+
+    # server/discover carries the demo's own identity and capabilities.
+    headers = dict(MCP_HEADERS, Authorization=f"Bearer {token}", **{"MCP-Protocol-Version": MODERN})
+    discover = {"jsonrpc": "2.0", "id": 1, "method": "server/discover",
+                "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": MODERN}}}
+    r = httpx.post(gw.url("demo"), json=discover, headers=headers | {"Mcp-Method": "server/discover"}, timeout=30)
+    assert r.status_code == 200, r.text
+    result = r.json()["result"]
+    assert result["supportedVersions"] == [MODERN] and "tools" in result["capabilities"], result
+    assert result["serverInfo"]["name"] != "demo" or result["serverInfo"], result
+
+    # The TypeScript SDK v2 client, pinned to 2026-07-28.
+    out = ts_client(gw.url("demo"), token, {
+        "mode": MODERN, "list": True,
+        "calls": [{"name": "get_patient", "arguments": {"patient_id": "pat_1001"}}]}, client=TS_CLIENT_V2)
+    assert out["ok"], out
+    assert set(out["tools"]) == {"list_patients", "get_patient"}, out
+    assert "Maria" in str(out["calls"][0]["result"]) and not out["calls"][0]["result"].get("isError"), out
+
+
+def test_a_modern_client_reaches_a_legacy_sse_server(gateways: Any, upstreams: Any) -> None:
+    upstream = upstreams.recording("legacy-sse")
+    gw = gateways.new([{"name": "legacy", "policy": "p", "sse_url": upstream.url}], {"p": POLICY})
+    token = gw.grant("legacy", "modern-to-sse")
+
+    async def scenario() -> None:
+        async with modern_client(gw.url("legacy"), token) as client:
+            assert "echo" in await tool_names(client)
+            assert_allowed(await client.call_tool("echo", {"text": "through a legacy session"}), "through a legacy session")
+            assert_denied(await client.call_tool("add", {"a": 1, "b": 2}), "(default deny)")
+
+    run(scenario)
