@@ -659,3 +659,67 @@ def test_a_bad_virtual_server_is_refused_at_load(gateways: Any, tmp_path: Path, 
     out = serve_refuses(gw)
     for word in expected:
         assert word in out, f"{word!r} not in the error:\n{out}"
+
+
+def test_list_changed_of_a_member_reaches_the_client_and_the_new_tool_is_listed(
+    gateways: Any,
+) -> None:
+    """A member that changes its tools says so (`notifications/tools/list_changed`); the
+    client of the virtual server hears it and the next `tools/list` shows the new tool under
+    its exposed name once approved (pinning holds a new tool on its real server; the CLI
+    approves it under the exposed name). Also: the CLI scan and the admin API see the
+    virtual server's tools under their exposed names."""
+    changing = {"name": "conf", "policy": "open", "command": "node", "args": [str(NODE_DIR / "list-changed-server.mjs")]}
+    policy = {"version": "1", "default": "allow"}
+    gw = gateways.new(
+        [changing, demo_server("demo", None)],
+        {"open": policy},
+        virtual_servers=[{
+            "name": "mix", "policy": "open",
+            "include": [
+                {"server": "conf", "prefix": "c_", "tools": ["add_tool", "added_tool"]},
+                {"server": "demo", "prefix": "d_", "tools": ["list_patients"]},
+            ],
+        }],
+    )
+    token = gw.grant("mix", "lister")
+    heard: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        root = getattr(message, "root", message)
+        method = getattr(root, "method", None)
+        if isinstance(method, str):
+            heard.append(method)
+
+    async def scenario() -> None:
+        async with mcp_client(gw.url("mix"), token, message_handler=on_message) as client:
+            assert await tool_names(client) == {"c_add_tool", "d_list_patients"}
+            assert_allowed(await client.call_tool("c_add_tool", {}), "tool list changed")
+            for _ in range(40):
+                if "notifications/tools/list_changed" in heard:
+                    break
+                await asyncio.sleep(0.1)
+            assert "notifications/tools/list_changed" in heard, heard
+            # New since pinning: held on its real server until approved, which the
+            # CLI does under the exposed name.
+            assert await tool_names(client) == {"c_add_tool", "d_list_patients"}
+            held = gw.cli("tools list", "mix").stdout
+            assert "c_added_tool" in held and "conf.added_tool" in held and "HELD" in held, held
+            gw.cli("tools approve", "mix", "c_added_tool")
+            assert await tool_names(client) == {"c_add_tool", "c_added_tool", "d_list_patients"}
+            assert_allowed(await client.call_tool("c_added_tool", {}), "the added tool ran")
+
+    run(scenario)
+
+    scan = subprocess.run([str(toolgate_bin()), "scan", "--config", str(gw.config_path), "--server", "mix",
+                           "--format", "json"], capture_output=True, text=True, timeout=60)
+    assert scan.returncode in (0, 1), scan.stderr
+    names = {t["name"] for s in json.loads(scan.stdout)["servers"] for t in s["tools"]}
+    assert {"c_add_tool", "d_list_patients"} <= names, names
+    assert not any(n in names for n in ("add_tool", "list_patients", "d_get_patient")), names
+
+    admin = gw.cli("admin-tokens create", "--name", "v", "--role", "viewer").stdout
+    admin_token = next(w for w in admin.split() if w.startswith("tga_"))
+    api = httpx.get(gw.base_url + "/api/v1/servers", headers={"Authorization": f"Bearer {admin_token}"}, timeout=10)
+    mix = next(s for s in api.json()["servers"] if s["name"] == "mix")
+    assert mix["transport"] == "virtual" and [i["server"] for i in mix["include"]] == ["conf", "demo"], mix

@@ -1,0 +1,19 @@
+// A stdio MCP server (TypeScript SDK v1, `McpServer`) whose tool list changes on demand:
+// `add_tool` registers `added_tool`, and the SDK announces `notifications/tools/list_changed`.
+// Used by test_virtual.py to check that a member's list_changed reaches a virtual server's
+// client.
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+
+const server = new McpServer({ name: 'list-changed', version: '1.0.0' });
+let added = false;
+server.registerTool('add_tool', { description: 'Adds `added_tool` to the tool list.' }, async () => {
+  if (!added) {
+    added = true;
+    server.registerTool('added_tool', { description: 'Appears after add_tool.' }, async () => ({
+      content: [{ type: 'text', text: 'the added tool ran' }],
+    }));
+  }
+  return { content: [{ type: 'text', text: 'tool list changed' }] };
+});
+await server.connect(new StdioServerTransport());
