@@ -723,3 +723,23 @@ def test_list_changed_of_a_member_reaches_the_client_and_the_new_tool_is_listed(
     api = httpx.get(gw.base_url + "/api/v1/servers", headers={"Authorization": f"Bearer {admin_token}"}, timeout=10)
     mix = next(s for s in api.json()["servers"] if s["name"] == "mix")
     assert mix["transport"] == "virtual" and [i["server"] for i in mix["include"]] == ["conf", "demo"], mix
+
+
+def test_a_long_tool_list_comes_in_pages(gateways: Any) -> None:
+    """Four demo servers (28 tools each) under one virtual server: 112 tools, listed in pages
+    of 100 after the policy's filter; a cursor toolgate did not give is refused."""
+    servers = [demo_server(f"demo{i}", None) for i in range(4)]
+    gw = gateways.new(servers, {"open": {"version": "1", "default": "allow"}}, virtual_servers=[{
+        "name": "big", "policy": "open",
+        "include": [{"server": f"demo{i}", "prefix": f"d{i}_"} for i in range(4)]}])
+    token = gw.grant("big", "pager")
+
+    async def scenario() -> None:
+        async with mcp_client(gw.url("big"), token) as client:
+            first = await client.list_tools()
+            assert len(first.tools) == 100 and first.next_cursor, (len(first.tools), first.next_cursor)
+            names = await tool_names(client)
+            assert len(names) == 112 and {"d0_list_patients", "d3_list_patients"} <= names, sorted(names)
+            await expect_mcp_error(client.list_tools(cursor="not-ours"), -32602)
+
+    run(scenario)

@@ -35,6 +35,34 @@ const LEGACY_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2
 /// The most pages of one list toolgate reads from one server.
 const MAX_PAGES: usize = 50;
 
+/// Tools per page of a virtual server's `tools/list`.
+const PAGE: usize = 100;
+
+/// The prefix of the cursors of a virtual server's `tools/list` pages.
+const CURSOR: &str = "tgv-page:";
+
+/// One page of `items` from `cursor` (none: the first), and the cursor of the next page if
+/// there is one. A cursor toolgate did not give is an error.
+fn page(
+    items: Vec<Value>,
+    cursor: Option<&str>,
+    size: usize,
+) -> Result<(Vec<Value>, Option<String>), String> {
+    let from = match cursor {
+        None => 0,
+        Some(c) => c
+            .strip_prefix(CURSOR)
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n <= items.len())
+            .ok_or_else(|| {
+                format!("invalid cursor {c:?}: pass the `nextCursor` of the previous page")
+            })?,
+    };
+    let to = (from + size).min(items.len());
+    let next = (to < items.len()).then(|| format!("{CURSOR}{to}"));
+    Ok((items[from..to].to_vec(), next))
+}
+
 /// Where a call of an exposed tool goes: its server and its name there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -747,10 +775,38 @@ impl Request<'_> {
             result["ttlMs"] = json!(0);
         }
         let msg = result_message(self.id_text, result);
-        match hook.apply(msg.as_bytes()).await {
-            Ok(Some(filtered)) => json_response(StatusCode::OK, filtered),
-            Ok(None) => json_response(StatusCode::OK, msg),
-            Err(e) => self.error(error_codes::INTERNAL_ERROR, &e.to_string()),
+        let filtered = match hook.apply(msg.as_bytes()).await {
+            Ok(Some(filtered)) => filtered,
+            Ok(None) => msg,
+            Err(e) => return self.error(error_codes::INTERNAL_ERROR, &e.to_string()),
+        };
+        // Paginated after the policy's filter, so every page is full.
+        let cursor: Option<String> =
+            serde_json::from_slice::<Value>(&self.bytes)
+                .ok()
+                .and_then(|v| {
+                    v.pointer("/params/cursor")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
+        let mut v: Value = serde_json::from_str(&filtered).unwrap_or(Value::Null);
+        let all = v
+            .pointer_mut("/result/tools")
+            .map(Value::take)
+            .and_then(|t| match t {
+                Value::Array(a) => Some(a),
+                _ => None,
+            })
+            .unwrap_or_default();
+        match page(all, cursor.as_deref(), PAGE) {
+            Ok((tools, next)) => {
+                v["result"]["tools"] = Value::Array(tools);
+                if let Some(next) = next {
+                    v["result"]["nextCursor"] = Value::String(next);
+                }
+                json_response(StatusCode::OK, v.to_string())
+            }
+            Err(e) => self.error(error_codes::INVALID_PARAMS, &e),
         }
     }
 
@@ -1186,4 +1242,24 @@ pub async fn end(st: &AppState, session: &Session) {
         }
     }
     members.close();
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tools_are_paged_by_cursor_and_a_foreign_cursor_is_refused() {
+        let items: Vec<Value> = (0..5).map(|i| json!(i)).collect();
+        let (first, next) = page(items.clone(), None, 2).unwrap();
+        assert_eq!(first, vec![json!(0), json!(1)]);
+        let (second, next) = page(items.clone(), next.as_deref(), 2).unwrap();
+        assert_eq!(second, vec![json!(2), json!(3)]);
+        let (last, next) = page(items.clone(), next.as_deref(), 2).unwrap();
+        assert_eq!((last, next), (vec![json!(4)], None));
+        assert!(page(items.clone(), Some("abc"), 2).is_err());
+        assert!(page(items, Some("tgv-page:9"), 2).is_err());
+        assert_eq!(page(vec![], None, 2).unwrap(), (vec![], None));
+    }
 }
