@@ -6,10 +6,22 @@ and the TypeScript SDK v2 client against the bundled demo (stdio) and a legacy S
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import httpx
-from helpers import MCP_HEADERS, TS_CLIENT_V2, assert_allowed, assert_denied, demo_server, run, tool_names, ts_client
+from helpers import (
+    MCP_HEADERS,
+    TS_CLIENT_V2,
+    assert_allowed,
+    assert_denied,
+    demo_server,
+    http_server,
+    run,
+    tool_names,
+    toolgate_bin,
+    ts_client,
+)
 from test_modern_era import MODERN, modern_client
 
 POLICY = {
@@ -73,3 +85,34 @@ def test_a_modern_client_reaches_a_legacy_sse_server(gateways: Any, upstreams: A
             assert_denied(await client.call_tool("add", {"a": 1, "b": 2}), "(default deny)")
 
     run(scenario)
+
+
+def test_a_modern_client_reaches_a_legacy_only_http_server_found_out_by_a_probe(gateways: Any, upstreams: Any) -> None:
+    """server-everything over Streamable HTTP serves only the legacy era. toolgate asks it
+    once (`server/discover`), learns that, and relays the 2026-07-28 client over a legacy
+    session of its own; `era = "legacy"` on a server says so without asking."""
+    url = upstreams.everything_http().url
+    everything_policy = {"version": "1", "default": "deny", "tools": {"echo": {}}}
+    gw = gateways.new([http_server("ev", "p", url), http_server("ev-pinned", "p", url) | {"era": "legacy"}],
+                      {"p": everything_policy})
+    for server in ("ev", "ev-pinned"):
+        token = gw.grant(server, f"modern-{server}")
+
+        async def scenario() -> None:
+            async with modern_client(gw.url(server), token) as client:
+                assert await tool_names(client) == {"echo"}
+                assert_allowed(await client.call_tool("echo", {"message": "found out"}), "Echo: found out")
+                assert_denied(await client.call_tool("get-sum", {"a": 1, "b": 2}), "(default deny)")
+
+        run(scenario)
+    log = gw.stderr_path.read_text()
+    probes = [line for line in log.splitlines() if "upstream era found out" in line]
+    assert len(probes) == 1 and "server=ev " in probes[0] and "legacy only" in probes[0], probes
+
+
+def test_era_modern_is_refused_for_a_stdio_server(gateways: Any) -> None:
+    gw = gateways.new([demo_server("demo", "p") | {"era": "modern"}], {"p": POLICY}, start=False)
+    proc = subprocess.run([str(toolgate_bin()), "serve", "--config", str(gw.config_path)],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2, proc
+    assert 'servers[0].era: "modern" is for Streamable HTTP servers' in proc.stderr, proc.stderr

@@ -54,6 +54,21 @@ pub enum Pinning {
     Off,
 }
 
+/// Which protocol era an upstream speaks (`era` on a server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EraSetting {
+    /// Found out: a Streamable HTTP server is asked (`server/discover`) the first time a
+    /// 2026-07-28 request needs to know, and the answer kept for a while; stdio and legacy
+    /// SSE servers speak the legacy era (the default).
+    #[default]
+    Auto,
+    /// The legacy era only (`initialize` and sessions): 2026-07-28 requests are relayed over
+    /// a legacy session toolgate holds.
+    Legacy,
+    /// The 2026-07-28 era: its requests are forwarded as they are.
+    Modern,
+}
+
 /// What a call does when shared state (Redis counters, the PostgreSQL audit log) cannot
 /// be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -123,6 +138,8 @@ pub struct ServerConfig {
     pub audit_arguments: ArgumentsMode,
     /// Redaction applied to argument values kept in the audit (and shown to approvers).
     pub redactor: Redactor,
+    /// The protocol era it speaks (found out by default).
+    pub era: EraSetting,
 }
 
 /// The `[audit]` table.

@@ -75,6 +75,7 @@ impl Config {
         let policy_name = format!("run-{}", run.name);
         let like = self.server(&run.name).cloned();
         let server = ServerConfig {
+            era: crate::EraSetting::Legacy,
             transport: Transport::Stdio {
                 command: stdio_command(&run.command, &run.cwd),
                 args: run.args,

@@ -118,6 +118,7 @@ struct RawServer {
     redact: Vec<String>,
     #[serde(default)]
     audit_allow_secrets: Vec<String>,
+    era: Option<String>,
 }
 
 /// A timeout setting: seconds as an integer or a duration such as `"60s"` or `"2m"`, above
@@ -588,8 +589,22 @@ impl Config {
                 errors.push(format!("{at}.redact: {e}"));
                 Redactor::default()
             });
+            let era = match (s.era.as_deref(), &transport) {
+                (None | Some("auto"), _) => EraSetting::Auto,
+                (Some("legacy"), _) => EraSetting::Legacy,
+                (Some("modern"), Some(Transport::Http { .. })) => EraSetting::Modern,
+                (Some("modern"), _) => {
+                    errors.push(format!("{at}.era: \"modern\" is for Streamable HTTP servers (`url`); stdio and legacy SSE servers speak the legacy era, and toolgate relays 2026-07-28 requests to them over a legacy session"));
+                    EraSetting::Legacy
+                }
+                (Some(other), _) => {
+                    errors.push(format!("{at}.era: expected \"auto\" (ask the server, the default), \"legacy\" or \"modern\", got {other:?}"));
+                    EraSetting::Auto
+                }
+            };
             if let Some(transport) = transport {
                 servers.push(ServerConfig {
+                    era,
                     name: s.name,
                     transport,
                     policy: s.policy,
@@ -649,6 +664,7 @@ impl Config {
                 sanitize_descriptions: v.sanitize_descriptions.unwrap_or(false),
                 audit_arguments,
                 redactor: Redactor::default(),
+                era: EraSetting::Legacy,
             });
         }
         if !errors.is_empty() {

@@ -40,6 +40,7 @@ pub mod config;
 pub mod dashboard;
 pub mod decisions;
 pub mod enforce;
+pub mod era;
 pub mod error;
 pub mod front;
 pub mod host;

@@ -43,6 +43,8 @@ pub struct AppState {
     pub decisions: crate::wakeups::Decisions,
     /// Included servers of virtual servers last seen unreachable (`/readyz`).
     pub virtual_down: VirtualDown,
+    /// Which era each Streamable HTTP upstream speaks, as found out.
+    pub eras: crate::era::Eras,
     /// Permits to check a policy document and run its inline tests (CPU work on a
     /// blocking thread): [`MAX_CONCURRENT_VALIDATIONS`] at once.
     /// `POST /api/v1/policies/validate` is refused with 429 while none is free; puts wait.
@@ -91,6 +93,7 @@ impl AppState {
             admin_lock: Mutex::new(()),
             decisions: crate::wakeups::Decisions::watch(store.as_ref()),
             virtual_down: VirtualDown::default(),
+            eras: crate::era::Eras::default(),
             validations: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_VALIDATIONS)),
             local_grant: None,
             clock: crate::clock::Clock::system(),

@@ -177,9 +177,11 @@ pub(super) async fn post_mcp(
             if let Err(r) = check_modern_headers(&headers, &env, &id_text) {
                 return r.into_response();
             }
+            let legacy_http = matches!(srv.transport, Transport::Http { .. })
+                && crate::era::speaks_modern(&st, &srv).await == Some(false);
             match &srv.transport {
                 // Stateless: each request stands alone; nothing is kept between them.
-                Transport::Http { .. } => Arc::new(Session::new(
+                Transport::Http { .. } if !legacy_http => Arc::new(Session::new(
                     format!("modern-{}", new_session_id().trim_start_matches("tgs_")),
                     srv.name.clone(),
                     grant.id.clone(),
@@ -188,7 +190,11 @@ pub(super) async fn post_mcp(
                 // toolgate holds the upstream sessions, in the legacy era: one set per
                 // grant (a virtual server's included servers, or the one stdio or legacy
                 // SSE server).
-                Transport::Virtual { .. } | Transport::Stdio { .. } | Transport::Sse { .. } => {
+                // (A Streamable HTTP server that serves only the legacy era likewise.)
+                Transport::Http { .. }
+                | Transport::Virtual { .. }
+                | Transport::Stdio { .. }
+                | Transport::Sse { .. } => {
                     match crate::virtual_server::pooled(&st, &cfg, &srv, &grant) {
                         Ok(s) => s,
                         Err(e) => {
