@@ -3,12 +3,10 @@
 //! lists `2026-07-28` means it does; a refusal (HTTP 4xx, a JSON-RPC error, an unsupported
 //! version) means it speaks only the legacy era, and toolgate then relays 2026-07-28
 //! requests to it over a legacy session of its own ([`crate::virtual_server::pooled`]).
-//! The answer is kept for [`KEEP`]; a probe that fails (no answer) is not kept, and the
+//! The answer is kept for [`crate::state::ERA_KEEP`]; a probe that fails (no answer) is not kept, and the
 //! request is forwarded as it is. `era = "legacy" | "modern"` on a server skips the probe.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use serde_json::{json, Value};
@@ -20,36 +18,6 @@ use crate::state::AppState;
 
 /// The 2026-07-28 era's version.
 pub const MODERN: &str = "2026-07-28";
-
-/// How long a probe's answer is kept.
-pub const KEEP: Duration = Duration::from_secs(300);
-
-/// The probe's answers, by server.
-#[derive(Debug, Default)]
-pub struct Eras {
-    known: Mutex<HashMap<String, (bool, Instant)>>,
-}
-
-impl Eras {
-    fn get(&self, server: &str) -> Option<bool> {
-        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        known
-            .get(server)
-            .filter(|(_, at)| at.elapsed() < KEEP)
-            .map(|(modern, _)| *modern)
-    }
-
-    fn put(&self, server: &str, modern: bool) {
-        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        known.insert(server.to_string(), (modern, Instant::now()));
-    }
-
-    /// Forgets what was found out about `server` (asked again next time).
-    pub fn forget(&self, server: &str) {
-        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        known.remove(server);
-    }
-}
 
 /// True when `srv` serves the 2026-07-28 era, false when it serves only the legacy era,
 /// `None` when that could not be found out (the request goes on as it is).

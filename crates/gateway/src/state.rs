@@ -44,7 +44,7 @@ pub struct AppState {
     /// Included servers of virtual servers last seen unreachable (`/readyz`).
     pub virtual_down: VirtualDown,
     /// Which era each Streamable HTTP upstream speaks, as found out.
-    pub eras: crate::era::Eras,
+    pub eras: Eras,
     /// Permits to check a policy document and run its inline tests (CPU work on a
     /// blocking thread): [`MAX_CONCURRENT_VALIDATIONS`] at once.
     /// `POST /api/v1/policies/validate` is refused with 429 while none is free; puts wait.
@@ -93,7 +93,7 @@ impl AppState {
             admin_lock: Mutex::new(()),
             decisions: crate::wakeups::Decisions::watch(store.as_ref()),
             virtual_down: VirtualDown::default(),
-            eras: crate::era::Eras::default(),
+            eras: Eras::default(),
             validations: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_VALIDATIONS)),
             local_grant: None,
             clock: crate::clock::Clock::system(),
@@ -218,5 +218,35 @@ impl VirtualDown {
             entry[s] = Value::String(why.clone());
         }
         Value::Object(out)
+    }
+}
+
+/// How long the era found out for an upstream is kept ([`crate::era`]).
+pub const ERA_KEEP: Duration = Duration::from_secs(300);
+
+/// The probe's answers, by server.
+#[derive(Debug, Default)]
+pub struct Eras {
+    known: Mutex<std::collections::HashMap<String, (bool, std::time::Instant)>>,
+}
+
+impl Eras {
+    pub(crate) fn get(&self, server: &str) -> Option<bool> {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .get(server)
+            .filter(|(_, at)| at.elapsed() < ERA_KEEP)
+            .map(|(modern, _)| *modern)
+    }
+
+    pub(crate) fn put(&self, server: &str, modern: bool) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.insert(server.to_string(), (modern, std::time::Instant::now()));
+    }
+
+    /// Forgets what was found out about `server` (asked again next time).
+    pub fn forget(&self, server: &str) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.remove(server);
     }
 }
