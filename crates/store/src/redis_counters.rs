@@ -66,11 +66,21 @@ fn unavailable(e: impl std::fmt::Display) -> CounterError {
     CounterError::Unavailable(format!("redis: {e}"))
 }
 
+/// Jobs one worker takes from the queue at once and sends to Redis in one pipeline (one
+/// write and one read for all of them: under load, calls share round trips).
+const BATCH: usize = 64;
+
 struct Worker {
     client: redis::Client,
     conn: Option<redis::Connection>,
     reserve: redis::Script,
     give_back: redis::Script,
+}
+
+/// One job's script call in a batch, and how its reply is used.
+enum Pending {
+    Reserve(Vec<Reservation>, Vec<u64>, Settle),
+    GiveBack(Ticket),
 }
 
 impl Worker {
@@ -91,15 +101,115 @@ impl Worker {
             .ok_or_else(|| unavailable("no connection"))
     }
 
-    /// Runs a job's script once; a broken connection is dropped (the next job reconnects).
-    fn run<T>(
-        &mut self,
-        f: impl FnOnce(&mut redis::Connection, &redis::Script, &redis::Script) -> redis::RedisResult<T>,
-    ) -> Result<T, CounterError> {
-        let (reserve, give_back) = (self.reserve.clone(), self.give_back.clone());
+    /// Runs a batch of jobs in one pipeline of `EVALSHA`s (scripts loaded first when
+    /// Redis does not know them). A broken connection fails every job of the batch and is
+    /// dropped (the next batch reconnects).
+    fn run_batch(&mut self, jobs: Vec<Job>) {
+        let mut pending: Vec<Pending> = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match job {
+                Job::Reserve(res, done) if res.is_empty() => done(Ok(Ticket::default())),
+                Job::Reserve(res, done) => {
+                    let ids: Result<Vec<u64>, String> = res.iter().map(|_| random_id()).collect();
+                    match ids {
+                        Ok(ids) => pending.push(Pending::Reserve(res, ids, done)),
+                        Err(e) => done(Err(unavailable(e))),
+                    }
+                }
+                Job::GiveBack(t) if t.entries.is_empty() => {}
+                Job::GiveBack(t) => pending.push(Pending::GiveBack(t)),
+            }
+        }
+        if pending.is_empty() {
+            return;
+        }
+        let replies = self.pipeline(&pending).and_then(|replies| {
+            // Redis lost the scripts (restarted, SCRIPT FLUSH): load them and try again,
+            // which is safe: a script Redis did not know did not run.
+            if replies.iter().any(is_noscript) {
+                let (reserve, give_back) = (self.reserve.clone(), self.give_back.clone());
+                let conn = self.conn()?;
+                reserve.load(conn).map_err(unavailable)?;
+                give_back.load(conn).map_err(unavailable)?;
+                self.pipeline(&pending)
+            } else {
+                Ok(replies)
+            }
+        });
+        match replies {
+            Ok(replies) => {
+                for (p, reply) in pending.into_iter().zip(replies) {
+                    match p {
+                        Pending::Reserve(res, ids, done) => done(settle(&res, ids, reply)),
+                        Pending::GiveBack(_) => {
+                            if let redis::Value::ServerError(e) = reply {
+                                // The entries expire with their window; the count is only
+                                // higher than it should be until then.
+                                tracing::error!("give-back failed: {e:?}");
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                for p in pending {
+                    match p {
+                        Pending::Reserve(_, _, done) => done(Err(e.clone())),
+                        Pending::GiveBack(_) => tracing::error!("give-back failed: {e}"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one `EVALSHA` per pending job in one pipeline; a reply per job (errors as
+    /// values).
+    fn pipeline(&mut self, pending: &[Pending]) -> Result<Vec<redis::Value>, CounterError> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for p in pending {
+            match p {
+                Pending::Reserve(res, ids, _) => {
+                    let cmd = pipe
+                        .cmd("EVALSHA")
+                        .arg(self.reserve.get_hash())
+                        .arg(res.len() * 3);
+                    for r in res {
+                        for k in keys(&r.key) {
+                            cmd.arg(k);
+                        }
+                    }
+                    for (r, id) in res.iter().zip(ids) {
+                        cmd.arg(r.window_secs.saturating_mul(1000))
+                            .arg(r.max)
+                            .arg(r.amount)
+                            .arg(id.to_string());
+                    }
+                }
+                Pending::GiveBack(t) => {
+                    let cmd = pipe
+                        .cmd("EVALSHA")
+                        .arg(self.give_back.get_hash())
+                        .arg(t.entries.len() * 3);
+                    for (key, _) in &t.entries {
+                        for k in keys(key) {
+                            cmd.arg(k);
+                        }
+                    }
+                    for (_, id) in &t.entries {
+                        cmd.arg(id.to_string());
+                    }
+                }
+            }
+        }
         let conn = self.conn()?;
-        match f(conn, &reserve, &give_back) {
-            Ok(v) => Ok(v),
+        match pipe.query::<Vec<redis::Value>>(conn) {
+            Ok(v) if v.len() == pending.len() => Ok(v),
+            Ok(v) => Err(unavailable(format!(
+                "{} replies to {} scripts",
+                v.len(),
+                pending.len()
+            ))),
             Err(e) => {
                 if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
                     self.conn = None;
@@ -108,56 +218,32 @@ impl Worker {
             }
         }
     }
+}
 
-    fn reserve(&mut self, reservations: &[Reservation]) -> Result<Ticket, CounterError> {
-        let mut ids = Vec::with_capacity(reservations.len());
-        for _ in reservations {
-            ids.push(random_id().map_err(unavailable)?);
-        }
-        let answer: Vec<i64> = self.run(|conn, script, _| {
-            let mut inv = script.prepare_invoke();
-            for (r, id) in reservations.iter().zip(&ids) {
-                for k in keys(&r.key) {
-                    inv.key(k);
-                }
-                inv.arg(r.window_secs.saturating_mul(1000))
-                    .arg(r.max)
-                    .arg(r.amount)
-                    .arg(id.to_string());
-            }
-            inv.invoke(conn)
-        })?;
-        match answer.as_slice() {
-            [1, ..] => Ok(Ticket {
-                entries: reservations
-                    .iter()
-                    .zip(ids)
-                    .map(|(r, id)| (r.key.clone(), id))
-                    .collect(),
-            }),
-            [0, index, retry_ms] => Err(CounterError::Exceeded(Exceeded {
-                index: usize::try_from(*index - 1).unwrap_or(0),
-                retry_after_ms: u64::try_from(*retry_ms).unwrap_or(1000),
-            })),
-            other => Err(unavailable(format!("unexpected script answer {other:?}"))),
-        }
+/// True for Redis's answer to a script it does not know.
+fn is_noscript(v: &redis::Value) -> bool {
+    matches!(v, redis::Value::ServerError(e) if e.code() == "NOSCRIPT")
+}
+
+/// A reservation's outcome from its script's reply.
+fn settle(res: &[Reservation], ids: Vec<u64>, reply: redis::Value) -> Result<Ticket, CounterError> {
+    if let redis::Value::ServerError(e) = &reply {
+        return Err(unavailable(format!("{e:?}")));
     }
-
-    fn give_back(&mut self, ticket: &Ticket) -> Result<(), CounterError> {
-        if ticket.entries.is_empty() {
-            return Ok(());
-        }
-        let _: i64 = self.run(|conn, _, script| {
-            let mut inv = script.prepare_invoke();
-            for (key, id) in &ticket.entries {
-                for k in keys(key) {
-                    inv.key(k);
-                }
-                inv.arg(id.to_string());
-            }
-            inv.invoke(conn)
-        })?;
-        Ok(())
+    let answer: Vec<i64> = redis::from_redis_value(reply).map_err(unavailable)?;
+    match answer.as_slice() {
+        [1, ..] => Ok(Ticket {
+            entries: res
+                .iter()
+                .zip(ids)
+                .map(|(r, id)| (r.key.clone(), id))
+                .collect(),
+        }),
+        [0, index, retry_ms] => Err(CounterError::Exceeded(Exceeded {
+            index: usize::try_from(*index - 1).unwrap_or(0),
+            retry_after_ms: u64::try_from(*retry_ms).unwrap_or(1000),
+        })),
+        other => Err(unavailable(format!("unexpected script answer {other:?}"))),
     }
 }
 
@@ -192,21 +278,25 @@ impl RedisCounters {
             std::thread::Builder::new()
                 .name(format!("toolgate-redis-{n}"))
                 .spawn(move || loop {
-                    let job = {
+                    // The first job waited for, then whatever else is queued (at most
+                    // BATCH), taken while holding the queue.
+                    let batch = {
                         let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
-                        rx.recv()
-                    };
-                    match job {
-                        Ok(Job::Reserve(res, done)) => done(w.reserve(&res)),
-                        Ok(Job::GiveBack(t)) => {
-                            if let Err(e) = w.give_back(&t) {
-                                // The entries expire with their window; the count is only
-                                // higher than it should be until then.
-                                tracing::error!("give-back failed: {e}");
+                        match rx.recv() {
+                            Ok(first) => {
+                                let mut batch = vec![first];
+                                while batch.len() < BATCH {
+                                    match rx.try_recv() {
+                                        Ok(j) => batch.push(j),
+                                        Err(_) => break,
+                                    }
+                                }
+                                batch
                             }
+                            Err(_) => break,
                         }
-                        Err(_) => break,
-                    }
+                    };
+                    w.run_batch(batch);
                 })
                 .map_err(|e| StoreError::Redis(format!("cannot start a worker: {e}")))?;
         }

@@ -189,3 +189,30 @@ fn mixed_amounts_slide_and_come_back_exactly() {
             .unwrap_or_else(|e| panic!("{name}: the window slid, yet {e}"));
     }
 }
+
+/// Redis forgot the scripts (a restart, `SCRIPT FLUSH`): the next reservations load them
+/// again and go through, exactly once each.
+#[test]
+fn redis_scripts_flushed_are_loaded_again() {
+    let Ok(url) = std::env::var("TOOLGATE_TEST_REDIS_URL") else {
+        return;
+    };
+    if url.is_empty() {
+        return;
+    }
+    let c = RedisCounters::open(&url).unwrap();
+    let k = unique("flush");
+    c.reserve(&[res(&k, 60, 3, 1)], now_ms()).unwrap();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut conn).unwrap();
+    c.reserve(&[res(&k, 60, 3, 1)], now_ms()).unwrap();
+    c.reserve(&[res(&k, 60, 3, 1)], now_ms()).unwrap();
+    assert!(
+        matches!(
+            c.reserve(&[res(&k, 60, 3, 1)], now_ms()),
+            Err(CounterError::Exceeded(_))
+        ),
+        "three reservations, each counted once"
+    );
+}
