@@ -51,6 +51,8 @@ def test_a_modern_client_reaches_a_stdio_server(gateways: Any) -> None:
     calls = [r for r in gw.audit_records("--kind", "call") if r.get("method") == "tools/call"]
     assert [(c["tool"], c["decision"]) for c in calls] == [
         ("get_patient", "allow"), ("get_patient", "deny"), ("cancel_appointment", "deny")] * 2, calls
+    # Each record says the agent spoke 2026-07-28 and toolgate spoke the legacy era upstream.
+    assert {(c.get("client_era"), c.get("upstream_era")) for c in calls} == {("2026-07-28", "legacy")}, calls
     # Pinned 2026-07-28 mode never initializes: its calls share toolgate's one session per grant.
     assert len({c["session"] for c in calls[:3]}) == 1 and calls[0]["session"].startswith("tgv_demo_"), calls[:3]
 
@@ -116,3 +118,28 @@ def test_era_modern_is_refused_for_a_stdio_server(gateways: Any) -> None:
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2, proc
     assert 'servers[0].era: "modern" is for Streamable HTTP servers' in proc.stderr, proc.stderr
+
+
+def test_a_modern_client_listens_through_a_translated_session(gateways: Any) -> None:
+    """`subscriptions/listen` to a stdio server (which has only the legacy era's
+    notifications): toolgate acknowledges, then relays the server's `tools/list_changed`
+    stamped with the subscription's id."""
+    import asyncio
+
+    from helpers import NODE_DIR
+
+    changing = {"name": "lc", "policy": "open", "pinning": "off", "command": "node",
+                "args": [str(NODE_DIR / "list-changed-server.mjs")]}
+    gw = gateways.new([changing], {"open": {"version": "1", "default": "allow"}})
+    token = gw.grant("lc", "listener")
+
+    async def scenario() -> None:
+        async with modern_client(gw.url("lc"), token) as client:
+            async with client.listen(tools_list_changed=True, prompts_list_changed=True) as sub:
+                assert sub.honored.tools_list_changed and sub.honored.prompts_list_changed, sub.honored
+                assert_allowed(await client.call_tool("add_tool", {}), "tool list changed")
+                event = await asyncio.wait_for(sub.__anext__(), 10)
+                assert "tool" in type(event).__name__.lower() or "tools" in repr(event).lower(), event
+            assert await tool_names(client) == {"add_tool", "added_tool"}
+
+    run(scenario)

@@ -47,6 +47,8 @@ def test_a_modern_client_through_toolgate(gateways: Any, upstreams: Any) -> None
     run(lambda: scenario("auto"))
     calls = [r for r in gw.audit_records("--kind", "call") if r.get("method") == "tools/call"]
     assert len(calls) == 8
+    # Forwarded as they are: both sides spoke 2026-07-28 (mode "auto" too, after its probe).
+    assert {(c.get("client_era"), c.get("upstream_era")) for c in calls} == {("2026-07-28", "2026-07-28")}, calls
     # Mode 2026-07-28 never initializes: its four calls are stateless, one "session" each.
     stateless = [c for c in calls[:4] if c["session"].startswith("modern-")]
     assert len(stateless) == 4 and len({c["session"] for c in stateless}) == 4, calls[:4]

@@ -110,6 +110,10 @@ pub struct Record {
     /// For an outcome: the `seq` of its call record.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call_seq: Option<u64>,
+    /// The protocol era the agent spoke: `2026-07-28`, or `legacy` (`initialize` and a
+    /// session).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_era: Option<String>,
     /// `allow` or `deny` (`require_approval` while a call is held).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<String>,
@@ -163,6 +167,10 @@ pub struct Record {
     /// The tool (`tools/call`, pin and approval records).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+    /// The protocol era toolgate spoke to the upstream (`2026-07-28` or `legacy`; they differ
+    /// when toolgate translated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_era: Option<String>,
     /// The real server a virtual server forwarded the call to (`server` is the virtual one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_server: Option<String>,
@@ -294,6 +302,8 @@ mod tests {
             outcome: Some(Outcome::Ok),
             upstream_status: Some(200),
             upstream_server: Some("real".into()),
+            upstream_era: Some("legacy".into()),
+            client_era: Some("2026-07-28".into()),
             upstream_tool: Some("orig".into()),
             decision_us: Some(3),
             upstream_us: Some(4),

@@ -670,6 +670,7 @@ impl Request<'_> {
                 )
                 .await
             }
+            "subscriptions/listen" => self.listen(&members).await,
             "logging/setLevel" => {
                 for inc in includes(self.srv).iter() {
                     if let Ok(m) =
@@ -868,6 +869,118 @@ impl Request<'_> {
             }
         }
         self.reply(json!({ key: items }))
+    }
+
+    /// `subscriptions/listen` (2026-07-28) on a session toolgate holds: acknowledged with the
+    /// notification types asked for (list changes of tools, prompts and resources, and the
+    /// resource URIs its servers accepted `resources/subscribe` for), then those
+    /// notifications from every server's stream, each with the subscription's id in
+    /// `_meta`. Lasts until the agent leaves.
+    async fn listen(&self, members: &Arc<Members>) -> Response {
+        let msg: Value = serde_json::from_slice(&self.bytes).unwrap_or(Value::Null);
+        let filter = msg
+            .pointer("/params/notifications")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let want = |k: &str| filter.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let mut methods: Vec<&'static str> = vec![];
+        let mut honored = serde_json::Map::new();
+        for (key, method) in [
+            ("toolsListChanged", "notifications/tools/list_changed"),
+            ("promptsListChanged", "notifications/prompts/list_changed"),
+            (
+                "resourcesListChanged",
+                "notifications/resources/list_changed",
+            ),
+        ] {
+            if want(key) {
+                methods.push(method);
+                honored.insert(key.into(), Value::Bool(true));
+            }
+        }
+        let asked: Vec<String> = filter
+            .get("resourceSubscriptions")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| u.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut uris: Vec<String> = vec![];
+        for uri in asked {
+            let server = match members.resource_server(&uri) {
+                Some(s) => Some(s),
+                None => {
+                    let mut found = None;
+                    for inc in includes(self.srv).iter() {
+                        if let Ok(m) =
+                            member(self.st, self.cfg, &self.srv.name, members, &inc.server).await
+                        {
+                            if offers(&m, "resources") {
+                                found = Some(inc.server.clone());
+                                break;
+                            }
+                        }
+                    }
+                    found
+                }
+            };
+            let Some(server) = server else { continue };
+            let Ok(m) = member(self.st, self.cfg, &self.srv.name, members, &server).await else {
+                continue;
+            };
+            match exchange(
+                self.st,
+                self.cfg,
+                members,
+                &m,
+                "resources/subscribe",
+                json!({"uri": uri}),
+            )
+            .await
+            {
+                Ok(a) if a.get("result").is_some() => uris.push(uri),
+                Ok(a) => {
+                    tracing::info!(server = %server, "resources/subscribe refused: {}", a.get("error").cloned().unwrap_or_default())
+                }
+                Err(e) => tracing::warn!(server = %server, "resources/subscribe failed: {e}"),
+            }
+        }
+        if !uris.is_empty() {
+            honored.insert("resourceSubscriptions".into(), json!(uris));
+        }
+        let id: Value = serde_json::from_str(self.id_text).unwrap_or(Value::Null);
+        let ack = json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/subscriptions/acknowledged",
+            "params": {"notifications": honored, "_meta": {SUBSCRIPTION_ID: id}},
+        });
+        let streams = member_streams(self.st, self.cfg, self.srv, members).await;
+        sse_of(
+            Some(encode(&ack.to_string(), None)),
+            streams,
+            move |_, raw| {
+                let mut v: Value = serde_json::from_slice(raw).ok()?;
+                let method = v.get("method").and_then(Value::as_str)?.to_string();
+                let wanted = methods.contains(&method.as_str())
+                    || (method == "notifications/resources/updated"
+                        && v.pointer("/params/uri")
+                            .and_then(Value::as_str)
+                            .is_some_and(|u| uris.iter().any(|x| x == u)));
+                if !wanted || v.get("id").is_some() {
+                    return None;
+                }
+                if !v.get("params").is_some_and(Value::is_object) {
+                    v["params"] = json!({});
+                }
+                if !v["params"].get("_meta").is_some_and(Value::is_object) {
+                    v["params"]["_meta"] = json!({});
+                }
+                v["params"]["_meta"][SUBSCRIPTION_ID] = id.clone();
+                Some(encode(&v.to_string(), None))
+            },
+        )
     }
 
     /// Forwards the request as it is to a real server served through toolgate's session.
@@ -1113,18 +1226,16 @@ pub async fn one_way(st: &AppState, cfg: &Config, session: &Session, bytes: Byte
     StatusCode::ACCEPTED.into_response()
 }
 
-/// The GET stream of a virtual session: every included server's stream, merged (each
-/// server opened first if it is not), requests tagged.
-pub async fn stream(
+/// Every included server's own stream of messages (its GET stream, or its channel's
+/// messages outside any request), opened now (each server opened first if it is not), as
+/// raw messages tagged with the server's name.
+async fn member_streams(
     st: &Arc<AppState>,
     cfg: &Config,
     srv: &ServerConfig,
-    session: &Session,
-) -> Response {
-    let UpstreamSession::Virtual(members) = &session.upstream else {
-        return StatusCode::METHOD_NOT_ALLOWED.into_response();
-    };
-    let mut streams: Vec<futures::stream::BoxStream<'static, Bytes>> = vec![];
+    members: &Members,
+) -> Vec<futures::stream::BoxStream<'static, (String, Bytes)>> {
+    let mut streams: Vec<futures::stream::BoxStream<'static, (String, Bytes)>> = vec![];
     for inc in includes(srv).iter() {
         let Ok(m) = member(st, cfg, &srv.name, members, &inc.server).await else {
             continue;
@@ -1133,7 +1244,7 @@ pub async fn stream(
         match (&m.session.upstream, &m.srv.transport) {
             (UpstreamSession::Channel(ch), _) => {
                 let rx = ch.open_stream();
-                let s = tokio_stream_of(rx).map(move |msg| outward(&server, &msg));
+                let s = tokio_stream_of(rx).map(move |msg| (server.clone(), msg));
                 streams.push(Box::pin(s));
             }
             (UpstreamSession::Http { session_id }, Transport::Http { url, headers }) => {
@@ -1165,7 +1276,7 @@ pub async fn stream(
                             if ev.data.is_empty() {
                                 continue;
                             }
-                            yield outward(&server, ev.data.as_bytes());
+                            yield (server.clone(), Bytes::from(ev.data.into_bytes()));
                         }
                     }
                 };
@@ -1174,15 +1285,32 @@ pub async fn stream(
             _ => {}
         }
     }
+    streams
+}
+
+/// An SSE body of `first` (if any), then the merged `streams` each message made by `make`
+/// (`None`: not sent), with keep-alives every 15 s; it lasts until the agent leaves.
+fn sse_of(
+    first: Option<Bytes>,
+    streams: Vec<futures::stream::BoxStream<'static, (String, Bytes)>>,
+    make: impl Fn(&str, &[u8]) -> Option<Bytes> + Send + 'static,
+) -> Response {
     let merged = futures::stream::select_all(streams);
     let out = async_stream::stream! {
+        if let Some(first) = first {
+            yield Ok::<Bytes, std::io::Error>(first);
+        }
         futures::pin_mut!(merged);
         let mut keepalive = tokio::time::interval(Duration::from_secs(15));
         keepalive.tick().await;
         loop {
             tokio::select! {
                 m = merged.next() => match m {
-                    Some(b) => yield Ok::<Bytes, std::io::Error>(b),
+                    Some((server, msg)) => {
+                        if let Some(b) = make(&server, &msg) {
+                            yield Ok(b);
+                        }
+                    }
                     None => {
                         // Every stream ended: keep the agent's stream open with keep-alives.
                         keepalive.tick().await;
@@ -1195,6 +1323,24 @@ pub async fn stream(
     };
     sse_response(Body::from_stream(out))
 }
+
+/// The GET stream of a virtual session: every included server's stream, merged, requests
+/// tagged with their server.
+pub async fn stream(
+    st: &Arc<AppState>,
+    cfg: &Config,
+    srv: &ServerConfig,
+    session: &Session,
+) -> Response {
+    let UpstreamSession::Virtual(members) = &session.upstream else {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    };
+    let streams = member_streams(st, cfg, srv, members).await;
+    sse_of(None, streams, |server, msg| Some(outward(server, msg)))
+}
+
+/// The `_meta` key of every message on a `subscriptions/listen` stream.
+const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 
 fn tokio_stream_of(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>,

@@ -246,7 +246,7 @@ pub(super) async fn post_mcp(
             .cloned();
         st.metrics.request(&srv.name, env.method());
         let record = st.audit.as_ref().map(|_| {
-            trail::request_record(
+            let mut r = trail::request_record(
                 &cfg,
                 &srv,
                 &grant,
@@ -254,7 +254,15 @@ pub(super) async fn post_mcp(
                 env.method(),
                 &id_text,
                 bytes.len(),
-            )
+            );
+            // Which era each side spoke: a session toolgate holds (virtual servers, and
+            // 2026-07-28 clients of legacy servers) is legacy upstream; otherwise the
+            // agent's era is relayed as it is.
+            let modern = env.era() == Era::Modern;
+            let era = |m: bool| if m { crate::era::MODERN } else { "legacy" }.to_string();
+            r.client_era = Some(era(modern));
+            r.upstream_era = Some(era(modern && !is_virtual));
+            r
         });
         if is_virtual && env.method() != "tools/call" {
             record_forwarded(&st, record);
