@@ -503,7 +503,7 @@ impl Hook {
             Hook::Call(c) => {
                 // Most answers are plain results: parse only when `error` or `isError` may be there.
                 let outcome = if contains(msg, b"\"error\"") || contains(msg, b"\"isError\"") {
-                    parse_value(msg).map(|v| outcome_of(&v))?
+                    outcome_in(msg)?
                 } else {
                     Outcome::Ok
                 };
@@ -612,6 +612,35 @@ pub fn classify<'a>(msg: &'a [u8], id_key: &str) -> Seen<'a> {
     }
 }
 
+/// The outcome of an answer, read without building it: only `error` and
+/// `result.isError` are looked at (everything else is skipped, not allocated).
+fn outcome_in(msg: &[u8]) -> Result<Outcome, Unreadable> {
+    #[derive(serde::Deserialize)]
+    struct View {
+        #[serde(default)]
+        error: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        result: Option<ResultView>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ResultView {
+        #[serde(default, rename = "isError")]
+        is_error: Option<Value>,
+    }
+    let v: View = serde_json::from_slice(msg).map_err(|e| Unreadable(e.to_string()))?;
+    Ok(if v.error.is_some() {
+        Outcome::JsonrpcError
+    } else if v
+        .result
+        .and_then(|r| r.is_error)
+        .is_some_and(|e| e == Value::Bool(true))
+    {
+        Outcome::ToolError
+    } else {
+        Outcome::Ok
+    })
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     memchr::memmem::find(hay, needle).is_some()
 }
@@ -619,6 +648,29 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod unavailable_tests {
     use super::*;
+
+    #[test]
+    fn the_outcome_is_read_without_building_the_answer() {
+        let cases: [(&[u8], Outcome); 6] = [
+            (br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":false}}"#, Outcome::Ok),
+            (br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"text":"\"isError\":true"}],"isError":true}}"#, Outcome::ToolError),
+            (br#"{"jsonrpc":"2.0","id":1,"result":{"isError":"true"}}"#, Outcome::Ok),
+            (br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"x"}}"#, Outcome::JsonrpcError),
+            (br#"{"jsonrpc":"2.0","id":1,"result":{"text":"an \"error\" in text"}}"#, Outcome::Ok),
+            (br#"{"jsonrpc":"2.0","id":1,"result":{}}"#, Outcome::Ok),
+        ];
+        for (msg, want) in cases {
+            let v: Value = serde_json::from_slice(msg).unwrap();
+            assert_eq!(
+                outcome_in(msg).unwrap(),
+                want,
+                "{}",
+                String::from_utf8_lossy(msg)
+            );
+            assert_eq!(outcome_of(&v), want, "the same as the full parse");
+        }
+        assert!(outcome_in(b"{not json").is_err());
+    }
 
     #[tokio::test]
     #[allow(clippy::unwrap_used)]
