@@ -143,3 +143,35 @@ def test_a_modern_client_listens_through_a_translated_session(gateways: Any) -> 
             assert await tool_names(client) == {"add_tool", "added_tool"}
 
     run(scenario)
+
+
+def test_concurrent_stateless_requests_with_the_same_id_get_their_own_answers(gateways: Any) -> None:
+    """Stateless requests of one grant share toolgate's legacy session to a stdio server;
+    clients reuse ids (here all `1`). Each request goes to the server under an id of its own,
+    so every answer comes back to the request that asked, under the id it sent."""
+    import asyncio
+
+    import httpx as hx
+
+    gw = gateways.new([demo_server("demo", "p")], {"p": POLICY})
+    token = gw.grant("demo", "same-ids")
+    headers = dict(MCP_HEADERS, Authorization=f"Bearer {token}", **{"MCP-Protocol-Version": MODERN,
+                   "Mcp-Method": "tools/call", "Mcp-Name": "get_patient"})
+    meta = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+    patients = ["pat_1001", "pat_1003", "pat_1004"] * 4
+
+    async def one(client: Any, patient: str) -> tuple[str, str]:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "get_patient", "arguments": {"patient_id": patient}, "_meta": meta}}
+        r = await client.post(gw.url("demo"), json=body, headers=headers, timeout=30)
+        return patient, r.text
+
+    async def scenario() -> None:
+        async with hx.AsyncClient() as client:
+            results = await asyncio.gather(*(one(client, p) for p in patients))
+        for patient, text in results:
+            assert '"id":1' in text and patient in text, (patient, text[:300])
+            others = {p for p in patients if p != patient}
+            assert not any(f'\\"id\\": \\"{o}\\"' in text for o in others), (patient, text[:300])
+
+    run(scenario)

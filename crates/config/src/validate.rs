@@ -654,6 +654,16 @@ impl Config {
                 }
             };
             let includes = crate::virtual_server::includes(&at, v.include, &real, &mut errors);
+            let included: Vec<&ServerConfig> = servers
+                .iter()
+                .filter(|s| includes.iter().any(|i| i.server == s.name))
+                .collect();
+            // What the included servers redact is redacted here too, and what any of them
+            // sanitises is sanitised (unless said otherwise).
+            let redactor = Redactor::strictest(included.iter().map(|s| &s.redactor));
+            let sanitize = v
+                .sanitize_descriptions
+                .unwrap_or_else(|| included.iter().any(|s| s.sanitize_descriptions));
             servers.push(ServerConfig {
                 name: v.name,
                 transport: Transport::Virtual { includes },
@@ -661,9 +671,9 @@ impl Config {
                 // Definitions are pinned per real server (each include's own setting).
                 pinning: Pinning::Off,
                 state_fail_mode,
-                sanitize_descriptions: v.sanitize_descriptions.unwrap_or(false),
+                sanitize_descriptions: sanitize,
                 audit_arguments,
-                redactor: Redactor::default(),
+                redactor,
                 era: EraSetting::Legacy,
             });
         }

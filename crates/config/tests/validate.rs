@@ -249,3 +249,36 @@ fn run_refuses_a_bad_name_and_a_bad_or_missing_policy() {
     };
     assert!(errors[0].starts_with("/default"), "{errors:?}");
 }
+
+/// A virtual server redacts what any server it includes redacts, exempts nothing from
+/// secret detection, and sanitises when one of them does; its tools map both ways.
+#[test]
+fn a_virtual_server_takes_the_strictest_of_its_servers() {
+    let toml = "[policies]\np = \"p.json\"\n[[servers]]\nname = \"fs\"\ncommand = \"x\"\naudit_arguments = \"full\"\nredact = [\"args.token\"]\naudit_allow_secrets = [\"args.key\"]\nsanitize_descriptions = true\n[[servers]]\nname = \"web\"\nurl = \"http://127.0.0.1:9/mcp\"\nredact = [\"args.password\"]\n[[virtual_servers]]\nname = \"v\"\npolicy = \"p\"\n[[virtual_servers.include]]\nserver = \"fs\"\nprefix = \"fs_\"\n[[virtual_servers.include]]\nserver = \"web\"\ntools = [\"get\"]\nrename = { get = \"fetch\" }\n";
+    let files = MemFiles::new()
+        .with("/etc/tg/toolgate.toml", toml)
+        .with("/etc/tg/p.json", r#"{"version":"1","default":"deny"}"#);
+    let c = load(&files).unwrap();
+    let v = c.server("v").unwrap();
+    assert!(v.sanitize_descriptions);
+    let out = v
+        .redactor
+        .redact(&serde_json::json!({"token": "t", "password": "p", "other": "o"}));
+    assert_ne!(out["token"], "t");
+    assert_ne!(out["password"], "p");
+    assert_eq!(out["other"], "o");
+    let Transport::Virtual { includes } = &v.transport else {
+        panic!("not virtual")
+    };
+    assert_eq!(
+        toolgate_config::virtual_server::route(includes, "fetch")
+            .map(|(i, o)| (i.server.clone(), o)),
+        Some(("web".into(), "get".into()))
+    );
+    assert_eq!(
+        toolgate_config::virtual_server::route(includes, "fs_read")
+            .map(|(i, o)| (i.server.clone(), o)),
+        Some(("fs".into(), "read".into()))
+    );
+    assert!(toolgate_config::virtual_server::route(includes, "get").is_none());
+}

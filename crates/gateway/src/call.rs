@@ -483,7 +483,6 @@ impl CallCtx {
                 &self.session,
                 route,
                 &self.bytes,
-                &self.headers,
             )
             .await
             .map_err(|e| {
@@ -501,14 +500,12 @@ impl CallCtx {
             )),
         };
         match target {
-            Ok((srv, session, bytes, headers)) => {
-                relay_request(
+            Ok(t) => {
+                crate::virtual_server::relay(
                     &self.st,
                     &self.cfg,
-                    &srv,
-                    &session,
-                    &headers,
-                    bytes,
+                    t,
+                    &self.headers,
                     &self.id_text,
                     self.progress.as_deref(),
                     self.accepts_sse,

@@ -28,8 +28,12 @@ pub async fn speaks_modern(st: &AppState, srv: &ServerConfig) -> Option<bool> {
         (EraSetting::Auto, Transport::Http { .. }) => {}
         (EraSetting::Auto, _) => return Some(false),
     }
-    if let Some(known) = st.eras.get(&srv.name) {
-        return Some(known);
+    match st.eras.get(&srv.name) {
+        Some(Some(known)) => return Some(known),
+        // A probe failed a moment ago: not asked again at once (an upstream that is down
+        // would get a probe with every request).
+        Some(None) => return None,
+        None => {}
     }
     let Transport::Http { url, headers } = &srv.transport else {
         return Some(false);
@@ -41,7 +45,8 @@ pub async fn speaks_modern(st: &AppState, srv: &ServerConfig) -> Option<bool> {
             st.eras.put(&srv.name, modern);
         }
         None => {
-            tracing::warn!(server = %srv.name, "the upstream's era could not be found out; the request is forwarded as it is")
+            tracing::warn!(server = %srv.name, "the upstream's era could not be found out; the request is forwarded as it is (asked again in {} s)", crate::state::ERA_RETRY.as_secs());
+            st.eras.failed(&srv.name);
         }
     }
     found
@@ -73,7 +78,7 @@ async fn probe(st: &AppState, url: &str, extra: &[(String, String)]) -> Option<b
         .await
         .ok()?;
     let status = resp.status();
-    if status.is_client_error() {
+    if matches!(status.as_u16(), 400 | 404 | 405 | 406) {
         // A legacy server refuses a request without a session or with this version.
         return Some(false);
     }

@@ -198,7 +198,15 @@ pub struct Members {
     pub opening: tokio::sync::Mutex<()>,
     /// Resource URIs listed, with the server that listed them (at most [`MAX_ROUTES`]).
     resources: Mutex<HashMap<String, String>>,
+    /// Exposed tool names as the last `tools/list` gave them: the server and the tool's
+    /// name there (at most [`MAX_ROUTES`]).
+    tools: Mutex<HashMap<String, (String, String)>>,
     next_id: AtomicUsize,
+    /// Random, per agent session: the ids toolgate puts on what it sends members cannot be
+    /// guessed (an agent cannot make its own request collide with one).
+    nonce: String,
+    /// Set by [`Members::close`]: a member opened after it is closed at once.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// The most resource URIs a virtual session remembers the server of.
@@ -227,7 +235,11 @@ impl Members {
             open: Mutex::default(),
             opening: tokio::sync::Mutex::new(()),
             resources: Mutex::default(),
+            tools: Mutex::default(),
             next_id: AtomicUsize::new(0),
+            nonce: toolgate_store::grants::random_hex(6)
+                .unwrap_or_else(|_| format!("{:x}", std::process::id())),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -250,12 +262,19 @@ impl Members {
         open.values().cloned().collect()
     }
 
-    /// Keeps a newly opened member.
-    pub fn put(&self, m: Arc<Member>) {
+    /// Keeps a newly opened member; one opened after the session closed is closed at once
+    /// (false).
+    pub fn put(&self, m: Arc<Member>) -> bool {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.load(Ordering::SeqCst) {
+            drop(open);
+            m.session.close();
+            return false;
+        }
         if let Some(old) = open.insert(m.srv.name.clone(), m) {
             old.session.close();
         }
+        true
     }
 
     /// Forgets (and closes) a member that failed: the next use opens it again.
@@ -270,15 +289,13 @@ impl Members {
         }
     }
 
-    /// Closes every member.
+    /// Closes every member (and any opened later).
     pub fn close(&self) {
-        let all: Vec<Arc<Member>> = self
-            .open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .map(|(_, m)| m)
-            .collect();
+        let all: Vec<Arc<Member>> = {
+            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            self.closed.store(true, Ordering::SeqCst);
+            open.drain().map(|(_, m)| m).collect()
+        };
         for m in all {
             m.session.close();
         }
@@ -286,7 +303,21 @@ impl Members {
 
     /// A fresh id for a request toolgate itself sends a member.
     pub fn next_id(&self) -> String {
-        format!("toolgate-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "toolgate-{}-{}",
+            self.nonce,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// A fresh id to put on an agent's request sent to a member (each request gets its
+    /// own: agents sharing a pooled session, or reusing ids, never collide there).
+    pub fn wire_id(&self) -> String {
+        format!(
+            "tgw-{}-{}",
+            self.nonce,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     /// Remembers which server listed a resource URI.
@@ -296,6 +327,19 @@ impl Members {
             return;
         }
         r.insert(uri.to_string(), server.to_string());
+    }
+
+    /// Remembers what the last `tools/list` exposed: exposed name → (server, its name there).
+    pub fn remember_tools(&self, listed: HashMap<String, (String, String)>) {
+        if listed.len() <= MAX_ROUTES {
+            *self.tools.lock().unwrap_or_else(|e| e.into_inner()) = listed;
+        }
+    }
+
+    /// Where the last `tools/list` said an exposed tool comes from.
+    pub fn listed_tool(&self, exposed: &str) -> Option<(String, String)> {
+        let t = self.tools.lock().unwrap_or_else(|e| e.into_inner());
+        t.get(exposed).cloned()
     }
 
     /// The server that listed a resource URI.
@@ -455,7 +499,10 @@ impl Sessions {
 
     /// Adds a session.
     pub fn insert(&self, s: Arc<Session>) {
-        self.lock().map.insert(s.id.clone(), s);
+        let replaced = self.lock().map.insert(s.id.clone(), s);
+        if let Some(old) = replaced {
+            old.close();
+        }
     }
 
     /// A live session by id, for this server and grant; touches it.

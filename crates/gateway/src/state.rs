@@ -45,6 +45,9 @@ pub struct AppState {
     pub virtual_down: VirtualDown,
     /// Which era each Streamable HTTP upstream speaks, as found out.
     pub eras: Eras,
+    /// Held while a pooled session (one per grant, [`crate::virtual_server::pooled`]) is
+    /// looked up and made.
+    pub pool_lock: Mutex<()>,
     /// Permits to check a policy document and run its inline tests (CPU work on a
     /// blocking thread): [`MAX_CONCURRENT_VALIDATIONS`] at once.
     /// `POST /api/v1/policies/validate` is refused with 429 while none is free; puts wait.
@@ -94,6 +97,7 @@ impl AppState {
             decisions: crate::wakeups::Decisions::watch(store.as_ref()),
             virtual_down: VirtualDown::default(),
             eras: Eras::default(),
+            pool_lock: Mutex::new(()),
             validations: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_VALIDATIONS)),
             local_grant: None,
             clock: crate::clock::Clock::system(),
@@ -224,24 +228,40 @@ impl VirtualDown {
 /// How long the era found out for an upstream is kept ([`crate::era`]).
 pub const ERA_KEEP: Duration = Duration::from_secs(300);
 
-/// The probe's answers, by server.
+/// How long after a failed probe an upstream is not asked again.
+pub const ERA_RETRY: Duration = Duration::from_secs(10);
+
+/// The probe's answers, by server: `Some(modern)`, or `None` for a probe that failed.
 #[derive(Debug, Default)]
 pub struct Eras {
-    known: Mutex<std::collections::HashMap<String, (bool, std::time::Instant)>>,
+    known: Mutex<std::collections::HashMap<String, (Option<bool>, std::time::Instant)>>,
 }
 
 impl Eras {
-    pub(crate) fn get(&self, server: &str) -> Option<bool> {
+    /// What is known of `server`: `Some(Some(modern))`, `Some(None)` when a probe failed
+    /// within [`ERA_RETRY`], `None` when it must be asked.
+    pub(crate) fn get(&self, server: &str) -> Option<Option<bool>> {
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        known
-            .get(server)
-            .filter(|(_, at)| at.elapsed() < ERA_KEEP)
-            .map(|(modern, _)| *modern)
+        let (modern, at) = known.get(server)?;
+        let keep = if modern.is_some() {
+            ERA_KEEP
+        } else {
+            ERA_RETRY
+        };
+        (at.elapsed() < keep).then_some(*modern)
     }
 
     pub(crate) fn put(&self, server: &str, modern: bool) {
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        known.insert(server.to_string(), (modern, std::time::Instant::now()));
+        known.insert(
+            server.to_string(),
+            (Some(modern), std::time::Instant::now()),
+        );
+    }
+
+    pub(crate) fn failed(&self, server: &str) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.insert(server.to_string(), (None, std::time::Instant::now()));
     }
 
     /// Forgets what was found out about `server` (asked again next time).

@@ -35,6 +35,9 @@ const LEGACY_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2
 /// The most pages of one list toolgate reads from one server.
 const MAX_PAGES: usize = 50;
 
+/// Resource URIs one `subscriptions/listen` may name.
+const MAX_SUBSCRIPTIONS: usize = 100;
+
 /// Tools per page of a virtual server's `tools/list`.
 const PAGE: usize = 100;
 
@@ -91,6 +94,26 @@ pub fn includes(srv: &ServerConfig) -> std::borrow::Cow<'_, [Include]> {
 /// True for a `[[virtual_servers]]` entry.
 pub fn is_virtual(srv: &ServerConfig) -> bool {
     matches!(srv.transport, Transport::Virtual { .. })
+}
+
+/// The route of the exposed tool `tool` called in `session`: where this session's last
+/// `tools/list` said it comes from, else the first include that claims the name.
+pub fn route_in(srv: &ServerConfig, session: &Session, tool: &str) -> Option<Route> {
+    if let UpstreamSession::Virtual(members) = &session.upstream {
+        if let Some((server, original)) = members.listed_tool(tool) {
+            // Only as long as the config still exposes it so.
+            let still = includes(srv)
+                .iter()
+                .any(|i| i.server == server && i.expose(&original).as_deref() == Some(tool));
+            if still {
+                return Some(Route {
+                    server,
+                    tool: original,
+                });
+            }
+        }
+    }
+    route(srv, tool)
 }
 
 /// The route of the exposed tool `tool` on `srv` (see [`includes`]).
@@ -174,6 +197,8 @@ pub fn pooled(
     grant: &Grant,
 ) -> Result<Arc<Session>, String> {
     let id = format!("tgv_{}_{}", srv.name, grant.id);
+    // Looked up and made under one lock: two first requests never make two.
+    let _one = st.pool_lock.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(s) = st.sessions.get(&id, &srv.name, &grant.id) {
         return Ok(s);
     }
@@ -232,7 +257,9 @@ pub async fn member(
         Ok(m) => {
             st.virtual_down.mark(vsrv, server, None);
             let m = Arc::new(m);
-            members.put(m.clone());
+            if !members.put(m.clone()) {
+                return Err("the agent's session has ended".into());
+            }
             Ok(m)
         }
         Err(e) => {
@@ -260,14 +287,16 @@ async fn open_member(
         }
         Transport::Stdio { .. } | Transport::Sse { .. } => {
             let ch = open_channel(st, srv).await?;
-            let answer = channel_exchange(cfg, &ch, &srv.name, &id, &init).await;
-            match answer {
-                Ok(a) => (UpstreamSession::Channel(ch), a),
-                Err(e) => {
-                    ch.kill();
-                    return Err(e);
-                }
-            }
+            // Killed if this opening is given up at any point (an error, the caller's
+            // timeout, the agent leaving): a child never outlives an opening nobody kept.
+            let guard = KillUnlessKept(Some(ch.clone()));
+            let answer = channel_exchange(cfg, &ch, &srv.name, &id, &init).await?;
+            let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+            ch.send(note.to_string().as_bytes())
+                .await
+                .map_err(|e| format!("upstream `{}`: {e}", srv.name))?;
+            guard.keep();
+            (UpstreamSession::Channel(ch), answer)
         }
         Transport::Virtual { .. } => return Err("a virtual server cannot include another".into()),
     };
@@ -292,12 +321,28 @@ async fn open_member(
         capabilities: result.get("capabilities").cloned().unwrap_or(Value::Null),
         initialized: result.clone(),
     };
-    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    if let Err(e) = send_one_way(st, cfg, &m, note.to_string().into()).await {
-        m.session.close();
-        return Err(e);
+    if matches!(m.session.upstream, UpstreamSession::Http { .. }) {
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        send_one_way(st, cfg, &m, note.to_string().into()).await?;
     }
     Ok(m)
+}
+
+/// Kills a channel when dropped, unless [`KillUnlessKept::keep`] was called.
+struct KillUnlessKept(Option<Arc<crate::upstream::channel::Channel>>);
+
+impl KillUnlessKept {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillUnlessKept {
+    fn drop(&mut self) {
+        if let Some(ch) = self.0.take() {
+            ch.kill();
+        }
+    }
 }
 
 /// The result of a response, or its error as text.
@@ -676,10 +721,10 @@ impl Request<'_> {
                     if let Ok(m) =
                         member(self.st, self.cfg, &self.srv.name, &members, &inc.server).await
                     {
-                        let params: Value = serde_json::from_slice::<Value>(&self.bytes)
-                            .ok()
-                            .and_then(|v| v.get("params").cloned())
-                            .unwrap_or_else(|| json!({}));
+                        let mut msg: Value =
+                            serde_json::from_slice(&self.bytes).unwrap_or(Value::Null);
+                        strip_modern_envelope(&mut msg);
+                        let params = msg.get("params").cloned().unwrap_or_else(|| json!({}));
                         if let Err(e) =
                             exchange(self.st, self.cfg, &members, &m, "logging/setLevel", params)
                                 .await
@@ -712,6 +757,8 @@ impl Request<'_> {
     async fn tools(&self, members: &Arc<Members>) -> Response {
         let mut tools: Vec<Value> = vec![];
         let mut exposed_from: Vec<(String, String)> = vec![];
+        let mut routes: std::collections::HashMap<String, (String, String)> =
+            std::collections::HashMap::new();
         for inc in includes(self.srv).iter() {
             let m = match member(self.st, self.cfg, &self.srv.name, members, &inc.server).await {
                 Ok(m) => m,
@@ -748,6 +795,7 @@ impl Request<'_> {
                     continue;
                 }
                 exposed_from.push((exposed.clone(), format!("{}.{original}", inc.server)));
+                routes.insert(exposed.clone(), (inc.server.clone(), original.clone()));
                 t["name"] = Value::String(exposed.clone());
                 if let Some(d) = inc.description(&exposed) {
                     t["description"] = Value::String(d.to_string());
@@ -755,6 +803,7 @@ impl Request<'_> {
                 tools.push(t);
             }
         }
+        members.remember_tools(routes);
         let policy = self
             .grant
             .policy
@@ -907,6 +956,12 @@ impl Request<'_> {
                     .collect()
             })
             .unwrap_or_default();
+        if asked.len() > MAX_SUBSCRIPTIONS {
+            return self.error(
+                error_codes::INVALID_PARAMS,
+                &format!("at most {MAX_SUBSCRIPTIONS} resource URIs per subscription"),
+            );
+        }
         let mut uris: Vec<String> = vec![];
         for uri in asked {
             let server = match members.resource_server(&uri) {
@@ -994,13 +1049,20 @@ impl Request<'_> {
                 )
             }
         };
-        relay_request(
+        let msg: Value = match serde_json::from_slice(&self.bytes) {
+            Ok(v) => v,
+            Err(e) => return self.error(error_codes::PARSE_ERROR, &e.to_string()),
+        };
+        let t = Target {
+            members: members.clone(),
+            member: m,
+            msg,
+        };
+        relay(
             self.st,
             self.cfg,
-            &m.srv,
-            &m.session,
-            &member_headers(self.headers, &m),
-            legacy_body(&self.bytes),
+            t,
+            self.headers,
             self.id_text,
             self.progress,
             self.accepts_sse,
@@ -1085,13 +1147,16 @@ impl Request<'_> {
                 )
             }
         };
-        relay_request(
+        let t = Target {
+            members: members.clone(),
+            member: m,
+            msg,
+        };
+        relay(
             self.st,
             self.cfg,
-            &m.srv,
-            &m.session,
-            &member_headers(self.headers, &m),
-            legacy_body(&Bytes::from(msg.to_string())),
+            t,
+            self.headers,
             self.id_text,
             self.progress,
             self.accepts_sse,
@@ -1118,21 +1183,6 @@ fn strip_modern_envelope(msg: &mut Value) {
     }
 }
 
-/// A request as a member gets it: without the 2026-07-28 envelope keys (unchanged when it
-/// has none).
-fn legacy_body(bytes: &Bytes) -> Bytes {
-    if memchr::memmem::find(bytes, ENVELOPE_KEYS.as_bytes()).is_none() {
-        return bytes.clone();
-    }
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(mut v) => {
-            strip_modern_envelope(&mut v);
-            Bytes::from(v.to_string())
-        }
-        Err(_) => bytes.clone(),
-    }
-}
-
 /// The agent's headers as a member gets them: its own protocol version.
 fn member_headers(headers: &HeaderMap, m: &Member) -> HeaderMap {
     let mut h = headers.clone();
@@ -1152,8 +1202,16 @@ fn member_headers(headers: &HeaderMap, m: &Member) -> HeaderMap {
     h
 }
 
-/// Where an allowed `tools/call` on a virtual server goes: the member's config, its
-/// session, the request with the tool's original name, and the headers it takes.
+/// Where a request on a session toolgate holds goes: the member, and the request as the
+/// member gets it.
+pub struct Target {
+    members: Arc<Members>,
+    member: Arc<Member>,
+    msg: Value,
+}
+
+/// The target of an allowed `tools/call` on a virtual session: its member (opened if it
+/// is not), and the request with the tool's original name.
 pub async fn target(
     st: &AppState,
     cfg: &Config,
@@ -1161,23 +1219,131 @@ pub async fn target(
     session: &Session,
     route: &Route,
     bytes: &[u8],
-    headers: &HeaderMap,
-) -> Result<(ServerConfig, Arc<Session>, Bytes, HeaderMap), String> {
+) -> Result<Target, String> {
     let UpstreamSession::Virtual(members) = &session.upstream else {
         return Err("not a virtual server's session".into());
     };
-    let m = member(st, cfg, vsrv, members, &route.server).await?;
+    let member = self::member(st, cfg, vsrv, members, &route.server).await?;
     let mut msg: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if let Some(name) = msg.pointer_mut("/params/name") {
         *name = Value::String(route.tool.clone());
     }
+    Ok(Target {
+        members: members.clone(),
+        member,
+        msg,
+    })
+}
+
+impl Target {
+    /// The member's server.
+    pub fn server(&self) -> &str {
+        &self.member.srv.name
+    }
+}
+
+/// Relays a request to its member under an id of its own (so requests of agents sharing
+/// a member, or reusing ids, never collide there), without the 2026-07-28 envelope keys,
+/// and gives the answer back under the agent's id. A member that is gone (its process
+/// exited, its session ended upstream) is forgotten: the next request opens it again.
+#[allow(clippy::too_many_arguments)]
+pub async fn relay(
+    st: &AppState,
+    cfg: &Config,
+    t: Target,
+    headers: &HeaderMap,
+    id_text: &str,
+    progress: Option<&str>,
+    accepts_sse: bool,
+    hook: Hook,
+) -> Response {
+    let Target {
+        members,
+        member: m,
+        mut msg,
+    } = t;
+    let wire = members.wire_id();
+    msg["id"] = Value::String(wire.clone());
     strip_modern_envelope(&mut msg);
-    Ok((
-        m.srv.clone(),
-        m.session.clone(),
+    let wire_text = Value::String(wire).to_string();
+    let resp = relay_request(
+        st,
+        cfg,
+        &m.srv,
+        &m.session,
+        &member_headers(headers, &m),
         Bytes::from(msg.to_string()),
-        member_headers(headers, &m),
-    ))
+        &wire_text,
+        progress,
+        accepts_sse,
+        hook,
+    )
+    .await;
+    let gone = match &m.session.upstream {
+        UpstreamSession::Channel(ch) => !ch.is_alive(),
+        _ => resp.status() == StatusCode::NOT_FOUND,
+    };
+    if gone || resp.status() == StatusCode::BAD_GATEWAY {
+        members.forget(&m.srv.name);
+    }
+    answer_as(resp, &wire_text, id_text, cfg.max_answer).await
+}
+
+/// The response with every message whose id is `wire` (JSON text) given `agent` (JSON
+/// text) instead: the answer, and any error toolgate wrote for it. Other messages
+/// (notifications, the member's own requests) pass as they are.
+async fn answer_as(resp: Response, wire: &str, agent: &str, max: usize) -> Response {
+    let wire_v: Value = serde_json::from_str(wire).unwrap_or(Value::Null);
+    let agent_v: Value = serde_json::from_str(agent).unwrap_or(Value::Null);
+    let swap = move |data: &[u8]| -> Option<String> {
+        let mut v: Value = serde_json::from_slice(data).ok()?;
+        if v.get("id") != Some(&wire_v) || v.get("method").is_some() {
+            return None;
+        }
+        v["id"] = agent_v.clone();
+        Some(v.to_string())
+    };
+    let sse = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
+    let (parts, body) = resp.into_parts();
+    if sse {
+        let mut chunks = body.into_data_stream();
+        let stream = async_stream::stream! {
+            let mut parser = SseParser::with_limit(max.max(toolgate_protocol::sse::MAX_EVENT_BYTES));
+            while let Some(chunk) = chunks.next().await {
+                let Ok(chunk) = chunk else { break };
+                let Ok(events) = parser.push(&chunk) else { break };
+                for ev in events {
+                    match swap(ev.data.as_bytes()) {
+                        Some(text) => yield Ok::<Bytes, std::io::Error>(encode(&text, ev.id.as_deref())),
+                        None => yield Ok(ev.raw),
+                    }
+                }
+            }
+        };
+        return Response::from_parts(parts, Body::from_stream(stream));
+    }
+    match axum::body::to_bytes(body, max.saturating_add(4096)).await {
+        Ok(bytes) => match swap(&bytes) {
+            Some(text) => {
+                let mut parts = parts;
+                parts.headers.remove(header::CONTENT_LENGTH);
+                Response::from_parts(parts, Body::from(text))
+            }
+            None => Response::from_parts(parts, Body::from(bytes)),
+        },
+        Err(e) => json_response(
+            StatusCode::BAD_GATEWAY,
+            error_response(
+                agent,
+                error_codes::UPSTREAM_ERROR,
+                &format!("the answer could not be read: {e}"),
+                None,
+            ),
+        ),
+    }
 }
 
 /// A notification or a response from the agent on a virtual session: a response to a

@@ -123,15 +123,32 @@ impl Worker {
         if pending.is_empty() {
             return;
         }
-        let replies = self.pipeline(&pending).and_then(|replies| {
-            // Redis lost the scripts (restarted, SCRIPT FLUSH): load them and try again,
-            // which is safe: a script Redis did not know did not run.
+        let replies = self.pipeline(&pending).and_then(|mut replies| {
+            // Redis lost the scripts (restarted, SCRIPT FLUSH): load them and run again
+            // only the jobs whose script did not run (the others must not count twice).
             if replies.iter().any(is_noscript) {
                 let (reserve, give_back) = (self.reserve.clone(), self.give_back.clone());
                 let conn = self.conn()?;
                 reserve.load(conn).map_err(unavailable)?;
                 give_back.load(conn).map_err(unavailable)?;
-                self.pipeline(&pending)
+                let again: Vec<usize> = (0..replies.len())
+                    .filter(|i| replies.get(*i).is_some_and(is_noscript))
+                    .collect();
+                let retried: Vec<Pending> = again
+                    .iter()
+                    .rev()
+                    .map(|i| pending.remove(*i))
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                let retried_replies = self.pipeline(&retried)?;
+                // Put the retried jobs and their replies back in their places.
+                for ((i, p), r) in again.into_iter().zip(retried).zip(retried_replies) {
+                    pending.insert(i, p);
+                    replies[i] = r;
+                }
+                Ok(replies)
             } else {
                 Ok(replies)
             }

@@ -314,7 +314,7 @@ pub(super) async fn post_mcp(
                     s
                 });
                 let route = is_virtual
-                    .then(|| crate::virtual_server::route(&srv, &tool))
+                    .then(|| crate::virtual_server::route_in(&srv, &session, &tool))
                     .flatten();
                 let ctx = CallCtx {
                     route,
