@@ -8,12 +8,12 @@
 
 use std::time::Duration;
 
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderValue};
 use serde_json::{json, Value};
 
 use crate::config::{EraSetting, ServerConfig, Transport};
-use crate::relay::{read_capped, upstream_request};
-use crate::respond::{METHOD_HEADER, VERSION_HEADER};
+use crate::relay::{own_headers, read_capped, upstream_request};
+use crate::respond::METHOD_HEADER;
 use crate::state::AppState;
 
 /// The 2026-07-28 era's version.
@@ -53,16 +53,7 @@ pub async fn speaks_modern(st: &AppState, srv: &ServerConfig) -> Option<bool> {
 }
 
 async fn probe(st: &AppState, url: &str, extra: &[(String, String)]) -> Option<bool> {
-    let mut h = HeaderMap::new();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(
-        header::ACCEPT,
-        HeaderValue::from_static("application/json, text/event-stream"),
-    );
-    h.insert(VERSION_HEADER, HeaderValue::from_static(MODERN));
+    let mut h = own_headers(Some(MODERN));
     h.insert(METHOD_HEADER, HeaderValue::from_static("server/discover"));
     let body = json!({
         "jsonrpc": "2.0", "id": "toolgate-probe", "method": "server/discover",

@@ -57,6 +57,23 @@ pub(crate) fn upstream_request(
     req
 }
 
+/// Headers for a request toolgate itself sends an HTTP server.
+pub(crate) fn own_headers(version: Option<&str>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    if let Some(v) = version.and_then(|v| HeaderValue::from_str(v).ok()) {
+        h.insert(VERSION_HEADER, v);
+    }
+    h
+}
+
 pub(crate) fn http_parts(srv: &ServerConfig) -> Option<(&str, &[(String, String)])> {
     match &srv.transport {
         Transport::Http { url, headers } => Some((url.as_str(), headers.as_slice())),

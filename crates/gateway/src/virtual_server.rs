@@ -23,7 +23,9 @@ use toolgate_store::Grant;
 
 use crate::config::{Config, Include, Pinning, ServerConfig, Transport};
 use crate::enforce::{Hook, PinCtx, Sanitize};
-use crate::relay::{open_channel, read_capped, relay_request, short_err, upstream_request};
+use crate::relay::{
+    open_channel, own_headers, read_capped, relay_request, short_err, upstream_request,
+};
 use crate::respond::{json_response, sse_response, SESSION_HEADER, VERSION_HEADER};
 use crate::session::{tag_request, untag, Member, Members, Session, UpstreamSession};
 use crate::state::AppState;
@@ -355,23 +357,6 @@ fn outcome(answer: &Value, server: &str, method: &str) -> Result<Value, String> 
         .and_then(Value::as_str)
         .unwrap_or("no result");
     Err(format!("upstream `{server}` refused `{method}`: {msg}"))
-}
-
-/// Headers for a request toolgate itself sends an HTTP server.
-fn own_headers(version: Option<&str>) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(
-        header::ACCEPT,
-        HeaderValue::from_static("application/json, text/event-stream"),
-    );
-    if let Some(v) = version.and_then(|v| HeaderValue::from_str(v).ok()) {
-        h.insert(VERSION_HEADER, v);
-    }
-    h
 }
 
 /// Sends one request to an HTTP server and reads the response with id `id` (JSON or SSE).
@@ -1053,6 +1038,11 @@ impl Request<'_> {
             Ok(v) => v,
             Err(e) => return self.error(error_codes::PARSE_ERROR, &e.to_string()),
         };
+        self.to_member(members, m, msg).await
+    }
+
+    /// Relays `msg` (this request as the member gets it) to member `m`.
+    async fn to_member(&self, members: &Arc<Members>, m: Arc<Member>, msg: Value) -> Response {
         let t = Target {
             members: members.clone(),
             member: m,
@@ -1147,22 +1137,7 @@ impl Request<'_> {
                 )
             }
         };
-        let t = Target {
-            members: members.clone(),
-            member: m,
-            msg,
-        };
-        relay(
-            self.st,
-            self.cfg,
-            t,
-            self.headers,
-            self.id_text,
-            self.progress,
-            self.accepts_sse,
-            self.hook(),
-        )
-        .await
+        self.to_member(members, m, msg).await
     }
 }
 
