@@ -434,6 +434,8 @@ def start_recording_server(workdir: Path, mode: str = "sse", notes: Path | None 
         argv += ["--stateless", "--json-response"]
     elif mode == "legacy-sse":
         argv.append("--legacy-sse")
+    elif mode == "modern-only":
+        argv.append("--modern-only")
     elif mode != "sse":
         raise ValueError(mode)
     with open(log, "wb") as out:

@@ -175,3 +175,40 @@ def test_concurrent_stateless_requests_with_the_same_id_get_their_own_answers(ga
             assert not any(f'\\"id\\": \\"{o}\\"' in text for o in others), (patient, text[:300])
 
     run(scenario)
+
+
+def test_a_legacy_client_reaches_a_server_that_serves_only_the_modern_era(gateways: Any, upstreams: Any) -> None:
+    """The Python `MCPServer` behind a filter that refuses `initialize` (it serves only
+    2026-07-28): toolgate answers the legacy client's `initialize` from the server's
+    `server/discover`, keeps the session itself, and sends each request in that era (the
+    envelope in `_meta`, the `Mcp-Method`/`Mcp-Name` headers). Every call is judged as
+    usual; the audit says the agent spoke legacy and the upstream 2026-07-28."""
+    from helpers import mcp_client, recorded_requests
+
+    upstream = upstreams.recording("modern-only")
+    policy = {"version": "1", "default": "deny", "tools": {
+        "echo": {}, "add": {"deny_if": [{"path": "args.a", "op": "gt", "value": 100}]}}}
+    gw = gateways.new([http_server("modern", "p", upstream.url)], {"p": policy})
+    token = gw.grant("modern", "legacy-client")
+
+    async def scenario() -> None:
+        async with mcp_client(gw.url("modern"), token) as client:
+            assert await tool_names(client) == {"echo", "add"}
+            assert_allowed(await client.call_tool("echo", {"text": "over the modern era"}), "over the modern era")
+            assert_allowed(await client.call_tool("add", {"a": 2, "b": 3}), "5")
+            assert_denied(await client.call_tool("add", {"a": 500, "b": 1}), "/tools/add/deny_if/0")
+            assert_denied(await client.call_tool("delete_everything", {}), "(default deny)")
+
+    run(scenario)
+    calls = [r for r in gw.audit_records("--kind", "call") if r.get("method") == "tools/call"]
+    assert [(c["tool"], c["decision"]) for c in calls] == [
+        ("echo", "allow"), ("add", "allow"), ("add", "deny"), ("delete_everything", "deny")], calls
+    assert {(c.get("client_era"), c.get("upstream_era")) for c in calls} == {("legacy", "2026-07-28")}, calls
+    # What reached the server: no session, the 2026-07-28 headers on every call.
+    seen = [r for r in recorded_requests(upstream) if r.get("method") == "POST"]
+    calls_seen = [r for r in seen if r["headers"].get("mcp-method") == "tools/call"]
+    assert len(calls_seen) == 2, seen
+    for r in calls_seen:
+        h = r["headers"]
+        assert h.get("mcp-protocol-version") == MODERN and "mcp-session-id" not in h, h
+        assert h.get("mcp-name") in ("echo", "add"), h

@@ -8,12 +8,14 @@
 
 use std::time::Duration;
 
-use axum::http::{header, HeaderValue};
+use axum::body::Bytes;
+use axum::http::{header, HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 
 use crate::config::{EraSetting, ServerConfig, Transport};
 use crate::relay::{own_headers, read_capped, upstream_request};
-use crate::respond::METHOD_HEADER;
+use crate::respond::{METHOD_HEADER, NAME_HEADER, VERSION_HEADER};
+use crate::session::{Session, UpstreamSession};
 use crate::state::AppState;
 
 /// The 2026-07-28 era's version.
@@ -53,6 +55,26 @@ pub async fn speaks_modern(st: &AppState, srv: &ServerConfig) -> Option<bool> {
 }
 
 async fn probe(st: &AppState, url: &str, extra: &[(String, String)]) -> Option<bool> {
+    match discover(st, url, extra).await? {
+        Discovered::Refused => Some(false),
+        Discovered::Result(r) => {
+            let versions = r.get("supportedVersions")?.as_array()?;
+            Some(versions.iter().any(|v| v.as_str() == Some(MODERN)))
+        }
+    }
+}
+
+/// What a `server/discover` of toolgate's own got.
+enum Discovered {
+    /// Refused: HTTP 400/404/405/406 or a JSON-RPC error (a server without that era).
+    Refused,
+    /// The result.
+    Result(Value),
+}
+
+/// Sends `server/discover` to a Streamable HTTP server; `None` when no answer came (or one
+/// that could not be read).
+async fn discover(st: &AppState, url: &str, extra: &[(String, String)]) -> Option<Discovered> {
     let mut h = own_headers(Some(MODERN));
     h.insert(METHOD_HEADER, HeaderValue::from_static("server/discover"));
     let body = json!({
@@ -71,7 +93,7 @@ async fn probe(st: &AppState, url: &str, extra: &[(String, String)]) -> Option<b
     let status = resp.status();
     if matches!(status.as_u16(), 400 | 404 | 405 | 406) {
         // A legacy server refuses a request without a session or with this version.
-        return Some(false);
+        return Some(Discovered::Refused);
     }
     if !status.is_success() {
         return None;
@@ -98,8 +120,105 @@ async fn probe(st: &AppState, url: &str, extra: &[(String, String)]) -> Option<b
         serde_json::from_str(&text).ok()?
     };
     if message.get("error").is_some() {
-        return Some(false);
+        return Some(Discovered::Refused);
     }
-    let versions = message.pointer("/result/supportedVersions")?.as_array()?;
-    Some(versions.iter().any(|v| v.as_str() == Some(MODERN)))
+    message.get("result").cloned().map(Discovered::Result)
+}
+
+/// A legacy client's session with a Streamable HTTP server that serves only the 2026-07-28
+/// era (it refused `initialize`): toolgate answers `initialize` from the server's
+/// `server/discover` and keeps the session itself; each request then goes to the server
+/// statelessly, in that era ([`as_modern`]). `None` when the server does not answer
+/// `server/discover` either.
+pub async fn legacy_over_modern(
+    st: &AppState,
+    srv: &ServerConfig,
+    grant_id: &str,
+    our_id: &str,
+    init_body: &[u8],
+    id_text: &str,
+) -> Option<(Session, String)> {
+    let Transport::Http { url, headers } = &srv.transport else {
+        return None;
+    };
+    let Discovered::Result(found) = discover(st, url, headers).await? else {
+        return None;
+    };
+    let init: Value = serde_json::from_slice(init_body).unwrap_or(Value::Null);
+    let asked = init
+        .pointer("/params/protocolVersion")
+        .and_then(Value::as_str)?;
+    // Only a legacy handshake is translated: an `initialize` in the 2026-07-28 era (where
+    // it is removed) gets the server's own refusal.
+    if !(asked.starts_with("20") && asked < MODERN)
+        || init
+            .pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion")
+            .is_some()
+    {
+        return None;
+    }
+    let version = asked;
+    let mut result = json!({
+        "protocolVersion": version,
+        "capabilities": found.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+    });
+    let info = found
+        .get("serverInfo")
+        .or_else(|| found.pointer("/_meta/io.modelcontextprotocol~1serverInfo"))
+        .cloned()
+        .unwrap_or_else(|| json!({"name": srv.name, "version": "unknown"}));
+    result["serverInfo"] = info;
+    if let Some(i) = found.get("instructions") {
+        result["instructions"] = i.clone();
+    }
+    let mut session = Session::new(
+        our_id.to_string(),
+        srv.name.clone(),
+        grant_id.to_string(),
+        UpstreamSession::Http { session_id: None },
+    )
+    .with_client_caps(crate::session::client_caps(init_body));
+    session.modern_upstream = Some(
+        init.pointer("/params/capabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+    );
+    let id: Value = serde_json::from_str(id_text).unwrap_or(Value::Null);
+    let answer = json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string();
+    Some((session, answer))
+}
+
+/// A legacy client's request as a 2026-07-28 server takes it: the envelope keys in
+/// `_meta` (the version, the client's capabilities from its `initialize`) and the
+/// `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers.
+pub fn as_modern(bytes: &[u8], headers: &HeaderMap, caps: &Value) -> Option<(Bytes, HeaderMap)> {
+    let mut v: Value = serde_json::from_slice(bytes).ok()?;
+    let method = v.get("method").and_then(Value::as_str)?.to_string();
+    if !v.get("params").is_some_and(Value::is_object) {
+        v["params"] = json!({});
+    }
+    if !v["params"].get("_meta").is_some_and(Value::is_object) {
+        v["params"]["_meta"] = json!({});
+    }
+    v["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!(MODERN);
+    v["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] = caps.clone();
+    let name = v
+        .pointer("/params/name")
+        .or_else(|| v.pointer("/params/uri"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut h = headers.clone();
+    h.insert(VERSION_HEADER, HeaderValue::from_static(MODERN));
+    if let Ok(m) = HeaderValue::from_str(&method) {
+        h.insert(METHOD_HEADER, m);
+    }
+    match name.and_then(|n| HeaderValue::from_str(&n).ok()) {
+        Some(n) => {
+            h.insert(NAME_HEADER, n);
+        }
+        None => {
+            h.remove(NAME_HEADER);
+        }
+    }
+    Some((Bytes::from(v.to_string()), h))
 }

@@ -58,6 +58,10 @@ pub struct Session {
     /// server sends the client have their ids tagged with this server's name (so the
     /// client's answer finds its way back), see [`crate::virtual_server::tag_request`].
     pub member_of: Option<String>,
+    /// Set on a legacy client's session with a server that serves only the 2026-07-28 era
+    /// ([`crate::era::legacy_over_modern`]): the client's capabilities, sent in each
+    /// request's `_meta`.
+    pub modern_upstream: Option<Value>,
 }
 
 /// Marks a session in use (a request in flight, a stream open) while alive: a session in
@@ -86,6 +90,7 @@ impl Session {
             asks: Mutex::default(),
             allowed: Mutex::default(),
             member_of: None,
+            modern_upstream: None,
         }
     }
 

@@ -4,13 +4,15 @@ It serves a few tools through `MCPServer` (mcp 2.3.0) and records the headers of
 request it receives, so a test can prove what toolgate forwards upstream (a configured
 upstream header) and what it never forwards (the agent's own `Authorization`).
 
-    python recording_server.py --port 0 [--host 127.0.0.1] [--log FILE] [--notes FILE] [--json-response] [--stateless] [--legacy-sse]
+    python recording_server.py --port 0 [--host 127.0.0.1] [--log FILE] [--notes FILE] [--json-response] [--stateless] [--legacy-sse] [--modern-only]
 
 With `--port 0` it picks a free port. Once it accepts connections it prints one line on
 stdout, `recording-server: listening on http://HOST:PORT/mcp`, which the fixtures wait for.
 `--log FILE` appends one JSON line per HTTP request: `{"method", "path", "headers"}` (header
 names lower-cased, as received). `--notes FILE` is where the `note` tool writes each nonce it
-receives, on disk before it answers.
+receives, on disk before it answers. `--modern-only` refuses `initialize` (HTTP 404 with
+-32601, as that era answers a removed method), so it serves only the 2026-07-28 era, as a server that dropped the legacy
+handshake would.
 """
 
 from __future__ import annotations
@@ -118,6 +120,52 @@ class _RecordHeaders:
         await self.app(scope, receive, send)
 
 
+class _ModernOnly:
+    """ASGI middleware: refuse `initialize` (the legacy handshake); everything else passes."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("method") != "POST":
+            if scope.get("type") == "http" and scope.get("method") in ("GET", "DELETE"):
+                await send({"type": "http.response.start", "status": 405, "headers": [(b"allow", b"POST")]})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = None
+        if isinstance(request, dict) and request.get("method") == "initialize":
+            # What a 2026-07-28 server answers for a method that era removed.
+            error = {"jsonrpc": "2.0", "id": request.get("id"),
+                     "error": {"code": -32601, "message": "initialize is not served: this server speaks 2026-07-28 only"}}
+            payload = json.dumps(error).encode()
+            await send({"type": "http.response.start", "status": 404,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": payload})
+            return
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 def main() -> None:
     global _LOG_PATH, _NOTES_PATH
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -128,6 +176,7 @@ def main() -> None:
     parser.add_argument("--stateless", action="store_true", help="no sessions")
     parser.add_argument("--notes", default=None, help="where the `note` tool appends its nonces")
     parser.add_argument("--legacy-sse", action="store_true", help="serve the legacy HTTP+SSE transport (GET /sse, POST /messages/)")
+    parser.add_argument("--modern-only", action="store_true", help="refuse initialize: serve the 2026-07-28 era only")
     args = parser.parse_args()
     _LOG_PATH = args.log
     _NOTES_PATH = args.notes
@@ -149,6 +198,8 @@ def main() -> None:
             host=args.host,
         )
         path = "/mcp"
+    if args.modern_only:
+        app = _ModernOnly(app)
     config = uvicorn.Config(_RecordHeaders(app), log_level="warning", lifespan="on")
     uv = uvicorn.Server(config)
 

@@ -229,6 +229,23 @@ pub(super) async fn post_mcp(
             return StatusCode::ACCEPTED.into_response();
         }
     }
+    // A legacy client's session over a 2026-07-28-only server: its requests go in that
+    // era; it has no notifications or responses to send such a server.
+    let (bytes, headers) = match &session.modern_upstream {
+        Some(_) if env.kind != Kind::Request => return StatusCode::ACCEPTED.into_response(),
+        Some(caps) => match crate::era::as_modern(&bytes, &headers, caps) {
+            Some(rewritten) => rewritten,
+            None => {
+                return http_error(
+                    StatusCode::BAD_REQUEST,
+                    &id_text,
+                    error_codes::INVALID_REQUEST,
+                    "the request could not be read",
+                )
+            }
+        },
+        None => (bytes.clone(), headers),
+    };
     // In use until its answer ends: never closed to make room for another session.
     let in_use = session.enter();
     let is_virtual = matches!(session.upstream, UpstreamSession::Virtual(_));
@@ -261,7 +278,9 @@ pub(super) async fn post_mcp(
             let modern = env.era() == Era::Modern;
             let era = |m: bool| if m { crate::era::MODERN } else { "legacy" }.to_string();
             r.client_era = Some(era(modern));
-            r.upstream_era = Some(era(modern && !is_virtual));
+            r.upstream_era = Some(era(
+                (modern && !is_virtual) || session.modern_upstream.is_some(),
+            ));
             r
         });
         if is_virtual && env.method() != "tools/call" {
@@ -502,6 +521,27 @@ async fn initialize(
                 Ok(r) => r,
                 Err(e) => return upstream_failure(id_text, &e, &srv.name),
             };
+            // A server that refuses `initialize` but serves the 2026-07-28 era: toolgate
+            // keeps the legacy client's session itself and speaks that era upstream.
+            let legacy_header = headers
+                .get(VERSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(|v| v < crate::era::MODERN);
+            if resp.status().is_client_error()
+                && legacy_header
+                && crate::era::speaks_modern(st, srv).await == Some(true)
+            {
+                if let Some((session, answer)) =
+                    crate::era::legacy_over_modern(st, srv, &grant.id, &our_id, &init_body, id_text)
+                        .await
+                {
+                    st.sessions.insert(Arc::new(session));
+                    tracing::info!(server = %srv.name, grant = %toolgate_protocol::Escaped(&grant.label), session = %our_id, "session opened (the server serves only the 2026-07-28 era: toolgate holds the session and speaks that era upstream)");
+                    let mut out = json_response(StatusCode::OK, answer);
+                    set_session_header(&mut out, &our_id);
+                    return out;
+                }
+            }
             let upstream_sid = resp
                 .headers()
                 .get(SESSION_HEADER)
