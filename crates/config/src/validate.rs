@@ -121,6 +121,34 @@ struct RawServer {
     era: Option<String>,
 }
 
+/// `state_fail_mode` of the server at `at` (a wrong value recorded, closed used).
+fn fail_mode(at: &str, value: Option<&str>, errors: &mut Vec<String>) -> FailMode {
+    match value {
+        None | Some("closed") => FailMode::Closed,
+        Some("open") => FailMode::Open,
+        Some(other) => {
+            errors.push(format!(
+                "{at}.state_fail_mode: expected \"closed\" (refuse calls while the counter store or audit log is unreachable, the default) or \"open\" (let them through uncounted and unaudited), got {other:?}"
+            ));
+            FailMode::Closed
+        }
+    }
+}
+
+/// `audit_arguments` of the server at `at` (a wrong value recorded, keys used).
+fn arguments_mode(at: &str, value: Option<&str>, errors: &mut Vec<String>) -> ArgumentsMode {
+    match value {
+        None | Some("keys") => ArgumentsMode::Keys,
+        Some("full") => ArgumentsMode::Full,
+        Some(other) => {
+            errors.push(format!(
+                "{at}.audit_arguments: expected \"keys\" (names and a hash, the default) or \"full\" (values, redacted), got {other:?}"
+            ));
+            ArgumentsMode::Keys
+        }
+    }
+}
+
 /// A timeout setting: seconds as an integer or a duration such as `"60s"` or `"2m"`, above
 /// zero and at most the hard maximum (10 minutes); `default` when absent or wrong (and the
 /// error recorded).
@@ -565,26 +593,8 @@ impl Config {
                     Pinning::Enforce
                 }
             };
-            let state_fail_mode = match s.state_fail_mode.as_deref() {
-                None | Some("closed") => FailMode::Closed,
-                Some("open") => FailMode::Open,
-                Some(other) => {
-                    errors.push(format!(
-                        "{at}.state_fail_mode: expected \"closed\" (refuse calls while the counter store or audit log is unreachable, the default) or \"open\" (let them through uncounted and unaudited), got {other:?}"
-                    ));
-                    FailMode::Closed
-                }
-            };
-            let audit_arguments = match s.audit_arguments.as_deref() {
-                None | Some("keys") => ArgumentsMode::Keys,
-                Some("full") => ArgumentsMode::Full,
-                Some(other) => {
-                    errors.push(format!(
-                        "{at}.audit_arguments: expected \"keys\" (names and a hash, the default) or \"full\" (values, redacted), got {other:?}"
-                    ));
-                    ArgumentsMode::Keys
-                }
-            };
+            let state_fail_mode = fail_mode(&at, s.state_fail_mode.as_deref(), &mut errors);
+            let audit_arguments = arguments_mode(&at, s.audit_arguments.as_deref(), &mut errors);
             let redactor = Redactor::new(&s.redact, &s.audit_allow_secrets).unwrap_or_else(|e| {
                 errors.push(format!("{at}.redact: {e}"));
                 Redactor::default()
@@ -633,26 +643,8 @@ impl Config {
                     errors.push(format!("{at}.policy: no policy named `{p}` in [policies]"));
                 }
             }
-            let state_fail_mode = match v.state_fail_mode.as_deref() {
-                None | Some("closed") => FailMode::Closed,
-                Some("open") => FailMode::Open,
-                Some(other) => {
-                    errors.push(format!(
-                        "{at}.state_fail_mode: expected \"closed\" (the default) or \"open\", got {other:?}"
-                    ));
-                    FailMode::Closed
-                }
-            };
-            let audit_arguments = match v.audit_arguments.as_deref() {
-                None | Some("keys") => ArgumentsMode::Keys,
-                Some("full") => ArgumentsMode::Full,
-                Some(other) => {
-                    errors.push(format!(
-                        "{at}.audit_arguments: expected \"keys\" or \"full\", got {other:?}"
-                    ));
-                    ArgumentsMode::Keys
-                }
-            };
+            let state_fail_mode = fail_mode(&at, v.state_fail_mode.as_deref(), &mut errors);
+            let audit_arguments = arguments_mode(&at, v.audit_arguments.as_deref(), &mut errors);
             let includes = crate::virtual_server::includes(&at, v.include, &real, &mut errors);
             let included: Vec<&ServerConfig> = servers
                 .iter()
