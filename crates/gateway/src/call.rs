@@ -114,13 +114,13 @@ impl CallCtx {
         // the one pinned on its real server.
         let (pin_server, pin_tool, pinning) = self.pin_target(&cfg);
         let cached = (pinning == Pinning::Enforce)
-            .then(|| self.st.cache.held(&pin_server, &pin_tool))
+            .then(|| self.st.cache.held(pin_server, pin_tool))
             .flatten();
         let (held, definition_new) = if cached == Some(false) {
             // Not held, as of the store version read when the request was admitted.
             (false, false)
         } else if pinning == Pinning::Enforce {
-            let (server, tool) = (pin_server.clone(), pin_tool.clone());
+            let (server, tool) = (pin_server.to_string(), pin_tool.to_string());
             let at = self.st.cache.generation();
             let read = self
                 .st
@@ -136,7 +136,7 @@ impl CallCtx {
                 })
                 .await;
             if let Ok((held, _)) = read {
-                self.st.cache.keep_held(at, &pin_server, &pin_tool, held);
+                self.st.cache.keep_held(at, pin_server, pin_tool, held);
             }
             read.unwrap_or_else(|e| {
                     tracing::error!(server = %pin_server, "pin store failed: {e}; the call is held to be safe");
@@ -201,11 +201,11 @@ impl CallCtx {
     async fn schema_violation(&self) -> Result<Option<String>, Box<GatewayError>> {
         use crate::cache::ToolSchema;
         let (pin_server, pin_tool, pinning) = self.pin_target(&self.cfg);
-        let schema = match self.st.cache.schema(&pin_server, &pin_tool) {
+        let schema = match self.st.cache.schema(pin_server, pin_tool) {
             Some(s) => s,
             None => {
                 let at = self.st.cache.generation();
-                let (server, tool) = (pin_server.clone(), pin_tool.clone());
+                let (server, tool) = (pin_server.to_string(), pin_tool.to_string());
                 let read = self
                     .st
                     .state(move |s| {
@@ -232,7 +232,7 @@ impl CallCtx {
                     })?;
                 self.st
                     .cache
-                    .keep_schema(at, &pin_server, &pin_tool, read.clone());
+                    .keep_schema(at, pin_server, pin_tool, read.clone());
                 read
             }
         };
@@ -254,7 +254,7 @@ impl CallCtx {
 
     /// The server and tool whose pinned definition this call is judged against, and that
     /// server's pinning: the call's own, or on a virtual server the real server's.
-    fn pin_target(&self, cfg: &Config) -> (String, String, Pinning) {
+    fn pin_target<'a>(&'a self, cfg: &Config) -> (&'a str, &'a str, Pinning) {
         match &self.route {
             Some(r) => {
                 let pinning = cfg
@@ -263,9 +263,9 @@ impl CallCtx {
                     .find(|s| s.name == r.server)
                     .map(|s| s.pinning)
                     .unwrap_or(Pinning::Enforce);
-                (r.server.clone(), r.tool.clone(), pinning)
+                (&r.server, &r.tool, pinning)
             }
-            None => (self.srv.name.clone(), self.tool.clone(), self.srv.pinning),
+            None => (&self.srv.name, &self.tool, self.srv.pinning),
         }
     }
 
