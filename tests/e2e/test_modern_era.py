@@ -22,12 +22,14 @@ POLICY = {
 MODERN = "2026-07-28"
 
 
-def modern_client(url: str, token: str, mode: str = MODERN) -> Any:
+def modern_client(url: str, token: str, mode: str = MODERN, **callbacks: Any) -> Any:
+    """The Python SDK's client in `mode`; `callbacks` (elicitation_callback, ...) as
+    `mcp.Client` takes them."""
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30.0))
-    return mcp.Client(streamable_http_client(url, http_client=http), mode=mode, cache=None)
+    return mcp.Client(streamable_http_client(url, http_client=http), mode=mode, cache=None, **callbacks)
 
 
 def test_a_modern_client_through_toolgate(gateways: Any, upstreams: Any) -> None:

@@ -452,6 +452,11 @@ impl CallCtx {
         ) {
             return self.forward_virtual(hook).await;
         }
+        if self.session.modern_upstream.is_some() {
+            // A legacy client of a 2026-07-28-only server: what the server asks the client
+            // (input_required) is asked on this call's stream (crate::input).
+            return self.legacy_request().answer(hook, self.accepts_sse).await;
+        }
         relay_request(
             &self.st,
             &self.cfg,
@@ -465,6 +470,20 @@ impl CallCtx {
             hook,
         )
         .await
+    }
+
+    /// This call as a request of a legacy client to a 2026-07-28-only server.
+    fn legacy_request(&self) -> crate::input::LegacyRequest {
+        crate::input::LegacyRequest {
+            st: self.st.clone(),
+            cfg: self.cfg.clone(),
+            srv: self.srv.clone(),
+            session: self.session.clone(),
+            headers: self.headers.clone(),
+            bytes: self.bytes.clone(),
+            id_text: self.id_text.clone(),
+            progress: self.progress.clone(),
+        }
     }
 
     /// Forwards an allowed call of a virtual server to the real server of its route, under

@@ -212,6 +212,8 @@ pub struct Members {
     nonce: String,
     /// Set by [`Members::close`]: a member opened after it is closed at once.
     closed: std::sync::atomic::AtomicBool,
+    /// Calls waiting for a 2026-07-28 client's input (see [`crate::input`]).
+    pub parked: crate::parked::ParkedCalls,
 }
 
 /// The most resource URIs a virtual session remembers the server of.
@@ -245,6 +247,7 @@ impl Members {
             nonce: toolgate_store::grants::random_hex(6)
                 .unwrap_or_else(|_| format!("{:x}", std::process::id())),
             closed: std::sync::atomic::AtomicBool::new(false),
+            parked: crate::parked::ParkedCalls::default(),
         }
     }
 

@@ -22,12 +22,13 @@ use toolgate_protocol::{error_codes, error_response};
 use toolgate_store::Grant;
 
 use crate::config::{Config, Include, Pinning, ServerConfig, Transport};
+use crate::deliver::{send_one_way, to_member_request};
 use crate::enforce::{Hook, PinCtx, Sanitize};
 use crate::relay::{
     open_channel, own_headers, read_capped, relay_request, short_err, upstream_request,
 };
 use crate::respond::{json_response, sse_response, SESSION_HEADER, VERSION_HEADER};
-use crate::session::{tag_request, untag, Member, Members, Session, UpstreamSession};
+use crate::session::{tag_request, Member, Members, Session, UpstreamSession};
 use crate::state::AppState;
 
 /// The protocol versions of the legacy era toolgate answers `initialize` with (the
@@ -214,7 +215,10 @@ pub fn pooled(
         .map_err(|full| format!("session refused: {full}"))?;
     let init = json!({
         "protocolVersion": LEGACY_VERSIONS[LEGACY_VERSIONS.len() - 1],
-        "capabilities": {},
+        // What toolgate can ask its 2026-07-28 clients for during a call (crate::input).
+        // Not `roots`: legacy servers ask for roots when the session opens, outside any
+        // call, where no client can be asked.
+        "capabilities": {"elicitation": {}, "sampling": {}},
         "clientInfo": {"name": format!("toolgate (for grant {})", grant.label), "version": env!("CARGO_PKG_VERSION")},
     });
     let s = Arc::new(Session::new(
@@ -504,38 +508,6 @@ async fn exchange(
     answer
 }
 
-/// Sends a notification or a response to a member.
-async fn send_one_way(st: &AppState, cfg: &Config, m: &Member, bytes: Bytes) -> Result<(), String> {
-    match (&m.session.upstream, &m.srv.transport) {
-        (UpstreamSession::Http { session_id }, Transport::Http { url, headers }) => {
-            let req = upstream_request(
-                st,
-                reqwest::Method::POST,
-                url,
-                &own_headers(Some(&m.version)),
-                headers,
-                session_id.as_deref(),
-            )
-            .timeout(Duration::from_secs(cfg.upstream_timeout_secs.min(30)))
-            .body(bytes);
-            match req.send().await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(format!(
-                    "upstream `{}` answered HTTP {}",
-                    m.srv.name,
-                    r.status().as_u16()
-                )),
-                Err(e) => Err(format!("upstream `{}`: {}", m.srv.name, short_err(&e))),
-            }
-        }
-        (UpstreamSession::Channel(ch), _) => ch
-            .send(&bytes)
-            .await
-            .map_err(|e| format!("upstream `{}`: {e}", m.srv.name)),
-        _ => Err("the server's transport changed".into()),
-    }
-}
-
 /// Every page of one list (`tools`, `prompts`, `resources`, `resourceTemplates`) from a member.
 async fn list_all(
     st: &AppState,
@@ -577,7 +549,7 @@ pub struct Request<'a> {
     /// Shared state.
     pub st: &'a Arc<AppState>,
     /// The config it arrived under.
-    pub cfg: &'a Config,
+    pub cfg: &'a Arc<Config>,
     /// The virtual server.
     pub srv: &'a ServerConfig,
     /// The caller's grant.
@@ -1223,8 +1195,8 @@ impl Target {
 /// exited, its session ended upstream) is forgotten: the next request opens it again.
 #[allow(clippy::too_many_arguments)]
 pub async fn relay(
-    st: &AppState,
-    cfg: &Config,
+    st: &Arc<AppState>,
+    cfg: &Arc<Config>,
     t: Target,
     headers: &HeaderMap,
     id_text: &str,
@@ -1239,8 +1211,18 @@ pub async fn relay(
     } = t;
     let wire = members.wire_id();
     msg["id"] = Value::String(wire.clone());
+    // A 2026-07-28 client: what the member asks it during the request becomes an
+    // `input_required` result (crate::input), so the member's answer is read as a stream.
+    let modern_caps = msg
+        .pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion")
+        .is_some()
+        .then(|| {
+            msg.pointer("/params/_meta/io.modelcontextprotocol~1clientCapabilities")
+                .cloned()
+                .unwrap_or_else(|| json!({}))
+        });
     strip_modern_envelope(&mut msg);
-    let wire_text = Value::String(wire).to_string();
+    let wire_text = Value::String(wire.clone()).to_string();
     let resp = relay_request(
         st,
         cfg,
@@ -1250,7 +1232,7 @@ pub async fn relay(
         Bytes::from(msg.to_string()),
         &wire_text,
         progress,
-        accepts_sse,
+        accepts_sse || modern_caps.is_some(),
         hook,
     )
     .await;
@@ -1261,6 +1243,30 @@ pub async fn relay(
     if gone || resp.status() == StatusCode::BAD_GATEWAY {
         members.forget(&m.srv.name);
     }
+    let resp = match modern_caps {
+        Some(caps) => {
+            let a = crate::input::Answering {
+                st: st.clone(),
+                cfg: cfg.clone(),
+                members: members.clone(),
+            };
+            let agent = serde_json::from_str(id_text).unwrap_or(Value::Null);
+            match crate::input::modern_answer(
+                a,
+                resp,
+                Value::String(wire),
+                caps,
+                agent,
+                accepts_sse,
+            )
+            .await
+            {
+                Ok(answered) => return answered,
+                Err(json) => json,
+            }
+        }
+        None => resp,
+    };
     answer_as(resp, &wire_text, id_text, cfg.max_answer).await
 }
 
@@ -1329,7 +1335,7 @@ pub async fn one_way(st: &AppState, cfg: &Config, session: &Session, bytes: Byte
     let UpstreamSession::Virtual(members) = &session.upstream else {
         return StatusCode::ACCEPTED.into_response();
     };
-    let Ok(mut msg) = serde_json::from_slice::<Value>(&bytes) else {
+    let Ok(msg) = serde_json::from_slice::<Value>(&bytes) else {
         return StatusCode::ACCEPTED.into_response();
     };
     let method = msg
@@ -1345,24 +1351,7 @@ pub async fn one_way(st: &AppState, cfg: &Config, session: &Session, bytes: Byte
                 }
             }
         }
-        None => {
-            let tagged = msg.get("id").and_then(Value::as_str).and_then(untag);
-            let Some((server, id)) = tagged else {
-                tracing::warn!(session = %session.id, "a response to no request of any included server; dropped");
-                return StatusCode::ACCEPTED.into_response();
-            };
-            msg["id"] = id;
-            match members.get(&server) {
-                Some(m) => {
-                    if let Err(e) = send_one_way(st, cfg, &m, msg.to_string().into()).await {
-                        tracing::warn!(server = %server, "the client's answer could not be delivered: {e}");
-                    }
-                }
-                None => {
-                    tracing::warn!(server = %server, "the client answered a server that is no longer open; dropped")
-                }
-            }
-        }
+        None => to_member_request(st, cfg, members, msg).await,
     }
     StatusCode::ACCEPTED.into_response()
 }

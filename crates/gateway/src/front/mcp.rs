@@ -220,7 +220,7 @@ pub(super) async fn post_mcp(
         if let Some(raw) = env
             .id
             .map(|r| r.get())
-            .filter(|r| crate::ask::is_question_id(r))
+            .filter(|r| crate::ask::is_question_id(r) || crate::input::is_question_id(r))
         {
             let response = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
             if !session.answer(raw, response) {
@@ -249,6 +249,19 @@ pub(super) async fn post_mcp(
     // In use until its answer ends: never closed to make room for another session.
     let in_use = session.enter();
     let is_virtual = matches!(session.upstream, UpstreamSession::Virtual(_));
+    // The retry of a 2026-07-28 request whose legacy server asked the client something
+    // (toolgate's `requestState`): the same call, judged already, goes on (crate::input).
+    if is_virtual
+        && env.kind == Kind::Request
+        && matches!(
+            env.method(),
+            "tools/call" | "prompts/get" | "resources/read"
+        )
+        && crate::input::is_retry(&bytes)
+    {
+        let r = crate::input::resume(&st, &cfg, &session, &bytes, &id_text, accepts_sse).await;
+        return keep_until_body_ends(r, in_use);
+    }
     let response = async {
         if env.kind != Kind::Request && is_virtual {
             return crate::virtual_server::one_way(&st, &cfg, &session, bytes.clone()).await;
@@ -392,6 +405,23 @@ pub(super) async fn post_mcp(
             }
         };
         let progress = env.progress_token.map(|t| t.get().to_string());
+        if session.modern_upstream.is_some()
+            && matches!(env.method(), "prompts/get" | "resources/read")
+        {
+            // What the server asks the client (input_required) is asked on the stream.
+            return crate::input::LegacyRequest {
+                st: st.clone(),
+                cfg: cfg.clone(),
+                srv: srv.clone(),
+                session: session.clone(),
+                headers: headers.clone(),
+                bytes: bytes.clone(),
+                id_text: id_text.clone(),
+                progress,
+            }
+            .answer(hook, accepts_sse)
+            .await;
+        }
         relay_request(
             &st,
             &cfg,

@@ -1,0 +1,615 @@
+//! A 2026-07-28 client's request relayed to a legacy server over a session toolgate holds
+//! ([`crate::virtual_server::pooled`]): what the server asks the client during the request
+//! (`elicitation/create`, `sampling/createMessage`, `roots/list`: legacy server-to-client
+//! requests, which that era has no stream for) becomes an `input_required` result
+//! (SEP-2322). The server's request goes to the client under a key of `inputRequests`, and
+//! the rest of the server's answer is parked ([`crate::parked`]) under toolgate's
+//! `requestState` (`toolgate-era:` and a random token). The client's retry, carrying the
+//! state and its `inputResponses`, is not judged again: it is the same call, already
+//! judged and running. Its answers go to the server as the responses to its requests, and
+//! the parked answer goes on under the retry's id (the final result, or the next
+//! question).
+//!
+//! A request the client did not declare the capability for (in the request's
+//! `_meta`) is answered on the client's behalf with an error, as a legacy client without
+//! the capability would. A parked call waits at most `upstream_timeout_secs`; at most
+//! [`crate::parked::MAX_PARKED`] wait per pooled session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+use toolgate_protocol::sse::encode;
+use toolgate_protocol::{error_codes, error_response};
+
+use crate::config::Config;
+use crate::parked::{Events, Parked};
+use crate::respond::{json_response, sse_response};
+use crate::session::{Members, Session, UpstreamSession};
+use crate::state::AppState;
+
+/// The prefix of toolgate's `requestState` for a parked call (then the token).
+pub const STATE_PREFIX: &str = "toolgate-era:";
+
+/// True when `request`'s `params.requestState` is toolgate's, for a parked call (a retry).
+pub fn is_retry(request: &[u8]) -> bool {
+    // Most requests carry no state: they are not parsed again.
+    memchr::memmem::find(request, b"\"toolgate-era:").is_some()
+        && serde_json::from_slice::<Value>(request).is_ok_and(|v| {
+            v.pointer("/params/requestState")
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.starts_with(STATE_PREFIX))
+        })
+}
+
+/// The client capability a server-to-client request needs.
+fn capability(method: &str) -> Option<&'static str> {
+    match method {
+        "elicitation/create" => Some("elicitation"),
+        "sampling/createMessage" => Some("sampling"),
+        "roots/list" => Some("roots"),
+        _ => None,
+    }
+}
+
+/// Where an answer goes on: shared state and the pooled session's members.
+#[derive(Clone)]
+pub struct Answering {
+    /// Shared state.
+    pub st: Arc<AppState>,
+    /// The config the request arrived under.
+    pub cfg: Arc<Config>,
+    /// The members of the pooled session.
+    pub members: Arc<Members>,
+}
+
+/// What came next on a call's answer.
+enum Step {
+    /// A message to pass on (a notification, progress): the event's bytes.
+    Pass(Bytes),
+    /// The answer, under the client's id (JSON text).
+    Final(String),
+    /// A request of the server the client must answer.
+    Ask(Value),
+    /// The stream ended without an answer.
+    End,
+}
+
+impl Answering {
+    fn max_age(&self) -> Duration {
+        Duration::from_secs(self.cfg.upstream_timeout_secs.max(1))
+    }
+
+    /// Sends a response to a server's request (its id tagged with the server's name).
+    async fn reply(&self, msg: Value) {
+        crate::deliver::to_member_request(&self.st, &self.cfg, &self.members, msg).await;
+    }
+
+    async fn step(&self, call: &mut Parked, agent: &Value) -> Step {
+        loop {
+            let Some(ev) = call.events.next().await else {
+                return Step::End;
+            };
+            if ev.data.is_empty() {
+                return Step::Pass(ev.raw);
+            }
+            let Ok(mut v) = serde_json::from_str::<Value>(&ev.data) else {
+                return Step::Pass(ev.raw);
+            };
+            let method = v.get("method").and_then(Value::as_str).map(str::to_string);
+            match (method, v.get("id").cloned()) {
+                (None, Some(id)) if id == call.wire => {
+                    v["id"] = agent.clone();
+                    return Step::Final(v.to_string());
+                }
+                (Some(method), Some(id)) => {
+                    let declared = capability(&method)
+                        .is_some_and(|c| call.caps.get(c).is_some_and(|v| !v.is_null()));
+                    if declared {
+                        return Step::Ask(v);
+                    }
+                    let message = match capability(&method) {
+                        Some(c) => format!(
+                            "the client (2026-07-28 era, through toolgate) did not declare the `{c}` capability"
+                        ),
+                        None => format!(
+                            "toolgate cannot ask a 2026-07-28 client `{method}` (only elicitation, sampling and roots)"
+                        ),
+                    };
+                    self.reply(json!({"jsonrpc": "2.0", "id": id, "error": {"code": error_codes::METHOD_NOT_FOUND, "message": message}}))
+                        .await;
+                }
+                _ => return Step::Pass(ev.raw),
+            }
+        }
+    }
+
+    /// Parks `call` for the server's request `request` and gives the `input_required`
+    /// result that asks the client; the call back when no more calls may wait (the
+    /// server's request is then answered with an error and the call goes on).
+    async fn park(
+        &self,
+        mut call: Parked,
+        request: Value,
+        agent: &Value,
+    ) -> Result<String, Box<Parked>> {
+        let key = format!("toolgate-{}", call.asked.len() + 1);
+        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        let token =
+            toolgate_store::grants::random_hex(16).unwrap_or_else(|_| self.members.next_id());
+        let asked = json!({
+            "method": request.get("method").cloned().unwrap_or(Value::Null),
+            "params": request.get("params").cloned().unwrap_or_else(|| json!({})),
+        });
+        call.asked = vec![(key.clone(), id.clone())];
+        match self
+            .members
+            .parked
+            .park(token.clone(), call, self.max_age())
+        {
+            None => Ok(json!({
+                "jsonrpc": "2.0",
+                "id": agent,
+                "result": {
+                    "resultType": "input_required",
+                    "inputRequests": {key: asked},
+                    "requestState": format!("{STATE_PREFIX}{token}"),
+                }
+            })
+            .to_string()),
+            Some(call) => {
+                self.reply(json!({"jsonrpc": "2.0", "id": id, "error": {"code": error_codes::INTERNAL_ERROR, "message": "toolgate holds too many calls waiting for their clients' input; try again later"}}))
+                    .await;
+                Err(Box::new(call))
+            }
+        }
+    }
+
+    /// The client's answer from `call` on: an SSE stream (notifications, then the result
+    /// or an `input_required` result) or, for a client that takes JSON only, the one
+    /// message.
+    pub async fn answer(self, mut call: Parked, agent: Value, accepts_sse: bool) -> Response {
+        if !accepts_sse {
+            loop {
+                match self.step(&mut call, &agent).await {
+                    Step::Pass(_) => {}
+                    Step::Final(text) => return json_response(StatusCode::OK, text),
+                    Step::Ask(request) => match self.park(call, request, &agent).await {
+                        Ok(text) => return json_response(StatusCode::OK, text),
+                        Err(back) => call = *back,
+                    },
+                    Step::End => return json_response(StatusCode::BAD_GATEWAY, ended(&agent)),
+                }
+            }
+        }
+        let stream = async_stream::stream! {
+            loop {
+                match self.step(&mut call, &agent).await {
+                    Step::Pass(raw) => yield Ok::<Bytes, std::io::Error>(raw),
+                    Step::Final(text) => {
+                        yield Ok(encode(&text, None));
+                        break;
+                    }
+                    Step::Ask(request) => match self.park(call, request, &agent).await {
+                        Ok(text) => {
+                            yield Ok(encode(&text, None));
+                            break;
+                        }
+                        Err(back) => call = *back,
+                    },
+                    Step::End => {
+                        yield Ok(encode(&ended(&agent), None));
+                        break;
+                    }
+                }
+            }
+        };
+        sse_response(Body::from_stream(stream))
+    }
+}
+
+/// The error for a call whose server's answer ended without a result.
+fn ended(agent: &Value) -> String {
+    error_response(
+        &agent.to_string(),
+        error_codes::UPSTREAM_ERROR,
+        "the server's answer ended without a result",
+        None,
+    )
+}
+
+/// A member's answer to a 2026-07-28 client's request: an SSE answer is read through
+/// [`Answering::answer`] (the server may ask the client something); `None` for a JSON
+/// answer, which cannot carry a request.
+pub async fn modern_answer(
+    a: Answering,
+    resp: Response,
+    wire: Value,
+    caps: Value,
+    agent: Value,
+    accepts_sse: bool,
+) -> Result<Response, Response> {
+    let sse = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
+    if !sse {
+        return Err(resp);
+    }
+    let max = a.cfg.max_answer;
+    let call = Parked::new(Events::new(resp.into_body(), max), wire, caps);
+    Ok(a.answer(call, agent, accepts_sse).await)
+}
+
+/// A retried request carrying toolgate's `requestState`: the client's `inputResponses` go
+/// to the server as the responses to what it asked, and the parked call's answer goes on
+/// under this request's id. The retry is the same call: it is not judged again.
+pub async fn resume(
+    st: &Arc<AppState>,
+    cfg: &Arc<Config>,
+    session: &Session,
+    bytes: &[u8],
+    id_text: &str,
+    accepts_sse: bool,
+) -> Response {
+    let agent: Value = serde_json::from_str(id_text).unwrap_or(Value::Null);
+    let refuse = |message: String| {
+        json_response(
+            StatusCode::OK,
+            error_response(id_text, error_codes::INVALID_PARAMS, &message, None),
+        )
+    };
+    let Ok(request) = serde_json::from_slice::<Value>(bytes) else {
+        return refuse("the request could not be read".into());
+    };
+    let Some(token) = request
+        .pointer("/params/requestState")
+        .and_then(Value::as_str)
+        .and_then(|s| s.strip_prefix(STATE_PREFIX))
+    else {
+        return refuse("`requestState` is not one toolgate gave".into());
+    };
+    let UpstreamSession::Virtual(members) = &session.upstream else {
+        return refuse("`requestState` names no call waiting on this server".into());
+    };
+    let a = Answering {
+        st: st.clone(),
+        cfg: cfg.clone(),
+        members: members.clone(),
+    };
+    let Some(mut call) = members.parked.take(token, a.max_age()) else {
+        return refuse(format!(
+            "`requestState` names no call waiting for input (already answered, or it waited over {} s): send the request again without `requestState` and `inputResponses`",
+            a.max_age().as_secs()
+        ));
+    };
+    let responses = request.pointer("/params/inputResponses");
+    for (key, id) in std::mem::take(&mut call.asked) {
+        let msg = match responses.and_then(|r| r.get(&key)) {
+            Some(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+            None => json!({"jsonrpc": "2.0", "id": id, "error": {
+                "code": error_codes::INVALID_PARAMS,
+                "message": format!("the client's retry gave no `inputResponses.{key}`"),
+            }}),
+        };
+        a.reply(msg).await;
+    }
+    a.answer(call, agent, accepts_sse).await
+}
+
+/// The most `input_required` rounds toolgate goes through for one request of a legacy
+/// client (each round asks the client and retries the request upstream).
+pub const MAX_ROUNDS: usize = 16;
+
+/// The prefix of the ids of requests toolgate sends a legacy client for its 2026-07-28
+/// server (then a random part): the client's answers with such ids come back to toolgate.
+fn question_prefix() -> &'static str {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let nonce = toolgate_store::grants::random_hex(6)
+            .unwrap_or_else(|_| format!("{:x}", std::process::id()));
+        format!("toolgate-input-{nonce}-")
+    })
+}
+
+/// True for the id (raw JSON text) of a request toolgate sent a legacy client on behalf of
+/// its 2026-07-28 server.
+pub fn is_question_id(raw_id: &str) -> bool {
+    raw_id
+        .strip_prefix('"')
+        .is_some_and(|r| r.starts_with(question_prefix()))
+}
+
+/// One request of a legacy client to a server that serves only the 2026-07-28 era
+/// ([`crate::era::legacy_over_modern`]), already in that era's shape.
+pub struct LegacyRequest {
+    /// Shared state.
+    pub st: Arc<AppState>,
+    /// The config it arrived under.
+    pub cfg: Arc<Config>,
+    /// The server.
+    pub srv: crate::config::ServerConfig,
+    /// The client's session (toolgate's own).
+    pub session: Arc<Session>,
+    /// The headers sent upstream.
+    pub headers: axum::http::HeaderMap,
+    /// The request.
+    pub bytes: Bytes,
+    /// Its id, as JSON text.
+    pub id_text: String,
+    /// Its progress token, as JSON text.
+    pub progress: Option<String>,
+}
+
+/// What the server answered one round: the messages before the answer (already passed on)
+/// and the answer.
+enum Round {
+    /// The answer (JSON text).
+    Answer(Vec<u8>),
+    /// toolgate's own error response (the server could not be reached or read): relayed as
+    /// it is, with the HTTP status.
+    Failed(Response),
+}
+
+impl LegacyRequest {
+    /// Relays the request; when the server answers `input_required`, asks the client each
+    /// of its `inputRequests` as a legacy request on this request's stream, waits for the
+    /// answers, and sends the request again with `inputResponses` (and the server's
+    /// `requestState`), at most [`MAX_ROUNDS`] times. The final answer goes through `hook`
+    /// (the call's outcome, its `results` rules), once.
+    pub async fn answer(self, hook: crate::enforce::Hook, accepts_sse: bool) -> Response {
+        let stream = async_stream::stream! {
+            let mut bytes = self.bytes.clone();
+            let mut rounds = 0;
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+            loop {
+                let round = self.round(bytes.clone(), &tx).await;
+                while let Ok(b) = rx.try_recv() {
+                    if accepts_sse {
+                        yield Ok::<Bytes, std::io::Error>(b);
+                    }
+                }
+                let answer = match round {
+                    Round::Failed(resp) => {
+                        if rounds == 0 { hook.never_reached() } else { hook.lost(false) }
+                        let body = axum::body::to_bytes(resp.into_body(), self.cfg.max_answer.saturating_add(4096)).await.unwrap_or_default();
+                        yield Ok(encode(&String::from_utf8_lossy(&body), None));
+                        break;
+                    }
+                    Round::Answer(a) => a,
+                };
+                let asked = serde_json::from_slice::<Value>(&answer).ok().filter(|v| {
+                    v.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required")
+                });
+                let Some(asked) = asked else {
+                    let text = hook.answer(&answer, &self.id_text, &self.srv.name).await
+                        .unwrap_or_else(|| String::from_utf8_lossy(&answer).into_owned());
+                    yield Ok(encode(&text, None));
+                    break;
+                };
+                rounds += 1;
+                let retry = if !accepts_sse {
+                    Err("it asks the client for input, and this request takes JSON only (no stream to ask on)".to_string())
+                } else if rounds > MAX_ROUNDS {
+                    Err(format!("it asked for input more than {MAX_ROUNDS} times"))
+                } else {
+                    match self.questions(&asked) {
+                        Ok((questions, waiting)) => {
+                            // Sent on the stream first, then awaited.
+                            for q in questions {
+                                yield Ok(q);
+                            }
+                            match self.answers(waiting).await {
+                                Ok(answers) => self.retry_with(&asked, answers),
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Err(e) => Err(e),
+                    }
+                };
+                match retry {
+                    Ok(next) => bytes = next,
+                    Err(why) => {
+                        hook.lost(false);
+                        let e = error_response(&self.id_text, error_codes::UPSTREAM_ERROR, &format!("the call to `{}` cannot go on: {why}", self.srv.name), None);
+                        yield Ok(encode(&e, None));
+                        break;
+                    }
+                }
+            }
+        };
+        if accepts_sse {
+            return sse_response(Body::from_stream(stream));
+        }
+        // JSON only: the one answer (an `input_required` round ends it with an error).
+        let mut stream = Box::pin(stream);
+        let mut last = Bytes::new();
+        while let Some(Ok(b)) = futures::StreamExt::next(&mut stream).await {
+            last = b;
+        }
+        let text = String::from_utf8_lossy(&last);
+        let data: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim_start)
+            .collect::<Vec<_>>()
+            .join("\n");
+        json_response(StatusCode::OK, data)
+    }
+
+    /// Sends `bytes` upstream; notifications before the answer go to `tx`.
+    async fn round(&self, bytes: Bytes, tx: &tokio::sync::mpsc::UnboundedSender<Bytes>) -> Round {
+        let resp = crate::relay::relay_request(
+            &self.st,
+            &self.cfg,
+            &self.srv,
+            &self.session,
+            &self.headers,
+            bytes,
+            &self.id_text,
+            self.progress.as_deref(),
+            true,
+            crate::enforce::Hook::None,
+        )
+        .await;
+        if !resp.status().is_success() {
+            return Round::Failed(resp);
+        }
+        let sse = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
+        if !sse {
+            let max = self.cfg.max_answer.saturating_add(4096);
+            return match axum::body::to_bytes(resp.into_body(), max).await {
+                Ok(b) => Round::Answer(b.to_vec()),
+                Err(e) => Round::Failed(json_response(
+                    StatusCode::BAD_GATEWAY,
+                    error_response(
+                        &self.id_text,
+                        error_codes::UPSTREAM_ERROR,
+                        &format!("the answer could not be read: {e}"),
+                        None,
+                    ),
+                )),
+            };
+        }
+        let id: Value = serde_json::from_str(&self.id_text).unwrap_or(Value::Null);
+        let mut events = Events::new(resp.into_body(), self.cfg.max_answer);
+        while let Some(ev) = events.next().await {
+            let v: Option<Value> = serde_json::from_str(&ev.data).ok();
+            match v {
+                Some(v) if v.get("method").is_none() && v.get("id") == Some(&id) => {
+                    return Round::Answer(ev.data.into_bytes())
+                }
+                _ => {
+                    let _ = tx.send(ev.raw);
+                }
+            }
+        }
+        Round::Failed(json_response(StatusCode::BAD_GATEWAY, ended(&id)))
+    }
+
+    /// The legacy requests that ask the client each of the server's `inputRequests`, and
+    /// where each answer will arrive (by key).
+    #[allow(clippy::type_complexity)]
+    fn questions(
+        &self,
+        asked: &Value,
+    ) -> Result<
+        (
+            Vec<Bytes>,
+            Vec<(String, tokio::sync::oneshot::Receiver<Value>)>,
+        ),
+        String,
+    > {
+        let requests = asked
+            .pointer("/result/inputRequests")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let mut questions = Vec::new();
+        let mut waiting = Vec::new();
+        for (key, request) in requests {
+            let method = request.get("method").and_then(Value::as_str).unwrap_or("");
+            match capability(method) {
+                Some(c) if self.session.client_can(c) => {}
+                Some(c) => {
+                    return Err(format!(
+                        "it asks `{method}`, and the client did not declare the `{c}` capability"
+                    ))
+                }
+                None => {
+                    return Err(format!(
+                        "it asks `{method}`, which toolgate cannot ask a legacy client"
+                    ))
+                }
+            }
+            let qid = format!(
+                "{}{}",
+                question_prefix(),
+                toolgate_store::grants::random_hex(8).unwrap_or_default()
+            );
+            let raw = Value::String(qid.clone()).to_string();
+            let Some(rx) = self.session.ask(&raw) else {
+                return Err("too many questions wait for this client's answers".into());
+            };
+            let mut q = json!({"jsonrpc": "2.0", "id": qid, "method": method});
+            if let Some(p) = request.get("params") {
+                q["params"] = p.clone();
+            }
+            questions.push(encode(&q.to_string(), None));
+            waiting.push((key, rx));
+        }
+        Ok((questions, waiting))
+    }
+
+    /// The client's answers, by key, each within `upstream_timeout_secs`.
+    async fn answers(
+        &self,
+        waiting: Vec<(String, tokio::sync::oneshot::Receiver<Value>)>,
+    ) -> Result<Vec<(String, Value)>, String> {
+        let timeout = Duration::from_secs(self.cfg.upstream_timeout_secs.max(1));
+        let mut answers = Vec::new();
+        for (key, rx) in waiting {
+            let response = match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => return Err("the question was dropped".into()),
+                Err(_) => {
+                    return Err(format!(
+                        "the client did not answer within {} s",
+                        timeout.as_secs()
+                    ))
+                }
+            };
+            match response.get("result") {
+                Some(r) => answers.push((key, r.clone())),
+                None => {
+                    let why = response
+                        .pointer("/error/message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no result");
+                    return Err(format!("the client refused what it was asked: {why}"));
+                }
+            }
+        }
+        Ok(answers)
+    }
+
+    /// The request again, with the client's answers and the server's state.
+    fn retry_with(&self, asked: &Value, answers: Vec<(String, Value)>) -> Result<Bytes, String> {
+        let mut v: Value = serde_json::from_slice(&self.bytes).map_err(|e| e.to_string())?;
+        let params = v
+            .get_mut("params")
+            .and_then(Value::as_object_mut)
+            .ok_or("the request has no params")?;
+        params.insert(
+            "inputResponses".into(),
+            Value::Object(answers.into_iter().collect()),
+        );
+        match asked.pointer("/result/requestState") {
+            Some(state) => params.insert("requestState".into(), state.clone()),
+            None => params.remove("requestState"),
+        };
+        Ok(Bytes::from(v.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_is_told_by_its_request_state_only() {
+        let retry = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x","requestState":"toolgate-era:ab","inputResponses":{}}}"#;
+        assert!(is_retry(retry));
+        // The same text in the arguments is not a retry.
+        let args = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x","arguments":{"s":"toolgate-era:ab"}}}"#;
+        assert!(!is_retry(args));
+        let theirs = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x","requestState":"abc"}}"#;
+        assert!(!is_retry(theirs));
+    }
+}
