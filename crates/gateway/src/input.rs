@@ -347,10 +347,12 @@ pub struct LegacyRequest {
 /// What the server answered one round: the messages before the answer (already passed on)
 /// and the answer.
 enum Round {
-    /// The answer (JSON text).
+    /// A JSON answer.
     Answer(Vec<u8>),
+    /// An SSE answer: its events (notifications, then the answer).
+    Events(Events),
     /// toolgate's own error response (the server could not be reached or read): relayed as
-    /// it is, with the HTTP status.
+    /// it is.
     Failed(Response),
 }
 
@@ -364,22 +366,39 @@ impl LegacyRequest {
         let stream = async_stream::stream! {
             let mut bytes = self.bytes.clone();
             let mut rounds = 0;
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+            let id: Value = serde_json::from_str(&self.id_text).unwrap_or(Value::Null);
             loop {
-                let round = self.round(bytes.clone(), &tx).await;
-                while let Ok(b) = rx.try_recv() {
-                    if accepts_sse {
-                        yield Ok::<Bytes, std::io::Error>(b);
-                    }
-                }
-                let answer = match round {
+                let answer = match self.round(bytes.clone()).await {
                     Round::Failed(resp) => {
                         if rounds == 0 { hook.never_reached() } else { hook.lost(false) }
                         let body = axum::body::to_bytes(resp.into_body(), self.cfg.max_answer.saturating_add(4096)).await.unwrap_or_default();
-                        yield Ok(encode(&String::from_utf8_lossy(&body), None));
+                        yield Ok::<Bytes, std::io::Error>(encode(&String::from_utf8_lossy(&body), None));
                         break;
                     }
                     Round::Answer(a) => a,
+                    Round::Events(mut events) => {
+                        // Notifications (progress) go on as they come; then the answer.
+                        let mut answer = None;
+                        while let Some(ev) = events.next().await {
+                            let v: Option<Value> = serde_json::from_str(&ev.data).ok();
+                            match v {
+                                Some(v) if v.get("method").is_none() && v.get("id") == Some(&id) => {
+                                    answer = Some(ev.data.into_bytes());
+                                    break;
+                                }
+                                _ if accepts_sse => yield Ok(ev.raw),
+                                _ => {}
+                            }
+                        }
+                        match answer {
+                            Some(a) => a,
+                            None => {
+                                hook.lost(false);
+                                yield Ok(encode(&ended(&id), None));
+                                break;
+                            }
+                        }
+                    }
                 };
                 let asked = serde_json::from_slice::<Value>(&answer).ok().filter(|v| {
                     v.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required")
@@ -440,8 +459,8 @@ impl LegacyRequest {
         json_response(StatusCode::OK, data)
     }
 
-    /// Sends `bytes` upstream; notifications before the answer go to `tx`.
-    async fn round(&self, bytes: Bytes, tx: &tokio::sync::mpsc::UnboundedSender<Bytes>) -> Round {
+    /// Sends `bytes` upstream.
+    async fn round(&self, bytes: Bytes) -> Round {
         let resp = crate::relay::relay_request(
             &self.st,
             &self.cfg,
@@ -462,35 +481,22 @@ impl LegacyRequest {
             .headers()
             .get(header::CONTENT_TYPE)
             .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
-        if !sse {
-            let max = self.cfg.max_answer.saturating_add(4096);
-            return match axum::body::to_bytes(resp.into_body(), max).await {
-                Ok(b) => Round::Answer(b.to_vec()),
-                Err(e) => Round::Failed(json_response(
-                    StatusCode::BAD_GATEWAY,
-                    error_response(
-                        &self.id_text,
-                        error_codes::UPSTREAM_ERROR,
-                        &format!("the answer could not be read: {e}"),
-                        None,
-                    ),
-                )),
-            };
+        if sse {
+            return Round::Events(Events::new(resp.into_body(), self.cfg.max_answer));
         }
-        let id: Value = serde_json::from_str(&self.id_text).unwrap_or(Value::Null);
-        let mut events = Events::new(resp.into_body(), self.cfg.max_answer);
-        while let Some(ev) = events.next().await {
-            let v: Option<Value> = serde_json::from_str(&ev.data).ok();
-            match v {
-                Some(v) if v.get("method").is_none() && v.get("id") == Some(&id) => {
-                    return Round::Answer(ev.data.into_bytes())
-                }
-                _ => {
-                    let _ = tx.send(ev.raw);
-                }
-            }
+        let max = self.cfg.max_answer.saturating_add(4096);
+        match axum::body::to_bytes(resp.into_body(), max).await {
+            Ok(b) => Round::Answer(b.to_vec()),
+            Err(e) => Round::Failed(json_response(
+                StatusCode::BAD_GATEWAY,
+                error_response(
+                    &self.id_text,
+                    error_codes::UPSTREAM_ERROR,
+                    &format!("the answer could not be read: {e}"),
+                    None,
+                ),
+            )),
         }
-        Round::Failed(json_response(StatusCode::BAD_GATEWAY, ended(&id)))
     }
 
     /// The legacy requests that ask the client each of the server's `inputRequests`, and
