@@ -61,7 +61,7 @@ def test_modern_http_rules(gateways: Any, upstreams: Any) -> None:
     gw = gateways.new([http_server("rec", "p", upstream.url), demo_server("demo", "p")], {"p": POLICY})
     token = gw.grant("rec", "modern-rules")
     headers = dict(MCP_HEADERS, Authorization=f"Bearer {token}", **{"MCP-Protocol-Version": MODERN})
-    meta = {"_meta": {"io.modelcontextprotocol/protocolVersion": MODERN}}
+    meta = {"_meta": {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}}
     call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x"}} | meta}
 
     r = httpx.post(gw.url("rec"), json=call, headers=headers | {"Mcp-Method": "tools/list"}, timeout=30)
@@ -75,7 +75,8 @@ def test_modern_http_rules(gateways: Any, upstreams: Any) -> None:
     # A stdio server has no 2026-07-28 era: toolgate relays the request over a legacy session
     # of its own (test_era_translation.py); here the demo itself answers that it has no `echo`.
     demo_token = gw.grant("demo", "modern-demo")
-    r = httpx.post(gw.url("demo"), json=call, headers=headers | {"Authorization": f"Bearer {demo_token}"}, timeout=30)
+    demo_headers = headers | {"Authorization": f"Bearer {demo_token}", "Mcp-Method": "tools/call", "Mcp-Name": "echo"}
+    r = httpx.post(gw.url("demo"), json=call, headers=demo_headers, timeout=30)
     assert r.status_code == 200 and '"tool not found"' in r.text and '"id":3' in r.text, r.text
 
 
@@ -87,7 +88,8 @@ def test_a_modern_request_to_a_legacy_sse_upstream_goes_over_a_legacy_session(
     token = gw.grant("legacy", "modern-to-sse")
     headers = dict(MCP_HEADERS, Authorization=f"Bearer {token}", **{"MCP-Protocol-Version": MODERN})
     call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
-            "params": {"name": "echo", "arguments": {"text": "x"}, "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN}}}
+            "params": {"name": "echo", "arguments": {"text": "x"}, "_meta": {
+                "io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}}}
     r = httpx.post(gw.url("legacy"), json=call, headers=headers | {"Mcp-Method": "tools/call", "Mcp-Name": "echo"}, timeout=30)
     # toolgate holds a legacy session to the server and relays the request over it; the
     # result gets the `resultType` the 2026-07-28 era requires.

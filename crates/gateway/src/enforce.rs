@@ -151,6 +151,10 @@ pub enum Hook {
     /// the inner hook, then `"resultType": "complete"` put in a result that lacks it (that
     /// era's schema requires it).
     Complete(Box<Hook>),
+    /// As [`Hook::Complete`], for a result that era makes cacheable (`resources/read`):
+    /// also `"ttlMs": 0` and `"cacheScope": "private"` where the result has none (toolgate
+    /// cannot know whether it may be shared).
+    CompleteCacheable(Box<Hook>),
 }
 
 /// A forwarded `tools/call`: its reservations (given back if it never reached the tool)
@@ -426,6 +430,7 @@ impl std::fmt::Debug for Hook {
             Hook::Call(..) => write!(f, "Call"),
             Hook::FilterTools(..) => write!(f, "FilterTools"),
             Hook::Complete(h) => write!(f, "Complete({h:?})"),
+            Hook::CompleteCacheable(h) => write!(f, "CompleteCacheable({h:?})"),
         }
     }
 }
@@ -434,7 +439,7 @@ impl Hook {
     /// The hook a [`Hook::Complete`] wraps (itself otherwise).
     fn inner(&self) -> &Hook {
         match self {
-            Hook::Complete(h) => h.inner(),
+            Hook::Complete(h) | Hook::CompleteCacheable(h) => h.inner(),
             h => h,
         }
     }
@@ -475,18 +480,31 @@ impl Hook {
     pub async fn apply(&self, msg: &[u8]) -> Result<Option<String>, Unreadable> {
         match self {
             Hook::None => Ok(None),
-            Hook::Complete(inner) => {
+            Hook::Complete(inner) | Hook::CompleteCacheable(inner) => {
+                let cacheable = matches!(self, Hook::CompleteCacheable(_));
                 let rewritten = Box::pin(inner.apply(msg)).await?;
                 let mut v = match &rewritten {
                     Some(text) => parse_value(text.as_bytes())?,
                     None => parse_value(msg)?,
                 };
-                match v.get_mut("result") {
-                    Some(Value::Object(result)) if !result.contains_key("resultType") => {
-                        result.insert("resultType".into(), Value::String("complete".into()));
-                        Ok(Some(v.to_string()))
+                let mut changed = false;
+                if let Some(Value::Object(result)) = v.get_mut("result") {
+                    let mut put = |k: &str, value: Value| {
+                        if !result.contains_key(k) {
+                            result.insert(k.into(), value);
+                            changed = true;
+                        }
+                    };
+                    put("resultType", Value::String("complete".into()));
+                    if cacheable {
+                        put("ttlMs", Value::from(0));
+                        put("cacheScope", Value::String("private".into()));
                     }
-                    _ => Ok(rewritten),
+                }
+                if changed {
+                    Ok(Some(v.to_string()))
+                } else {
+                    Ok(rewritten)
                 }
             }
             // Inspection is CPU work proportional to the answer (about 15 µs per KiB): a

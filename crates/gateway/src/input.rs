@@ -45,6 +45,10 @@ pub fn is_retry(request: &[u8]) -> bool {
         })
 }
 
+/// How long toolgate waits, after a server's first request in a round, for more requests
+/// sent with it (all asked in the same `input_required` result).
+const GATHER: Duration = Duration::from_millis(50);
+
 /// The client capability a server-to-client request needs.
 fn capability(method: &str) -> Option<&'static str> {
     match method {
@@ -136,15 +140,43 @@ impl Answering {
         request: Value,
         agent: &Value,
     ) -> Result<String, Box<Parked>> {
-        let key = format!("toolgate-{}", call.asked.len() + 1);
-        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        // A server may ask several things at once (they are then all outstanding): what
+        // comes right after the first request is asked in the same round.
+        let mut requests = vec![request];
+        while let Ok(Some(ev)) = tokio::time::timeout(GATHER, call.events.next()).await {
+            let v: Option<Value> = serde_json::from_str(&ev.data).ok();
+            let asking = v.as_ref().is_some_and(|v| {
+                v.get("id").is_some()
+                    && v.get("method")
+                        .and_then(Value::as_str)
+                        .and_then(capability)
+                        .is_some_and(|c| call.caps.get(c).is_some_and(|x| !x.is_null()))
+            });
+            match v {
+                Some(v) if asking => requests.push(v),
+                _ => {
+                    call.events.unread(ev);
+                    break;
+                }
+            }
+        }
         let token =
             toolgate_store::grants::random_hex(16).unwrap_or_else(|_| self.members.next_id());
-        let asked = json!({
-            "method": request.get("method").cloned().unwrap_or(Value::Null),
-            "params": request.get("params").cloned().unwrap_or_else(|| json!({})),
-        });
-        call.asked = vec![(key.clone(), id.clone())];
+        let mut input_requests = serde_json::Map::new();
+        call.asked = Vec::new();
+        for (n, request) in requests.iter().enumerate() {
+            let key = format!("toolgate-{}", n + 1);
+            input_requests.insert(
+                key.clone(),
+                json!({
+                    "method": request.get("method").cloned().unwrap_or(Value::Null),
+                    "params": request.get("params").cloned().unwrap_or_else(|| json!({})),
+                }),
+            );
+            call.asked
+                .push((key, request.get("id").cloned().unwrap_or(Value::Null)));
+        }
+        let ids: Vec<Value> = call.asked.iter().map(|(_, id)| id.clone()).collect();
         match self
             .members
             .parked
@@ -155,14 +187,17 @@ impl Answering {
                 "id": agent,
                 "result": {
                     "resultType": "input_required",
-                    "inputRequests": {key: asked},
+                    "inputRequests": input_requests,
                     "requestState": format!("{STATE_PREFIX}{token}"),
                 }
             })
             .to_string()),
-            Some(call) => {
-                self.reply(json!({"jsonrpc": "2.0", "id": id, "error": {"code": error_codes::INTERNAL_ERROR, "message": "toolgate holds too many calls waiting for their clients' input; try again later"}}))
-                    .await;
+            Some(mut call) => {
+                call.asked.clear();
+                for id in ids {
+                    self.reply(json!({"jsonrpc": "2.0", "id": id, "error": {"code": error_codes::INTERNAL_ERROR, "message": "toolgate holds too many calls waiting for their clients' input; try again later"}}))
+                        .await;
+                }
                 Err(Box::new(call))
             }
         }

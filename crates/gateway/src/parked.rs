@@ -32,6 +32,11 @@ impl Events {
         }
     }
 
+    /// Puts `ev` back: the next [`Events::next`] gives it again.
+    pub fn unread(&mut self, ev: SseEvent) {
+        self.queue.push_front(ev);
+    }
+
     /// The next event; `None` when the stream ended or broke (what the relay beneath wrote
     /// for a broken stream has already come as an event).
     pub async fn next(&mut self) -> Option<SseEvent> {

@@ -190,6 +190,50 @@ fn result_message(id_text: &str, result: Value) -> String {
     json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
 }
 
+/// What a 2026-07-28 client declared it can be asked during a request (in its `_meta`),
+/// of what toolgate can ask it for a legacy server ([`crate::input`]): the pooled sessions
+/// are kept apart by it, each declaring exactly that upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientAsks {
+    /// `elicitation` declared.
+    pub elicitation: bool,
+    /// `sampling` declared.
+    pub sampling: bool,
+}
+
+impl ClientAsks {
+    /// From the client's declared capabilities.
+    pub fn of(caps: &Value) -> Self {
+        let has = |k: &str| caps.get(k).is_some_and(|v| !v.is_null());
+        ClientAsks {
+            elicitation: has("elicitation"),
+            sampling: has("sampling"),
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match (self.elicitation, self.sampling) {
+            (false, false) => "",
+            (true, false) => "_e",
+            (false, true) => "_s",
+            (true, true) => "_es",
+        }
+    }
+
+    /// The capabilities the legacy session declares. Never `roots`: legacy servers ask for
+    /// roots when a session opens, outside any call, where no client can be asked.
+    fn capabilities(self) -> Value {
+        let mut c = json!({});
+        if self.elicitation {
+            c["elicitation"] = json!({});
+        }
+        if self.sampling {
+            c["sampling"] = json!({});
+        }
+        c
+    }
+}
+
 /// The session a 2026-07-28 request (no session of its own) uses on a virtual server: one
 /// per grant, kept in the session table (so it is capped and reaped like any other), whose
 /// servers toolgate opens in the legacy era.
@@ -198,8 +242,10 @@ pub fn pooled(
     cfg: &Config,
     srv: &ServerConfig,
     grant: &Grant,
+    asks: ClientAsks,
 ) -> Result<Arc<Session>, String> {
-    let id = format!("tgv_{}_{}", srv.name, grant.id);
+    // One per set of capabilities declared: a server sees only what the client declared.
+    let id = format!("tgv_{}_{}{}", srv.name, grant.id, asks.suffix());
     // Looked up and made under one lock: two first requests never make two.
     let _one = st.pool_lock.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(s) = st.sessions.get(&id, &srv.name, &grant.id) {
@@ -218,7 +264,7 @@ pub fn pooled(
         // What toolgate can ask its 2026-07-28 clients for during a call (crate::input).
         // Not `roots`: legacy servers ask for roots when the session opens, outside any
         // call, where no client can be asked.
-        "capabilities": {"elicitation": {}, "sampling": {}},
+        "capabilities": asks.capabilities(),
         "clientInfo": {"name": format!("toolgate (for grant {})", grant.label), "version": env!("CARGO_PKG_VERSION")},
     });
     let s = Arc::new(Session::new(
@@ -581,12 +627,12 @@ impl Request<'_> {
     }
 
     /// The hook of an answer relayed from a member: a 2026-07-28 request's result gets its
-    /// `resultType`.
+    /// `resultType` (and a read resource, its cache hints).
     fn hook(&self) -> Hook {
-        if self.modern {
-            Hook::Complete(Box::new(Hook::None))
-        } else {
-            Hook::None
+        match (self.modern, self.method) {
+            (true, "resources/read") => Hook::CompleteCacheable(Box::new(Hook::None)),
+            (true, _) => Hook::Complete(Box::new(Hook::None)),
+            (false, _) => Hook::None,
         }
     }
 
@@ -627,6 +673,7 @@ impl Request<'_> {
                 "supportedVersions": ["2026-07-28"],
                 "capabilities": capabilities(),
                 "serverInfo": server_info(self.srv),
+                "_meta": {"io.modelcontextprotocol/serverInfo": server_info(self.srv)},
                 "instructions": instructions(self.srv),
                 "ttlMs": 0,
                 "cacheScope": "private",
@@ -645,6 +692,9 @@ impl Request<'_> {
                             if let Some(v) = m.initialized.get(key) {
                                 r[key] = v.clone();
                             }
+                        }
+                        if let Some(info) = m.initialized.get("serverInfo") {
+                            r["_meta"] = json!({"io.modelcontextprotocol/serverInfo": info});
                         }
                         self.reply(r)
                     }

@@ -195,7 +195,12 @@ pub(super) async fn post_mcp(
                 | Transport::Virtual { .. }
                 | Transport::Stdio { .. }
                 | Transport::Sse { .. } => {
-                    match crate::virtual_server::pooled(&st, &cfg, &srv, &grant) {
+                    // No server checks this era's envelope here: toolgate does.
+                    let caps = match check_translated(&headers, &env, &bytes, &id_text) {
+                        Ok(caps) => caps,
+                        Err(r) => return *r,
+                    };
+                    match crate::virtual_server::pooled(&st, &cfg, &srv, &grant, caps) {
                         Ok(s) => s,
                         Err(e) => {
                             return http_error(
@@ -492,19 +497,135 @@ fn check_modern_headers(
         )
         .for_id(id_text))
     };
+    // Header values are compared without their surrounding whitespace (RFC 9110 §5.5).
     if let Some(h) = headers.get(METHOD_HEADER) {
-        let h = h.to_str().unwrap_or("");
+        let h = h.to_str().unwrap_or("").trim();
         if h != env.method() {
             return mismatch("Mcp-Method", h, env.method());
         }
     }
     if let (Some(h), Some(name)) = (headers.get(NAME_HEADER), env.name.as_deref()) {
-        let h = h.to_str().unwrap_or("");
+        let h = h.to_str().unwrap_or("").trim();
         if h != name {
             return mismatch("Mcp-Name", h, name);
         }
     }
     Ok(())
+}
+
+/// The 2026-07-28 methods toolgate serves on the sessions it holds for servers without
+/// that era; any other method there is not found (HTTP 404, -32601), as that era says.
+const TRANSLATED_METHODS: [&str; 10] = [
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "completion/complete",
+    "subscriptions/listen",
+];
+
+/// The 2026-07-28 error for a protocol version a server does not serve.
+const UNSUPPORTED_VERSION: i64 = -32022;
+
+/// Checks a 2026-07-28 request that toolgate answers through a legacy session of its own
+/// (no upstream of that era sees it to check it): `_meta` carries the version and the
+/// client's capabilities (else HTTP 400, -32602); the `MCP-Protocol-Version` header is
+/// there and says the same (else 400, -32020); the version is 2026-07-28 (else 400,
+/// -32022 with the supported and requested versions); `Mcp-Method` is there, and
+/// `Mcp-Name` for a request that names its target (else 400, -32020); the method is one of
+/// that era's (else 404, -32601). Gives the [`crate::virtual_server::ClientAsks`] the
+/// client declared.
+fn check_translated(
+    headers: &HeaderMap,
+    env: &Envelope<'_>,
+    bytes: &[u8],
+    id_text: &str,
+) -> Result<crate::virtual_server::ClientAsks, Box<Response>> {
+    let reject = |status: StatusCode, code: i64, message: &str, data: Option<serde_json::Value>| {
+        Err(Box::new(json_response(
+            status,
+            error_response(id_text, code, message, data),
+        )))
+    };
+    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    let meta = v.pointer("/params/_meta");
+    let version = meta
+        .and_then(|m| m.get("io.modelcontextprotocol/protocolVersion"))
+        .and_then(serde_json::Value::as_str);
+    let caps = meta
+        .and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"))
+        .filter(|c| c.is_object());
+    let (Some(version), Some(caps)) = (version, caps) else {
+        if env.kind != Kind::Request {
+            return Ok(crate::virtual_server::ClientAsks::default());
+        }
+        return reject(
+            StatusCode::BAD_REQUEST,
+            error_codes::INVALID_PARAMS,
+            "a 2026-07-28 request needs `params._meta` with `io.modelcontextprotocol/protocolVersion` and `io.modelcontextprotocol/clientCapabilities`",
+            None,
+        );
+    };
+    let header = headers
+        .get(VERSION_HEADER)
+        .and_then(|h| h.to_str().ok())
+        .map(str::trim);
+    if header != Some(version) {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            error_codes::HEADER_MISMATCH,
+            &format!(
+                "the MCP-Protocol-Version header `{}` does not match the body's `{version}`",
+                header.unwrap_or("(none)")
+            ),
+            None,
+        );
+    }
+    if version != crate::era::MODERN {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            UNSUPPORTED_VERSION,
+            "Unsupported protocol version",
+            Some(serde_json::json!({"supported": [crate::era::MODERN], "requested": version})),
+        );
+    }
+    let asks = crate::virtual_server::ClientAsks::of(caps);
+    if env.kind != Kind::Request {
+        return Ok(asks);
+    }
+    let named = matches!(
+        env.method(),
+        "tools/call" | "prompts/get" | "resources/read"
+    );
+    for (header, needed) in [(METHOD_HEADER, true), (NAME_HEADER, named)] {
+        if needed && headers.get(header).is_none() {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                error_codes::HEADER_MISMATCH,
+                &format!(
+                    "a 2026-07-28 `{}` request needs the `{header}` header",
+                    env.method()
+                ),
+                None,
+            );
+        }
+    }
+    if !TRANSLATED_METHODS.contains(&env.method()) {
+        return reject(
+            StatusCode::NOT_FOUND,
+            error_codes::METHOD_NOT_FOUND,
+            &format!(
+                "Method not found: `{}` (not a method of the 2026-07-28 era)",
+                env.method()
+            ),
+            None,
+        );
+    }
+    Ok(asks)
 }
 
 async fn initialize(
