@@ -417,6 +417,31 @@ def start_everything_http(workdir: Path) -> Upstream:
     return Upstream("everything (streamableHttp)", proc, log, f"http://127.0.0.1:{port}/mcp")
 
 
+def start_everything_sse(workdir: Path) -> Upstream:
+    """`mcp-server-everything sse` (the legacy HTTP+SSE transport: GET `/sse`, POST
+    `/message`) on a free port; `url` is its `/sse` endpoint, for `sse_url`."""
+    port = free_port()
+    log = workdir / f"everything-sse-{port}.log"
+    env = dict(os.environ, PORT=str(port))
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(EVERYTHING_BIN), "sse"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env=env,
+            start_new_session=True,
+        )
+    pattern = re.compile(rf"running on port {port}\b")
+    try:
+        wait_for_line(log, pattern, proc, 20.0, "mcp-server-everything sse")
+    except AssertionError:
+        _terminate_group(proc)
+        raise
+    return Upstream("everything (sse)", proc, log, f"http://127.0.0.1:{port}/sse")
+
+
 def start_recording_server(workdir: Path, mode: str = "sse", notes: Path | None = None) -> Upstream:
     """The Python `MCPServer` upstream; mode `sse` (sessions, SSE answers), `json` (sessions,
     JSON answers), `stateless` (no sessions, JSON answers) or `legacy-sse` (the 2024-11-05
@@ -450,13 +475,16 @@ def start_recording_server(workdir: Path, mode: str = "sse", notes: Path | None 
     return upstream
 
 
-def start_conformance_server(workdir: Path) -> Upstream:
+def start_conformance_server(workdir: Path, legacy_only: bool = False) -> Upstream:
     """`upstreams/conformance_server.py`: the tools, resources and prompts of the conformance
-    suite's server scenarios (both eras), over Streamable HTTP on a free port."""
-    log = workdir / "conformance-server.log"
+    suite's server scenarios (both eras), over Streamable HTTP on a free port. With
+    `legacy_only`, the 2025-11-25 era only (`--legacy-only`: 2026-07-28 requests refused, the
+    `input_required` fixtures asking inside the call instead)."""
+    name = "conformance server (legacy only)" if legacy_only else "conformance server"
+    log = workdir / ("conformance-server-legacy-only.log" if legacy_only else "conformance-server.log")
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, str(CONFORMANCE_SERVER), "--port", "0"],
+            [sys.executable, str(CONFORMANCE_SERVER), "--port", "0", *(["--legacy-only"] if legacy_only else [])],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -465,11 +493,11 @@ def start_conformance_server(workdir: Path) -> Upstream:
         )
     pattern = re.compile(r"^conformance-server: listening on (http://\S+)$", re.M)
     try:
-        match = wait_for_line(log, pattern, proc, 30.0, "conformance server")
+        match = wait_for_line(log, pattern, proc, 30.0, name)
     except AssertionError:
-        Upstream("conformance server", proc, log, "").stop()
+        Upstream(name, proc, log, "").stop()
         raise
-    return Upstream("conformance server", proc, log, match.group(1))
+    return Upstream(name, proc, log, match.group(1))
 
 
 def recorded_requests(upstream: Upstream) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from helpers import (
     assert_allowed,
     assert_denied,
     demo_server,
+    everything_stdio_server,
     http_server,
     run,
     tool_names,
@@ -59,7 +60,8 @@ def test_a_modern_client_reaches_a_stdio_server(gateways: Any) -> None:
     # server/discover carries the demo's own identity and capabilities.
     headers = dict(MCP_HEADERS, Authorization=f"Bearer {token}", **{"MCP-Protocol-Version": MODERN})
     discover = {"jsonrpc": "2.0", "id": 1, "method": "server/discover",
-                "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": MODERN}}}
+                "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": MODERN,
+                                     "io.modelcontextprotocol/clientCapabilities": {}}}}
     r = httpx.post(gw.url("demo"), json=discover, headers=headers | {"Mcp-Method": "server/discover"}, timeout=30)
     assert r.status_code == 200, r.text
     result = r.json()["result"]
@@ -212,3 +214,139 @@ def test_a_legacy_client_reaches_a_server_that_serves_only_the_modern_era(gatewa
         h = r["headers"]
         assert h.get("mcp-protocol-version") == MODERN and "mcp-session-id" not in h, h
         assert h.get("mcp-name") in ("echo", "add"), h
+
+
+def test_a_legacy_servers_elicitation_reaches_a_modern_client_as_input_required(gateways: Any) -> None:
+    """server-everything over stdio asks `elicitation/create` during a call (a legacy
+    server-to-client request); a 2026-07-28 client has no stream for it, so toolgate answers
+    the call with `input_required`, parks the running call, and feeds the client's retry back
+    to the server. One call, one audit record."""
+    import mcp_types as types
+
+    gw = gateways.new([everything_stdio_server("ev", "p")], {"p": {"version": "1", "default": "allow"}})
+    token = gw.grant("ev", "modern-elicit")
+    asked: list[Any] = []
+
+    async def person(context: Any, params: Any) -> Any:
+        asked.append(params)
+        return types.ElicitResult(action="accept", content={"name": "Ada Lovelace", "check": True})
+
+    async def scenario() -> str:
+        async with modern_client(gw.url("ev"), token, MODERN, elicitation_callback=person) as client:
+            result = await client.call_tool("trigger-elicitation-request", {})
+            return assert_allowed(result)
+
+    text = run(scenario)
+    assert len(asked) == 1 and "name" in asked[0].requested_schema["properties"], asked
+    assert "- Name: Ada Lovelace" in text, text
+    calls = [r for r in gw.audit_records("--kind", "call") if r.get("method") == "tools/call"]
+    assert [(c["tool"], c["decision"]) for c in calls] == [("trigger-elicitation-request", "allow")], calls
+    outcomes = [r for r in gw.audit_records("--kind", "outcome") if r.get("call_seq") == calls[0]["seq"]]
+    assert [o.get("outcome") for o in outcomes] == ["ok"], outcomes
+
+
+def test_a_modern_servers_input_required_reaches_a_legacy_client_as_its_own_requests(
+    gateways: Any, upstreams: Any
+) -> None:
+    """A 2026-07-28-only server answers `input_required` (an elicitation, or a sampling
+    request); toolgate asks the legacy client on the call's stream with a legacy request,
+    sends the call again with the client's answer and the server's `requestState`, and
+    relays the final result: one call, judged and recorded once."""
+    import mcp_types as types
+    from helpers import mcp_client
+
+    upstream = upstreams.recording("modern-only")
+    gw = gateways.new([http_server("modern", "p", upstream.url)], {"p": {"version": "1", "default": "allow"}})
+    token = gw.grant("modern", "legacy-asked")
+    asked: list[str] = []
+
+    async def person(context: Any, params: Any) -> Any:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"name": "Grace"})
+
+    async def model(context: Any, params: Any) -> Any:
+        asked.append(params.messages[0].content.text)
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="Paris"), model="stub")
+
+    async def scenario() -> tuple[str, str]:
+        async with mcp_client(gw.url("modern"), token, elicitation_callback=person, sampling_callback=model) as c:
+            named = assert_allowed(await c.call_tool("ask_name", {}))
+            sampled = assert_allowed(await c.call_tool("ask_model", {}))
+            return named, sampled
+
+    async def without_capabilities() -> str:
+        async with mcp_client(gw.url("modern"), token) as c:
+            try:
+                result = await c.call_tool("ask_name", {})
+            except Exception as e:  # noqa: BLE001 (the SDK raises its own error type)
+                return str(e)
+            return f"not refused: {result}"
+
+    named, sampled = run(scenario)
+    assert "Hello, Grace!" in named and "The model said: Paris" in sampled, (named, sampled)
+    refused = run(without_capabilities)
+    assert "did not declare the `elicitation` capability" in refused, refused
+    assert asked == ["What is your name?", "What is the capital of France?"], asked
+    calls = [r for r in gw.audit_records("--kind", "call") if r.get("method") == "tools/call"]
+    assert [c["tool"] for c in calls] == ["ask_name", "ask_model", "ask_name"], calls
+    outcomes = [r.get("outcome") for r in gw.audit_records("--kind", "outcome")]
+    assert outcomes[:2] == ["ok", "ok"] and len(outcomes) == 3, outcomes
+
+
+def test_toolgate_state_is_bound_to_its_grant_and_a_missing_capability_is_refused_for_the_client(
+    gateways: Any,
+) -> None:
+    """Raw 2026-07-28 requests to server-everything over stdio: a `requestState` toolgate never
+    gave, or gave another grant, gets -32602 (the parked call stays for its own grant, whose
+    retry then completes it); a client that does not declare elicitation is never asked: the
+    server's request is refused on its behalf and the call ends without `input_required`."""
+    import json
+
+    gw = gateways.new([everything_stdio_server("ev", "p")], {"p": {"version": "1", "default": "allow"}})
+    alice, mallory = gw.grant("ev", "alice"), gw.grant("ev", "mallory")
+
+    def call(token: str, caps: dict[str, Any], extra: dict[str, Any] | None = None, rid: int = 1) -> dict[str, Any]:
+        params: dict[str, Any] = {"name": "trigger-elicitation-request", "arguments": {},
+                                  "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN,
+                                            "io.modelcontextprotocol/clientCapabilities": caps}}
+        params |= extra or {}
+        headers = dict(MCP_HEADERS, Authorization=f"Bearer {token}", **{
+            "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": "trigger-elicitation-request"})
+        body = {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": params}
+        r = httpx.post(gw.url("ev"), json=body, headers=headers, timeout=30)
+        assert r.status_code == 200, r.text
+        if r.headers["content-type"].startswith("text/event-stream"):
+            messages = [json.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data:") and line[5:].strip()]
+            answers = [m for m in messages if m.get("id") == rid and "method" not in m]
+            assert len(answers) == 1, messages
+            return answers[0]
+        return r.json()
+
+    asked = call(alice, {"elicitation": {}})
+    result = asked["result"]
+    assert result["resultType"] == "input_required", asked
+    state = result["requestState"]
+    assert state.startswith("toolgate-era:"), result
+    (key, request), = result["inputRequests"].items()
+    assert request["method"] == "elicitation/create" and "name" in request["params"]["requestedSchema"]["properties"]
+
+    forged = call(alice, {"elicitation": {}}, {"requestState": "toolgate-era:00000000", "inputResponses": {}}, rid=2)
+    assert forged["error"]["code"] == -32602 and "without `requestState`" in forged["error"]["message"], forged
+    stolen = call(mallory, {"elicitation": {}}, {"requestState": state, "inputResponses": {key: {"action": "decline"}}}, rid=3)
+    assert stolen["error"]["code"] == -32602, stolen
+
+    answer = {"action": "accept", "content": {"name": "Ada", "check": True}}
+    done = call(alice, {"elicitation": {}}, {"requestState": state, "inputResponses": {key: answer}}, rid=4)
+    assert done["result"]["resultType"] == "complete" and "Ada" in json.dumps(done["result"]["content"]), done
+    # Taken once: the same state again is unknown.
+    again = call(alice, {"elicitation": {}}, {"requestState": state, "inputResponses": {key: answer}}, rid=5)
+    assert again["error"]["code"] == -32602, again
+
+    # No elicitation declared: no input_required; the server got an error for its request.
+    plain = call(alice, {}, rid=6)
+    assert plain.get("result", {}).get("resultType") != "input_required", plain
+
+    calls = [r for r in gw.audit_records("--kind", "call") if r.get("method") == "tools/call"]
+    # Judged once per call: the first (asked, then completed by the retry) and the last.
+    assert [c["grant_label"] for c in calls] == ["alice", "alice"], calls

@@ -97,8 +97,10 @@ impl Answering {
             let Some(ev) = call.events.next().await else {
                 return Step::End;
             };
+            // Events without data (a legacy server's priming event, for resuming its
+            // stream) mean nothing to a 2026-07-28 client, which cannot resume one.
             if ev.data.is_empty() {
-                return Step::Pass(ev.raw);
+                continue;
             }
             let Ok(mut v) = serde_json::from_str::<Value>(&ev.data) else {
                 return Step::Pass(ev.raw);
@@ -211,7 +213,7 @@ impl Answering {
             loop {
                 match self.step(&mut call, &agent).await {
                     Step::Pass(_) => {}
-                    Step::Final(text) => return json_response(StatusCode::OK, text),
+                    Step::Final(text) => return final_json(text),
                     Step::Ask(request) => match self.park(call, request, &agent).await {
                         Ok(text) => return json_response(StatusCode::OK, text),
                         Err(back) => call = *back,
@@ -220,9 +222,21 @@ impl Answering {
                 }
             }
         }
+        // Nothing is sent before the first message: an answer that is only the result goes
+        // as JSON, with the HTTP status its error calls for.
+        let first = self.step(&mut call, &agent).await;
+        let first = match first {
+            Step::Final(text) => return final_json(text),
+            other => other,
+        };
         let stream = async_stream::stream! {
+            let mut pending = Some(first);
             loop {
-                match self.step(&mut call, &agent).await {
+                let step = match pending.take() {
+                    Some(s) => s,
+                    None => self.step(&mut call, &agent).await,
+                };
+                match step {
                     Step::Pass(raw) => yield Ok::<Bytes, std::io::Error>(raw),
                     Step::Final(text) => {
                         yield Ok(encode(&text, None));
@@ -245,6 +259,25 @@ impl Answering {
         sse_response(Body::from_stream(stream))
     }
 }
+
+/// The final answer as JSON; HTTP 400 for the 2026-07-28 error that says the client did
+/// not declare a capability the request needs (-32021), as that era's HTTP transport says.
+pub fn final_json(text: String) -> Response {
+    let missing_capability = memchr::memmem::find(text.as_bytes(), b"-32021").is_some()
+        && serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.pointer("/error/code").and_then(Value::as_i64))
+            == Some(MISSING_CAPABILITY);
+    let status = if missing_capability {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    json_response(status, text)
+}
+
+/// The 2026-07-28 error: the request needs a client capability the client did not declare.
+const MISSING_CAPABILITY: i64 = -32021;
 
 /// The error for a call whose server's answer ended without a result.
 fn ended(agent: &Value) -> String {

@@ -1312,7 +1312,26 @@ pub async fn relay(
             .await
             {
                 Ok(answered) => return answered,
-                Err(json) => json,
+                Err(json) => {
+                    // A JSON answer: under the agent's id, with the status its error calls for.
+                    let json = answer_as(json, &wire_text, id_text, cfg.max_answer).await;
+                    if !json.status().is_success() {
+                        return json;
+                    }
+                    let max = cfg.max_answer.saturating_add(4096);
+                    return match axum::body::to_bytes(json.into_body(), max).await {
+                        Ok(b) => crate::input::final_json(String::from_utf8_lossy(&b).into_owned()),
+                        Err(e) => json_response(
+                            StatusCode::BAD_GATEWAY,
+                            error_response(
+                                id_text,
+                                error_codes::UPSTREAM_ERROR,
+                                &format!("the answer could not be read: {e}"),
+                                None,
+                            ),
+                        ),
+                    };
+                }
             }
         }
         None => resp,
@@ -1433,30 +1452,54 @@ async fn member_streams(
                     header::ACCEPT,
                     HeaderValue::from_static("text/event-stream"),
                 );
-                let req = upstream_request(
-                    st,
-                    reqwest::Method::GET,
-                    url,
-                    &h,
-                    headers,
-                    session_id.as_deref(),
-                );
-                let Ok(resp) = req.send().await else { continue };
-                if !resp.status().is_success() {
-                    continue;
-                }
+                let (st, url, extra, sid) =
+                    (st.clone(), url.clone(), headers.clone(), session_id.clone());
                 let max = cfg.max_answer;
-                let body = resp.bytes_stream();
+                // Opened now (before the agent's stream starts, so nothing the server sends
+                // after that is missed), unless the server refuses it for now.
+                let first =
+                    upstream_request(&st, reqwest::Method::GET, &url, &h, &extra, sid.as_deref())
+                        .send()
+                        .await;
                 let s = async_stream::stream! {
-                    let mut parser = SseParser::with_limit(max);
-                    futures::pin_mut!(body);
-                    while let Some(Ok(chunk)) = body.next().await {
-                        let Ok(events) = parser.push(&chunk) else { break };
-                        for ev in events {
-                            if ev.data.is_empty() {
-                                continue;
+                    // A server allows one GET stream per session: while the one an earlier
+                    // listener left is still being closed, it answers 409; tried again for
+                    // up to 10 s (the stream ends with the agent's, stopping this too).
+                    let mut tries = 0;
+                    let mut first = Some(first);
+                    let resp = loop {
+                        let sent = match first.take() {
+                            Some(f) => f,
+                            None => upstream_request(&st, reqwest::Method::GET, &url, &h, &extra, sid.as_deref()).send().await,
+                        };
+                        match sent {
+                            Ok(r) if r.status() == StatusCode::CONFLICT && tries < 40 => {
+                                tries += 1;
+                                tokio::time::sleep(Duration::from_millis(250)).await;
                             }
-                            yield (server.clone(), Bytes::from(ev.data.into_bytes()));
+                            Ok(r) if r.status().is_success() => break Some(r),
+                            Ok(r) => {
+                                tracing::debug!(server = %server, status = %r.status(), "no GET stream from the server");
+                                break None;
+                            }
+                            Err(e) => {
+                                tracing::debug!(server = %server, "no GET stream from the server: {}", short_err(&e));
+                                break None;
+                            }
+                        }
+                    };
+                    if let Some(resp) = resp {
+                        let body = resp.bytes_stream();
+                        let mut parser = SseParser::with_limit(max);
+                        futures::pin_mut!(body);
+                        while let Some(Ok(chunk)) = body.next().await {
+                            let Ok(events) = parser.push(&chunk) else { break };
+                            for ev in events {
+                                if ev.data.is_empty() {
+                                    continue;
+                                }
+                                yield (server.clone(), Bytes::from(ev.data.into_bytes()));
+                            }
                         }
                     }
                 };

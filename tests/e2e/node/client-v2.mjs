@@ -10,11 +10,19 @@
 //   {"mode": "legacy" | "auto" | "2026-07-28",   era: the initialize handshake (default), the
 //                                                 server/discover probe, or pinned 2026-07-28
 //    "list": bool,
-//    "calls": [{"name", "arguments", "progress": bool}],
+//    "calls": [{"name", "arguments", "progress": bool,
+//               "cancelAfterMs": n,          abort the call after n ms (AbortSignal)
+//               "pauseAfterMs": n,           wait n ms after the call (the session stays open)
+//               "awaitNotification": {"method", "waitMs", "tries"}}],   after the call, wait
+//                                            up to waitMs for a new `method` notification;
+//                                            call again (at most `tries` calls in all) until one comes
 //    "prompts": [{"name", "arguments"}],
 //    "elicit": {...},     answer every elicitation/create with action "accept" and this content
 //    "sample": "text",    answer every sampling/createMessage with this text
 //    "roots": [{"uri", "name"}],   answer roots/list with these
+//    "notifications": ["notifications/tools/list_changed", ...],   count these notifications
+//    "listen": {"toolsListChanged": bool, ...},   in the 2026-07-28 era, open a
+//                                                 subscriptions/listen stream with this filter first
 //    "timeoutMs": n}
 // The client declares the elicitation, sampling and roots capabilities only when the script
 // gives the matching answer. In the 2026-07-28 era an `input_required` result is fulfilled by
@@ -23,6 +31,9 @@
 //   {"ok": true, "era", "protocolVersion", "sessionId", "serverVersion", "tools": [names] | null,
 //    "calls": [{"name", "result"} | {"name", "error": {"code", "message"}}, with "progress"],
 //    "prompts": [...same shape...], "handled": {"elicitation/create": n, ...},
+//    "notifications": {method: n}, "listen": {"honoredFilter"} | {"error"} (when asked),
+//    each call also with "elapsedMs" (and "attempts" with awaitNotification),
+//    "closingAtMs": the clock (ms since the epoch) when the client began to close,
 //    "http": [{"method", "rpc", "id", "mcpMethod", "mcpName", "protocolVersion", "sessionId",
 //              "status"}]}
 // A failure to connect prints {"ok": false, "error": {...}, "http": [...]} and exits 1.
@@ -106,6 +117,21 @@ if (capabilities.roots) {
   });
 }
 
+const notified = {};
+for (const method of script.notifications ?? []) {
+  notified[method] = 0;
+  client.setNotificationHandler(method, () => {
+    notified[method] += 1;
+  });
+}
+const waitForNotification = async (method, since, waitMs) => {
+  const deadline = Date.now() + waitMs;
+  while ((notified[method] ?? 0) <= since && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  return (notified[method] ?? 0) > since;
+};
+
 const out = { ok: true };
 try {
   await client.connect(transport, { timeout });
@@ -128,23 +154,56 @@ if (script.list) {
   }
 }
 
+let subscription = null;
+if (script.listen !== undefined) {
+  if (out.era === 'modern') {
+    try {
+      subscription = await client.listen(script.listen, { timeout });
+      out.listen = { honoredFilter: subscription.honoredFilter };
+    } catch (err) {
+      out.listen = { error: describeError(err) };
+    }
+  } else {
+    out.listen = { skipped: 'legacy era: notifications come on the GET stream' };
+  }
+}
+
 out.calls = [];
 for (const call of script.calls ?? []) {
   const entry = { name: call.name };
   const progress = [];
-  const options = { timeout };
-  if (call.progress) {
-    options.onprogress = (p) => progress.push(p);
+  const wanted = call.awaitNotification;
+  const tries = wanted ? (wanted.tries ?? 1) : 1;
+  const started = Date.now();
+  for (let attempt = 1; attempt <= tries; attempt++) {
+    const options = { timeout };
+    if (call.progress) {
+      options.onprogress = (p) => progress.push(p);
+    }
+    if (call.cancelAfterMs !== undefined) {
+      options.signal = AbortSignal.timeout(call.cancelAfterMs);
+    }
+    const since = wanted ? (notified[wanted.method] ?? 0) : 0;
+    delete entry.result;
+    delete entry.error;
+    try {
+      entry.result = await client.callTool({ name: call.name, arguments: call.arguments ?? {} }, options);
+    } catch (err) {
+      entry.error = describeError(err);
+    }
+    if (wanted) {
+      entry.attempts = attempt;
+      if (await waitForNotification(wanted.method, since, wanted.waitMs ?? 1000)) break;
+    }
   }
-  try {
-    entry.result = await client.callTool({ name: call.name, arguments: call.arguments ?? {} }, options);
-  } catch (err) {
-    entry.error = describeError(err);
-  }
+  entry.elapsedMs = Date.now() - started;
   if (call.progress) {
     entry.progress = progress;
   }
   out.calls.push(entry);
+  if (call.pauseAfterMs) {
+    await new Promise((resolve) => setTimeout(resolve, call.pauseAfterMs));
+  }
 }
 
 out.prompts = [];
@@ -159,6 +218,17 @@ for (const prompt of script.prompts ?? []) {
 }
 
 out.handled = handled;
+out.closingAtMs = Date.now();
+if (script.notifications !== undefined) {
+  out.notifications = notified;
+}
+if (subscription) {
+  try {
+    await subscription.close();
+  } catch (err) {
+    out.listen.closeError = describeError(err);
+  }
+}
 if (out.sessionId) {
   try {
     await transport.terminateSession();

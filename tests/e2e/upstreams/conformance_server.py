@@ -23,21 +23,36 @@ scenarios' requirements (`src/scenarios/server/*.ts`):
   (`Mcp-Param-Region`), the `input_required` tools `test_input_required_result_*` (elicitation,
   sampling, list_roots, request_state, multiple_inputs, multi_round, tampered_state,
   capabilities) and prompt `test_input_required_result_prompt`, `test_trigger_tool_change` and
-  `test_trigger_prompt_change` (list changes announced on `subscriptions/listen` streams);
+  `test_trigger_prompt_change` (list changes announced on `subscriptions/listen` streams, or
+  with `--legacy-only` on the session's GET stream);
 - `logging/setLevel`, `completion/complete`; DNS rebinding protection is the SDK's own
   (on by default for a loopback host); an in-memory event store, so that POST SSE streams
   are primed (for 2025-11-25 clients, as the SDK decides) and resumable with Last-Event-ID.
 
-    python conformance_server.py --port 0 [--host 127.0.0.1]
+    python conformance_server.py --port 0 [--host 127.0.0.1] [--legacy-only]
 
 With `--port 0` it picks a free port. Once it accepts connections it prints one line on
 stdout, `conformance-server: listening on http://HOST:PORT/mcp`, which the test waits for.
+
+`--legacy-only` serves the 2025-11-25 (legacy) era only, as a server on an SDK without the
+2026-07-28 era would: a request in that era is refused (`_LegacyOnly`: HTTP 400 and -32600
+for the `MCP-Protocol-Version: 2026-07-28` header, as mcp 1.x refuses a version it does not
+know; HTTP 404 and -32601 for `server/discover`, a method it does not have; a request that
+names the version only in `_meta` has no session and gets the SDK's own 400), and the
+`input_required` fixtures ask their questions the legacy way instead, as server-to-client
+requests inside the call (`_legacy_ask`), ending with the results the 2026-07-28 versions give
+after the retry. The trigger tools then announce `notifications/tools/list_changed` and
+`notifications/prompts/list_changed` on the session's GET stream, and `initialize` declares
+`listChanged` for tools and prompts (the SDK leaves it false in the legacy era by default).
+Capabilities are the session's, declared in `initialize`: `test_missing_capability` and
+`test_input_required_result_capabilities` judge those.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import json
 import socket
 import sys
@@ -46,26 +61,33 @@ from typing import Annotated, Any
 
 import anyio
 import uvicorn
+from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
 from mcp.types import (
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
     AudioContent,
     CallToolResult,
     Completion,
     CreateMessageRequest,
     CreateMessageRequestParams,
+    CreateMessageResult,
     ElicitRequest,
     ElicitRequestFormParams,
+    ElicitResult,
     EmbeddedResource,
     EmptyResult,
     ImageContent,
     InputRequest,
     InputRequiredResult,
     ListRootsRequest,
+    ListRootsResult,
     SamplingMessage,
     SetLevelRequestParams,
     SubscribeRequestParams,
@@ -74,6 +96,7 @@ from mcp.types import (
     UnsubscribeRequestParams,
 )
 from mcp.types.jsonrpc import JSONRPCMessage
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import Field
 
 # Logging, sampling and `resources/subscribe` are legacy-era features that mcp 2.3.0 marks
@@ -314,6 +337,46 @@ def _accepted(answer: Any, field: str) -> str:
     return str(content.get(field, "")) if isinstance(content, dict) else ""
 
 
+# With --legacy-only there is no `input_required`: a server of the legacy era asks what the
+# 2026-07-28 fixtures put in `inputRequests` as server-to-client requests inside the call,
+# waits for the client's answers and then ends with the result the 2026-07-28 fixture gives
+# after the retry. No `requestState` either: the call's state stays in the running call.
+LEGACY_ONLY = False
+
+_RESULT_TYPES: dict[str, Any] = {
+    "elicitation/create": ElicitResult,
+    "sampling/createMessage": CreateMessageResult,
+    "roots/list": ListRootsResult,
+}
+
+
+async def _legacy_ask(ctx: Context, request: InputRequest) -> Any:
+    """`request` sent to the client inside this call (legacy era); the client's result.
+
+    On the call's own response stream (`related_request_id`), where the SDK's `elicit_form`
+    and `create_message` send theirs; `ServerSession.list_roots()` takes no request id (it
+    would send on the session's GET stream), so all three go through `send_request`."""
+    metadata = ServerMessageMetadata(related_request_id=ctx.request_id)
+    return await ctx.session.send_request(request, _RESULT_TYPES[request.method], metadata=metadata)
+
+
+async def _legacy_ask_all(ctx: Context, requests: dict[str, InputRequest]) -> dict[str, Any]:
+    """Every request at once (several outstanding, as one `input_required` result asks
+    several things); the answers by key, without those the client refused with an error."""
+    answers: dict[str, Any] = {}
+
+    async def ask(key: str, request: InputRequest) -> None:
+        try:
+            answers[key] = await _legacy_ask(ctx, request)
+        except MCPError:
+            pass
+
+    async with anyio.create_task_group() as tg:
+        for key, request in requests.items():
+            tg.start_soon(ask, key, request)
+    return answers
+
+
 @server.tool(description="Needs the client's `sampling` capability: without it, error -32021 (SEP-2575).")
 async def test_missing_capability(ctx: Context) -> str:
     capabilities = ctx.client_capabilities
@@ -337,26 +400,26 @@ def test_x_mcp_header(
 
 @server.tool(description="Asks the user's name through an input_required result (key `user_name`).")
 async def test_input_required_result_elicitation(ctx: Context) -> str | InputRequiredResult:
-    answer = _answer(ctx, "user_name")
+    question = _ask("What is your name?", {"name": {"type": "string"}})
+    answer = await _legacy_ask(ctx, question) if LEGACY_ONLY else _answer(ctx, "user_name")
     if answer is None:
-        return InputRequiredResult(
-            input_requests={"user_name": _ask("What is your name?", {"name": {"type": "string"}})}
-        )
+        return InputRequiredResult(input_requests={"user_name": question})
     return f"Hello, {_accepted(answer, 'name')}!"
 
 
 @server.tool(description="Asks the client's LLM through an input_required result (key `capital_question`).")
 async def test_input_required_result_sampling(ctx: Context) -> str | InputRequiredResult:
-    answer = _answer(ctx, "capital_question")
+    question = _sample("What is the capital of France?", 100)
+    answer = await _legacy_ask(ctx, question) if LEGACY_ONLY else _answer(ctx, "capital_question")
     if answer is None:
-        return InputRequiredResult(input_requests={"capital_question": _sample("What is the capital of France?", 100)})
+        return InputRequiredResult(input_requests={"capital_question": question})
     content = getattr(answer, "content", None)
     return f"The model said: {getattr(content, 'text', '')}"
 
 
 @server.tool(description="Asks the client's roots through an input_required result (key `client_roots`).")
 async def test_input_required_result_list_roots(ctx: Context) -> str | InputRequiredResult:
-    answer = _answer(ctx, "client_roots")
+    answer = await _legacy_ask(ctx, ListRootsRequest()) if LEGACY_ONLY else _answer(ctx, "client_roots")
     if answer is None:
         return InputRequiredResult(input_requests={"client_roots": ListRootsRequest()})
     roots = [str(root.uri) for root in getattr(answer, "roots", [])]
@@ -365,31 +428,39 @@ async def test_input_required_result_list_roots(ctx: Context) -> str | InputRequ
 
 @server.tool(description="An input_required result with requestState, checked on the retry.")
 async def test_input_required_result_request_state(ctx: Context) -> str | InputRequiredResult:
-    if ctx.request_state != "awaiting-confirmation" or _answer(ctx, "confirm") is None:
-        return InputRequiredResult(
-            input_requests={"confirm": _ask("Please confirm", {"ok": {"type": "boolean"}})},
-            request_state="awaiting-confirmation",
-        )
+    question = _ask("Please confirm", {"ok": {"type": "boolean"}})
+    if LEGACY_ONLY:
+        # The state never leaves the call, so there is nothing to check (a gateway that turns
+        # this request into an `input_required` result checks the state it gave out).
+        await _legacy_ask(ctx, question)
+    elif ctx.request_state != "awaiting-confirmation" or _answer(ctx, "confirm") is None:
+        return InputRequiredResult(input_requests={"confirm": question}, request_state="awaiting-confirmation")
     return "state-ok: the echoed requestState was the one this server sent"
 
 
 @server.tool(description="One input_required result with an elicitation, a sampling and a roots request.")
 async def test_input_required_result_multiple_inputs(ctx: Context) -> str | InputRequiredResult:
-    keys = ("user_name", "greeting", "client_roots")
-    if ctx.request_state != "three-questions" or any(_answer(ctx, key) is None for key in keys):
-        return InputRequiredResult(
-            input_requests={
-                "user_name": _ask("What is your name?", {"name": {"type": "string"}}),
-                "greeting": _sample("Generate a greeting", 50),
-                "client_roots": ListRootsRequest(),
-            },
-            request_state="three-questions",
-        )
+    questions: dict[str, InputRequest] = {
+        "user_name": _ask("What is your name?", {"name": {"type": "string"}}),
+        "greeting": _sample("Generate a greeting", 50),
+        "client_roots": ListRootsRequest(),
+    }
+    if LEGACY_ONLY:
+        answers = await _legacy_ask_all(ctx, questions)
+        if missing := sorted(set(questions) - set(answers)):
+            raise ToolError(f"the client refused {', '.join(missing)}")
+        return f"All three answered; the name is {_accepted(answers['user_name'], 'name')}"
+    if ctx.request_state != "three-questions" or any(_answer(ctx, key) is None for key in questions):
+        return InputRequiredResult(input_requests=questions, request_state="three-questions")
     return f"All three answered; the name is {_accepted(_answer(ctx, 'user_name'), 'name')}"
 
 
 @server.tool(description="Two input_required rounds, each with its own requestState, then the result.")
 async def test_input_required_result_multi_round(ctx: Context) -> str | InputRequiredResult:
+    if LEGACY_ONLY:
+        step1 = await _legacy_ask(ctx, _ask("Step 1: What is your name?", {"name": {"type": "string"}}))
+        step2 = await _legacy_ask(ctx, _ask("Step 2: What is your favorite color?", {"color": {"type": "string"}}))
+        return f"{_accepted(step1, 'name')} likes {_accepted(step2, 'color')}"
     state = ctx.request_state or ""
     if state == "round-1" and _answer(ctx, "step1") is not None:
         name = _accepted(_answer(ctx, "step1"), "name")
@@ -408,6 +479,10 @@ async def test_input_required_result_multi_round(ctx: Context) -> str | InputReq
 
 @server.tool(description="Its requestState is sealed by the SDK; a tampered echo is refused.")
 async def test_input_required_result_tampered_state(ctx: Context) -> str | InputRequiredResult:
+    if LEGACY_ONLY:
+        # Nothing to tamper with here: the state stays in the call (see the request_state tool).
+        await _legacy_ask(ctx, _ask("Please confirm", {"ok": {"type": "boolean"}}))
+        return "state-ok: untampered"
     if ctx.request_state is None:
         return InputRequiredResult(
             input_requests={"confirm": _ask("Please confirm", {"ok": {"type": "boolean"}})},
@@ -418,14 +493,17 @@ async def test_input_required_result_tampered_state(ctx: Context) -> str | Input
 
 @server.tool(description="Asks only through the capabilities the request declares (sampling, elicitation).")
 async def test_input_required_result_capabilities(ctx: Context) -> str | InputRequiredResult:
+    # In the legacy era, the capabilities the client declared in `initialize`.
     capabilities = ctx.client_capabilities
-    if ctx.input_responses:
+    if ctx.input_responses and not LEGACY_ONLY:
         return "answered: " + ", ".join(sorted(ctx.input_responses))
     requests: dict[str, InputRequest] = {}
     if capabilities is not None and capabilities.sampling is not None:
         requests["sample"] = _sample("Say hello", 50)
     if capabilities is not None and capabilities.elicitation is not None:
         requests["ask"] = _ask("What is your name?", {"name": {"type": "string"}})
+    if LEGACY_ONLY:
+        return "answered: " + ", ".join(sorted(await _legacy_ask_all(ctx, requests)))
     return InputRequiredResult(input_requests=requests or None, request_state="capabilities-checked")
 
 
@@ -439,7 +517,10 @@ async def test_trigger_tool_change(ctx: Context) -> str:
         server.add_tool(_dynamic, name="test_dynamic_tool", description="Comes and goes.")
     else:
         server.remove_tool("test_dynamic_tool")
-    await ctx.notify_tools_changed()
+    if LEGACY_ONLY:
+        await ctx.session.send_tool_list_changed()  # on the session's GET stream
+    else:
+        await ctx.notify_tools_changed()
     return "tool list changed"
 
 
@@ -451,7 +532,10 @@ async def test_trigger_prompt_change(ctx: Context) -> str:
         server.remove_prompt("test_dynamic_prompt")
     else:
         server.add_prompt(Prompt.from_function(_dynamic, name="test_dynamic_prompt", description="Comes and goes."))
-    await ctx.notify_prompts_changed()
+    if LEGACY_ONLY:
+        await ctx.session.send_prompt_list_changed()
+    else:
+        await ctx.notify_prompts_changed()
     return "prompt list changed"
 
 
@@ -551,9 +635,9 @@ def test_prompt_with_image() -> list[UserMessage]:
 
 @server.prompt(description="Needs the user's context first: an input_required result (key `user_context`).")
 async def test_input_required_result_prompt(ctx: Context) -> list[UserMessage] | InputRequiredResult:
-    answer = _answer(ctx, "user_context")
+    question = _ask("What context should the prompt use?", {"context": {"type": "string"}})
+    answer = await _legacy_ask(ctx, question) if LEGACY_ONLY else _answer(ctx, "user_context")
     if answer is None:
-        question = _ask("What context should the prompt use?", {"context": {"type": "string"}})
         return InputRequiredResult(input_requests={"user_context": question})
     return [UserMessage(_text(f"Answer with this context in mind: {_accepted(answer, 'context')}"))]
 
@@ -594,11 +678,88 @@ class MemoryEventStore(EventStore):
         return stream_id
 
 
+# ---------------------------------------------------------------------------------------------
+# --legacy-only: the 2026-07-28 era refused at the door.
+
+
+async def _refuse(send: Any, status: int, request_id: Any, code: int, message: str) -> None:
+    body = json.dumps({"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _LegacyOnly:
+    """ASGI middleware: refuse what the SDK would serve in the 2026-07-28 era, the way a
+    server without that era does; everything else passes unchanged.
+
+    - `server/discover`: HTTP 404, -32601 (a method the legacy era does not have);
+    - an `MCP-Protocol-Version` header that is not a handshake version (2026-07-28), on any
+      HTTP method: HTTP 400, -32600, with mcp 1.x's "Unsupported protocol version" message
+      (mcp 2.3.0 routes such a request to its 2026-07-28 entry on the header alone);
+    - a request naming 2026-07-28 only in `params._meta` passes: without a session, the SDK's
+      legacy transport answers it with HTTP 400, -32600 "Missing session ID" itself.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        version = next(
+            (v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"mcp-protocol-version"), None
+        )
+        body = b""
+        request: Any = None
+        if scope.get("method") == "POST":
+            more = True
+            while more:
+                message = await receive()
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+            try:
+                request = json.loads(body)
+            except ValueError:
+                request = None
+        request_id = request.get("id") if isinstance(request, dict) else None
+        if isinstance(request, dict) and request.get("method") == "server/discover":
+            message = "Method not found: server/discover (this server speaks the 2025-11-25 era only)"
+            await _refuse(send, 404, request_id, METHOD_NOT_FOUND, message)
+            return
+        if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
+            supported = ", ".join(HANDSHAKE_PROTOCOL_VERSIONS)
+            message = f"Bad Request: Unsupported protocol version: {version}. Supported versions: {supported}"
+            await _refuse(send, 400, request_id, INVALID_REQUEST, message)
+            return
+        if scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 def main() -> None:
+    global LEGACY_ONLY
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--legacy-only", action="store_true", help="serve the 2025-11-25 era only (see above)")
     args = parser.parse_args()
+    LEGACY_ONLY = args.legacy_only
+    if LEGACY_ONLY:
+        # The legacy era's `listChanged` flags come from NotificationOptions (false by default):
+        # declared for the lists the trigger tools change.
+        announced = NotificationOptions(prompts_changed=True, tools_changed=True)
+        _lowlevel.create_initialization_options = functools.partial(_lowlevel.create_initialization_options, announced)
 
     # Bind first, so a port of 0 becomes a real one that we can print and uvicorn can use.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -609,7 +770,7 @@ def main() -> None:
     app = server.streamable_http_app(
         streamable_http_path="/mcp", host=args.host, event_store=MemoryEventStore(), retry_interval=500
     )
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    uv = uvicorn.Server(uvicorn.Config(_LegacyOnly(app) if LEGACY_ONLY else app, log_level="warning", lifespan="on"))
 
     async def announce_when_started() -> None:
         while not uv.started:

@@ -12,7 +12,14 @@ stdout, `recording-server: listening on http://HOST:PORT/mcp`, which the fixture
 names lower-cased, as received). `--notes FILE` is where the `note` tool writes each nonce it
 receives, on disk before it answers. `--modern-only` refuses `initialize` (HTTP 404 with
 -32601, as that era answers a removed method), so it serves only the 2026-07-28 era, as a server that dropped the legacy
-handshake would.
+handshake would. In that mode it also serves four tools for the era tests
+(tests/e2e/test_era_matrix.py): `ask_name` and `ask_model` (ask for input the 2026-07-28 way:
+an `input_required` result with an elicitation, or a sampling, request under the key `answer`
+and a `requestState`; the retry with `inputResponses` gets the final result), `change_tools` (adds or
+removes the tool `dynamic_tool` and announces `notifications/tools/list_changed` on
+`subscriptions/listen` streams) and `wait_for_cancel` (waits, and prints
+`recording-server: cancelled NONCE` when its request is cancelled, `... finished NONCE` when
+it ran to the end).
 """
 
 from __future__ import annotations
@@ -29,6 +36,15 @@ from typing import Any
 import anyio
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import (
+    CreateMessageRequest,
+    CreateMessageRequestParams,
+    ElicitRequest,
+    ElicitRequestFormParams,
+    InputRequiredResult,
+    SamplingMessage,
+    TextContent,
+)
 
 server = MCPServer(
     name="toolgate-e2e-recording",
@@ -99,6 +115,83 @@ def seen_headers(ctx: Context) -> dict[str, Any]:
     """The HTTP headers of the request that called this tool (names lower-cased)."""
     headers = ctx.headers
     return {"headers": {k.lower(): v for k, v in headers.items()} if headers is not None else None}
+
+
+# The tools of `--modern-only` (registered by main() in that mode only, so the other modes
+# list what they always did).
+
+NEEDS_INPUT_STATE = "recording-server-asked"
+
+
+def _needs_input(kind: str, ctx: Context) -> str | InputRequiredResult:
+    """Ask for input the 2026-07-28 way: an `input_required` result with one request under the
+    key `answer` (`kind` "elicitation": a form asking a name; "sampling": a question for the
+    client's model) and a `requestState`. The retry carrying the answer and that state gets
+    "Hello, NAME!" or "The model said: TEXT"."""
+    answer = (ctx.input_responses or {}).get("answer")
+    if answer is None or ctx.request_state != f"{NEEDS_INPUT_STATE}:{kind}":
+        if kind == "sampling":
+            question = TextContent(type="text", text="What is the capital of France?")
+            message = SamplingMessage(role="user", content=question)
+            request: ElicitRequest | CreateMessageRequest = CreateMessageRequest(
+                params=CreateMessageRequestParams(messages=[message], max_tokens=50)
+            )
+        else:
+            schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+            form = ElicitRequestFormParams(message="What is your name?", requested_schema=schema)
+            request = ElicitRequest(params=form)
+        return InputRequiredResult(input_requests={"answer": request}, request_state=f"{NEEDS_INPUT_STATE}:{kind}")
+    if kind == "sampling":
+        return f"The model said: {getattr(getattr(answer, 'content', None), 'text', '')}"
+    content = getattr(answer, "content", None) or {}
+    return f"Hello, {content.get('name', '') if isinstance(content, dict) else ''}!"
+
+
+async def ask_name(ctx: Context) -> str | InputRequiredResult:
+    """Ask the user's name (elicitation) through an `input_required` result; "Hello, NAME!"."""
+    return _needs_input("elicitation", ctx)
+
+
+async def ask_model(ctx: Context) -> str | InputRequiredResult:
+    """Ask the client's model (sampling) through an `input_required` result; "The model said: TEXT"."""
+    return _needs_input("sampling", ctx)
+
+
+def dynamic_tool() -> str:
+    """Comes and goes with `change_tools`."""
+    return "dynamic"
+
+
+async def change_tools(ctx: Context) -> str:
+    """Add the tool `dynamic_tool`, or remove it if it is there, and announce
+    `notifications/tools/list_changed` (on `subscriptions/listen` streams)."""
+    if server._tool_manager.get_tool("dynamic_tool") is None:  # noqa: SLF001 (no public lookup)
+        server.add_tool(dynamic_tool, name="dynamic_tool")
+        change = "added"
+    else:
+        server.remove_tool("dynamic_tool")
+        change = "removed"
+    await ctx.notify_tools_changed()
+    return f"tool list changed: dynamic_tool {change}"
+
+
+async def wait_for_cancel(nonce: str, seconds: float = 10.0) -> str:
+    """Wait `seconds`; print `recording-server: cancelled NONCE` on stdout if the request is
+    cancelled first (the client went away), `recording-server: finished NONCE` otherwise."""
+    try:
+        await anyio.sleep(seconds)
+    except anyio.get_cancelled_exc_class():
+        print(f"recording-server: cancelled {nonce}", flush=True)
+        raise
+    print(f"recording-server: finished {nonce}", flush=True)
+    return f"waited {seconds} s"
+
+
+def _add_modern_only_tools() -> None:
+    server.add_tool(ask_name)
+    server.add_tool(ask_model)
+    server.add_tool(change_tools)
+    server.add_tool(wait_for_cancel)
 
 
 class _RecordHeaders:
@@ -187,6 +280,8 @@ def main() -> None:
     sock.bind((args.host, args.port))
     host, port = sock.getsockname()[:2]
 
+    if args.modern_only:
+        _add_modern_only_tools()
     if args.legacy_sse:
         app = server.sse_app(host=args.host)
         path = "/sse"

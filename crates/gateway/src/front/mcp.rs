@@ -165,6 +165,19 @@ pub(super) async fn post_mcp(
         );
     }
     if env.method() == "initialize" && env.kind == Kind::Request {
+        // `initialize` in the 2026-07-28 era, where it is removed: a server of that era says
+        // so itself; for one toolgate translates, toolgate does (404, -32601).
+        if env.era() == Era::Modern {
+            let translated = match &srv.transport {
+                Transport::Http { .. } => crate::era::speaks_modern(&st, &srv).await == Some(false),
+                Transport::Stdio { .. } | Transport::Sse { .. } | Transport::Virtual { .. } => true,
+            };
+            if translated {
+                if let Err(r) = check_translated(&headers, &env, &bytes, &id_text) {
+                    return *r;
+                }
+            }
+        }
         if st.audit.is_some() {
             let r =
                 trail::request_record(&cfg, &srv, &grant, "", "initialize", &id_text, bytes.len());
