@@ -629,50 +629,10 @@ RUNNERS: dict[str, dict[str, Callable[[Cell], None]]] = {
 }
 
 
-# Cells of the matrix toolgate does not serve yet (README "Protocol eras", issue 20's note):
-# marked strict, so a cell that starts passing fails the run until its mark is taken off.
-CANCEL_NOT_BUILT = (
-    "not built: toolgate relays a legacy client's notifications/cancelled but keeps the call open"
-    " until the session ends, so the outcome `abandoned` is recorded late (or not within the wait)"
-)
-NOT_BUILT = {
-    ("py-legacy", "ev-stdio", "cancel"): CANCEL_NOT_BUILT,
-    ("py-legacy", "ev-sse", "cancel"): CANCEL_NOT_BUILT,
-    ("py-legacy", "ev-http", "cancel"): CANCEL_NOT_BUILT,
-    ("ts-legacy", "ev-stdio", "cancel"): CANCEL_NOT_BUILT,
-    ("ts-legacy", "ev-sse", "cancel"): CANCEL_NOT_BUILT,
-    ("ts-legacy", "ev-http", "cancel"): CANCEL_NOT_BUILT,
-    ("py-legacy", "modern", "cancel"): (
-        "not built: a legacy client's notifications/cancelled is not turned into closing the request"
-        " to a 2026-07-28-only server (that era's cancellation); the call runs to its end"
-    ),
-    ("ts-legacy", "modern", "cancel"): (
-        "not built: a legacy client's notifications/cancelled is not turned into closing the request"
-        " to a 2026-07-28-only server (that era's cancellation); the call runs to its end"
-    ),
-    ("py-legacy", "modern", "list_changed"): (
-        "not built: a legacy client's GET stream is not translated into subscriptions/listen on a"
-        " 2026-07-28-only server (the server's 405 is relayed), so list changes do not reach it"
-    ),
-    ("ts-legacy", "modern", "list_changed"): (
-        "not built: a legacy client's GET stream is not translated into subscriptions/listen on a"
-        " 2026-07-28-only server (the server's 405 is relayed), so list changes do not reach it"
-    ),
-}
-
-
 @pytest.mark.parametrize(
     ("client", "server", "scenario"),
     [
-        pytest.param(
-            client,
-            server,
-            scenario,
-            id=f"{client}-{server}-{scenario}",
-            marks=[pytest.mark.xfail(strict=True, reason=NOT_BUILT[(client, server, scenario)])]
-            if (client, server, scenario) in NOT_BUILT
-            else [],
-        )
+        pytest.param(client, server, scenario, id=f"{client}-{server}-{scenario}")
         for client, server, scenario in itertools.product(CLIENTS, TARGETS, SCENARIOS)
     ],
 )

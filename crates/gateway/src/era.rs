@@ -222,3 +222,78 @@ pub fn as_modern(bytes: &[u8], headers: &HeaderMap, caps: &Value) -> Option<(Byt
     }
     Some((Bytes::from(v.to_string()), h))
 }
+
+/// A legacy client's GET stream on its session over a server that serves only the
+/// 2026-07-28 era: that era's `subscriptions/listen` (every list change the client can
+/// take), whose notifications are relayed as the stream's messages (its acknowledgement is
+/// toolgate's business, not the client's). Lasts until either side leaves.
+pub async fn listen_for_legacy(
+    st: &AppState,
+    srv: &ServerConfig,
+    caps: &Value,
+    max: usize,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Transport::Http { url, headers } = &srv.transport else {
+        return axum::http::StatusCode::METHOD_NOT_ALLOWED.into_response();
+    };
+    let request = json!({
+        "jsonrpc": "2.0",
+        "id": "toolgate-listen",
+        "method": "subscriptions/listen",
+        "params": {"notifications": {
+            "toolsListChanged": true,
+            "promptsListChanged": true,
+            "resourcesListChanged": true,
+        }},
+    });
+    let Some((bytes, h)) = as_modern(request.to_string().as_bytes(), &own_headers(None), caps)
+    else {
+        return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let sent = upstream_request(st, reqwest::Method::POST, url, &h, headers, None)
+        .body(bytes)
+        .send()
+        .await;
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            return crate::respond::http_error(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "null",
+                toolgate_protocol::error_codes::UPSTREAM_ERROR,
+                &format!("upstream `{}`: {}", srv.name, crate::relay::short_err(&e)),
+            )
+        }
+    };
+    let sse = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
+    if !resp.status().is_success() || !sse {
+        let status = resp.status();
+        tracing::info!(server = %srv.name, status = %status, "no subscriptions/listen stream for a legacy client's GET");
+        return axum::http::StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let body = resp.bytes_stream();
+    let stream = async_stream::stream! {
+        use futures::StreamExt;
+        let mut parser = toolgate_protocol::sse::SseParser::with_limit(max);
+        futures::pin_mut!(body);
+        while let Some(Ok(chunk)) = body.next().await {
+            let Ok(events) = parser.push(&chunk) else { break };
+            for ev in events {
+                let v: Option<Value> = serde_json::from_str(&ev.data).ok();
+                let Some(v) = v else { continue };
+                // Only notifications: the acknowledgement and any answer stay here.
+                match v.get("method").and_then(Value::as_str) {
+                    Some(m) if m != "notifications/subscriptions/acknowledged" && v.get("id").is_none() => {
+                        yield Ok::<Bytes, std::io::Error>(toolgate_protocol::sse::encode(&ev.data, None));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    };
+    crate::respond::sse_response(axum::body::Body::from_stream(stream))
+}

@@ -51,6 +51,9 @@ pub struct Session {
     /// Questions toolgate asked this session's client (approvals through elicitation), by
     /// the JSON-RPC id of the request: the held call waiting for the answer.
     asks: Mutex<HashMap<String, tokio::sync::oneshot::Sender<serde_json::Value>>>,
+    /// Requests in flight the client can cancel (`notifications/cancelled`), by id (raw
+    /// JSON text): a generation, and the signal that ends the request's answer.
+    cancels: Mutex<HashMap<String, (u64, tokio::sync::watch::Sender<bool>)>>,
     /// Tools the client allowed for the rest of this session (`session_scope`), with the
     /// policy version that asked and the approval that allowed them.
     allowed: Mutex<HashMap<String, (Option<String>, toolgate_store::Approval)>>,
@@ -62,6 +65,37 @@ pub struct Session {
     /// ([`crate::era::legacy_over_modern`]): the client's capabilities, sent in each
     /// request's `_meta`.
     pub modern_upstream: Option<Value>,
+}
+
+/// The most requests of one session the client can cancel at once (a bound: each holds a
+/// signal); later ones run uncancellable (the cancellation is still relayed upstream).
+pub const MAX_CANCELLABLE: usize = 1024;
+
+/// A request the client may cancel: `rx` turns true when it does. Dropping it forgets the
+/// request.
+#[derive(Debug)]
+pub struct Cancellable {
+    /// Turns true when the client cancels the request.
+    pub rx: tokio::sync::watch::Receiver<bool>,
+    session: Arc<Session>,
+    id: String,
+    generation: u64,
+}
+
+impl Drop for Cancellable {
+    fn drop(&mut self) {
+        let mut cancels = self
+            .session
+            .cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if cancels
+            .get(&self.id)
+            .is_some_and(|(g, _)| *g == self.generation)
+        {
+            cancels.remove(&self.id);
+        }
+    }
 }
 
 /// Marks a session in use (a request in flight, a stream open) while alive: a session in
@@ -88,6 +122,7 @@ impl Session {
             uses: AtomicUsize::new(0),
             in_use: Arc::new(AtomicUsize::new(0)),
             asks: Mutex::default(),
+            cancels: Mutex::default(),
             allowed: Mutex::default(),
             member_of: None,
             modern_upstream: None,
@@ -110,6 +145,32 @@ impl Session {
         let (tx, rx) = tokio::sync::oneshot::channel();
         asks.insert(id.to_string(), tx);
         Some(rx)
+    }
+
+    /// Makes request `id` (raw JSON text) cancellable by the client until the returned guard
+    /// is dropped; `None` when [`MAX_CANCELLABLE`] requests of this session already are.
+    pub fn cancellable(self: &Arc<Self>, id: &str) -> Option<Cancellable> {
+        static GENERATION: AtomicUsize = AtomicUsize::new(0);
+        let generation = GENERATION.fetch_add(1, Ordering::Relaxed) as u64;
+        let mut cancels = self.cancels.lock().unwrap_or_else(|e| e.into_inner());
+        if cancels.len() >= MAX_CANCELLABLE {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        cancels.insert(id.to_string(), (generation, tx));
+        Some(Cancellable {
+            rx,
+            session: self.clone(),
+            id: id.to_string(),
+            generation,
+        })
+    }
+
+    /// The client cancelled request `id` (raw JSON text): its answer ends now. False when no
+    /// such request is in flight.
+    pub fn cancel(&self, id: &str) -> bool {
+        let cancels = self.cancels.lock().unwrap_or_else(|e| e.into_inner());
+        cancels.get(id).is_some_and(|(_, tx)| tx.send(true).is_ok())
     }
 
     /// Delivers the client's response to toolgate's request `id`; false when toolgate
@@ -663,6 +724,22 @@ mod tests {
             grant.into(),
             UpstreamSession::Http { session_id: None },
         ))
+    }
+
+    #[test]
+    fn a_cancelled_request_is_signalled_once_and_forgotten_when_done() {
+        let s = http("tgs_c", "srv", "g");
+        let first = s.cancellable("1").unwrap();
+        assert!(!*first.rx.borrow());
+        // The same id again (a client reusing it): the newer request is the one cancelled,
+        // and the older one's end does not forget it.
+        let second = s.cancellable("1").unwrap();
+        drop(first);
+        assert!(s.cancel("1"));
+        assert!(*second.rx.borrow());
+        drop(second);
+        assert!(!s.cancel("1"), "forgotten once its answer ended");
+        assert!(!s.cancel("2"), "never in flight");
     }
 
     const CAPS: Caps = Caps {

@@ -247,8 +247,21 @@ pub(super) async fn post_mcp(
             return StatusCode::ACCEPTED.into_response();
         }
     }
+    // The client cancelled a request of this session: its answer ends now (the call's
+    // outcome is recorded as abandoned); the notification still goes upstream.
+    if env.kind == Kind::Notification && env.method() == "notifications/cancelled" {
+        let cancelled = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.pointer("/params/requestId").map(|id| id.to_string()));
+        if let Some(id) = cancelled {
+            if session.cancel(&id) {
+                tracing::info!(session = %session.id, request = %id, "the client cancelled a request");
+            }
+        }
+    }
     // A legacy client's session over a 2026-07-28-only server: its requests go in that
-    // era; it has no notifications or responses to send such a server.
+    // era; it has no notifications or responses to send such a server (a cancellation
+    // closes the request, above).
     let (bytes, headers) = match &session.modern_upstream {
         Some(_) if env.kind != Kind::Request => return StatusCode::ACCEPTED.into_response(),
         Some(caps) => match crate::era::as_modern(&bytes, &headers, caps) {
@@ -266,6 +279,11 @@ pub(super) async fn post_mcp(
     };
     // In use until its answer ends: never closed to make room for another session.
     let in_use = session.enter();
+    // A legacy client's request can be cancelled (`notifications/cancelled`) until its
+    // answer ends.
+    let cancel = (env.kind == Kind::Request && env.era() != Era::Modern && id_text != "null")
+        .then(|| session.cancellable(&id_text))
+        .flatten();
     let is_virtual = matches!(session.upstream, UpstreamSession::Virtual(_));
     // The retry of a 2026-07-28 request whose legacy server asked the client something
     // (toolgate's `requestState`): the same call, judged already, goes on (crate::input).
@@ -310,7 +328,7 @@ pub(super) async fn post_mcp(
             let era = |m: bool| if m { crate::era::MODERN } else { "legacy" }.to_string();
             r.client_era = Some(era(modern));
             r.upstream_era = Some(era(
-                (modern && !is_virtual) || session.modern_upstream.is_some(),
+                (modern && !is_virtual) || session.modern_upstream.is_some()
             ));
             r
         });
@@ -352,7 +370,12 @@ pub(super) async fn post_mcp(
                     Err(e) => {
                         return json_response(
                             StatusCode::OK,
-                            error_response(&id_text, error_codes::INVALID_PARAMS, &e.to_string(), None),
+                            error_response(
+                                &id_text,
+                                error_codes::INVALID_PARAMS,
+                                &e.to_string(),
+                                None,
+                            ),
                         )
                     }
                 };
@@ -390,7 +413,10 @@ pub(super) async fn post_mcp(
                     // tool is (-32602) and recorded as a denial.
                     let mut d = toolgate_policy::Decision::denied(
                         "(unknown tool)",
-                        &format!("virtual server `{}` exposes no tool named `{}`", srv.name, ctx.tool),
+                        &format!(
+                            "virtual server `{}` exposes no tool named `{}`",
+                            srv.name, ctx.tool
+                        ),
                     );
                     d.hidden = true;
                     return ctx.deny(crate::enforce::denial_message(&id_text, &d), &d, None);
@@ -453,9 +479,62 @@ pub(super) async fn post_mcp(
             hook,
         )
         .await
-    }
-    .await;
+    };
+    let response = match &cancel {
+        Some(c) => {
+            tokio::select! {
+                r = response => r,
+                _ = cancelled(c.rx.clone()) => cancelled_answer(&id_text),
+            }
+        }
+        None => response.await,
+    };
+    let response = match cancel {
+        Some(c) => end_when_cancelled(response, c),
+        None => response,
+    };
     keep_until_body_ends(response, in_use)
+}
+
+/// Resolves when the client cancels (never, if the request stops being cancellable).
+async fn cancelled(mut rx: tokio::sync::watch::Receiver<bool>) {
+    if rx.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The answer to a request the client cancelled before any answer began (the client
+/// ignores it; HTTP needs one).
+fn cancelled_answer(id_text: &str) -> Response {
+    json_response(
+        StatusCode::OK,
+        error_response(
+            id_text,
+            error_codes::INTERNAL_ERROR,
+            "the client cancelled this request",
+            None,
+        ),
+    )
+}
+
+/// A streamed answer that ends when the client cancels its request (what comes after is
+/// dropped, and with it the upstream's answer: the call is recorded as abandoned).
+fn end_when_cancelled(response: Response, cancel: crate::session::Cancellable) -> Response {
+    let streams = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
+    if !streams {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let ended = Box::pin(cancelled(cancel.rx.clone()));
+    let stream = body.into_data_stream().take_until(ended).map(move |chunk| {
+        // Held until the stream ends: the request stays cancellable while it streams.
+        let _ = &cancel;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
 }
 
 /// Holds `guard` until the response's body has been sent (or dropped).
@@ -850,6 +929,11 @@ async fn get_stream(
                 }
             };
             sse_response(Body::from_stream(stream))
+        }
+        // A session over a 2026-07-28-only server: that era's listen stands in.
+        UpstreamSession::Http { .. } if session.modern_upstream.is_some() => {
+            let caps = session.modern_upstream.clone().unwrap_or_default();
+            crate::era::listen_for_legacy(st, srv, &caps, st.config().max_answer).await
         }
         UpstreamSession::Http { session_id } => {
             let Some((url, extra)) = http_parts(srv) else {
