@@ -365,12 +365,6 @@ LEGACY_UPSTREAM_KNOWN_DIFFERENCES: dict[str, str] = {
         "(a WARNING check, SHOULD) as for the tools check above: the listen's upstream GET is refused (409)"
         " while the previous listen's is still open"
     ),
-    "http-custom-header-server-validation": (
-        "not built: toolgate does not check `Mcp-Param-*` headers against the `x-mcp-header` annotations of"
-        " a translated server's tool schemas (a legacy server cannot, and toolgate would have to look up the"
-        " tool's pinned schema on every call); the checks that need a missing, malformed or mismatched"
-        " header refused with 400/-32020 fail; the headers are forwarded as they are"
-    ),
 }
 
 

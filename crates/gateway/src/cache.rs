@@ -20,8 +20,9 @@ use toolgate_store::Grant;
 pub enum ToolSchema {
     /// No pinned definition of the tool yet.
     Unknown,
-    /// The pinned `inputSchema`, compiled.
-    Compiled(ArgsSchema),
+    /// The pinned `inputSchema`, compiled, and the arguments it sends in headers
+    /// (`x-mcp-header`: the property and the header's name after `Mcp-Param-`).
+    Compiled(ArgsSchema, Vec<(String, String)>),
     /// The pinned `inputSchema` does not compile.
     Invalid(Violation),
 }

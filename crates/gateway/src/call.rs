@@ -75,6 +75,9 @@ impl CallCtx {
         } else {
             self.cfg.clone()
         };
+        if !approval_granted {
+            self.check_param_headers().await?;
+        }
         if approval_granted {
             // The call may have waited minutes: cached pin checks are trusted only for the
             // store's version as it is now.
@@ -201,6 +204,57 @@ impl CallCtx {
     async fn schema_violation(&self) -> Result<Option<String>, Box<GatewayError>> {
         use crate::cache::ToolSchema;
         let (pin_server, pin_tool, pinning) = self.pin_target(&self.cfg);
+        let schema = self.tool_schema().await?;
+        Ok(match schema.as_ref() {
+            ToolSchema::Compiled(c, _) => c.check(&self.args).err().map(|v| v.to_string()),
+            ToolSchema::Invalid(v) => Some(v.to_string()),
+            ToolSchema::Unknown => Some(format!(
+                "toolgate knows no reviewed definition of `{}` on `{}` yet, so its arguments cannot be checked: list the server's tools first (tools/list){}",
+                pin_tool,
+                pin_server,
+                if pinning == Pinning::Off {
+                    "; pinning is off for this server, so no definition is ever kept: turn it on (pinning = \"warn\" or \"enforce\")"
+                } else {
+                    ""
+                }
+            )),
+        })
+    }
+
+    /// A 2026-07-28 call to a server toolgate translates (no server of that era checks it):
+    /// its `Mcp-Param-*` headers against the arguments its pinned definition sends in
+    /// headers (`x-mcp-header`). `Err` with the refusal (HTTP 400, -32020) when they do not
+    /// match; nothing is checked without a pinned definition.
+    pub async fn check_param_headers(&self) -> Result<(), Box<GatewayError>> {
+        use crate::cache::ToolSchema;
+        let translated = matches!(
+            self.session.upstream,
+            crate::session::UpstreamSession::Virtual(_)
+        );
+        if !self.modern || !translated {
+            return Ok(());
+        }
+        let schema = self.tool_schema().await?;
+        let ToolSchema::Compiled(_, declared) = schema.as_ref() else {
+            return Ok(());
+        };
+        match crate::param_headers::violation(declared, &self.args, &self.headers) {
+            None => Ok(()),
+            Some(why) => Err(Box::new(GatewayError::Rejected(
+                crate::error::Reject::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    toolgate_protocol::error_codes::HEADER_MISMATCH,
+                    why,
+                )
+                .for_id(&self.id_text),
+            ))),
+        }
+    }
+
+    /// The tool's pinned schema (cached for the state version).
+    async fn tool_schema(&self) -> Result<Arc<crate::cache::ToolSchema>, Box<GatewayError>> {
+        use crate::cache::ToolSchema;
+        let (pin_server, pin_tool, _) = self.pin_target(&self.cfg);
         let schema = match self.st.cache.schema(pin_server, pin_tool) {
             Some(s) => s,
             None => {
@@ -219,7 +273,10 @@ impl CallCtx {
                                     .cloned()
                                     .unwrap_or_else(|| serde_json::json!({}));
                                 match toolgate_policy::ArgsSchema::compile(&input) {
-                                    Ok(c) => ToolSchema::Compiled(c),
+                                    Ok(c) => ToolSchema::Compiled(
+                                        c,
+                                        crate::param_headers::declared(&input),
+                                    ),
                                     Err(v) => ToolSchema::Invalid(v),
                                 }
                             }
@@ -236,20 +293,7 @@ impl CallCtx {
                 read
             }
         };
-        Ok(match schema.as_ref() {
-            ToolSchema::Compiled(c) => c.check(&self.args).err().map(|v| v.to_string()),
-            ToolSchema::Invalid(v) => Some(v.to_string()),
-            ToolSchema::Unknown => Some(format!(
-                "toolgate knows no reviewed definition of `{}` on `{}` yet, so its arguments cannot be checked: list the server's tools first (tools/list){}",
-                pin_tool,
-                pin_server,
-                if pinning == Pinning::Off {
-                    "; pinning is off for this server, so no definition is ever kept: turn it on (pinning = \"warn\" or \"enforce\")"
-                } else {
-                    ""
-                }
-            )),
-        })
+        Ok(schema)
     }
 
     /// The server and tool whose pinned definition this call is judged against, and that

@@ -50,6 +50,7 @@ pub mod jwt;
 pub mod manage;
 pub mod metrics;
 pub mod otlp;
+pub mod param_headers;
 pub mod parked;
 pub mod pin;
 pub mod pipeline;
