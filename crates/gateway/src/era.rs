@@ -229,10 +229,14 @@ pub fn as_modern(bytes: &[u8], headers: &HeaderMap, caps: &Value) -> Option<(Byt
 /// toolgate's business, not the client's). Lasts until either side leaves.
 pub async fn listen_for_legacy(
     st: &AppState,
+    cfg: &crate::config::Config,
     srv: &ServerConfig,
+    session: &Session,
     caps: &Value,
-    max: usize,
 ) -> axum::response::Response {
+    let max = cfg.max_answer;
+    // One per session: a newer GET ends the older one's listen.
+    let mut superseded = session.take_over_listen();
     use axum::response::IntoResponse;
     let Transport::Http { url, headers } = &srv.transport else {
         return axum::http::StatusCode::METHOD_NOT_ALLOWED.into_response();
@@ -251,13 +255,27 @@ pub async fn listen_for_legacy(
     else {
         return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    let sent = upstream_request(st, reqwest::Method::POST, url, &h, headers, None)
-        .body(bytes)
-        .send()
-        .await;
+    let sent = tokio::time::timeout(
+        Duration::from_secs(cfg.upstream_timeout_secs),
+        upstream_request(st, reqwest::Method::POST, url, &h, headers, None)
+            .body(bytes)
+            .send(),
+    )
+    .await;
     let resp = match sent {
-        Ok(r) => r,
-        Err(e) => {
+        Ok(Ok(r)) => r,
+        Err(_) => {
+            return crate::respond::http_error(
+                axum::http::StatusCode::GATEWAY_TIMEOUT,
+                "null",
+                toolgate_protocol::error_codes::UPSTREAM_ERROR,
+                &format!(
+                    "upstream `{}` did not open its subscriptions/listen stream in time",
+                    srv.name
+                ),
+            )
+        }
+        Ok(Err(e)) => {
             return crate::respond::http_error(
                 axum::http::StatusCode::BAD_GATEWAY,
                 "null",
@@ -280,7 +298,12 @@ pub async fn listen_for_legacy(
         use futures::StreamExt;
         let mut parser = toolgate_protocol::sse::SseParser::with_limit(max);
         futures::pin_mut!(body);
-        while let Some(Ok(chunk)) = body.next().await {
+        loop {
+            let chunk = tokio::select! {
+                c = body.next() => c,
+                _ = superseded.changed() => break,
+            };
+            let Some(Ok(chunk)) = chunk else { break };
             let Ok(events) = parser.push(&chunk) else { break };
             for ev in events {
                 let v: Option<Value> = serde_json::from_str(&ev.data).ok();

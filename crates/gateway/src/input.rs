@@ -46,8 +46,28 @@ pub fn is_retry(request: &[u8]) -> bool {
 }
 
 /// How long toolgate waits, after a server's first request in a round, for more requests
-/// sent with it (all asked in the same `input_required` result).
+/// sent with it (all asked in the same `input_required` result); at most [`GATHER_MAX`]
+/// requests, gathered for at most [`GATHER_FOR`] in all.
 const GATHER: Duration = Duration::from_millis(50);
+/// The most requests of a server asked in one `input_required` result.
+const GATHER_MAX: usize = 16;
+/// The longest toolgate gathers a round's requests.
+const GATHER_FOR: Duration = Duration::from_millis(250);
+
+/// A request's method and what it names (`params.name`, or `params.uri`).
+pub fn request_of(msg: &Value) -> (String, Option<String>) {
+    let method = msg
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let name = msg
+        .pointer("/params/name")
+        .or_else(|| msg.pointer("/params/uri"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    (method, name)
+}
 
 /// The client capability a server-to-client request needs.
 fn capability(method: &str) -> Option<&'static str> {
@@ -87,6 +107,34 @@ impl Answering {
         Duration::from_secs(self.cfg.upstream_timeout_secs.max(1))
     }
 
+    /// Ends the call parked under `token` if its client has not retried within
+    /// `upstream_timeout_secs`: the server's requests get an error, the rest of its answer is
+    /// dropped (the call's outcome is recorded as abandoned).
+    fn expire_later(&self, token: String) {
+        let members = Arc::downgrade(&self.members);
+        let (st, cfg, wait) = (self.st.clone(), self.cfg.clone(), self.max_age());
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let Some(members) = members.upgrade() else {
+                return;
+            };
+            let Some(call) = members.parked.take(&token, Duration::MAX) else {
+                return;
+            };
+            tracing::info!(
+                "a call waited {} s for its client's input; ended",
+                wait.as_secs()
+            );
+            for (_, id) in &call.asked {
+                let msg = json!({"jsonrpc": "2.0", "id": id, "error": {
+                    "code": error_codes::INTERNAL_ERROR,
+                    "message": "the client did not answer in time",
+                }});
+                crate::deliver::to_member_request(&st, &cfg, &members, msg).await;
+            }
+        });
+    }
+
     /// Sends a response to a server's request (its id tagged with the server's name).
     async fn reply(&self, msg: Value) {
         crate::deliver::to_member_request(&self.st, &self.cfg, &self.members, msg).await;
@@ -110,6 +158,10 @@ impl Answering {
                 (None, Some(id)) if id == call.wire => {
                     v["id"] = agent.clone();
                     return Step::Final(v.to_string());
+                }
+                (Some(method), Some(id)) if method == "ping" => {
+                    self.reply(json!({"jsonrpc": "2.0", "id": id, "result": {}}))
+                        .await;
                 }
                 (Some(method), Some(id)) => {
                     let declared = capability(&method)
@@ -145,7 +197,12 @@ impl Answering {
         // A server may ask several things at once (they are then all outstanding): what
         // comes right after the first request is asked in the same round.
         let mut requests = vec![request];
-        while let Ok(Some(ev)) = tokio::time::timeout(GATHER, call.events.next()).await {
+        let until = tokio::time::Instant::now() + GATHER_FOR;
+        while requests.len() < GATHER_MAX {
+            let wait = GATHER.min(until.saturating_duration_since(tokio::time::Instant::now()));
+            let Ok(Some(ev)) = tokio::time::timeout(wait, call.events.next()).await else {
+                break;
+            };
             let v: Option<Value> = serde_json::from_str(&ev.data).ok();
             let asking = v.as_ref().is_some_and(|v| {
                 v.get("id").is_some()
@@ -162,8 +219,14 @@ impl Answering {
                 }
             }
         }
-        let token =
-            toolgate_store::grants::random_hex(16).unwrap_or_else(|_| self.members.next_id());
+        let Ok(token) = toolgate_store::grants::random_hex(16) else {
+            for r in &requests {
+                let id = r.get("id").cloned().unwrap_or(Value::Null);
+                self.reply(json!({"jsonrpc": "2.0", "id": id, "error": {"code": error_codes::INTERNAL_ERROR, "message": "toolgate has no random source to hold this call"}}))
+                    .await;
+            }
+            return Err(Box::new(call));
+        };
         let mut input_requests = serde_json::Map::new();
         call.asked = Vec::new();
         for (n, request) in requests.iter().enumerate() {
@@ -184,16 +247,19 @@ impl Answering {
             .parked
             .park(token.clone(), call, self.max_age())
         {
-            None => Ok(json!({
-                "jsonrpc": "2.0",
-                "id": agent,
-                "result": {
-                    "resultType": "input_required",
-                    "inputRequests": input_requests,
-                    "requestState": format!("{STATE_PREFIX}{token}"),
-                }
-            })
-            .to_string()),
+            None => {
+                self.expire_later(token.clone());
+                Ok(json!({
+                    "jsonrpc": "2.0",
+                    "id": agent,
+                    "result": {
+                        "resultType": "input_required",
+                        "inputRequests": input_requests,
+                        "requestState": format!("{STATE_PREFIX}{token}"),
+                    }
+                })
+                .to_string())
+            }
             Some(mut call) => {
                 call.asked.clear();
                 for id in ids {
@@ -279,6 +345,25 @@ pub fn final_json(text: String) -> Response {
 /// The 2026-07-28 error: the request needs a client capability the client did not declare.
 const MISSING_CAPABILITY: i64 = -32021;
 
+/// True for an `input_required` answer.
+fn is_input_required(answer: &[u8]) -> bool {
+    memchr::memmem::find(answer, b"input_required").is_some()
+        && serde_json::from_slice::<Value>(answer).is_ok_and(|v| {
+            v.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required")
+        })
+}
+
+/// Accounts for a round toolgate answered with its own error (HTTP `status`): a timeout may
+/// have run the call (nothing given back); a first round that found no server never
+/// reached it (its counts given back); anything later was lost on the way.
+fn failed(hook: &crate::enforce::Hook, status: StatusCode, first: bool) {
+    match status {
+        StatusCode::GATEWAY_TIMEOUT => hook.lost(true),
+        StatusCode::BAD_GATEWAY | StatusCode::NOT_FOUND if first => hook.never_reached(),
+        _ => hook.lost(false),
+    }
+}
+
 /// The error for a call whose server's answer ended without a result.
 fn ended(agent: &Value) -> String {
     error_response(
@@ -292,11 +377,13 @@ fn ended(agent: &Value) -> String {
 /// A member's answer to a 2026-07-28 client's request: an SSE answer is read through
 /// [`Answering::answer`] (the server may ask the client something); `None` for a JSON
 /// answer, which cannot carry a request.
+#[allow(clippy::too_many_arguments)]
 pub async fn modern_answer(
     a: Answering,
     resp: Response,
     wire: Value,
     caps: Value,
+    request: (String, Option<String>),
     agent: Value,
     accepts_sse: bool,
 ) -> Result<Response, Response> {
@@ -308,7 +395,7 @@ pub async fn modern_answer(
         return Err(resp);
     }
     let max = a.cfg.max_answer;
-    let call = Parked::new(Events::new(resp.into_body(), max), wire, caps);
+    let call = Parked::new(Events::new(resp.into_body(), max), wire, caps, request);
     Ok(a.answer(call, agent, accepts_sse).await)
 }
 
@@ -354,6 +441,16 @@ pub async fn resume(
             a.max_age().as_secs()
         ));
     };
+    // The retry must be the request that was asked about (the call judged is that one).
+    let this = request_of(&request);
+    if this != call.request {
+        let (method, name) = call.request.clone();
+        members.parked.restore(token.to_string(), call);
+        return refuse(format!(
+            "`requestState` belongs to another request (`{method}` {}): retry that request with it",
+            name.map(|n| format!("`{n}`")).unwrap_or_default()
+        ));
+    }
     let responses = request.pointer("/params/inputResponses");
     for (key, id) in std::mem::take(&mut call.asked) {
         let msg = match responses.and_then(|r| r.get(&key)) {
@@ -431,14 +528,68 @@ impl LegacyRequest {
     /// `requestState`), at most [`MAX_ROUNDS`] times. The final answer goes through `hook`
     /// (the call's outcome, its `results` rules), once.
     pub async fn answer(self, hook: crate::enforce::Hook, accepts_sse: bool) -> Response {
+        let id: Value = serde_json::from_str(&self.id_text).unwrap_or(Value::Null);
+        if !accepts_sse {
+            // A server that cannot be reached is answered with toolgate's own error and its
+            // HTTP status.
+            let first = match self.round(self.bytes.clone()).await {
+                Round::Failed(resp) => {
+                    failed(&hook, resp.status(), true);
+                    return resp;
+                }
+                other => other,
+            };
+            // JSON only: no stream to ask on, nor to pass notifications on.
+            let answer = match first {
+                Round::Answer(a) => Some(a),
+                Round::Events(mut events) => {
+                    let mut answer = None;
+                    while let Some(ev) = events.next().await {
+                        let v: Option<Value> = serde_json::from_str(&ev.data).ok();
+                        if v.is_some_and(|v| v.get("method").is_none() && v.get("id") == Some(&id))
+                        {
+                            answer = Some(ev.data.into_bytes());
+                            break;
+                        }
+                    }
+                    answer
+                }
+                Round::Failed(_) => None,
+            };
+            let Some(answer) = answer else {
+                hook.lost(false);
+                return json_response(StatusCode::BAD_GATEWAY, ended(&id));
+            };
+            if is_input_required(&answer) {
+                hook.lost(false);
+                return json_response(
+                    StatusCode::OK,
+                    error_response(
+                        &self.id_text,
+                        error_codes::UPSTREAM_ERROR,
+                        &format!(
+                            "the call to `{}` cannot go on: it asks the client for input, and this request takes JSON only (no stream to ask on)",
+                            self.srv.name
+                        ),
+                        None,
+                    ),
+                );
+            }
+            let text = hook
+                .answer(&answer, &self.id_text, &self.srv.name)
+                .await
+                .unwrap_or_else(|| String::from_utf8_lossy(&answer).into_owned());
+            return json_response(StatusCode::OK, text);
+        }
+        // A stream at once (the request can be cancelled from now on); a server that cannot
+        // be reached gets toolgate's error as the stream's message.
         let stream = async_stream::stream! {
             let mut bytes = self.bytes.clone();
             let mut rounds = 0;
-            let id: Value = serde_json::from_str(&self.id_text).unwrap_or(Value::Null);
             loop {
                 let answer = match self.round(bytes.clone()).await {
                     Round::Failed(resp) => {
-                        if rounds == 0 { hook.never_reached() } else { hook.lost(false) }
+                        failed(&hook, resp.status(), rounds == 0);
                         let body = axum::body::to_bytes(resp.into_body(), self.cfg.max_answer.saturating_add(4096)).await.unwrap_or_default();
                         yield Ok::<Bytes, std::io::Error>(encode(&String::from_utf8_lossy(&body), None));
                         break;
@@ -454,8 +605,7 @@ impl LegacyRequest {
                                     answer = Some(ev.data.into_bytes());
                                     break;
                                 }
-                                _ if accepts_sse => yield Ok(ev.raw),
-                                _ => {}
+                                _ => yield Ok(ev.raw),
                             }
                         }
                         match answer {
@@ -478,9 +628,7 @@ impl LegacyRequest {
                     break;
                 };
                 rounds += 1;
-                let retry = if !accepts_sse {
-                    Err("it asks the client for input, and this request takes JSON only (no stream to ask on)".to_string())
-                } else if rounds > MAX_ROUNDS {
+                let retry = if rounds > MAX_ROUNDS {
                     Err(format!("it asked for input more than {MAX_ROUNDS} times"))
                 } else {
                     match self.questions(&asked) {
@@ -508,23 +656,7 @@ impl LegacyRequest {
                 }
             }
         };
-        if accepts_sse {
-            return sse_response(Body::from_stream(stream));
-        }
-        // JSON only: the one answer (an `input_required` round ends it with an error).
-        let mut stream = Box::pin(stream);
-        let mut last = Bytes::new();
-        while let Some(Ok(b)) = futures::StreamExt::next(&mut stream).await {
-            last = b;
-        }
-        let text = String::from_utf8_lossy(&last);
-        let data: String = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(str::trim_start)
-            .collect::<Vec<_>>()
-            .join("\n");
-        json_response(StatusCode::OK, data)
+        sse_response(Body::from_stream(stream))
     }
 
     /// Sends `bytes` upstream.
@@ -602,11 +734,10 @@ impl LegacyRequest {
                     ))
                 }
             }
-            let qid = format!(
-                "{}{}",
-                question_prefix(),
-                toolgate_store::grants::random_hex(8).unwrap_or_default()
-            );
+            let Ok(random) = toolgate_store::grants::random_hex(8) else {
+                return Err("no random source to name toolgate's question".into());
+            };
+            let qid = format!("{}{random}", question_prefix());
             let raw = Value::String(qid.clone()).to_string();
             let Some(rx) = self.session.ask(&raw) else {
                 return Err("too many questions wait for this client's answers".into());

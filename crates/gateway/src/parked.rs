@@ -62,17 +62,26 @@ pub struct Parked {
     /// The `inputRequests` keys given to the client, with the ids (tagged with the server)
     /// of the server's requests they stand for.
     pub asked: Vec<(String, Value)>,
+    /// The request's method and what it names (`params.name` or `params.uri`): a retry
+    /// must be the same request.
+    pub request: (String, Option<String>),
     since: Instant,
 }
 
 impl Parked {
-    /// A call being answered (nothing asked yet).
-    pub fn new(events: Events, wire: Value, caps: Value) -> Self {
+    /// A call being answered (nothing asked yet), of `request` (method, name or URI).
+    pub fn new(
+        events: Events,
+        wire: Value,
+        caps: Value,
+        request: (String, Option<String>),
+    ) -> Self {
         Parked {
             events,
             wire,
             caps,
             asked: Vec::new(),
+            request,
             since: Instant::now(),
         }
     }
@@ -111,6 +120,17 @@ impl ParkedCalls {
         calls.retain(|_, c| c.since.elapsed() < max_age);
         calls.remove(token)
     }
+
+    /// Puts back a call [`ParkedCalls::take`] took (its wait goes on from when it began).
+    pub fn restore(&self, token: String, call: Parked) {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.insert(token, call);
+    }
+
+    /// True when no call waits.
+    pub fn is_empty(&self) -> bool {
+        self.calls.lock().map(|c| c.is_empty()).unwrap_or(true)
+    }
 }
 
 #[cfg(test)]
@@ -122,6 +142,7 @@ mod tests {
             Events::new(Body::empty(), 1024),
             Value::from("w"),
             Value::Null,
+            ("tools/call".into(), Some("t".into())),
         )
     }
 

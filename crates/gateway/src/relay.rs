@@ -251,7 +251,9 @@ pub(crate) async fn relay_request(
         }
         UpstreamSession::Channel(proc) => {
             let key = id_key(id_text);
-            let mut rx = proc.register(id_text, progress_token);
+            // Forgotten when this answer is dropped, whatever the reason (a cancelled or
+            // parked call must not stay in the channel's routes).
+            let (mut rx, registration) = proc.register_guarded(id_text, progress_token);
             if let Err(e) = proc.send(&bytes).await {
                 proc.unregister(id_text);
                 hook.never_reached();
@@ -299,6 +301,7 @@ pub(crate) async fn relay_request(
             let id_owned = id_text.to_string();
             let server = srv.name.clone();
             let stream = async_stream::stream! {
+                let _registration = registration;
                 let deadline = tokio::time::sleep(timeout);
                 tokio::pin!(deadline);
                 loop {

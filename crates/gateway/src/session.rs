@@ -54,6 +54,9 @@ pub struct Session {
     /// Requests in flight the client can cancel (`notifications/cancelled`), by id (raw
     /// JSON text): a generation, and the signal that ends the request's answer.
     cancels: Mutex<HashMap<String, (u64, tokio::sync::watch::Sender<bool>)>>,
+    /// The GET stream's stand-in on a session over a 2026-07-28-only server (its
+    /// `subscriptions/listen`): a newer one ends the older.
+    listening: Mutex<Option<tokio::sync::watch::Sender<()>>>,
     /// Tools the client allowed for the rest of this session (`session_scope`), with the
     /// policy version that asked and the approval that allowed them.
     allowed: Mutex<HashMap<String, (Option<String>, toolgate_store::Approval)>>,
@@ -65,6 +68,14 @@ pub struct Session {
     /// ([`crate::era::legacy_over_modern`]): the client's capabilities, sent in each
     /// request's `_meta`.
     pub modern_upstream: Option<Value>,
+}
+
+/// A JSON-RPC id (raw JSON text) as cancellations name it: parsed and written again, so
+/// `1`, `1.0` and `"a"` with or without escapes compare as the client means them.
+pub fn id_key_of(id_text: &str) -> String {
+    serde_json::from_str::<Value>(id_text)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| id_text.to_string())
 }
 
 /// The most requests of one session the client can cancel at once (a bound: each holds a
@@ -123,6 +134,7 @@ impl Session {
             in_use: Arc::new(AtomicUsize::new(0)),
             asks: Mutex::default(),
             cancels: Mutex::default(),
+            listening: Mutex::default(),
             allowed: Mutex::default(),
             member_of: None,
             modern_upstream: None,
@@ -164,6 +176,14 @@ impl Session {
             id: id.to_string(),
             generation,
         })
+    }
+
+    /// Starts this session's one listening stream: the receiver's `changed()` fails when a
+    /// newer one starts (or the session ends).
+    pub fn take_over_listen(&self) -> tokio::sync::watch::Receiver<()> {
+        let (tx, rx) = tokio::sync::watch::channel(());
+        *self.listening.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        rx
     }
 
     /// The client cancelled request `id` (raw JSON text): its answer ends now. False when no
@@ -220,7 +240,9 @@ impl Session {
     }
 
     fn busy(&self) -> bool {
+        // A call parked for its client's input keeps the session too.
         self.in_use.load(Ordering::SeqCst) > 0
+            || matches!(&self.upstream, UpstreamSession::Virtual(m) if !m.parked.is_empty())
     }
 
     /// True for a session used at most twice after `initialize` (its
@@ -275,6 +297,27 @@ pub struct Members {
     closed: std::sync::atomic::AtomicBool,
     /// Calls waiting for a 2026-07-28 client's input (see [`crate::input`]).
     pub parked: crate::parked::ParkedCalls,
+    /// The agent's requests in flight at members (at most [`MAX_CANCELLABLE`]), by the
+    /// agent's id ([`id_key_of`]): the member and the wire id it knows the request by, so
+    /// that a cancellation reaches it.
+    inflight: Arc<Mutex<HashMap<String, (String, String)>>>,
+}
+
+/// An agent's request in flight at a member, forgotten when dropped.
+#[derive(Debug)]
+pub struct InFlight {
+    map: Arc<Mutex<HashMap<String, (String, String)>>>,
+    key: String,
+    wire: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if m.get(&self.key).is_some_and(|(_, w)| *w == self.wire) {
+            m.remove(&self.key);
+        }
+    }
 }
 
 /// The most resource URIs a virtual session remembers the server of.
@@ -309,6 +352,7 @@ impl Members {
                 .unwrap_or_else(|_| format!("{:x}", std::process::id())),
             closed: std::sync::atomic::AtomicBool::new(false),
             parked: crate::parked::ParkedCalls::default(),
+            inflight: Arc::default(),
         }
     }
 
@@ -377,6 +421,30 @@ impl Members {
             self.nonce,
             self.next_id.fetch_add(1, Ordering::Relaxed)
         )
+    }
+
+    /// Remembers that the agent's request `agent_id` (raw JSON text) went to `server` as
+    /// `wire`, until the guard is dropped; `None` when too many are in flight (such a
+    /// request cannot be cancelled at the member).
+    pub fn track(&self, agent_id: &str, server: &str, wire: &str) -> Option<InFlight> {
+        let key = id_key_of(agent_id);
+        let mut m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= MAX_CANCELLABLE {
+            return None;
+        }
+        m.insert(key.clone(), (server.to_string(), wire.to_string()));
+        Some(InFlight {
+            map: self.inflight.clone(),
+            key,
+            wire: wire.to_string(),
+        })
+    }
+
+    /// The member and wire id of the agent's request `agent_key` ([`id_key_of`]), if in
+    /// flight.
+    pub fn in_flight(&self, agent_key: &str) -> Option<(String, String)> {
+        let m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(agent_key).cloned()
     }
 
     /// A fresh id to put on an agent's request sent to a member (each request gets its

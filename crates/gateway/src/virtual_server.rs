@@ -1263,14 +1263,20 @@ pub async fn relay(
     msg["id"] = Value::String(wire.clone());
     // A 2026-07-28 client: what the member asks it during the request becomes an
     // `input_required` result (crate::input), so the member's answer is read as a stream.
-    let modern_caps = msg
-        .pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion")
-        .is_some()
-        .then(|| {
-            msg.pointer("/params/_meta/io.modelcontextprotocol~1clientCapabilities")
-                .cloned()
-                .unwrap_or_else(|| json!({}))
-        });
+    let resumable = matches!(
+        msg.get("method").and_then(Value::as_str),
+        Some("tools/call" | "prompts/get" | "resources/read")
+    );
+    let request = crate::input::request_of(&msg);
+    let modern_caps = (resumable
+        && msg
+            .pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion")
+            .is_some())
+    .then(|| {
+        msg.pointer("/params/_meta/io.modelcontextprotocol~1clientCapabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({}))
+    });
     strip_modern_envelope(&mut msg);
     let wire_text = Value::String(wire.clone()).to_string();
     let resp = relay_request(
@@ -1293,6 +1299,12 @@ pub async fn relay(
     if gone || resp.status() == StatusCode::BAD_GATEWAY {
         members.forget(&m.srv.name);
     }
+    // A legacy agent cancels by its own id: the member knows the request by the wire id.
+    let tracked = if modern_caps.is_none() {
+        members.track(id_text, &m.srv.name, &wire)
+    } else {
+        None
+    };
     let resp = match modern_caps {
         Some(caps) => {
             let a = crate::input::Answering {
@@ -1306,6 +1318,7 @@ pub async fn relay(
                 resp,
                 Value::String(wire),
                 caps,
+                request,
                 agent,
                 accepts_sse,
             )
@@ -1314,7 +1327,7 @@ pub async fn relay(
                 Ok(answered) => return answered,
                 Err(json) => {
                     // A JSON answer: under the agent's id, with the status its error calls for.
-                    let json = answer_as(json, &wire_text, id_text, cfg.max_answer).await;
+                    let json = answer_as(json, &wire_text, id_text, cfg.max_answer, None).await;
                     if !json.status().is_success() {
                         return json;
                     }
@@ -1336,13 +1349,19 @@ pub async fn relay(
         }
         None => resp,
     };
-    answer_as(resp, &wire_text, id_text, cfg.max_answer).await
+    answer_as(resp, &wire_text, id_text, cfg.max_answer, tracked).await
 }
 
 /// The response with every message whose id is `wire` (JSON text) given `agent` (JSON
 /// text) instead: the answer, and any error toolgate wrote for it. Other messages
 /// (notifications, the member's own requests) pass as they are.
-async fn answer_as(resp: Response, wire: &str, agent: &str, max: usize) -> Response {
+async fn answer_as(
+    resp: Response,
+    wire: &str,
+    agent: &str,
+    max: usize,
+    tracked: Option<crate::session::InFlight>,
+) -> Response {
     let wire_v: Value = serde_json::from_str(wire).unwrap_or(Value::Null);
     let agent_v: Value = serde_json::from_str(agent).unwrap_or(Value::Null);
     let swap = move |data: &[u8]| -> Option<String> {
@@ -1361,6 +1380,8 @@ async fn answer_as(resp: Response, wire: &str, agent: &str, max: usize) -> Respo
     if sse {
         let mut chunks = body.into_data_stream();
         let stream = async_stream::stream! {
+            // Cancellable at the member while the answer streams.
+            let _tracked = tracked;
             let mut parser = SseParser::with_limit(max.max(toolgate_protocol::sse::MAX_EVENT_BYTES));
             while let Some(chunk) = chunks.next().await {
                 let Ok(chunk) = chunk else { break };
@@ -1413,6 +1434,24 @@ pub async fn one_way(st: &AppState, cfg: &Config, session: &Session, bytes: Byte
         .map(str::to_string);
     match method.as_deref() {
         Some("notifications/initialized") => {}
+        Some("notifications/cancelled") => {
+            // To the member the request went to, under the id it knows it by.
+            let key = msg
+                .pointer("/params/requestId")
+                .map(|id| id.to_string())
+                .unwrap_or_default();
+            let Some((server, wire)) = members.in_flight(&key) else {
+                tracing::debug!(session = %session.id, "a cancellation of no request in flight; dropped");
+                return StatusCode::ACCEPTED.into_response();
+            };
+            let mut note = msg.clone();
+            note["params"]["requestId"] = Value::String(wire);
+            if let Some(m) = members.get(&server) {
+                if let Err(e) = send_one_way(st, cfg, &m, note.to_string().into()).await {
+                    tracing::debug!(server = %server, "cancellation not delivered: {e}");
+                }
+            }
+        }
         Some(_) => {
             for m in members.all() {
                 if let Err(e) = send_one_way(st, cfg, &m, bytes.clone()).await {

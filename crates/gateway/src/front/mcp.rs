@@ -253,6 +253,7 @@ pub(super) async fn post_mcp(
         let cancelled = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| v.pointer("/params/requestId").map(|id| id.to_string()));
+        // (The key as `id_key_of` makes it: the id re-serialised.)
         if let Some(id) = cancelled {
             if session.cancel(&id) {
                 tracing::info!(session = %session.id, request = %id, "the client cancelled a request");
@@ -279,11 +280,9 @@ pub(super) async fn post_mcp(
     };
     // In use until its answer ends: never closed to make room for another session.
     let in_use = session.enter();
-    // A legacy client's request can be cancelled (`notifications/cancelled`) until its
-    // answer ends.
-    let cancel = (env.kind == Kind::Request && env.era() != Era::Modern && id_text != "null")
-        .then(|| session.cancellable(&id_text))
-        .flatten();
+    // A legacy client's request with a streamed answer can be cancelled
+    // (`notifications/cancelled`) until that answer ends.
+    let cancellable = env.kind == Kind::Request && env.era() != Era::Modern && id_text != "null";
     let is_virtual = matches!(session.upstream, UpstreamSession::Virtual(_));
     // The retry of a 2026-07-28 request whose legacy server asked the client something
     // (toolgate's `requestState`): the same call, judged already, goes on (crate::input).
@@ -480,18 +479,13 @@ pub(super) async fn post_mcp(
         )
         .await
     };
-    let response = match &cancel {
-        Some(c) => {
-            tokio::select! {
-                r = response => r,
-                _ = cancelled(c.rx.clone()) => cancelled_answer(&id_text),
-            }
-        }
-        None => response.await,
-    };
-    let response = match cancel {
-        Some(c) => end_when_cancelled(response, c),
-        None => response,
+    // Only a streamed answer ends at a cancellation: by then the call was judged and
+    // recorded, and what is dropped is the upstream's answer (outcome `abandoned`).
+    let response = response.await;
+    let response = if cancellable {
+        end_when_cancelled(response, &session, &id_text)
+    } else {
+        response
     };
     keep_until_body_ends(response, in_use)
 }
@@ -503,23 +497,9 @@ async fn cancelled(mut rx: tokio::sync::watch::Receiver<bool>) {
     }
 }
 
-/// The answer to a request the client cancelled before any answer began (the client
-/// ignores it; HTTP needs one).
-fn cancelled_answer(id_text: &str) -> Response {
-    json_response(
-        StatusCode::OK,
-        error_response(
-            id_text,
-            error_codes::INTERNAL_ERROR,
-            "the client cancelled this request",
-            None,
-        ),
-    )
-}
-
 /// A streamed answer that ends when the client cancels its request (what comes after is
 /// dropped, and with it the upstream's answer: the call is recorded as abandoned).
-fn end_when_cancelled(response: Response, cancel: crate::session::Cancellable) -> Response {
+fn end_when_cancelled(response: Response, session: &Arc<Session>, id_text: &str) -> Response {
     let streams = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -527,6 +507,9 @@ fn end_when_cancelled(response: Response, cancel: crate::session::Cancellable) -
     if !streams {
         return response;
     }
+    let Some(cancel) = session.cancellable(&crate::session::id_key_of(id_text)) else {
+        return response;
+    };
     let (parts, body) = response.into_parts();
     let ended = Box::pin(cancelled(cancel.rx.clone()));
     let stream = body.into_data_stream().take_until(ended).map(move |chunk| {
@@ -933,7 +916,8 @@ async fn get_stream(
         // A session over a 2026-07-28-only server: that era's listen stands in.
         UpstreamSession::Http { .. } if session.modern_upstream.is_some() => {
             let caps = session.modern_upstream.clone().unwrap_or_default();
-            crate::era::listen_for_legacy(st, srv, &caps, st.config().max_answer).await
+            let cfg = st.config();
+            crate::era::listen_for_legacy(st, &cfg, srv, session, &caps).await
         }
         UpstreamSession::Http { session_id } => {
             let Some((url, extra)) = http_parts(srv) else {

@@ -205,6 +205,8 @@ impl Channel {
                 }
             }
         }
+        // Requests whose caller went away (cancelled, parked and expired) no longer count.
+        r.pending.retain(|_, tx| !tx.is_closed());
         if r.pending.len() == 1 {
             if let Some(tx) = r.pending.values().next() {
                 let _ = tx.send(msg);
@@ -238,6 +240,31 @@ impl Channel {
         }
         r.pending.insert(key, tx);
         rx
+    }
+
+    /// [`Channel::register`], forgotten again when the returned guard is dropped (the
+    /// caller went away: its answer was cancelled or never read).
+    pub fn register_guarded(
+        self: &Arc<Self>,
+        id_raw: &str,
+        progress_token: Option<&str>,
+    ) -> (mpsc::UnboundedReceiver<Bytes>, Registration) {
+        let rx = self.register(id_raw, progress_token);
+        // Weak: the registration must not keep the channel open (a child that dies closes
+        // it, which is how its waiting calls learn).
+        let tx = self
+            .routes()
+            .pending
+            .get(&id_key(id_raw))
+            .map(mpsc::UnboundedSender::downgrade);
+        (
+            rx,
+            Registration {
+                channel: self.clone(),
+                id_raw: id_raw.to_string(),
+                tx,
+            },
+        )
     }
 
     /// Forgets a request (the agent went away or it timed out).
@@ -441,6 +468,32 @@ impl Drop for Channel {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = c.start_kill();
+        }
+    }
+}
+
+/// A registered request, forgotten when dropped (unless a newer request took its id).
+#[derive(Debug)]
+pub struct Registration {
+    channel: Arc<Channel>,
+    id_raw: String,
+    tx: Option<mpsc::WeakUnboundedSender<Bytes>>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let key = id_key(&self.id_raw);
+        let mut r = self.channel.routes();
+        let mine = match (
+            r.pending.get(&key),
+            self.tx.as_ref().and_then(|t| t.upgrade()),
+        ) {
+            (Some(now), Some(tx)) => now.same_channel(&tx),
+            _ => false,
+        };
+        if mine {
+            r.pending.remove(&key);
+            r.progress.retain(|_, id| *id != key);
         }
     }
 }
