@@ -343,10 +343,64 @@ def test_toolgate_state_is_bound_to_its_grant_and_a_missing_capability_is_refuse
     again = call(alice, {"elicitation": {}}, {"requestState": state, "inputResponses": {key: answer}}, rid=5)
     assert again["error"]["code"] == -32602, again
 
+    # A retry must be the request that was asked about.
+    other = call(alice, {"elicitation": {}}, rid=7)
+    other_state = other["result"]["requestState"]
+    body_other = {"requestState": other_state, "inputResponses": {key: answer}}
+    params = {"name": "echo", "arguments": {"message": "x"}, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}} | body_other
+    headers = dict(MCP_HEADERS, Authorization=f"Bearer {alice}", **{
+        "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": "echo"})
+    r = httpx.post(gw.url("ev"), json={"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": params},
+                   headers=headers, timeout=30)
+    assert r.json()["error"]["code"] == -32602 and "another request" in r.json()["error"]["message"], r.text
+    # ... and it is still there for the right retry.
+    done = call(alice, {"elicitation": {}}, {"requestState": other_state, "inputResponses": {key: answer}}, rid=9)
+    assert done["result"]["resultType"] == "complete", done
+
     # No elicitation declared: no input_required; the server got an error for its request.
     plain = call(alice, {}, rid=6)
     assert plain.get("result", {}).get("resultType") != "input_required", plain
 
     calls = [r for r in gw.audit_records("--kind", "call") if r.get("method") == "tools/call"]
-    # Judged once per call: the first (asked, then completed by the retry) and the last.
-    assert [c["grant_label"] for c in calls] == ["alice", "alice"], calls
+    # Judged once per call: the two asked (each completed by its retry) and the last.
+    assert [c["grant_label"] for c in calls] == ["alice", "alice", "alice"], calls
+
+
+def test_a_call_parked_for_input_ends_when_its_client_never_retries(gateways: Any) -> None:
+    """With `upstream_timeout = "2s"`, a call parked for its client's input and never
+    retried is ended: its outcome is recorded as abandoned and its state is unknown after."""
+    import json
+    import time
+
+    gw = gateways.new([everything_stdio_server("ev", "p")], {"p": {"version": "1", "default": "allow"}},
+                      extra={"upstream_timeout": "2s"})
+    token = gw.grant("ev", "slow-person")
+    meta = {"io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
+    headers = dict(MCP_HEADERS, Authorization=f"Bearer {token}", **{
+        "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": "trigger-elicitation-request"})
+
+    def call(extra: dict[str, Any], rid: int) -> dict[str, Any]:
+        params = {"name": "trigger-elicitation-request", "arguments": {}, "_meta": meta} | extra
+        r = httpx.post(gw.url("ev"), json={"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": params},
+                       headers=headers, timeout=30)
+        if r.headers["content-type"].startswith("text/event-stream"):
+            msgs = [json.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data:") and line[5:].strip()]
+            return next(m for m in msgs if m.get("id") == rid)
+        return r.json()
+
+    asked = call({}, 1)["result"]
+    assert asked["resultType"] == "input_required", asked
+    calls = [r for r in gw.audit_records("--kind", "call") if r.get("method") == "tools/call"]
+    deadline = time.monotonic() + 10
+    outcomes: list[Any] = []
+    while time.monotonic() < deadline:
+        outcomes = [r.get("outcome") for r in gw.audit_records("--kind", "outcome") if r.get("call_seq") == calls[0]["seq"]]
+        if outcomes:
+            break
+        time.sleep(0.3)
+    assert outcomes == ["abandoned"], outcomes
+    late = call({"requestState": asked["requestState"], "inputResponses": {"toolgate-1": {"action": "decline"}}}, 2)
+    assert late["error"]["code"] == -32602, late
