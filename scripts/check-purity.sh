@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 status=0
-for crate in toolgate-policy toolgate-protocol toolgate-detect toolgate-scan toolgate-audit toolgate-config; do
+for crate in toolgate-policy toolgate-protocol toolgate-detect toolgate-scan toolgate-audit toolgate-config toolgate-oauth; do
   if ! tree=$(cargo tree -e normal -p "$crate" --prefix none); then
     echo "purity: cargo tree failed for $crate"; exit 2
   fi

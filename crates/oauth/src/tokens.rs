@@ -1,0 +1,124 @@
+//! Token sets: what a token endpoint answers, kept per identity, and when to refresh.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::OAuthError;
+
+/// Refresh this long before an access token expires.
+pub const REFRESH_MARGIN_MS: u64 = 60_000;
+
+/// One identity's tokens at one server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenSet {
+    /// The access token (never shown to agents, logs or the audit log).
+    pub access_token: String,
+    /// The refresh token, if the server gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// When the access token expires (ms since the epoch), if the server said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+    /// The scopes granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl TokenSet {
+    /// Reads a token endpoint's answer received at `now_ms`. A refresh answer without a
+    /// new refresh token keeps `previous_refresh` (RFC 6749 §6).
+    pub fn read(
+        body: &[u8],
+        now_ms: u64,
+        previous_refresh: Option<&str>,
+    ) -> Result<Self, OAuthError> {
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| OAuthError::invalid("the token answer", format!("not JSON ({e})")))?;
+        if let Some(err) = v.get("error").and_then(Value::as_str) {
+            let desc = v
+                .get("error_description")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            return Err(OAuthError::invalid(
+                "the token answer",
+                format!("{err} {desc}").trim().to_string(),
+            ));
+        }
+        let Some(access) = v.get("access_token").and_then(Value::as_str) else {
+            return Err(OAuthError::invalid(
+                "the token answer",
+                "it has no `access_token`",
+            ));
+        };
+        if let Some(t) = v.get("token_type").and_then(Value::as_str) {
+            if !t.eq_ignore_ascii_case("bearer") {
+                return Err(OAuthError::invalid(
+                    "the token answer",
+                    format!("token type `{t}` is not Bearer"),
+                ));
+            }
+        }
+        let expires_at_ms = v
+            .get("expires_in")
+            .and_then(Value::as_u64)
+            .map(|s| now_ms.saturating_add(s.saturating_mul(1000)));
+        Ok(TokenSet {
+            access_token: access.to_string(),
+            refresh_token: v
+                .get("refresh_token")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| previous_refresh.map(str::to_string)),
+            expires_at_ms,
+            scope: v.get("scope").and_then(Value::as_str).map(str::to_string),
+        })
+    }
+
+    /// True when the access token should be refreshed before use at `now_ms` (expired,
+    /// or within [`REFRESH_MARGIN_MS`] of it) and can be.
+    pub fn needs_refresh(&self, now_ms: u64) -> bool {
+        self.refresh_token.is_some()
+            && self
+                .expires_at_ms
+                .is_some_and(|e| now_ms.saturating_add(REFRESH_MARGIN_MS) >= e)
+    }
+
+    /// True when the access token has expired at `now_ms` (and cannot be used).
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|e| now_ms >= e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_answers_are_read_and_refreshed_before_they_expire() {
+        let t = TokenSet::read(br#"{"access_token":"a","token_type":"Bearer","expires_in":300,"refresh_token":"r","scope":"x"}"#, 1_000, None).unwrap();
+        assert_eq!(t.expires_at_ms, Some(301_000));
+        assert!(!t.needs_refresh(200_000));
+        assert!(t.needs_refresh(241_000));
+        assert!(!t.expired(300_999) && t.expired(301_000));
+        // A refresh answer without a refresh token keeps the old one.
+        let r = TokenSet::read(
+            br#"{"access_token":"b","token_type":"bearer"}"#,
+            0,
+            Some("r"),
+        )
+        .unwrap();
+        assert_eq!(r.refresh_token.as_deref(), Some("r"));
+        assert!(!r.needs_refresh(u64::MAX), "no expiry known");
+        assert!(TokenSet::read(
+            br#"{"error":"invalid_grant","error_description":"gone"}"#,
+            0,
+            None
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("invalid_grant gone"));
+        assert!(TokenSet::read(br#"{"access_token":"a","token_type":"DPoP"}"#, 0, None).is_err());
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(serde_json::from_str::<TokenSet>(&json).unwrap(), t);
+    }
+}
