@@ -397,14 +397,15 @@ class Upstream:
         _terminate_group(self.proc)
 
 
-def start_everything_http(workdir: Path) -> Upstream:
-    """`mcp-server-everything streamableHttp` on a free port; it serves `/mcp`."""
+def _start_everything(workdir: Path, transport: str, ready: str, path: str) -> Upstream:
+    """`mcp-server-everything TRANSPORT` on a free port (`PORT`), ready when its log says
+    `READY PORT`; the URL is `path` on that port."""
     port = free_port()
-    log = workdir / f"everything-http-{port}.log"
+    log = workdir / f"everything-{transport}-{port}.log"
     env = dict(os.environ, PORT=str(port))
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [str(EVERYTHING_BIN), "streamableHttp"],
+            [str(EVERYTHING_BIN), transport],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -412,34 +413,23 @@ def start_everything_http(workdir: Path) -> Upstream:
             env=env,
             start_new_session=True,
         )
-    pattern = re.compile(rf"listening on port {port}\b")
-    wait_for_line(log, pattern, proc, 20.0, "mcp-server-everything streamableHttp")
-    return Upstream("everything (streamableHttp)", proc, log, f"http://127.0.0.1:{port}/mcp")
+    try:
+        wait_for_line(log, re.compile(rf"{ready} {port}\b"), proc, 20.0, f"mcp-server-everything {transport}")
+    except AssertionError:
+        _terminate_group(proc)
+        raise
+    return Upstream(f"everything ({transport})", proc, log, f"http://127.0.0.1:{port}{path}")
+
+
+def start_everything_http(workdir: Path) -> Upstream:
+    """`mcp-server-everything streamableHttp` on a free port; it serves `/mcp`."""
+    return _start_everything(workdir, "streamableHttp", "listening on port", "/mcp")
 
 
 def start_everything_sse(workdir: Path) -> Upstream:
     """`mcp-server-everything sse` (the legacy HTTP+SSE transport: GET `/sse`, POST
     `/message`) on a free port; `url` is its `/sse` endpoint, for `sse_url`."""
-    port = free_port()
-    log = workdir / f"everything-sse-{port}.log"
-    env = dict(os.environ, PORT=str(port))
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(EVERYTHING_BIN), "sse"],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env=env,
-            start_new_session=True,
-        )
-    pattern = re.compile(rf"running on port {port}\b")
-    try:
-        wait_for_line(log, pattern, proc, 20.0, "mcp-server-everything sse")
-    except AssertionError:
-        _terminate_group(proc)
-        raise
-    return Upstream("everything (sse)", proc, log, f"http://127.0.0.1:{port}/sse")
+    return _start_everything(workdir, "sse", "running on port", "/sse")
 
 
 def start_recording_server(workdir: Path, mode: str = "sse", notes: Path | None = None) -> Upstream:

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 use toolgate_protocol::sse::encode;
@@ -387,10 +387,7 @@ pub async fn modern_answer(
     agent: Value,
     accepts_sse: bool,
 ) -> Result<Response, Response> {
-    let sse = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
+    let sse = crate::respond::is_sse(&resp);
     if !sse {
         return Err(resp);
     }
@@ -677,10 +674,7 @@ impl LegacyRequest {
         if !resp.status().is_success() {
             return Round::Failed(resp);
         }
-        let sse = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
+        let sse = crate::respond::is_sse(&resp);
         if sse {
             return Round::Events(Events::new(resp.into_body(), self.cfg.max_answer));
         }

@@ -36,6 +36,13 @@ pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 /// An SSE stream (`text/event-stream`, not cached).
+/// True for an answer that is an SSE stream.
+pub(crate) fn is_sse(r: &Response) -> bool {
+    r.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"))
+}
+
 pub(crate) fn sse_response(body: Body) -> Response {
     let mut r = Response::new(body);
     r.headers_mut().insert(

@@ -71,10 +71,7 @@ async fn relay_answer(
     out: mpsc::UnboundedSender<Bytes>,
     id: Option<String>,
 ) {
-    let sse = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
+    let sse = crate::respond::is_sse(&resp);
     let mut body = resp.into_body().into_data_stream();
     if sse {
         let mut parser = SseParser::new();

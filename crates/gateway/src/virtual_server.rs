@@ -1372,10 +1372,7 @@ async fn answer_as(
         v["id"] = agent_v.clone();
         Some(v.to_string())
     };
-    let sse = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
+    let sse = crate::respond::is_sse(&resp);
     let (parts, body) = resp.into_parts();
     if sse {
         let mut chunks = body.into_data_stream();

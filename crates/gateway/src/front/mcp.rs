@@ -500,10 +500,7 @@ async fn cancelled(mut rx: tokio::sync::watch::Receiver<bool>) {
 /// A streamed answer that ends when the client cancels its request (what comes after is
 /// dropped, and with it the upstream's answer: the call is recorded as abandoned).
 fn end_when_cancelled(response: Response, session: &Arc<Session>, id_text: &str) -> Response {
-    let streams = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
+    let streams = crate::respond::is_sse(&response);
     if !streams {
         return response;
     }
@@ -512,20 +509,17 @@ fn end_when_cancelled(response: Response, session: &Arc<Session>, id_text: &str)
     };
     let (parts, body) = response.into_parts();
     let ended = Box::pin(cancelled(cancel.rx.clone()));
-    let stream = body.into_data_stream().take_until(ended).map(move |chunk| {
-        // Held until the stream ends: the request stays cancellable while it streams.
-        let _ = &cancel;
-        chunk
-    });
-    Response::from_parts(parts, Body::from_stream(stream))
+    let cut = Response::from_parts(
+        parts,
+        Body::from_stream(body.into_data_stream().take_until(ended)),
+    );
+    // The request stays cancellable while its answer streams.
+    keep_until_body_ends(cut, cancel)
 }
 
 /// Holds `guard` until the response's body has been sent (or dropped).
 fn keep_until_body_ends<G: Send + Sync + 'static>(response: Response, guard: G) -> Response {
-    let streams = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
+    let streams = crate::respond::is_sse(&response);
     if !streams {
         return response;
     }
