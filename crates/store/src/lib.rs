@@ -28,6 +28,7 @@ pub mod audit;
 mod audit_memory;
 mod audit_pg;
 mod audit_sqlite;
+pub mod connections;
 pub mod counter_store;
 pub mod counters;
 pub mod grants;
@@ -41,6 +42,7 @@ pub mod state;
 pub use admin::{AdminToken, Role};
 pub use approvals::{Approval, ApprovalStatus, DecideError, NewApproval};
 pub use audit::{AuditFilter, AuditLog, Durability, Stats, Verified, DEFAULT_FLUSH_MS};
+pub use connections::{Connection, PendingConnection};
 pub use counter_store::{CounterStore, Settle};
 pub use counters::PersistentCounters;
 pub use grants::{Grant, GrantStatus, NewGrant};
@@ -50,7 +52,8 @@ pub use redis_counters::RedisCounters;
 pub use redis_state::RedisState;
 pub use sqlite::{Observed, Pin, SqliteStore};
 pub use state::{
-    open_state, AdminStore, ApprovalStore, GrantStore, PinStore, PolicyHistory, StateStore,
+    open_state, AdminStore, ApprovalStore, ConnectionStore, GrantStore, PinStore, PolicyHistory,
+    StateStore,
 };
 
 /// A store URL fit for messages and logs (from `toolgate-config`, where the config

@@ -12,10 +12,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::admin::{AdminToken, Role};
 use crate::approvals::{Approval, ApprovalStatus, DecideError, NewApproval};
+use crate::connections::{Connection, PendingConnection, PENDING_TTL_MS};
 use crate::grants::{constant_time_eq, hash_token, new_token, random_hex, Grant, NewGrant};
 use crate::policy_versions::PolicyVersion;
 use crate::sqlite::{Observed, Pin};
-use crate::state::{AdminStore, ApprovalStore, GrantStore, PinStore, PolicyHistory, StateStore};
+use crate::state::{
+    AdminStore, ApprovalStore, ConnectionStore, GrantStore, PinStore, PolicyHistory, StateStore,
+};
 use crate::StoreError;
 
 /// A switch that makes a store (or an audit log) fail every call while it is on, as an
@@ -49,6 +52,12 @@ struct Inner {
     approvals: Vec<Approval>,
     /// Policy versions in the order stored.
     versions: Vec<PolicyVersion>,
+    /// Upstream connections by (server, identity).
+    connections: BTreeMap<(String, String), Connection>,
+    /// Consent flows by state.
+    pending: BTreeMap<String, PendingConnection>,
+    /// Client registrations by (server, issuer).
+    registrations: BTreeMap<(String, String), Vec<u8>>,
 }
 
 type Watcher = Box<dyn Fn(&str) + Send + Sync>;
@@ -551,6 +560,74 @@ impl PolicyHistory for MemoryState {
             .find(|v| v.name == name && v.version == version)
             .cloned()
             .ok_or_else(|| not_found(format!("policy `{name}` version `{version}`")))
+    }
+}
+
+impl ConnectionStore for MemoryState {
+    fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        self.lock()?
+            .connections
+            .insert((c.server.clone(), c.identity.clone()), c.clone());
+        Ok(())
+    }
+
+    fn connection(&self, server: &str, identity: &str) -> Result<Option<Connection>, StoreError> {
+        Ok(self
+            .lock()?
+            .connections
+            .get(&(server.to_string(), identity.to_string()))
+            .cloned())
+    }
+
+    fn connections(&self) -> Result<Vec<Connection>, StoreError> {
+        Ok(self.lock()?.connections.values().cloned().collect())
+    }
+
+    fn delete_connection(&self, server: &str, identity: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()?
+            .connections
+            .remove(&(server.to_string(), identity.to_string()))
+            .is_some())
+    }
+
+    fn begin_connection(&self, p: &PendingConnection) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let oldest = p.created_at_ms.saturating_sub(PENDING_TTL_MS);
+        inner.pending.retain(|_, o| {
+            !(o.server == p.server && o.identity == p.identity) && o.created_at_ms >= oldest
+        });
+        inner.pending.insert(p.state.clone(), p.clone());
+        Ok(())
+    }
+
+    fn take_pending(
+        &self,
+        state: &str,
+        now_ms: u64,
+    ) -> Result<Option<PendingConnection>, StoreError> {
+        let p = self.lock()?.pending.remove(state);
+        Ok(p.filter(|p| now_ms < p.created_at_ms.saturating_add(PENDING_TTL_MS)))
+    }
+
+    fn put_registration(
+        &self,
+        server: &str,
+        issuer: &str,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        self.lock()?
+            .registrations
+            .insert((server.to_string(), issuer.to_string()), sealed.to_vec());
+        Ok(())
+    }
+
+    fn registration(&self, server: &str, issuer: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .lock()?
+            .registrations
+            .get(&(server.to_string(), issuer.to_string()))
+            .cloned())
     }
 }
 

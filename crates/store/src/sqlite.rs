@@ -214,6 +214,7 @@ impl SqliteStore {
         conn.execute_batch(crate::approvals::SCHEMA)?;
         conn.execute_batch(crate::admin::SCHEMA)?;
         conn.execute_batch(crate::policy_versions::SCHEMA)?;
+        conn.execute_batch(crate::connections::SCHEMA)?;
         conn.execute_batch(&version_triggers())?;
         let version = Connection::open(path)?;
         // Never waits: a busy file is reported at once (see `data_version_now`).

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::admin::{AdminToken, Role};
 use crate::approvals::{Approval, DecideError, NewApproval};
+use crate::connections::{Connection, PendingConnection};
 use crate::grants::{Grant, NewGrant};
 use crate::policy_versions::PolicyVersion;
 use crate::sqlite::{Observed, Pin, SqliteStore};
@@ -144,9 +145,46 @@ pub trait PolicyHistory {
     fn policy_version(&self, name: &str, version: &str) -> Result<PolicyVersion, StoreError>;
 }
 
+/// Upstream connections: each identity's sealed token set at a server toolgate reaches as
+/// an OAuth client, consent flows begun, and toolgate's client registrations (see
+/// [`crate::connections`]).
+pub trait ConnectionStore {
+    /// Stores an identity's connection (replacing the one it had at that server).
+    fn put_connection(&self, c: &Connection) -> Result<(), StoreError>;
+    /// An identity's connection to a server.
+    fn connection(&self, server: &str, identity: &str) -> Result<Option<Connection>, StoreError>;
+    /// Every connection, by server then identity.
+    fn connections(&self) -> Result<Vec<Connection>, StoreError>;
+    /// Forgets a connection; true if there was one.
+    fn delete_connection(&self, server: &str, identity: &str) -> Result<bool, StoreError>;
+    /// Keeps a consent flow begun (replacing any other of the same server and identity;
+    /// flows older than [`crate::connections::PENDING_TTL_MS`] are dropped).
+    fn begin_connection(&self, p: &PendingConnection) -> Result<(), StoreError>;
+    /// Takes the flow `state` names, once; `None` when there is none, or it is older than
+    /// [`crate::connections::PENDING_TTL_MS`] at `now_ms` (taken all the same).
+    fn take_pending(
+        &self,
+        state: &str,
+        now_ms: u64,
+    ) -> Result<Option<PendingConnection>, StoreError>;
+    /// Stores toolgate's client registration at `issuer` for `server`, sealed.
+    fn put_registration(&self, server: &str, issuer: &str, sealed: &[u8])
+        -> Result<(), StoreError>;
+    /// toolgate's registration at `issuer` for `server`.
+    fn registration(&self, server: &str, issuer: &str) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
 /// Everything a gateway shares with its CLI and its replicas.
 pub trait StateStore:
-    GrantStore + AdminStore + PinStore + ApprovalStore + PolicyHistory + Send + Sync + std::fmt::Debug
+    GrantStore
+    + AdminStore
+    + PinStore
+    + ApprovalStore
+    + PolicyHistory
+    + ConnectionStore
+    + Send
+    + Sync
+    + std::fmt::Debug
 {
     /// Where the state lives, for messages (a Redis URL without its password).
     fn describe(&self) -> String;

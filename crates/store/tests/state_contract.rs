@@ -866,3 +866,80 @@ fn the_version_read_in_place_never_outlives_a_change() {
         }
     }
 }
+
+#[test]
+fn connections_pending_flows_and_registrations() {
+    use toolgate_store::{Connection, PendingConnection};
+    for (name, s, other) in backends("connections", 22) {
+        let conn = |server: &str, identity: &str, sealed: &[u8], at: u64| Connection {
+            server: server.into(),
+            identity: identity.into(),
+            sealed: sealed.to_vec(),
+            subject: Some(identity.into()),
+            client_id: "c1".into(),
+            expires_at_ms: Some(at + 300_000),
+            updated_at_ms: at,
+        };
+        s.put_connection(&conn("gh", "bob", &[1, 2], 10)).unwrap();
+        s.put_connection(&conn("gh", "alice", &[3], 10)).unwrap();
+        other
+            .put_connection(&conn("gh", "alice", &[4, 0, 255], 20))
+            .unwrap();
+        let got = s.connection("gh", "alice").unwrap().unwrap();
+        assert_eq!(
+            (got.sealed, got.updated_at_ms),
+            (vec![4, 0, 255], 20),
+            "{name}"
+        );
+        assert_eq!(
+            other
+                .connections()
+                .unwrap()
+                .iter()
+                .map(|c| c.identity.as_str())
+                .collect::<Vec<_>>(),
+            ["alice", "bob"],
+            "{name}"
+        );
+        assert!(other.delete_connection("gh", "bob").unwrap(), "{name}");
+        assert!(!s.delete_connection("gh", "bob").unwrap(), "{name}");
+        assert!(s.connection("gh", "bob").unwrap().is_none(), "{name}");
+
+        let flow = |state: &str, identity: &str, at: u64| PendingConnection {
+            state: state.into(),
+            server: "gh".into(),
+            identity: identity.into(),
+            sealed: vec![9],
+            created_at_ms: at,
+        };
+        s.begin_connection(&flow("s1", "alice", 1_000)).unwrap();
+        // A second flow for the same identity replaces the first.
+        s.begin_connection(&flow("s2", "alice", 2_000)).unwrap();
+        s.begin_connection(&flow("s3", "bob", 2_000)).unwrap();
+        assert!(other.take_pending("s1", 2_000).unwrap().is_none(), "{name}");
+        let taken = other.take_pending("s2", 3_000).unwrap().unwrap();
+        assert_eq!(
+            (taken.identity.as_str(), taken.sealed),
+            ("alice", vec![9]),
+            "{name}"
+        );
+        // Taken once.
+        assert!(s.take_pending("s2", 3_000).unwrap().is_none(), "{name}");
+        // Past its time: taken, and not given.
+        let late = 2_000 + toolgate_store::connections::PENDING_TTL_MS;
+        assert!(s.take_pending("s3", late).unwrap().is_none(), "{name}");
+        assert!(s.take_pending("s3", 3_000).unwrap().is_none(), "{name}");
+
+        s.put_registration("gh", "https://as", &[7, 7]).unwrap();
+        assert_eq!(
+            other.registration("gh", "https://as").unwrap(),
+            Some(vec![7, 7]),
+            "{name}"
+        );
+        assert_eq!(
+            other.registration("gh", "https://other").unwrap(),
+            None,
+            "{name}"
+        );
+    }
+}

@@ -33,12 +33,15 @@ use crate::approvals::{Approval, ApprovalStatus, DecideError, NewApproval};
 use crate::grants::{constant_time_eq, hash_token, new_token, random_hex, Grant, NewGrant};
 use crate::policy_versions::PolicyVersion;
 use crate::sqlite::{Observed, Pin};
-use crate::state::{AdminStore, ApprovalStore, GrantStore, PinStore, PolicyHistory, StateStore};
+use crate::state::{
+    AdminStore, ApprovalStore, ConnectionStore, GrantStore, PinStore, PolicyHistory, StateStore,
+};
 use crate::StoreError;
 
 /// How long an approval stays readable in Redis after it expires (30 days).
 pub const KEEP_MS: u64 = 30 * 24 * 3600 * 1000;
 mod approvals;
+mod connections;
 mod grants;
 mod history;
 mod pins;

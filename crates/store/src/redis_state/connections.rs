@@ -1,0 +1,137 @@
+//! Upstream connections in Redis: one hash of connections and one of registrations (field:
+//! the JSON pair of names), and each consent flow its own key that expires with it
+//! (`GETDEL` takes it once).
+
+use super::*;
+use crate::connections::{Connection, PendingConnection, PENDING_TTL_MS};
+
+const CONNECTIONS: &str = "toolgate:oauth:connections";
+const REGISTRATIONS: &str = "toolgate:oauth:registrations";
+
+fn field(a: &str, b: &str) -> String {
+    serde_json::json!([a, b]).to_string()
+}
+
+fn pending_key(state: &str) -> String {
+    format!("toolgate:oauth:pending:{state}")
+}
+
+fn pending_of(server: &str, identity: &str) -> String {
+    format!("toolgate:oauth:pending-of:{}", field(server, identity))
+}
+
+impl ConnectionStore for RedisState {
+    fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(c).map_err(|e| self.err(e))?;
+        let _: i64 = self.with(|r| {
+            redis::cmd("HSET")
+                .arg(CONNECTIONS)
+                .arg(field(&c.server, &c.identity))
+                .arg(&doc)
+                .query(r)
+        })?;
+        Ok(())
+    }
+
+    fn connection(&self, server: &str, identity: &str) -> Result<Option<Connection>, StoreError> {
+        let doc: Option<String> = self.read(|r| {
+            redis::cmd("HGET")
+                .arg(CONNECTIONS)
+                .arg(field(server, identity))
+                .query(r)
+        })?;
+        doc.map(|d| serde_json::from_str(&d).map_err(|e| self.err(e)))
+            .transpose()
+    }
+
+    fn connections(&self) -> Result<Vec<Connection>, StoreError> {
+        let all: HashMap<String, String> =
+            self.read(|r| redis::cmd("HGETALL").arg(CONNECTIONS).query(r))?;
+        let mut out: Vec<Connection> = all
+            .values()
+            .map(|d| serde_json::from_str(d).map_err(|e| self.err(e)))
+            .collect::<Result<_, _>>()?;
+        out.sort_by(|a, b| (&a.server, &a.identity).cmp(&(&b.server, &b.identity)));
+        Ok(out)
+    }
+
+    fn delete_connection(&self, server: &str, identity: &str) -> Result<bool, StoreError> {
+        let n: i64 = self.with(|r| {
+            redis::cmd("HDEL")
+                .arg(CONNECTIONS)
+                .arg(field(server, identity))
+                .query(r)
+        })?;
+        Ok(n > 0)
+    }
+
+    fn begin_connection(&self, p: &PendingConnection) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(p).map_err(|e| self.err(e))?;
+        let ttl = PENDING_TTL_MS;
+        // The flow, and which flow is the identity's: the one it replaces is deleted.
+        let previous: Option<String> = self.with(|r| {
+            redis::cmd("SET")
+                .arg(pending_of(&p.server, &p.identity))
+                .arg(&p.state)
+                .arg("PX")
+                .arg(ttl)
+                .arg("GET")
+                .query(r)
+        })?;
+        let _: () = self.with(|r| {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            if let Some(old) = previous.as_deref().filter(|o| *o != p.state) {
+                pipe.cmd("DEL").arg(pending_key(old)).ignore();
+            }
+            pipe.cmd("SET")
+                .arg(pending_key(&p.state))
+                .arg(&doc)
+                .arg("PX")
+                .arg(ttl)
+                .ignore();
+            pipe.query(r)
+        })?;
+        Ok(())
+    }
+
+    fn take_pending(
+        &self,
+        state: &str,
+        now_ms: u64,
+    ) -> Result<Option<PendingConnection>, StoreError> {
+        let doc: Option<String> =
+            self.with(|r| redis::cmd("GETDEL").arg(pending_key(state)).query(r))?;
+        let p: Option<PendingConnection> = doc
+            .map(|d| serde_json::from_str(&d).map_err(|e| self.err(e)))
+            .transpose()?;
+        Ok(p.filter(|p| now_ms < p.created_at_ms.saturating_add(PENDING_TTL_MS)))
+    }
+
+    fn put_registration(
+        &self,
+        server: &str,
+        issuer: &str,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        let _: i64 = self.with(|r| {
+            redis::cmd("HSET")
+                .arg(REGISTRATIONS)
+                .arg(field(server, issuer))
+                .arg(hex::encode(sealed))
+                .query(r)
+        })?;
+        Ok(())
+    }
+
+    fn registration(&self, server: &str, issuer: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let v: Option<String> = self.read(|r| {
+            redis::cmd("HGET")
+                .arg(REGISTRATIONS)
+                .arg(field(server, issuer))
+                .query(r)
+        })?;
+        v.map(|h| hex::decode(h).map_err(|e| self.err(e)))
+            .transpose()
+    }
+}
