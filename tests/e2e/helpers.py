@@ -223,9 +223,10 @@ class Gateway:
         store = self.store_url or store
         lines = [
             "# Written by toolgate's end-to-end tests.",
-            f"listen = {_toml('127.0.0.1:0')}",
             f"store = {_toml(store)}",
         ]
+        if "listen" not in self.extra:
+            lines.insert(1, f"listen = {_toml('127.0.0.1:0')}")
         lines += [f"{key} = {_toml(value)}" for key, value in self.extra.items()]
         lines += ["", "[policies]"]
         for name in self.policy_names:

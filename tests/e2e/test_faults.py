@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -249,9 +250,19 @@ def test_a_full_disk_fails_closed_and_recovers(gateways: Any, monkeypatch: Any) 
     assert httpx.get(gw.base_url + "/healthz", timeout=10).status_code == 200
     # Space is back.
     resource.prlimit(gw.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    # The stores retry every 100 ms: within a few seconds, calls pass again (until then they
+    # are still refused, and recorded as such).
     after = refused[-1][0] + 1
-    status, msg = c.call("list_patients", after)
-    assert status == 200 and not msg["result"].get("isError"), msg
+    deadline = time.monotonic() + 10
+    while True:
+        status, msg = c.call("list_patients", after)
+        assert status == 200, msg
+        if not msg["result"].get("isError"):
+            break
+        refused.append((after, msg["result"]["content"][0]["text"]))
+        assert time.monotonic() < deadline, f"calls still refused 10 s after space came back: {msg}"
+        after += 1
+        time.sleep(0.1)
     forwarded.add(str(after))
     assert gw.cli("audit verify").stdout.startswith("ok: ")
     recorded = {r["request_id"] for r in gw.audit_records("--kind", "call", "--tool", "list_patients")

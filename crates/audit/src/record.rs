@@ -167,6 +167,10 @@ pub struct Record {
     /// The tool (`tools/call`, pin and approval records).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+    /// toolgate's OAuth client id at the upstream's authorization server, when the call
+    /// went with an identity's own token (`auth = "oauth"`; never the token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_client_id: Option<String>,
     /// The protocol era toolgate spoke to the upstream (`2026-07-28` or `legacy`; they differ
     /// when toolgate translated).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -177,6 +181,10 @@ pub struct Record {
     /// The upstream's HTTP status, when it answered over HTTP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_status: Option<u16>,
+    /// Who the upstream knows the caller as (the subject of the identity's token), when
+    /// the call went with an identity's own token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_sub: Option<String>,
     /// The tool's name on `upstream_server` (`tool` is the name the agent called).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_tool: Option<String>,
@@ -305,6 +313,8 @@ mod tests {
             upstream_era: Some("legacy".into()),
             client_era: Some("2026-07-28".into()),
             upstream_tool: Some("orig".into()),
+            upstream_sub: Some("alice".into()),
+            upstream_client_id: Some("c1".into()),
             decision_us: Some(3),
             upstream_us: Some(4),
             bytes_in: Some(5),

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod approvals;
 pub mod audit;
+pub mod connect;
 pub mod demo;
 pub mod fetch_tools;
 pub mod grants;

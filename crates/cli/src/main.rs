@@ -120,6 +120,24 @@ enum Command {
         #[command(flatten)]
         config: cmd::ConfigArg,
     },
+    /// Connect an identity to a server with `auth = "oauth"`: prints (and opens) the URL a
+    /// person visits once to consent; the gateway's `/oauth/callback` stores the tokens.
+    ///
+    /// From then on, every call that identity makes to the server goes with its own
+    /// token, refreshed before it expires; agents never see it. docs/OAUTH.md.
+    Connect(cmd::connect::ConnectArgs),
+    /// Disconnect an identity from a server with `auth = "oauth"`: its tokens are revoked
+    /// at the authorization server (where it offers revocation) and forgotten. Its calls
+    /// are then denied with rule `(not connected)`.
+    Disconnect(cmd::connect::ConnectArgs),
+    /// List each identity's connections to servers with `auth = "oauth"` (never a token).
+    Connections {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: cmd::ConfigArg,
+    },
     /// Read the audit log: tail, query, verify the hash chain, export.
     Audit {
         #[command(subcommand)]
@@ -200,6 +218,9 @@ fn main() -> ExitCode {
         Command::Status { since, config } => cmd::audit::status(&config, &since),
         Command::Tools { command, config } => cmd::tools::run(command, &config),
         Command::Scan(a) => cmd::scan::run(&a),
+        Command::Connect(a) => cmd::connect::connect(&a),
+        Command::Disconnect(a) => cmd::connect::disconnect(&a),
+        Command::Connections { json, config } => cmd::connect::list(&config, json),
         Command::Demo {
             stdio: _,
             http,

@@ -140,6 +140,39 @@ pub struct ServerConfig {
     pub redactor: Redactor,
     /// The protocol era it speaks (found out by default).
     pub era: EraSetting,
+    /// `auth = "oauth"`: toolgate is its OAuth client, with one token set per identity
+    /// (`None`: credentials, if any, are the static `headers`).
+    pub oauth: Option<UpstreamOAuth>,
+}
+
+/// A server toolgate reaches as an OAuth client (`auth = "oauth"`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpstreamOAuth {
+    /// Scopes asked for (none: what the server's challenge asks, if anything).
+    pub scopes: Vec<String>,
+    /// A client id registered beforehand (none: dynamic registration).
+    pub client_id: Option<String>,
+    /// The environment variable holding that client's secret, if it has one.
+    pub client_secret_env: Option<String>,
+}
+
+/// Where toolgate's token key comes from (`[oauth]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenKeySource {
+    /// A file holding 64 hex digits.
+    File(PathBuf),
+    /// An environment variable holding 64 hex digits.
+    Env(String),
+}
+
+/// The `[oauth]` table: what toolgate needs as the OAuth client of its servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthConfig {
+    /// The key token sets are sealed with at rest.
+    pub token_key: TokenKeySource,
+    /// The URL people's browsers reach toolgate at (`/oauth/callback` is under it);
+    /// `None`: `http://` and the listen address.
+    pub public_url: Option<String>,
 }
 
 /// The `[audit]` table.
@@ -218,6 +251,8 @@ pub struct Config {
     pub jwt: Option<JwtConfig>,
     /// `[tracing]`: spans exported over OTLP/HTTP, when configured.
     pub tracing: Option<TracingConfig>,
+    /// `[oauth]`: required when a server has `auth = "oauth"`.
+    pub oauth: Option<OAuthConfig>,
 }
 
 /// The bounds on agent sessions.

@@ -76,6 +76,7 @@ impl Config {
         let like = self.server(&run.name).cloned();
         let server = ServerConfig {
             era: crate::EraSetting::Legacy,
+            oauth: None,
             transport: Transport::Stdio {
                 command: stdio_command(&run.command, &run.cwd),
                 args: run.args,

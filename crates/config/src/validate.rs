@@ -50,6 +50,15 @@ struct RawConfig {
     approvals: Option<RawApprovals>,
     auth: Option<RawAuth>,
     tracing: Option<RawTracing>,
+    oauth: Option<RawOAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOAuth {
+    token_key_file: Option<String>,
+    token_key_env: Option<String>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +128,10 @@ struct RawServer {
     #[serde(default)]
     audit_allow_secrets: Vec<String>,
     era: Option<String>,
+    auth: Option<String>,
+    scopes: Option<Vec<String>>,
+    client_id: Option<String>,
+    client_secret_env: Option<String>,
 }
 
 /// `state_fail_mode` of the server at `at` (a wrong value recorded, closed used).
@@ -612,8 +625,56 @@ impl Config {
                     EraSetting::Auto
                 }
             };
+            let oauth = match s.auth.as_deref() {
+                None => {
+                    for (key, given) in [
+                        ("scopes", s.scopes.is_some()),
+                        ("client_id", s.client_id.is_some()),
+                        ("client_secret_env", s.client_secret_env.is_some()),
+                    ] {
+                        if given {
+                            errors.push(format!("{at}.{key}: goes with `auth = \"oauth\"`"));
+                        }
+                    }
+                    None
+                }
+                Some("oauth") => {
+                    if !matches!(transport, Some(Transport::Http { .. })) {
+                        errors.push(format!(
+                            "{at}.auth: `oauth` is for Streamable HTTP servers (`url`)"
+                        ));
+                    }
+                    if let Some(Transport::Http { headers, .. }) = &transport {
+                        if headers
+                            .iter()
+                            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                        {
+                            errors.push(format!("{at}.headers.Authorization: a server with `auth = \"oauth\"` gets each identity's own token; remove the static one"));
+                        }
+                    }
+                    if raw.oauth.is_none() {
+                        errors.push(format!("{at}.auth: `oauth` needs an [oauth] table with `token_key_file` or `token_key_env` (the key tokens are sealed with at rest: `openssl rand -hex 32`)"));
+                    }
+                    Some(crate::model::UpstreamOAuth {
+                        scopes: s.scopes.clone().unwrap_or_default(),
+                        client_id: s.client_id.clone(),
+                        client_secret_env: s.client_secret_env.clone(),
+                    })
+                }
+                Some("token_exchange") => {
+                    errors.push(format!(
+                        "{at}.auth: `token_exchange` is not built yet (docs/OAUTH.md); use `oauth`"
+                    ));
+                    None
+                }
+                Some(other) => {
+                    errors.push(format!("{at}.auth: expected \"oauth\", got {other:?}"));
+                    None
+                }
+            };
             if let Some(transport) = transport {
                 servers.push(ServerConfig {
+                    oauth,
                     era,
                     name: s.name,
                     transport,
@@ -650,6 +711,12 @@ impl Config {
                 .iter()
                 .filter(|s| includes.iter().any(|i| i.server == s.name))
                 .collect();
+            for s in included.iter().filter(|s| s.oauth.is_some()) {
+                errors.push(format!(
+                    "{at}.include: server `{}` has `auth = \"oauth\"`, which virtual servers do not carry yet (each identity's token is sent only on direct routes, /mcp/{})",
+                    s.name, s.name
+                ));
+            }
             // What the included servers redact is redacted here too, and what any of them
             // sanitises is sanitised (unless said otherwise).
             let redactor = Redactor::strictest(included.iter().map(|s| &s.redactor));
@@ -667,8 +734,28 @@ impl Config {
                 audit_arguments,
                 redactor,
                 era: EraSetting::Legacy,
+                oauth: None,
             });
         }
+        let oauth = raw.oauth.map(|o| {
+            let token_key = match (o.token_key_file, o.token_key_env) {
+                (Some(f), None) => crate::model::TokenKeySource::File(base.join(f)),
+                (None, Some(e)) => crate::model::TokenKeySource::Env(e),
+                _ => {
+                    errors.push("oauth: give one of `token_key_file` or `token_key_env` (64 hex digits: `openssl rand -hex 32`)".into());
+                    crate::model::TokenKeySource::Env(String::new())
+                }
+            };
+            if let Some(u) = &o.public_url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    errors.push(format!("oauth.public_url: expected an http(s) URL, got {u:?}"));
+                }
+            }
+            crate::model::OAuthConfig {
+                token_key,
+                public_url: o.public_url.map(|u| u.trim_end_matches('/').to_string()),
+            }
+        });
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -699,6 +786,7 @@ impl Config {
             approvals,
             jwt,
             tracing,
+            oauth,
         })
     }
 

@@ -282,3 +282,51 @@ fn a_virtual_server_takes_the_strictest_of_its_servers() {
     );
     assert!(toolgate_config::virtual_server::route(includes, "get").is_none());
 }
+
+#[test]
+fn upstream_oauth_is_checked_field_by_field() {
+    let policy = r#"{"version":"1","default":"deny"}"#;
+    let with = |toml: &str| {
+        MemFiles::new()
+            .with("/etc/tg/toolgate.toml", toml)
+            .with("/etc/tg/p.json", policy)
+    };
+    let server = "[policies]\np = \"p.json\"\n[[servers]]\nname = \"gh\"\nurl = \"https://gh.example/mcp\"\npolicy = \"p\"\n";
+    // A good one: the key from a file beside the config, scopes kept.
+    let good = format!("[oauth]\ntoken_key_file = \"key\"\npublic_url = \"https://gw.example/\"\n{server}auth = \"oauth\"\nscopes = [\"repo\"]\n");
+    let c = load(&with(&good)).unwrap();
+    let o = c.servers[0].oauth.as_ref().unwrap();
+    assert_eq!(o.scopes, vec!["repo".to_string()]);
+    let k = c.oauth.as_ref().unwrap();
+    assert_eq!(
+        k.token_key,
+        toolgate_config::TokenKeySource::File("/etc/tg/key".into())
+    );
+    assert_eq!(k.public_url.as_deref(), Some("https://gw.example"));
+    // Without [oauth]: the error names the field and how to make a key.
+    let e = errors(&with(&format!("{server}auth = \"oauth\"\n")));
+    assert!(
+        e.contains("servers[0].auth") && e.contains("openssl rand -hex 32"),
+        "{e}"
+    );
+    // A static Authorization header beside it.
+    let e = errors(&with(&format!(
+        "[oauth]\ntoken_key_env = \"K\"\n{server}auth = \"oauth\"\nheaders = {{ Authorization = \"Bearer x\" }}\n"
+    )));
+    assert!(e.contains("headers.Authorization"), "{e}");
+    // Not built, unknown, and keys that go with `auth` alone.
+    let e = errors(&with(&format!("{server}auth = \"token_exchange\"\n")));
+    assert!(e.contains("not built yet"), "{e}");
+    let e = errors(&with(&format!("{server}auth = \"basic\"\n")));
+    assert!(e.contains("expected \"oauth\""), "{e}");
+    let e = errors(&with(&format!("{server}scopes = [\"a\"]\n")));
+    assert!(e.contains("servers[0].scopes"), "{e}");
+    // Both key sources, or neither.
+    let e = errors(&with(&format!(
+        "[oauth]\ntoken_key_env = \"K\"\ntoken_key_file = \"f\"\n{server}auth = \"oauth\"\n"
+    )));
+    assert!(
+        e.contains("one of `token_key_file` or `token_key_env`"),
+        "{e}"
+    );
+}

@@ -17,6 +17,8 @@
 //! - [`trail`]: the audit record of a request and the outcome of a forwarded call.
 //! - [`jwt`]: JWT identities (`[auth.jwt]`): signature, issuer, audience, identity claim.
 //! - [`metrics`]: `/metrics` (Prometheus text).
+//! - [`oauth`]: toolgate as the OAuth client of `auth = "oauth"` servers: consent,
+//!   sealed token sets per identity, refresh, revocation.
 //! - [`otlp`]: optional span export over OTLP/HTTP (JSON), continuing the agent's trace.
 //! - [`pin`]: tool definitions hashed and pinned; changed ones held.
 //! - [`session`]: toolgate's own `Mcp-Session-Id`s mapped to upstream sessions.
@@ -49,6 +51,7 @@ pub mod input;
 pub mod jwt;
 pub mod manage;
 pub mod metrics;
+pub mod oauth;
 pub mod otlp;
 pub mod param_headers;
 pub mod parked;

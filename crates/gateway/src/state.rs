@@ -57,6 +57,8 @@ pub struct AppState {
     pub local_grant: Option<Grant>,
     /// Where the call path reads the time (the system clock; a manual one in tests).
     pub clock: crate::clock::Clock,
+    /// toolgate as the OAuth client of `auth = "oauth"` servers (`None`: no such server).
+    pub oauth: Option<Arc<crate::oauth::Broker>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -101,6 +103,7 @@ impl AppState {
             validations: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_VALIDATIONS)),
             local_grant: None,
             clock: crate::clock::Clock::system(),
+            oauth: None,
         })
     }
 
@@ -117,6 +120,12 @@ impl AppState {
             &t.service_name,
             self.http.clone(),
         ));
+        self
+    }
+
+    /// Reaches `auth = "oauth"` servers with each identity's own token ([`crate::oauth`]).
+    pub fn with_oauth(mut self, broker: Option<Arc<crate::oauth::Broker>>) -> Self {
+        self.oauth = broker;
         self
     }
 

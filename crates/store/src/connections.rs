@@ -32,6 +32,13 @@ CREATE TABLE IF NOT EXISTS oauth_pending (
     created_at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS oauth_pending_who ON oauth_pending(server, identity);
+CREATE TABLE IF NOT EXISTS oauth_locks (
+    server TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    until_ms INTEGER NOT NULL,
+    PRIMARY KEY (server, identity)
+);
 CREATE TABLE IF NOT EXISTS oauth_registrations (
     server TEXT NOT NULL,
     issuer TEXT NOT NULL,
@@ -196,6 +203,31 @@ impl ConnectionStore for SqliteStore {
         self.conn().execute(
             "INSERT OR REPLACE INTO oauth_registrations (server, issuer, sealed) VALUES (?1, ?2, ?3)",
             params![server, issuer, sealed],
+        )?;
+        Ok(())
+    }
+
+    fn lock_refresh(
+        &self,
+        server: &str,
+        identity: &str,
+        holder: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "INSERT INTO oauth_locks (server, identity, holder, until_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (server, identity) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms
+             WHERE oauth_locks.until_ms <= ?5 OR oauth_locks.holder = excluded.holder",
+            params![server, identity, holder, ms(now_ms.saturating_add(ttl_ms)), ms(now_ms)],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn unlock_refresh(&self, server: &str, identity: &str, holder: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "DELETE FROM oauth_locks WHERE server = ?1 AND identity = ?2 AND holder = ?3",
+            params![server, identity, holder],
         )?;
         Ok(())
     }

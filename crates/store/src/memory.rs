@@ -58,6 +58,8 @@ struct Inner {
     pending: BTreeMap<String, PendingConnection>,
     /// Client registrations by (server, issuer).
     registrations: BTreeMap<(String, String), Vec<u8>>,
+    /// Refresh locks by (server, identity): holder and until when.
+    refresh_locks: BTreeMap<(String, String), (String, u64)>,
 }
 
 type Watcher = Box<dyn Fn(&str) + Send + Sync>;
@@ -619,6 +621,40 @@ impl ConnectionStore for MemoryState {
         self.lock()?
             .registrations
             .insert((server.to_string(), issuer.to_string()), sealed.to_vec());
+        Ok(())
+    }
+
+    fn lock_refresh(
+        &self,
+        server: &str,
+        identity: &str,
+        holder: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        let key = (server.to_string(), identity.to_string());
+        match inner.refresh_locks.get(&key) {
+            Some((h, until)) if h != holder && *until > now_ms => Ok(false),
+            _ => {
+                inner
+                    .refresh_locks
+                    .insert(key, (holder.to_string(), now_ms.saturating_add(ttl_ms)));
+                Ok(true)
+            }
+        }
+    }
+
+    fn unlock_refresh(&self, server: &str, identity: &str, holder: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let key = (server.to_string(), identity.to_string());
+        if inner
+            .refresh_locks
+            .get(&key)
+            .is_some_and(|(h, _)| h == holder)
+        {
+            inner.refresh_locks.remove(&key);
+        }
         Ok(())
     }
 

@@ -172,6 +172,19 @@ pub trait ConnectionStore {
         -> Result<(), StoreError>;
     /// toolgate's registration at `issuer` for `server`.
     fn registration(&self, server: &str, issuer: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Takes the refresh lock of `(server, identity)` for `holder` until `now_ms + ttl_ms`:
+    /// true when taken (free, expired, or already `holder`'s). One replica refreshes a
+    /// token set at a time; the others wait and read the new one.
+    fn lock_refresh(
+        &self,
+        server: &str,
+        identity: &str,
+        holder: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError>;
+    /// Gives the refresh lock back, if `holder` still has it.
+    fn unlock_refresh(&self, server: &str, identity: &str, holder: &str) -> Result<(), StoreError>;
 }
 
 /// Everything a gateway shares with its CLI and its replicas.

@@ -941,5 +941,44 @@ fn connections_pending_flows_and_registrations() {
             None,
             "{name}"
         );
+
+        // The refresh lock: one holder at a time, across handles; given back by its holder
+        // only; taken again once given back.
+        assert!(
+            s.lock_refresh("gh", "alice", "r1", 1_000, 30_000).unwrap(),
+            "{name}"
+        );
+        assert!(
+            !other
+                .lock_refresh("gh", "alice", "r2", 1_000, 30_000)
+                .unwrap(),
+            "{name}"
+        );
+        assert!(
+            s.lock_refresh("gh", "alice", "r1", 1_000, 30_000).unwrap(),
+            "{name}"
+        );
+        assert!(
+            other
+                .lock_refresh("gh", "bob", "r2", 1_000, 30_000)
+                .unwrap(),
+            "{name}"
+        );
+        other.unlock_refresh("gh", "alice", "r2").unwrap();
+        assert!(
+            !other
+                .lock_refresh("gh", "alice", "r2", 1_000, 30_000)
+                .unwrap(),
+            "{name}"
+        );
+        s.unlock_refresh("gh", "alice", "r1").unwrap();
+        assert!(
+            other
+                .lock_refresh("gh", "alice", "r2", 1_000, 30_000)
+                .unwrap(),
+            "{name}"
+        );
+        other.unlock_refresh("gh", "alice", "r2").unwrap();
+        other.unlock_refresh("gh", "bob", "r2").unwrap();
     }
 }

@@ -19,12 +19,17 @@ pub fn run(arg: &ConfigArg) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Servers with `auth = "oauth"`: without the token key, toolgate does not start.
+    let broker = toolgate_gateway::oauth::Broker::for_config(&cfg).map_err(anyhow::Error::msg)?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let addr = listener.local_addr()?;
         say!("toolgate: listening on http://{addr}");
         for s in &cfg.servers {
             say!("toolgate: server \"{}\" at http://{addr}/mcp/{}", s.name, s.name);
+        }
+        if broker.is_some() {
+            say!("toolgate: OAuth callback at {}", toolgate_gateway::oauth::redirect_uri(&cfg));
         }
         say!("toolgate: dashboard at http://{addr}/ (sign in with a token from `toolgate admin-tokens create --name NAME --role admin`)");
         if store.grant_count()? == 0 {
@@ -54,7 +59,7 @@ pub fn run(arg: &ConfigArg) -> Result<ExitCode> {
             None => None,
         };
         let tracing_cfg = cfg.tracing.clone();
-        let mut state = AppState::new(cfg, store, counters)?;
+        let mut state = AppState::new(cfg, store, counters)?.with_oauth(broker);
         if let Some(t) = &tracing_cfg {
             state = state.with_otlp(t);
             say!("toolgate: spans exported to {} (OTLP/HTTP)", t.otlp_endpoint);

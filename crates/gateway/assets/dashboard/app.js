@@ -332,6 +332,8 @@
     refreshApprovals();
     loadServers();
     restartLog();
+    refreshConnections();
+    timers.push(setInterval(refreshConnections, APPROVALS_EVERY_MS * 5));
     timers.push(setInterval(refreshStatus, STATUS_EVERY_MS));
     timers.push(setInterval(refreshApprovals, APPROVALS_EVERY_MS));
     timers.push(setInterval(() => refreshTools(false), TOOLS_EVERY_MS));
@@ -533,6 +535,77 @@
     } finally {
       row.busy = false;
       refreshApprovals();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Upstream connections (servers with `auth = "oauth"`): shown only when there are any.
+
+  const refreshConnections = coalesced(async () => {
+    if (!token) return;
+    let list;
+    try {
+      const data = await api("GET", "/api/v1/connections");
+      list = Array.isArray(data && data.connections) ? data.connections : [];
+      clearError("connections");
+    } catch (err) {
+      if (token) setError("connections", describe(err));
+      return;
+    }
+    if (!token) return;
+    renderConnections(list);
+  });
+
+  function renderConnections(list) {
+    const body = $("connections-body");
+    clear(body);
+    const admin = me && me.role === "admin";
+    for (const c of list) {
+      const state = c.connected ? "connected" : "not connected";
+      const action = c.connected
+        ? el("button", { type: "button", className: "btn btn-danger", dataset: { action: "disconnect" }, text: "Disconnect" })
+        : el("button", { type: "button", className: "btn btn-ok", dataset: { action: "connect" }, text: "Connect" });
+      action.disabled = !admin;
+      action.title = admin ? "" : "needs role admin";
+      action.addEventListener("click", () => connection(c, action));
+      body.append(
+        el(
+          "tr",
+          { dataset: { server: c.server, identity: c.identity } },
+          el("td", { text: c.server ?? "" }),
+          el("td", { text: c.identity ?? "" }),
+          el("td", { dataset: { role: "connection-state" } }, el("span", { className: c.connected ? "pill good" : "pill", text: state })),
+          el("td", { className: "mono", text: c.subject ?? "" }),
+          el("td", { text: c.connected ? fmtIn(c.expires_at_ms) : c.connect ?? "" }),
+          el("td", {}, action),
+        ),
+      );
+    }
+    show($("connections"), list.length > 0);
+  }
+
+  async function connection(c, button) {
+    button.disabled = true;
+    const link = $("connections-link");
+    try {
+      const path = `/api/v1/servers/${enc(c.server)}/connections/${enc(c.identity)}`;
+      if (c.connected) {
+        const r = await api("DELETE", path);
+        flash(`${c.identity} disconnected from ${c.server}${r && r.revocation && r.revocation !== "revoked" ? ` (${r.revocation})` : ""}`);
+      } else {
+        const r = await api("POST", path);
+        clear(link);
+        link.append(
+          `Open this link as ${c.identity} to connect it to ${c.server} (valid 10 minutes): `,
+          el("a", { href: r.authorization_url, target: "_blank", rel: "noopener noreferrer", text: "authorize", dataset: { role: "authorization-url" } }),
+        );
+        show(link, true);
+      }
+      clearError("connections");
+    } catch (err) {
+      if (token) setError("connections", describe(err));
+    } finally {
+      refreshConnections();
     }
   }
 

@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod audit;
+pub mod connections;
 pub mod grants;
 pub mod policies;
 pub mod servers;
@@ -54,6 +55,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/grants/{id}"),
     ("get", "/api/v1/audit"),
     ("get", "/api/v1/audit/stream"),
+    ("get", "/api/v1/connections"),
+    ("post", "/api/v1/servers/{name}/connections/{identity}"),
+    ("delete", "/api/v1/servers/{name}/connections/{identity}"),
 ];
 
 /// The OpenAPI document of these routes.
@@ -72,6 +76,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/approvals/{id}/deny", post(deny))
         .route("/api/v1/servers", get(servers::list).post(servers::add))
         .route("/api/v1/servers/{name}/tools", get(servers::tools))
+        .route("/api/v1/connections", get(connections::list))
+        .route(
+            "/api/v1/servers/{name}/connections/{identity}",
+            post(connections::begin).delete(connections::disconnect),
+        )
+        .route("/oauth/callback", get(connections::callback))
         .route("/api/v1/policies", get(policies::list))
         .route("/api/v1/policies/validate", post(policies::validate))
         .route(

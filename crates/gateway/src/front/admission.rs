@@ -311,5 +311,18 @@ pub(crate) async fn admit_session(
         ));
     }
     let session = session_of(st, headers, &srv, &grant, "null")?;
+    let mut srv = srv;
+    // `auth = "oauth"`: the stream and the session's end go with the identity's own token.
+    if let Err(e) = crate::oauth::attach(st, &mut srv, &grant.identity).await {
+        let status = match e {
+            crate::oauth::BrokerError::NotConnected(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        return Err(Reject::new(
+            status,
+            error_codes::INVALID_REQUEST,
+            e.to_string(),
+        ));
+    }
     Ok((srv, session))
 }

@@ -73,9 +73,14 @@ pub(super) async fn post_mcp(
 ) -> Response {
     let started = std::time::Instant::now();
     refresh_keys(&st, &headers).await;
-    let (cfg, srv, grant) = match admit(&st, &headers, &server).await {
+    let (cfg, mut srv, grant) = match admit(&st, &headers, &server).await {
         Ok(x) => x,
         Err(r) => return r.into_response(),
+    };
+    // `auth = "oauth"`: the identity's own token goes upstream; without one, nothing does.
+    let (upstream_who, offline) = match crate::oauth::attach(&st, &mut srv, &grant.identity).await {
+        Ok(who) => (who, None),
+        Err(e) => (None, Some(e)),
     };
     let ctype = headers
         .get(header::CONTENT_TYPE)
@@ -164,6 +169,12 @@ pub(super) async fn post_mcp(
             BAD_VERSION_HEADER,
         );
     }
+    if let Some(e) = &offline {
+        // Only a `tools/call` gets its denial as a tool result (recorded, below).
+        if !(env.kind == Kind::Request && env.method() == "tools/call") {
+            return not_connected(&id_text, e);
+        }
+    }
     if env.method() == "initialize" && env.kind == Kind::Request {
         // `initialize` in the 2026-07-28 era, where it is removed: a server of that era says
         // so itself; for one toolgate translates, toolgate does (404, -32601).
@@ -192,6 +203,16 @@ pub(super) async fn post_mcp(
             }
             let legacy_http = matches!(srv.transport, Transport::Http { .. })
                 && crate::era::speaks_modern(&st, &srv).await == Some(false);
+            if legacy_http && srv.oauth.is_some() {
+                // toolgate's own sessions with the server would keep the token they were
+                // opened with past its refresh: not carried yet (docs/OAUTH.md).
+                return http_error(
+                    StatusCode::NOT_IMPLEMENTED,
+                    &id_text,
+                    error_codes::INVALID_REQUEST,
+                    &format!("server `{}` has `auth = \"oauth\"` and speaks only the legacy era, which toolgate does not yet translate for 2026-07-28 clients with each identity's token: use the client's legacy (2025-11-25) mode", srv.name),
+                );
+            }
             match &srv.transport {
                 // Stateless: each request stands alone; nothing is kept between them.
                 Transport::Http { .. } if !legacy_http => Arc::new(Session::new(
@@ -329,6 +350,10 @@ pub(super) async fn post_mcp(
             r.upstream_era = Some(era(
                 (modern && !is_virtual) || session.modern_upstream.is_some()
             ));
+            if let Some(who) = &upstream_who {
+                r.upstream_sub = who.subject.clone();
+                r.upstream_client_id = Some(who.client_id.clone());
+            }
             r
         });
         if is_virtual && env.method() != "tools/call" {
@@ -420,6 +445,10 @@ pub(super) async fn post_mcp(
                     d.hidden = true;
                     return ctx.deny(crate::enforce::denial_message(&id_text, &d), &d, None);
                 }
+                if let Some(e) = &offline {
+                    let d = toolgate_policy::Decision::denied(NOT_CONNECTED, &e.to_string());
+                    return ctx.deny(crate::enforce::denial_message(&id_text, &d), &d, None);
+                }
                 return call_tool(ctx).await;
             }
             "tools/list" => {
@@ -488,6 +517,21 @@ pub(super) async fn post_mcp(
         response
     };
     keep_until_body_ends(response, in_use)
+}
+
+/// The rule of a call refused because its identity has no upstream connection.
+pub const NOT_CONNECTED: &str = "(not connected)";
+
+/// A request other than `tools/call` for an identity with no usable upstream connection
+/// (or when the store cannot say): refused with the reason, never sent upstream.
+fn not_connected(id_text: &str, e: &crate::oauth::BrokerError) -> Response {
+    let (status, code) = match e {
+        crate::oauth::BrokerError::NotConnected(_) => {
+            (StatusCode::FORBIDDEN, error_codes::INVALID_REQUEST)
+        }
+        _ => (StatusCode::SERVICE_UNAVAILABLE, error_codes::UPSTREAM_ERROR),
+    };
+    http_error(status, id_text, code, &e.to_string())
 }
 
 /// Resolves when the client cancels (never, if the request stops being cancellable).

@@ -16,6 +16,10 @@ fn pending_key(state: &str) -> String {
     format!("toolgate:oauth:pending:{state}")
 }
 
+fn lock_key(server: &str, identity: &str) -> String {
+    format!("toolgate:oauth:refreshing:{}", field(server, identity))
+}
+
 fn pending_of(server: &str, identity: &str) -> String {
     format!("toolgate:oauth:pending-of:{}", field(server, identity))
 }
@@ -120,6 +124,45 @@ impl ConnectionStore for RedisState {
                 .arg(field(server, issuer))
                 .arg(hex::encode(sealed))
                 .query(r)
+        })?;
+        Ok(())
+    }
+
+    fn lock_refresh(
+        &self,
+        server: &str,
+        identity: &str,
+        holder: &str,
+        _now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        // Redis's own clock expires the lock (PX), so replicas need not agree on the time.
+        let key = lock_key(server, identity);
+        let taken: Option<String> = self.with(|r| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(holder)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms.max(1))
+                .query(r)
+        })?;
+        if taken.is_some() {
+            return Ok(true);
+        }
+        let current: Option<String> = self.with(|r| redis::cmd("GET").arg(&key).query(r))?;
+        Ok(current.as_deref() == Some(holder))
+    }
+
+    fn unlock_refresh(&self, server: &str, identity: &str, holder: &str) -> Result<(), StoreError> {
+        // Deleted only if still ours (a lock that expired may be another replica's now).
+        let _: i64 = self.with(|r| {
+            redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+            )
+            .key(lock_key(server, identity))
+            .arg(holder)
+            .invoke(r)
         })?;
         Ok(())
     }

@@ -1,0 +1,946 @@
+//! toolgate as the OAuth client of protected MCP servers (`auth = "oauth"`): the IO around
+//! the pure `toolgate-oauth` crate. Discovery (the server's `401`, its protected resource
+//! metadata, its authorization server's metadata), registration, the consent flow
+//! ([`Broker::begin`], then [`Broker::finish`] at `/oauth/callback`), each identity's
+//! token set sealed in the store, refreshed before it expires (one refresh at a time per
+//! identity, in this process and across replicas sharing the store), and disconnection
+//! with revocation. The gateway, the admin API and the CLI all go through the one
+//! [`Broker`].
+//!
+//! Tokens never leave this module except as the `Authorization` header of a request to
+//! the server they were issued for ([`attach`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use toolgate_oauth::flow::{self, Client};
+use toolgate_oauth::metadata::{self, ResourceMetadata, ServerMetadata};
+use toolgate_oauth::pkce::Pkce;
+use toolgate_oauth::seal::TokenKey;
+use toolgate_oauth::tokens::TokenSet;
+use toolgate_store::{Connection, PendingConnection, StateStore, StoreError};
+
+use crate::bridge::blocking;
+use crate::config::{Config, OAuthConfig, ServerConfig, TokenKeySource, Transport};
+
+/// How long toolgate waits for an authorization server (metadata, registration, token,
+/// revocation endpoints).
+pub const OAUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest document toolgate reads from an authorization or protected server.
+pub const MAX_DOCUMENT: usize = 256 * 1024;
+
+/// How long one replica may hold an identity's refresh lock.
+const REFRESH_LOCK_MS: u64 = 30_000;
+
+/// How long a call waits for another replica's refresh of the same token set.
+const REFRESH_WAIT: Duration = Duration::from_secs(15);
+
+/// Why an OAuth step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The identity has no usable connection: the message says how to connect.
+    #[error("{0}")]
+    NotConnected(String),
+    /// A callback whose `state` names no consent flow (forged, replayed or too late).
+    #[error("this authorization answer matches no consent flow toolgate began (a forged or replayed `state`, or one older than 10 minutes): nothing was stored; run `toolgate connect` again")]
+    UnknownState,
+    /// A server, document or answer that is not usable.
+    #[error("{0}")]
+    Upstream(String),
+    /// A document or answer that breaks the spec.
+    #[error(transparent)]
+    OAuth(#[from] toolgate_oauth::OAuthError),
+    /// The store.
+    #[error("the store: {0}")]
+    Store(#[from] StoreError),
+    /// A request the config does not allow (no such server, not an OAuth server).
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Reads the token key the config names: the file or environment variable must hold 64
+/// hex digits. The error says which and why (toolgate does not start without it).
+pub fn load_key(cfg: &OAuthConfig) -> Result<TokenKey, String> {
+    let (text, whence) = match &cfg.token_key {
+        TokenKeySource::File(p) => (
+            std::fs::read_to_string(p)
+                .map_err(|e| format!("oauth.token_key_file `{}`: {e}", p.display()))?,
+            format!("oauth.token_key_file `{}`", p.display()),
+        ),
+        TokenKeySource::Env(v) => (
+            std::env::var(v).map_err(|_| {
+                format!("oauth.token_key_env: the environment variable `{v}` is not set (it must hold the token key: `openssl rand -hex 32`)")
+            })?,
+            format!("oauth.token_key_env `{v}`"),
+        ),
+    };
+    TokenKey::from_text(&text).map_err(|e| format!("{whence}: {e}"))
+}
+
+/// What a consent flow needs at its callback (sealed in the store).
+#[derive(Serialize, Deserialize)]
+struct Flow {
+    verifier: String,
+    client: Client,
+    issuer: String,
+    token_endpoint: String,
+    revocation_endpoint: Option<String>,
+    resource: String,
+    redirect_uri: String,
+}
+
+/// An identity's connection as sealed in the store.
+#[derive(Serialize, Deserialize)]
+struct Held {
+    tokens: TokenSet,
+    client: Client,
+    issuer: String,
+    token_endpoint: String,
+    revocation_endpoint: Option<String>,
+    resource: String,
+}
+
+/// toolgate's registration at an authorization server (sealed in the store).
+#[derive(Serialize, Deserialize)]
+struct Registered {
+    client: Client,
+    redirect_uri: String,
+}
+
+/// What discovery found for one server.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    /// The protected server's URL (the RFC 8707 `resource`).
+    pub resource: String,
+    /// Its authorization server.
+    pub server: ServerMetadata,
+    /// The scopes to ask for (space-separated), if any.
+    pub scope: Option<String>,
+}
+
+/// The upstream identity a forwarded call used (for the audit record: never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamIdentity {
+    /// Who the server knows the identity as (the token's subject), when known.
+    pub subject: Option<String>,
+    /// toolgate's client id at the authorization server.
+    pub client_id: String,
+}
+
+/// Held while one identity's token set is refreshed in this process.
+type Flight = Arc<tokio::sync::Mutex<()>>;
+
+/// The OAuth client side of toolgate: one per process.
+pub struct Broker {
+    key: TokenKey,
+    http: reqwest::Client,
+    /// One refresh at a time per (server, identity) in this process.
+    flights: Mutex<HashMap<(String, String), Flight>>,
+    /// This process's name on refresh locks.
+    holder: String,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").finish_non_exhaustive()
+    }
+}
+
+fn random<const N: usize>() -> Result<[u8; N], BrokerError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| BrokerError::Upstream(format!("no randomness: {e}")))?;
+    Ok(b)
+}
+
+/// The subject (`sub`) and client id of a JWT access token, read without checking it (for
+/// display and the audit record only; the server checks the token).
+fn claims_of(token: &str) -> (Option<String>, Option<String>) {
+    let Some(payload) = token.split('.').nth(1) else {
+        return (None, None);
+    };
+    let Ok(bytes) = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')) else {
+        return (None, None);
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return (None, None);
+    };
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    (s("sub"), s("client_id"))
+}
+
+/// The URL people's browsers come back to after consenting.
+pub fn redirect_uri(cfg: &Config) -> String {
+    let base = cfg
+        .oauth
+        .as_ref()
+        .and_then(|o| o.public_url.clone())
+        .unwrap_or_else(|| {
+            let mut a = cfg.listen;
+            if a.ip().is_unspecified() {
+                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{a}")
+        });
+    format!("{}/oauth/callback", base.trim_end_matches('/'))
+}
+
+fn oauth_server<'a>(
+    cfg: &'a Config,
+    server: &str,
+) -> Result<(&'a ServerConfig, &'a str), BrokerError> {
+    let Some(srv) = cfg.server(server) else {
+        return Err(BrokerError::Config(format!(
+            "no server named `{server}` in the config"
+        )));
+    };
+    match (&srv.oauth, &srv.transport) {
+        (Some(_), Transport::Http { url, .. }) => Ok((srv, url.as_str())),
+        _ => Err(BrokerError::Config(format!(
+            "server `{server}` does not have `auth = \"oauth\"`: its credentials are the config's `headers`"
+        ))),
+    }
+}
+
+/// The command that connects `identity` to `server` (in messages).
+pub fn connect_hint(server: &str, identity: &str) -> String {
+    format!("toolgate connect {server} --identity {identity}")
+}
+
+impl Broker {
+    /// A broker sealing with `key`.
+    pub fn new(key: TokenKey) -> Result<Self, BrokerError> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(OAUTH_TIMEOUT)
+            .timeout(OAUTH_TIMEOUT)
+            .build()
+            .map_err(|e| BrokerError::Upstream(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Broker {
+            key,
+            http,
+            flights: Mutex::default(),
+            holder: hex::encode(random::<8>()?),
+        })
+    }
+
+    /// The broker the config asks for: `None` when no server has `auth`; an error when the
+    /// key cannot be read (toolgate refuses to start).
+    pub fn for_config(cfg: &Config) -> Result<Option<Arc<Self>>, String> {
+        if !cfg.servers.iter().any(|s| s.oauth.is_some()) && cfg.oauth.is_none() {
+            return Ok(None);
+        }
+        let Some(o) = &cfg.oauth else {
+            return Err(
+                "a server has `auth = \"oauth\"` but there is no [oauth] table with the token key"
+                    .into(),
+            );
+        };
+        if o.public_url.is_none() && cfg.listen.port() == 0 {
+            return Err("oauth.public_url: required when `listen` has port 0 (the authorization server must be told where `/oauth/callback` is before toolgate starts)".into());
+        }
+        let key = load_key(o)?;
+        Ok(Some(Arc::new(Broker::new(key).map_err(|e| e.to_string())?)))
+    }
+
+    async fn get(
+        &self,
+        url: &str,
+        what: &str,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), BrokerError> {
+        let resp = self
+            .http
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| self.failed(what, url, &e))?;
+        let status = resp.status();
+        let body = read_limited(resp, what).await?;
+        Ok((status, body))
+    }
+
+    fn failed(&self, what: &str, url: &str, e: &reqwest::Error) -> BrokerError {
+        if e.is_timeout() {
+            BrokerError::Upstream(format!(
+                "{what} at {url} did not answer within {} s",
+                OAUTH_TIMEOUT.as_secs()
+            ))
+        } else {
+            BrokerError::Upstream(format!("{what} at {url} cannot be reached: {}", chain(e)))
+        }
+    }
+
+    async fn post_form(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+        what: &str,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), BrokerError> {
+        let resp = self
+            .http
+            .post(url)
+            .header("accept", "application/json")
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| self.failed(what, url, &e))?;
+        let status = resp.status();
+        Ok((status, read_limited(resp, what).await?))
+    }
+
+    /// Finds a server's authorization server: its `401` challenge (or the well-known
+    /// places), its protected resource metadata (which must name the server's URL) and the
+    /// authorization server's metadata (which must name the issuer asked).
+    pub async fn discover(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        scopes: &[String],
+    ) -> Result<Discovered, BrokerError> {
+        let mut req = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let probe = req
+            .body(r#"{"jsonrpc":"2.0","id":"toolgate-oauth-probe","method":"ping"}"#)
+            .send()
+            .await
+            .map_err(|e| self.failed("the server", url, &e))?;
+        let challenge = probe
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(toolgate_oauth::challenge::parse);
+        drop(probe);
+        let mut places = Vec::new();
+        if let Some(u) = challenge.as_ref().and_then(|c| c.resource_metadata.clone()) {
+            places.push(u);
+        }
+        places.extend(metadata::resource_metadata_urls(url)?);
+        let mut resource = None;
+        let mut last = String::from("no protected resource metadata (RFC 9728) found");
+        for place in places {
+            match self.get(&place, "the protected resource metadata").await {
+                Ok((s, body)) if s.is_success() => {
+                    resource = Some(ResourceMetadata::read(url, &body)?);
+                    break;
+                }
+                Ok((s, _)) => last = format!("{place} answered {s}"),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        let Some(resource) = resource else {
+            return Err(BrokerError::Upstream(format!(
+                "cannot find the authorization server of {url}: {last}"
+            )));
+        };
+        let issuer = resource.issuer().to_string();
+        let mut server = None;
+        let mut last = String::from("no authorization server metadata found");
+        for place in metadata::server_metadata_urls(&issuer)? {
+            match self.get(&place, "the authorization server metadata").await {
+                Ok((s, body)) if s.is_success() => {
+                    server = Some(ServerMetadata::read(&issuer, &body)?);
+                    break;
+                }
+                Ok((s, _)) => last = format!("{place} answered {s}"),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        let Some(server) = server else {
+            return Err(BrokerError::Upstream(format!(
+                "cannot read the metadata of the authorization server {issuer}: {last}"
+            )));
+        };
+        let scope = if !scopes.is_empty() {
+            Some(scopes.join(" "))
+        } else if let Some(s) = challenge.and_then(|c| c.scope) {
+            Some(s)
+        } else if !resource.scopes_supported.is_empty() {
+            Some(resource.scopes_supported.join(" "))
+        } else {
+            None
+        };
+        Ok(Discovered {
+            resource: url.to_string(),
+            server,
+            scope,
+        })
+    }
+
+    /// toolgate's client at the discovered authorization server: the configured one, else
+    /// the registration kept in the store, else a new dynamic registration (kept).
+    async fn client(
+        &self,
+        store: &Arc<dyn StateStore>,
+        srv: &ServerConfig,
+        found: &Discovered,
+        redirect_uri: &str,
+    ) -> Result<Client, BrokerError> {
+        let conf = srv.oauth.clone().unwrap_or_default();
+        if let Some(id) = conf.client_id {
+            let secret = match conf.client_secret_env {
+                Some(v) => Some(std::env::var(&v).map_err(|_| {
+                    BrokerError::Config(format!(
+                        "server `{}`: client_secret_env names `{v}`, which is not set",
+                        srv.name
+                    ))
+                })?),
+                None => None,
+            };
+            return Ok(Client {
+                client_id: id,
+                client_secret: secret,
+            });
+        }
+        let issuer = found.server.issuer.clone();
+        let (name, iss) = (srv.name.clone(), issuer.clone());
+        let kept = blocking(store, move |s| s.registration(&name, &iss)).await?;
+        if let Some(sealed) = kept {
+            if let Ok(plain) = self.key.open(&srv.name, &issuer, &sealed) {
+                if let Ok(r) = serde_json::from_slice::<Registered>(&plain) {
+                    if r.redirect_uri == redirect_uri {
+                        return Ok(r.client);
+                    }
+                }
+            }
+        }
+        let Some(endpoint) = found.server.registration_endpoint.clone() else {
+            return Err(BrokerError::Config(format!(
+                "the authorization server {issuer} of server `{}` offers no dynamic registration: register toolgate there (redirect URI {redirect_uri}) and set `client_id` (and `client_secret_env`) on the server",
+                srv.name
+            )));
+        };
+        // No `scope` here: resource scopes are often not the authorization server's own
+        // (`scopes_supported`), and registration would be refused for them.
+        let doc = flow::registration(redirect_uri, None);
+        let resp = self
+            .http
+            .post(&endpoint)
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .body(doc.to_string())
+            .send()
+            .await
+            .map_err(|e| self.failed("the registration endpoint", &endpoint, &e))?;
+        let status = resp.status();
+        let body = read_limited(resp, "the registration answer").await?;
+        if !status.is_success() {
+            return Err(BrokerError::Upstream(format!(
+                "the registration endpoint {endpoint} refused toolgate ({status}): {}",
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            )));
+        }
+        let client = flow::registered(&body)?;
+        let plain = serde_json::to_vec(&Registered {
+            client: client.clone(),
+            redirect_uri: redirect_uri.to_string(),
+        })
+        .map_err(|e| BrokerError::Upstream(e.to_string()))?;
+        let sealed = self.key.seal(&srv.name, &issuer, random()?, &plain);
+        let name = srv.name.clone();
+        blocking(store, move |s| s.put_registration(&name, &issuer, &sealed)).await?;
+        Ok(client)
+    }
+
+    /// Begins connecting `identity` to `server`: discovers, registers if needed, keeps the
+    /// flow in the store and returns the URL the person opens to consent.
+    pub async fn begin(
+        &self,
+        store: &Arc<dyn StateStore>,
+        cfg: &Config,
+        server: &str,
+        identity: &str,
+        now_ms: u64,
+    ) -> Result<String, BrokerError> {
+        if identity.is_empty() {
+            return Err(BrokerError::Config("the identity is empty".into()));
+        }
+        let (srv, url) = oauth_server(cfg, server)?;
+        let headers = match &srv.transport {
+            Transport::Http { headers, .. } => headers.clone(),
+            _ => Vec::new(),
+        };
+        let scopes = srv
+            .oauth
+            .as_ref()
+            .map(|o| o.scopes.clone())
+            .unwrap_or_default();
+        let found = self.discover(url, &headers, &scopes).await?;
+        let redirect = redirect_uri(cfg);
+        let client = self.client(store, srv, &found, &redirect).await?;
+        let pkce = Pkce::from_random(random()?);
+        let state = hex::encode(random::<32>()?);
+        let auth_url = flow::Authorization {
+            server: &found.server,
+            client: &client,
+            redirect_uri: &redirect,
+            resource: &found.resource,
+            scope: found.scope.as_deref(),
+            state: &state,
+            code_challenge: &pkce.challenge,
+        }
+        .url()?;
+        let plain = serde_json::to_vec(&Flow {
+            verifier: pkce.verifier,
+            client,
+            issuer: found.server.issuer.clone(),
+            token_endpoint: found.server.token_endpoint.clone(),
+            revocation_endpoint: found.server.revocation_endpoint.clone(),
+            resource: found.resource.clone(),
+            redirect_uri: redirect,
+        })
+        .map_err(|e| BrokerError::Upstream(e.to_string()))?;
+        let pending = PendingConnection {
+            sealed: self
+                .key
+                .seal(&pending_aad(server), identity, random()?, &plain),
+            state,
+            server: server.to_string(),
+            identity: identity.to_string(),
+            created_at_ms: now_ms,
+        };
+        blocking(store, move |s| s.begin_connection(&pending)).await?;
+        Ok(auth_url)
+    }
+
+    /// Finishes a consent flow at the callback: takes the flow `state` names (once),
+    /// exchanges `code` with its PKCE verifier and `resource`, and stores the sealed token
+    /// set. Returns the server and identity connected.
+    pub async fn finish(
+        &self,
+        store: &Arc<dyn StateStore>,
+        state: &str,
+        code: &str,
+        iss: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(String, String, UpstreamIdentity), BrokerError> {
+        let owned = state.to_string();
+        let Some(p) = blocking(store, move |s| s.take_pending(&owned, now_ms)).await? else {
+            return Err(BrokerError::UnknownState);
+        };
+        let plain = self
+            .key
+            .open(&pending_aad(&p.server), &p.identity, &p.sealed)?;
+        let f: Flow = serde_json::from_slice(&plain).map_err(|e| {
+            BrokerError::Upstream(format!("a stored consent flow does not read: {e}"))
+        })?;
+        // RFC 9207: an `iss` that is not the server the flow began with is a mix-up.
+        if let Some(i) = iss {
+            if i.trim_end_matches('/') != f.issuer.trim_end_matches('/') {
+                return Err(BrokerError::Upstream(format!(
+                    "the authorization answer came from `{i}`, not from {} where the flow began: refused, nothing stored",
+                    f.issuer
+                )));
+            }
+        }
+        let form = flow::code_exchange(&f.client, code, &f.verifier, &f.redirect_uri, &f.resource);
+        let (status, body) = self
+            .post_form(&f.token_endpoint, &form, "the token endpoint")
+            .await?;
+        let tokens = TokenSet::read(&body, now_ms, None).map_err(|e| {
+            BrokerError::Upstream(format!("the code exchange failed ({status}): {e}"))
+        })?;
+        let who = self
+            .store_connection(
+                store,
+                &p.server,
+                &p.identity,
+                tokens,
+                f.client,
+                f.issuer,
+                f.token_endpoint,
+                f.revocation_endpoint,
+                f.resource,
+                now_ms,
+            )
+            .await?;
+        Ok((p.server, p.identity, who))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn store_connection(
+        &self,
+        store: &Arc<dyn StateStore>,
+        server: &str,
+        identity: &str,
+        tokens: TokenSet,
+        client: Client,
+        issuer: String,
+        token_endpoint: String,
+        revocation_endpoint: Option<String>,
+        resource: String,
+        now_ms: u64,
+    ) -> Result<UpstreamIdentity, BrokerError> {
+        let (sub, _) = claims_of(&tokens.access_token);
+        let held = Held {
+            tokens,
+            client,
+            issuer,
+            token_endpoint,
+            revocation_endpoint,
+            resource,
+        };
+        let plain = serde_json::to_vec(&held).map_err(|e| BrokerError::Upstream(e.to_string()))?;
+        let c = Connection {
+            server: server.to_string(),
+            identity: identity.to_string(),
+            sealed: self.key.seal(server, identity, random()?, &plain),
+            subject: sub.clone(),
+            client_id: held.client.client_id.clone(),
+            expires_at_ms: held.tokens.expires_at_ms,
+            updated_at_ms: now_ms,
+        };
+        blocking(store, move |s| s.put_connection(&c)).await?;
+        Ok(UpstreamIdentity {
+            subject: sub,
+            client_id: held.client.client_id,
+        })
+    }
+
+    fn open(&self, c: &Connection) -> Result<Held, BrokerError> {
+        let plain = self.key.open(&c.server, &c.identity, &c.sealed)?;
+        serde_json::from_slice(&plain)
+            .map_err(|e| BrokerError::Upstream(format!("a stored connection does not read: {e}")))
+    }
+
+    /// The access token `identity` uses at `server` now, refreshed first when it expires
+    /// within a minute (one refresh at a time, across replicas sharing the store).
+    pub async fn token(
+        &self,
+        store: &Arc<dyn StateStore>,
+        clock: &crate::clock::Clock,
+        server: &str,
+        identity: &str,
+    ) -> Result<(String, UpstreamIdentity), BrokerError> {
+        let not_connected = || {
+            BrokerError::NotConnected(format!(
+                "identity `{identity}` is not connected to server `{server}`: a person connects it once with `{}` (or the dashboard)",
+                connect_hint(server, identity)
+            ))
+        };
+        let c = self
+            .read(store, server, identity)
+            .await?
+            .ok_or_else(not_connected)?;
+        let held = self.open(&c)?;
+        if !held.tokens.needs_refresh(clock.now_ms()) {
+            if held.tokens.expired(clock.now_ms()) {
+                return Err(BrokerError::NotConnected(format!(
+                    "the connection of identity `{identity}` to server `{server}` has expired and cannot be refreshed: reconnect with `{}`",
+                    connect_hint(server, identity)
+                )));
+            }
+            return Ok(usable(&c, held));
+        }
+        // One refresh at a time in this process...
+        let flight = {
+            let mut f = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            if f.len() > 10_000 {
+                f.retain(|_, m| Arc::strong_count(m) > 1);
+            }
+            f.entry((server.to_string(), identity.to_string()))
+                .or_default()
+                .clone()
+        };
+        let _one = flight.lock().await;
+        let waited = tokio::time::Instant::now();
+        loop {
+            let c = self
+                .read(store, server, identity)
+                .await?
+                .ok_or_else(not_connected)?;
+            let held = self.open(&c)?;
+            let now = clock.now_ms();
+            if !held.tokens.needs_refresh(now) {
+                return Ok(usable(&c, held));
+            }
+            // ... and across replicas: the store's lock.
+            let (s, i, h) = (
+                server.to_string(),
+                identity.to_string(),
+                self.holder.clone(),
+            );
+            let mine = blocking(store, move |st| {
+                st.lock_refresh(&s, &i, &h, now, REFRESH_LOCK_MS)
+            })
+            .await?;
+            if mine {
+                // Read again under the lock: another replica may have refreshed between the
+                // read above and the lock (its refresh token is then spent).
+                let out = match self.read(store, server, identity).await {
+                    Ok(Some(c)) => match self.open(&c) {
+                        Ok(held) if held.tokens.needs_refresh(now) => {
+                            self.refresh(store, &c, held, now).await
+                        }
+                        Ok(held) => Ok(usable(&c, held)),
+                        Err(e) => Err(e),
+                    },
+                    Ok(None) => Err(not_connected()),
+                    Err(e) => Err(e),
+                };
+                let (s, i, h) = (
+                    server.to_string(),
+                    identity.to_string(),
+                    self.holder.clone(),
+                );
+                if let Err(e) = blocking(store, move |st| st.unlock_refresh(&s, &i, &h)).await {
+                    tracing::warn!(server = %server, "cannot give back the refresh lock: {e}");
+                }
+                return out;
+            }
+            if waited.elapsed() > REFRESH_WAIT {
+                // The other replica's refresh did not land: use what is held while it is
+                // still valid, else refuse.
+                if !held.tokens.expired(now) {
+                    return Ok(usable(&c, held));
+                }
+                return Err(BrokerError::Upstream(format!(
+                    "the token of identity `{identity}` at server `{server}` is being refreshed by another replica, which has not finished in {} s",
+                    REFRESH_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn read(
+        &self,
+        store: &Arc<dyn StateStore>,
+        server: &str,
+        identity: &str,
+    ) -> Result<Option<Connection>, BrokerError> {
+        let (s, i) = (server.to_string(), identity.to_string());
+        Ok(blocking(store, move |st| st.connection(&s, &i)).await?)
+    }
+
+    async fn refresh(
+        &self,
+        store: &Arc<dyn StateStore>,
+        c: &Connection,
+        held: Held,
+        now_ms: u64,
+    ) -> Result<(String, UpstreamIdentity), BrokerError> {
+        let Some(rt) = held.tokens.refresh_token.clone() else {
+            return Ok(usable(c, held));
+        };
+        let form = flow::refresh(&held.client, &rt, &held.resource);
+        let answer = self
+            .post_form(&held.token_endpoint, &form, "the token endpoint")
+            .await;
+        let (status, body) = match answer {
+            Ok(x) => x,
+            Err(e) if !held.tokens.expired(now_ms) => {
+                tracing::warn!(server = %c.server, identity = %c.identity, "refresh failed, the current token is still valid: {e}");
+                return Ok(usable(c, held));
+            }
+            Err(e) => return Err(e),
+        };
+        match TokenSet::read(&body, now_ms, Some(&rt)) {
+            Ok(tokens) => {
+                tracing::info!(server = %c.server, identity = %c.identity, "upstream token refreshed");
+                let who = self
+                    .store_connection(
+                        store,
+                        &c.server,
+                        &c.identity,
+                        tokens.clone(),
+                        held.client,
+                        held.issuer,
+                        held.token_endpoint,
+                        held.revocation_endpoint,
+                        held.resource,
+                        now_ms,
+                    )
+                    .await?;
+                Ok((tokens.access_token, who))
+            }
+            Err(e) if status.is_client_error() => {
+                // invalid_grant and the like: the grant is gone; so is the connection.
+                let (s, i) = (c.server.clone(), c.identity.clone());
+                blocking(store, move |st| st.delete_connection(&s, &i)).await?;
+                tracing::warn!(server = %c.server, identity = %c.identity, "refresh refused, connection dropped: {e}");
+                Err(BrokerError::NotConnected(format!(
+                    "the connection of identity `{}` to server `{}` was refused at refresh ({e}): reconnect with `{}`",
+                    c.identity,
+                    c.server,
+                    connect_hint(&c.server, &c.identity)
+                )))
+            }
+            Err(e) if !held.tokens.expired(now_ms) => {
+                tracing::warn!(server = %c.server, identity = %c.identity, "refresh failed, the current token is still valid: {e}");
+                Ok(usable(c, held))
+            }
+            Err(e) => Err(BrokerError::Upstream(format!(
+                "refresh failed ({status}): {e}"
+            ))),
+        }
+    }
+
+    /// Disconnects `identity` from `server`: revokes its tokens at the authorization server
+    /// when it offers revocation (RFC 7009; a failure there is reported, the row is deleted
+    /// all the same), then forgets them. False when there was no connection.
+    pub async fn disconnect(
+        &self,
+        store: &Arc<dyn StateStore>,
+        server: &str,
+        identity: &str,
+    ) -> Result<(bool, Option<String>), BrokerError> {
+        let Some(c) = self.read(store, server, identity).await? else {
+            return Ok((false, None));
+        };
+        let mut note = None;
+        match self.open(&c) {
+            Ok(held) => {
+                if let Some(endpoint) = &held.revocation_endpoint {
+                    let mut tokens = vec![];
+                    if let Some(r) = &held.tokens.refresh_token {
+                        tokens.push((r.as_str(), "refresh_token"));
+                    }
+                    tokens.push((held.tokens.access_token.as_str(), "access_token"));
+                    for (t, hint) in tokens {
+                        let form = flow::revocation(&held.client, t, hint);
+                        match self
+                            .post_form(endpoint, &form, "the revocation endpoint")
+                            .await
+                        {
+                            Ok((s, _)) if s.is_success() => {}
+                            Ok((s, body)) => {
+                                note = Some(format!(
+                                    "the revocation endpoint answered {s} for the {hint}: {}",
+                                    String::from_utf8_lossy(&body)
+                                        .chars()
+                                        .take(200)
+                                        .collect::<String>()
+                                ))
+                            }
+                            Err(e) => note = Some(e.to_string()),
+                        }
+                    }
+                } else {
+                    note = Some("the authorization server offers no revocation: the tokens stay valid there until they expire".into());
+                }
+            }
+            Err(e) => note = Some(format!("not revoked: {e}")),
+        }
+        let (s, i) = (server.to_string(), identity.to_string());
+        let gone = blocking(store, move |st| st.delete_connection(&s, &i)).await?;
+        Ok((gone, note))
+    }
+}
+
+fn pending_aad(server: &str) -> String {
+    format!("{server}\u{0}pending")
+}
+
+fn usable(c: &Connection, held: Held) -> (String, UpstreamIdentity) {
+    (
+        held.tokens.access_token,
+        UpstreamIdentity {
+            subject: c.subject.clone(),
+            client_id: c.client_id.clone(),
+        },
+    )
+}
+
+/// An error with its causes, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s = format!("{s}: {inner}");
+        src = inner.source();
+    }
+    s
+}
+
+/// Reads a body of at most [`MAX_DOCUMENT`] bytes.
+async fn read_limited(mut resp: reqwest::Response, what: &str) -> Result<Vec<u8>, BrokerError> {
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) if body.len() + c.len() <= MAX_DOCUMENT => body.extend_from_slice(&c),
+            Ok(Some(_)) => {
+                return Err(BrokerError::Upstream(format!(
+                    "{what} is over {MAX_DOCUMENT} bytes: refused"
+                )))
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(BrokerError::Upstream(format!(
+                    "{what} could not be read whole: {}",
+                    chain(&e)
+                )))
+            }
+        }
+    }
+}
+
+/// Puts `identity`'s access token on a request to an `auth = "oauth"` server: the
+/// returned config sends `Authorization: Bearer` with every request made from it. A server
+/// without `auth` is returned as it is.
+pub async fn attach(
+    st: &crate::AppState,
+    srv: &mut ServerConfig,
+    identity: &str,
+) -> Result<Option<UpstreamIdentity>, BrokerError> {
+    if srv.oauth.is_none() {
+        return Ok(None);
+    }
+    let Some(broker) = st.oauth.as_ref() else {
+        return Err(BrokerError::Config(format!(
+            "server `{}` has `auth = \"oauth\"` but this gateway was started without it: restart toolgate",
+            srv.name
+        )));
+    };
+    let (token, who) = broker
+        .token(&st.store, &st.clock, &srv.name, identity)
+        .await?;
+    if let Transport::Http { headers, .. } = &mut srv.transport {
+        headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+        headers.push(("Authorization".into(), format!("Bearer {token}")));
+    }
+    Ok(Some(who))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_are_read_from_a_jwt_and_nothing_from_anything_else() {
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"alice","client_id":"c1"}"#);
+        let t = format!("eyJhbGciOiJSUzI1NiJ9.{payload}.sig");
+        assert_eq!(claims_of(&t), (Some("alice".into()), Some("c1".into())));
+        assert_eq!(claims_of("opaque-token"), (None, None));
+        assert_eq!(claims_of("a.!!!.c"), (None, None));
+    }
+
+    #[test]
+    fn the_redirect_uri_is_under_the_public_url_or_the_listen_address() {
+        let base = std::path::Path::new("/tmp");
+        let cfg = Config::parse("listen = \"0.0.0.0:8080\"\n", &base.join("t.toml"), base).unwrap();
+        assert_eq!(redirect_uri(&cfg), "http://127.0.0.1:8080/oauth/callback");
+        let cfg = Config::parse(
+            "[oauth]\ntoken_key_env = \"K\"\npublic_url = \"https://gw.example/\"\n",
+            &base.join("t.toml"),
+            base,
+        )
+        .unwrap();
+        assert_eq!(redirect_uri(&cfg), "https://gw.example/oauth/callback");
+    }
+}

@@ -1,0 +1,354 @@
+"""toolgate as the OAuth client of a protected MCP server (issue 23), end to end with real
+parts on loopback: the authorization server is npm `oidc-provider` (node/oauth-provider.mjs),
+the protected server is the Python SDK's server-side auth (upstreams/protected_server.py), the
+agents are the official Python SDK client. Each identity connects once (`toolgate connect`,
+the consent driven over HTTP, the browser's return to toolgate's `/oauth/callback`), then
+each call reaches the server with that identity's own token; refresh, disconnection, the
+token key, and bad input (forged `state`, replayed code, metadata naming another origin, a
+token endpoint that hangs)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from conftest import LOG_SOURCES
+from helpers import Gateway, Upstream, assert_allowed, assert_denied, free_port, mcp_client, run
+from oauth_fixtures import drive_consent, protected_requests, set_token_delay, start_oauth_provider, start_protected_server
+
+KEY_ENV = "TOOLGATE_E2E_TOKEN_KEY"
+KEY = "5f" * 32
+POLICY = {"version": "1", "default": "allow"}
+
+
+class Parts:
+    """The provider and protected servers a test started; stopped at its end."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.started: list[Upstream] = []
+
+    def provider(self, **kwargs: Any) -> Upstream:
+        self.started.append(start_oauth_provider(self.workdir, **kwargs))
+        return self.started[-1]
+
+    def server(self, issuer: str, **kwargs: Any) -> Upstream:
+        self.started.append(start_protected_server(self.workdir, issuer, **kwargs))
+        return self.started[-1]
+
+    @property
+    def log_files(self) -> list[tuple[str, Path]]:
+        files = [pair for upstream in self.started for pair in upstream.log_files]
+        files += [(f"{u.name} requests", u.requests_log) for u in self.started if hasattr(u, "requests_log")]
+        return files
+
+    def stop_all(self) -> None:
+        for upstream in self.started:
+            upstream.stop()
+
+
+@pytest.fixture
+def parts(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Parts]:
+    pool = Parts(tmp_path)
+    request.node.stash.setdefault(LOG_SOURCES, []).append(pool)
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+
+
+@pytest.fixture(autouse=True)
+def token_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway and its CLI read the token key from this variable."""
+    monkeypatch.setenv(KEY_ENV, KEY)
+
+
+def oauth_gateway(gateways: Any, server_url: str, *, store_url: str | None = None, start: bool = True) -> Gateway:
+    port = free_port()
+    return gateways.new(
+        [{"name": "prot", "policy": "open", "url": server_url, "auth": "oauth"}],
+        {"open": POLICY},
+        extra={
+            "listen": f"127.0.0.1:{port}",
+            "oauth": {"token_key_env": KEY_ENV, "public_url": f"http://127.0.0.1:{port}"},
+        },
+        store_url=store_url,
+        start=start,
+    )
+
+
+def connect(gw: Gateway, identity: str) -> str:
+    """`toolgate connect prot --identity ID`, the consent as `identity`, and the browser's
+    return to toolgate: returns the callback URL used (to replay or tamper with)."""
+    out = gw.cli("connect", "prot", "--identity", identity, "--json").stdout
+    url = json.loads(out.strip().splitlines()[-1])["authorization_url"]
+    callback = drive_consent(url, identity)
+    assert callback.startswith(gw.base_url + "/oauth/callback?"), callback
+    r = httpx.get(callback, timeout=30)
+    assert r.status_code == 200, r.text
+    assert "Connected" in r.text
+    return callback
+
+
+def connections(gw: Gateway) -> list[dict[str, Any]]:
+    return json.loads(gw.cli("connections", "--json").stdout)["connections"]
+
+
+async def whoami(gw: Gateway, token: str) -> dict[str, Any]:
+    async with mcp_client(gw.url("prot"), token) as client:
+        return json.loads(assert_allowed(await client.call_tool("whoami", {})))
+
+
+def test_two_identities_each_reach_the_server_as_themselves(gateways: Any, parts: Parts) -> None:
+    provider = parts.provider()
+    server = parts.server(provider.url)
+    gw = oauth_gateway(gateways, server.url)
+    alice, bob = gw.grant("prot", "alice"), gw.grant("prot", "bob")
+
+    # Not connected yet: a clear refusal that says how to connect, and nothing upstream.
+    r = httpx.post(
+        gw.url("prot"),
+        headers={"Authorization": f"Bearer {alice}", "Content-Type": "application/json", "Accept": "application/json, text/event-stream"},
+        json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+        timeout=30,
+    )
+    assert r.status_code == 403, r.text
+    assert "toolgate connect prot --identity alice" in r.json()["error"]["message"]
+    assert not [q for q in protected_requests(server) if q["auth"] != "none"]
+
+    callback = connect(gw, "alice")
+    connect(gw, "bob")
+
+    # The same callback again (a replayed code and state): refused, nothing changed.
+    before = connections(gw)
+    replay = httpx.get(callback, timeout=30)
+    assert replay.status_code == 400 and "matches no consent flow" in replay.text, replay.text
+    assert connections(gw) == before
+    assert {(c["identity"], c["subject"]) for c in before} == {("alice", "alice"), ("bob", "bob")}
+
+    seen_alice = run(lambda: whoami(gw, alice))
+    seen_bob = run(lambda: whoami(gw, bob))
+    assert seen_alice["sub"] == "alice" and seen_bob["sub"] == "bob"
+    assert seen_alice["resource"] == server.url
+
+    # Each forwarded request went with its identity's own token, none was refused.
+    forwarded = [q for q in protected_requests(server) if q["auth"] != "none"]
+    assert forwarded and all(q["auth"] == "ok" for q in forwarded), forwarded
+    assert {q["sub"] for q in forwarded} == {"alice", "bob"}
+
+    # The audit record names the upstream identity, never the token.
+    calls = [rec for rec in gw.audit_records() if rec.get("tool") == "whoami" and rec.get("decision")]
+    assert {(c["identity"], c.get("upstream_sub")) for c in calls} == {("alice", "alice"), ("bob", "bob")}
+    assert all(c.get("upstream_client_id") for c in calls)
+
+    # No token anywhere an operator or agent looks: logs, the audit log, /metrics, the API.
+    jwt_like = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.eyJ")
+    admin = gw.cli("admin-tokens create", "--name", "ops", "--role", "admin", "--json").stdout
+    admin_token = json.loads(admin.strip().splitlines()[-1])["token"]
+    api = httpx.get(gw.base_url + "/api/v1/connections", headers={"Authorization": f"Bearer {admin_token}"}, timeout=10)
+    assert api.status_code == 200, api.text
+    # Connected identities, and those of the server's grants with no connection (the
+    # first start's `quickstart` grant).
+    assert {(c["identity"], c["connected"]) for c in api.json()["connections"]} == {
+        ("alice", True),
+        ("bob", True),
+        ("quickstart", False),
+    }
+    metrics = httpx.get(gw.base_url + "/metrics", timeout=10).text
+    audit_dump = gw.cli("audit query", "--format", "jsonl").stdout
+    for where, text in [("logs", gw.logs), ("audit", audit_dump), ("metrics", metrics), ("api", api.text)]:
+        assert not jwt_like.search(text), f"a token shows in the {where}"
+
+    # The store holds only sealed bytes: a stolen copy without the key is useless.
+    db = sqlite3.connect(gw.db_path)
+    sealed = [bytes(row[0]) for row in db.execute("SELECT sealed FROM oauth_connections")]
+    db.close()
+    assert len(sealed) == 2 and not any(b"eyJ" in s for s in sealed)
+    gw.stop()
+    os.environ[KEY_ENV] = "a0" * 32
+    gw.start()
+    try:
+
+        async def with_other_key() -> None:
+            async with mcp_client(gw.url("prot"), alice) as client:
+                await client.call_tool("whoami", {})
+
+        with pytest.raises(Exception, match="do not open with this key"):
+            run(with_other_key)
+    finally:
+        os.environ[KEY_ENV] = KEY
+    gw.stop()
+    # Without the key toolgate does not start, and says why.
+    del os.environ[KEY_ENV]
+    try:
+        with pytest.raises(AssertionError, match=KEY_ENV):
+            gw.start(timeout=15)
+    finally:
+        os.environ[KEY_ENV] = KEY
+
+
+def test_refresh_happens_before_expiry_without_a_failed_call(gateways: Any, parts: Parts) -> None:
+    # Tokens live 63 s; toolgate refreshes a minute before expiry: after 3 s, at the next call.
+    provider = parts.provider(access_ttl=63)
+    server = parts.server(provider.url)
+    gw = oauth_gateway(gateways, server.url)
+    alice = gw.grant("prot", "alice")
+    connect(gw, "alice")
+
+    async def calls() -> list[dict[str, Any]]:
+        seen = []
+        async with mcp_client(gw.url("prot"), alice) as client:
+            seen.append(json.loads(assert_allowed(await client.call_tool("whoami", {}))))
+            await asyncio.sleep(4)
+            # Eight calls at once: one refresh among them.
+            results = await asyncio.gather(*[client.call_tool("whoami", {}) for _ in range(8)])
+            seen += [json.loads(assert_allowed(r)) for r in results]
+        return seen
+
+    seen = run(calls)
+    assert all(s["sub"] == "alice" for s in seen)
+    assert seen[0]["expires_at"] < seen[-1]["expires_at"], "the later calls used a new token"
+    refreshes = provider.log.read_text().count("grant.success grant_type=refresh_token")
+    assert refreshes == 1, provider.log.read_text()[-3000:]
+    assert all(q["status"] < 400 for q in protected_requests(server) if q["auth"] != "none")
+
+
+def test_disconnect_revokes_and_calls_are_denied_not_connected(gateways: Any, parts: Parts) -> None:
+    provider = parts.provider(token_format="opaque")
+    server = parts.server(provider.url, verify="introspection")
+    gw = oauth_gateway(gateways, server.url)
+    alice = gw.grant("prot", "alice")
+    connect(gw, "alice")
+
+    async def scenario() -> None:
+        async with mcp_client(gw.url("prot"), alice) as client:
+            assert json.loads(assert_allowed(await client.call_tool("whoami", {})))["sub"] == "alice"
+            out = await asyncio.to_thread(gw.cli, "disconnect", "prot", "--identity", "alice", "--json")
+            doc = json.loads(out.stdout.strip().splitlines()[-1])
+            assert doc["disconnected"] is True and doc["revocation"] is None, doc
+            denial = assert_denied(await client.call_tool("whoami", {}), "(not connected)")
+            assert "toolgate connect prot --identity alice" in denial.text
+
+    run(scenario)
+    assert connections(gw) == []
+    assert "grant.revoked" in provider.log.read_text() or "revocation" in provider.log.read_text()
+    denied = [rec for rec in gw.audit_records() if rec.get("rule") == "(not connected)"]
+    assert len(denied) == 1 and denied[0]["decision"] == "deny"
+
+
+def test_bad_input_is_refused_and_nothing_is_stored(gateways: Any, parts: Parts) -> None:
+    provider = parts.provider()
+    server = parts.server(provider.url)
+    gw = oauth_gateway(gateways, server.url)
+
+    # A forged `state` at the callback.
+    out = gw.cli("connect", "prot", "--identity", "mallory", "--json").stdout
+    url = json.loads(out.strip().splitlines()[-1])["authorization_url"]
+    callback = drive_consent(url, "mallory")
+    parts_ = urlsplit(callback)
+    q = parse_qs(parts_.query)
+    q["state"] = ["f" * 64]
+    forged = urlunsplit(parts_._replace(query=urlencode({k: v[0] for k, v in q.items()})))
+    r = httpx.get(forged, timeout=30)
+    assert r.status_code == 400 and "matches no consent flow" in r.text, r.text
+    assert connections(gw) == []
+
+    # A token endpoint that hangs: the callback gives up after 10 s, says so, stores nothing.
+    out = gw.cli("connect", "prot", "--identity", "mallory", "--json").stdout
+    url = json.loads(out.strip().splitlines()[-1])["authorization_url"]
+    callback = drive_consent(url, "mallory")
+    set_token_delay(provider.url, 20)
+    try:
+        started = time.monotonic()
+        r = httpx.get(callback, timeout=60)
+        took = time.monotonic() - started
+    finally:
+        set_token_delay(provider.url, 0)
+    assert r.status_code == 400 and "did not answer within 10 s" in r.text, r.text
+    assert 9 < took < 20, took
+    assert connections(gw) == []
+
+    # Metadata that names another resource: `connect` refuses, nothing begun.
+    liar = parts.server(provider.url, advertise_resource="http://127.0.0.1:9/mcp")
+    gw2 = oauth_gateway(gateways, liar.url)
+    bad = gw2.cli("connect", "prot", "--identity", "alice", "--json", check=False)
+    assert bad.returncode != 0
+    assert "not this server" in bad.stderr and "http://127.0.0.1:9/mcp" in bad.stderr, bad.stderr
+    assert connections(gw2) == []
+    # And one that names another authorization server: toolgate asks that one, whose own
+    # metadata does not say it is the issuer named: refused.
+    liar2 = parts.server(provider.url, advertise_issuer="http://127.0.0.1:9")
+    gw3 = oauth_gateway(gateways, liar2.url)
+    bad = gw3.cli("connect", "prot", "--identity", "alice", "--json", check=False)
+    assert bad.returncode != 0 and "127.0.0.1:9" in bad.stderr, bad.stderr
+
+
+def test_three_replicas_on_one_redis_refresh_once(gateways: Any, parts: Parts) -> None:
+    from test_replicas import redis_database
+
+    state = redis_database(43)
+    provider = parts.provider(access_ttl=62)
+    server = parts.server(provider.url)
+    replicas = [oauth_gateway(gateways, server.url, store_url=state) for _ in range(3)]
+    alice = replicas[0].grant("prot", "alice")
+    connect(replicas[1], "alice")
+    time.sleep(2.5)
+
+    async def one(gw: Gateway) -> list[str]:
+        async with mcp_client(gw.url("prot"), alice) as client:
+            results = await asyncio.gather(*[client.call_tool("whoami", {}) for _ in range(4)])
+            return [json.loads(assert_allowed(r))["sub"] for r in results]
+
+    async def all_at_once() -> list[list[str]]:
+        return await asyncio.gather(*[one(gw) for gw in replicas])
+
+    subs = run(all_at_once)
+    assert all(s == "alice" for batch in subs for s in batch)
+    refreshes = provider.log.read_text().count("grant.success grant_type=refresh_token")
+    assert refreshes == 1, provider.log.read_text()[-3000:]
+    assert all(q["status"] < 400 for q in protected_requests(server) if q["auth"] != "none")
+
+
+def test_the_dashboard_connects_and_disconnects_an_identity(gateways: Any, parts: Parts, tmp_path: Path) -> None:
+    """In headless Chromium: Connect, consent at the authorization server's own pages, back
+    on toolgate's callback, connected with its upstream subject; Disconnect (node/dashboard-connections.mjs)."""
+    from test_dashboard import chromium
+
+    browser = chromium()
+    node = shutil.which("node")
+    assert node, "node is not on PATH"
+    provider = parts.provider()
+    server = parts.server(provider.url)
+    gw = oauth_gateway(gateways, server.url)
+    gw.grant("prot", "carol")
+    admin = json.loads(gw.cli("admin-tokens create", "--name", "dash", "--role", "admin", "--json").stdout.strip().splitlines()[-1])
+    env = dict(
+        os.environ,
+        GATEWAY=gw.base_url or "",
+        ADMIN_TOKEN=admin["token"],
+        SERVER="prot",
+        IDENTITY="carol",
+        CHROMIUM=browser,
+        SCREENSHOT=str(tmp_path / "connections.png"),
+    )
+    script = Path(__file__).parent / "node" / "dashboard-connections.mjs"
+    proc = subprocess.run([node, str(script)], capture_output=True, text=True, cwd=script.parent, env=env, timeout=120)
+    print(proc.stdout)
+    assert proc.returncode == 0 and "[connections] PASS" in proc.stdout, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert connections(gw) == []
+    admin_records = [r.get("message", "") for r in gw.audit_records("--kind", "admin")]
+    assert any("connected to `prot`" in m and "subject carol" in m for m in admin_records), admin_records
+    assert any("connection of `carol` to `prot` removed" in m for m in admin_records), admin_records
