@@ -352,3 +352,64 @@ def test_the_dashboard_connects_and_disconnects_an_identity(gateways: Any, parts
     admin_records = [r.get("message", "") for r in gw.audit_records("--kind", "admin")]
     assert any("connected to `prot`" in m and "subject carol" in m for m in admin_records), admin_records
     assert any("connection of `carol` to `prot` removed" in m for m in admin_records), admin_records
+
+
+def test_token_exchange_gives_each_agent_its_own_upstream_token(gateways: Any, parts: Parts, tmp_path: Path) -> None:
+    """`auth = "token_exchange"`: the agent's own JWT (verified by [auth.jwt]) is exchanged
+    (RFC 8693) at the server's authorization server for an upstream token, with no consent
+    step; one exchange per agent token while it lasts; a grant token gets a clear refusal."""
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    issuer, audience = "https://idp.e2e.example", "toolgate-e2e"
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(RSAAlgorithm.to_jwk(key.public_key())) | {"kid": "k1", "alg": "RS256", "use": "sig"}
+    jwks = tmp_path / "agents-jwks.json"
+    jwks.write_text(json.dumps({"keys": [public]}))
+    provider = parts.provider(exchange_jwks=jwks, exchange_issuer=issuer, exchange_audience=audience)
+    server = parts.server(provider.url)
+    port = free_port()
+    gw = gateways.new(
+        [{"name": "prot", "policy": "open", "url": server.url, "auth": "token_exchange"}],
+        {"open": POLICY},
+        extra={
+            "listen": f"127.0.0.1:{port}",
+            "oauth": {"token_key_env": KEY_ENV, "public_url": f"http://127.0.0.1:{port}"},
+            "auth": {"jwt": {"issuer": issuer, "audience": audience, "jwks_file": str(jwks)}},
+        },
+    )
+    for who in ("frank@example.com", "grace@example.com"):
+        gw.cli("grants create", "--server", "prot", "--label", who.split("@")[0], "--identity", who)
+
+    def agent_jwt(sub: str) -> str:
+        now = int(time.time())
+        body = {"iss": issuer, "aud": audience, "sub": sub, "iat": now, "exp": now + 300}
+        return pyjwt.encode(body, key, algorithm="RS256", headers={"kid": "k1"})
+
+    async def calls(token: str) -> list[str]:
+        async with mcp_client(gw.url("prot"), token) as client:
+            return [json.loads(assert_allowed(await client.call_tool("whoami", {})))["sub"] for _ in range(3)]
+
+    assert run(lambda: calls(agent_jwt("frank@example.com"))) == ["frank@example.com"] * 3
+    assert run(lambda: calls(agent_jwt("grace@example.com"))) == ["grace@example.com"] * 3
+    log = provider.log.read_text()
+    # Each agent token exchanged once (its calls reuse it), and nothing needed consent.
+    assert log.count("event token_exchange sub=frank@example.com") == 1, log[-2000:]
+    assert log.count("event token_exchange sub=grace@example.com") == 1, log[-2000:]
+    assert "event login" not in log
+    calls_seen = [r for r in gw.audit_records() if r.get("tool") == "whoami" and r.get("decision")]
+    assert {r.get("upstream_sub") for r in calls_seen} == {"frank@example.com", "grace@example.com"}
+
+    # A grant token has no JWT to exchange: refused, saying what to send instead.
+    grant = gw.grant("prot", "plain")
+    r = httpx.post(
+        gw.url("prot"),
+        headers={"Authorization": f"Bearer {grant}", "Content-Type": "application/json", "Accept": "application/json, text/event-stream"},
+        json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+        timeout=30,
+    )
+    assert r.status_code == 403 and "send a JWT" in r.json()["error"]["message"], r.text
+    # Nothing to connect for such a server.
+    bad = gw.cli("connect", "prot", "--identity", "frank@example.com", check=False)
+    assert bad.returncode != 0 and "nothing to connect" in bad.stderr, bad.stderr

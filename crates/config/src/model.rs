@@ -145,7 +145,7 @@ pub struct ServerConfig {
     pub oauth: Option<UpstreamOAuth>,
 }
 
-/// A server toolgate reaches as an OAuth client (`auth = "oauth"`).
+/// A server toolgate reaches as an OAuth client (`auth = "oauth"` or `"token_exchange"`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UpstreamOAuth {
     /// Scopes asked for (none: what the server's challenge asks, if anything).
@@ -154,6 +154,9 @@ pub struct UpstreamOAuth {
     pub client_id: Option<String>,
     /// The environment variable holding that client's secret, if it has one.
     pub client_secret_env: Option<String>,
+    /// `auth = "token_exchange"`: the agent's own JWT is exchanged (RFC 8693) for each
+    /// call's token, with no consent step (`false`: `auth = "oauth"`, consent once).
+    pub exchange: bool,
 }
 
 /// Where toolgate's token key comes from (`[oauth]`).

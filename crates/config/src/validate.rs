@@ -638,10 +638,10 @@ impl Config {
                     }
                     None
                 }
-                Some("oauth") => {
+                Some(mode @ ("oauth" | "token_exchange")) => {
                     if !matches!(transport, Some(Transport::Http { .. })) {
                         errors.push(format!(
-                            "{at}.auth: `oauth` is for Streamable HTTP servers (`url`)"
+                            "{at}.auth: `{mode}` is for Streamable HTTP servers (`url`)"
                         ));
                     }
                     if let Some(Transport::Http { headers, .. }) = &transport {
@@ -649,26 +649,27 @@ impl Config {
                             .iter()
                             .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
                         {
-                            errors.push(format!("{at}.headers.Authorization: a server with `auth = \"oauth\"` gets each identity's own token; remove the static one"));
+                            errors.push(format!("{at}.headers.Authorization: a server with `auth = \"{mode}\"` gets each identity's own token; remove the static one"));
                         }
                     }
                     if raw.oauth.is_none() {
-                        errors.push(format!("{at}.auth: `oauth` needs an [oauth] table with `token_key_file` or `token_key_env` (the key tokens are sealed with at rest: `openssl rand -hex 32`)"));
+                        errors.push(format!("{at}.auth: `{mode}` needs an [oauth] table with `token_key_file` or `token_key_env` (the key tokens are sealed with at rest: `openssl rand -hex 32`)"));
+                    }
+                    let exchange = mode == "token_exchange";
+                    if exchange && raw.auth.as_ref().and_then(|a| a.jwt.as_ref()).is_none() {
+                        errors.push(format!("{at}.auth: `token_exchange` exchanges the agent's own JWT, so it needs [auth.jwt] (JWT identities)"));
                     }
                     Some(crate::model::UpstreamOAuth {
                         scopes: s.scopes.clone().unwrap_or_default(),
                         client_id: s.client_id.clone(),
                         client_secret_env: s.client_secret_env.clone(),
+                        exchange,
                     })
                 }
-                Some("token_exchange") => {
-                    errors.push(format!(
-                        "{at}.auth: `token_exchange` is not built yet (docs/OAUTH.md); use `oauth`"
-                    ));
-                    None
-                }
                 Some(other) => {
-                    errors.push(format!("{at}.auth: expected \"oauth\", got {other:?}"));
+                    errors.push(format!(
+                        "{at}.auth: expected \"oauth\" or \"token_exchange\", got {other:?}"
+                    ));
                     None
                 }
             };

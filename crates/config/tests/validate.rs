@@ -314,9 +314,12 @@ fn upstream_oauth_is_checked_field_by_field() {
         "[oauth]\ntoken_key_env = \"K\"\n{server}auth = \"oauth\"\nheaders = {{ Authorization = \"Bearer x\" }}\n"
     )));
     assert!(e.contains("headers.Authorization"), "{e}");
-    // Not built, unknown, and keys that go with `auth` alone.
+    // Exchange without JWT identities, unknown, and keys that go with `auth` alone.
     let e = errors(&with(&format!("{server}auth = \"token_exchange\"\n")));
-    assert!(e.contains("not built yet"), "{e}");
+    assert!(
+        e.contains("needs [auth.jwt]") && e.contains("needs an [oauth] table"),
+        "{e}"
+    );
     let e = errors(&with(&format!("{server}auth = \"basic\"\n")));
     assert!(e.contains("expected \"oauth\""), "{e}");
     let e = errors(&with(&format!("{server}scopes = [\"a\"]\n")));

@@ -143,7 +143,18 @@ pub struct Broker {
     flights: Mutex<HashMap<(String, String), Flight>>,
     /// This process's name on refresh locks.
     holder: String,
+    /// Tokens exchanged for agents' JWTs (`auth = "token_exchange"`), by server and the
+    /// JWT's hash: in memory only, each until a minute before it expires.
+    exchanged: Mutex<HashMap<(String, String), (TokenSet, UpstreamIdentity)>>,
+    /// What discovery found per server, for token exchange (kept [`DISCOVERY_KEEP`]).
+    discovered: Mutex<HashMap<String, (Discovered, std::time::Instant)>>,
 }
+
+/// How long what discovery found is used for token exchange before it is fetched again.
+pub const DISCOVERY_KEEP: Duration = Duration::from_secs(300);
+
+/// The most exchanged tokens kept (expired ones are dropped first; then all).
+pub const MAX_EXCHANGED: usize = 10_000;
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -226,6 +237,8 @@ impl Broker {
             http,
             flights: Mutex::default(),
             holder: hex::encode(random::<8>()?),
+            exchanged: Mutex::default(),
+            discovered: Mutex::default(),
         })
     }
 
@@ -404,7 +417,13 @@ impl Broker {
                 client_secret: secret,
             });
         }
-        let issuer = found.server.issuer.clone();
+        let exchange = conf.exchange;
+        // A registration per server, authorization server and kind (consent or exchange).
+        let issuer = if exchange {
+            format!("{}#token-exchange", found.server.issuer)
+        } else {
+            found.server.issuer.clone()
+        };
         let (name, iss) = (srv.name.clone(), issuer.clone());
         let kept = blocking(store, move |s| s.registration(&name, &iss)).await?;
         if let Some(sealed) = kept {
@@ -424,7 +443,11 @@ impl Broker {
         };
         // No `scope` here: resource scopes are often not the authorization server's own
         // (`scopes_supported`), and registration would be refused for them.
-        let doc = flow::registration(redirect_uri, None);
+        let doc = if exchange {
+            flow::exchange_registration(redirect_uri)
+        } else {
+            flow::registration(redirect_uri, None)
+        };
         let resp = self
             .http
             .post(&endpoint)
@@ -471,6 +494,11 @@ impl Broker {
             return Err(BrokerError::Config("the identity is empty".into()));
         }
         let (srv, url) = oauth_server(cfg, server)?;
+        if srv.oauth.as_ref().is_some_and(|o| o.exchange) {
+            return Err(BrokerError::Config(format!(
+                "server `{server}` has `auth = \"token_exchange\"`: each agent's own JWT is exchanged for its token at each call; there is nothing to connect"
+            )));
+        }
         let headers = match &srv.transport {
             Transport::Http { headers, .. } => headers.clone(),
             _ => Vec::new(),
@@ -718,6 +746,104 @@ impl Broker {
         }
     }
 
+    /// The access token for the agent holding `subject_jwt` (already verified by
+    /// `[auth.jwt]`) at `srv`: exchanged at the authorization server (RFC 8693) on first
+    /// use and kept in memory until a minute before it expires; one exchange at a time per
+    /// agent token.
+    pub async fn exchange(
+        &self,
+        store: &Arc<dyn StateStore>,
+        clock: &crate::clock::Clock,
+        srv: &ServerConfig,
+        subject_jwt: &str,
+        redirect: &str,
+    ) -> Result<(String, UpstreamIdentity), BrokerError> {
+        use sha2::Digest;
+        let key = (
+            srv.name.clone(),
+            hex::encode(sha2::Sha256::digest(subject_jwt.as_bytes())),
+        );
+        let fresh = |now: u64, t: &TokenSet| {
+            t.expires_at_ms
+                .is_none_or(|e| now.saturating_add(toolgate_oauth::tokens::REFRESH_MARGIN_MS) < e)
+        };
+        let cached = |now: u64| {
+            let held = self.exchanged.lock().unwrap_or_else(|e| e.into_inner());
+            held.get(&key)
+                .filter(|(t, _)| fresh(now, t))
+                .map(|(t, who)| (t.access_token.clone(), who.clone()))
+        };
+        if let Some(hit) = cached(clock.now_ms()) {
+            return Ok(hit);
+        }
+        let flight = {
+            let mut f = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            if f.len() > MAX_EXCHANGED {
+                f.retain(|_, m| Arc::strong_count(m) > 1);
+            }
+            f.entry(key.clone()).or_default().clone()
+        };
+        let _one = flight.lock().await;
+        if let Some(hit) = cached(clock.now_ms()) {
+            return Ok(hit);
+        }
+        let Transport::Http { url, headers } = &srv.transport else {
+            return Err(BrokerError::Config(format!(
+                "server `{}` is not a Streamable HTTP server",
+                srv.name
+            )));
+        };
+        let conf = srv.oauth.clone().unwrap_or_default();
+        let known = {
+            let d = self.discovered.lock().unwrap_or_else(|e| e.into_inner());
+            d.get(&srv.name)
+                .filter(|(_, at)| at.elapsed() < DISCOVERY_KEEP)
+                .map(|(found, _)| found.clone())
+        };
+        let found = match known {
+            Some(f) => f,
+            None => {
+                let f = self.discover(url, headers, &conf.scopes).await?;
+                let mut d = self.discovered.lock().unwrap_or_else(|e| e.into_inner());
+                d.insert(srv.name.clone(), (f.clone(), std::time::Instant::now()));
+                f
+            }
+        };
+        // (Registration needs a redirect URI even for a client that never redirects.)
+        let client = self.client(store, srv, &found, redirect).await?;
+        let form = flow::token_exchange(
+            &client,
+            subject_jwt,
+            &found.resource,
+            found.scope.as_deref(),
+        );
+        let now = clock.now_ms();
+        let (status, body) = self
+            .post_form(&found.server.token_endpoint, &form, "the token endpoint")
+            .await?;
+        let tokens = TokenSet::read(&body, now, None).map_err(|e| {
+            BrokerError::NotConnected(format!(
+                "the authorization server of server `{}` would not exchange this agent's token ({status}): {e}",
+                srv.name
+            ))
+        })?;
+        let (sub, _) = claims_of(&tokens.access_token);
+        let who = UpstreamIdentity {
+            subject: sub,
+            client_id: client.client_id,
+        };
+        let token = tokens.access_token.clone();
+        let mut held = self.exchanged.lock().unwrap_or_else(|e| e.into_inner());
+        if held.len() >= MAX_EXCHANGED {
+            held.retain(|_, (t, _)| fresh(now, t));
+            if held.len() >= MAX_EXCHANGED {
+                held.clear();
+            }
+        }
+        held.insert(key, (tokens, who.clone()));
+        Ok((token, who))
+    }
+
     async fn read(
         &self,
         store: &Arc<dyn StateStore>,
@@ -897,19 +1023,35 @@ pub async fn attach(
     st: &crate::AppState,
     srv: &mut ServerConfig,
     identity: &str,
+    agent_bearer: Option<&str>,
 ) -> Result<Option<UpstreamIdentity>, BrokerError> {
-    if srv.oauth.is_none() {
+    let Some(conf) = &srv.oauth else {
         return Ok(None);
-    }
+    };
     let Some(broker) = st.oauth.as_ref() else {
         return Err(BrokerError::Config(format!(
             "server `{}` has `auth = \"oauth\"` but this gateway was started without it: restart toolgate",
             srv.name
         )));
     };
-    let (token, who) = broker
-        .token(&st.store, &st.clock, &srv.name, identity)
-        .await?;
+    let (token, who) = if conf.exchange {
+        // The agent's own JWT, verified at admission ([auth.jwt]).
+        let jwt = agent_bearer.filter(|t| st.jwt.is_some() && crate::jwt::looks_like_jwt(t));
+        let Some(jwt) = jwt else {
+            return Err(BrokerError::NotConnected(format!(
+                "server `{}` is reached with a token exchanged for the agent's own JWT (`auth = \"token_exchange\"`): this agent sent a grant token; send a JWT from [auth.jwt]'s issuer instead",
+                srv.name
+            )));
+        };
+        let redirect = redirect_uri(&st.config());
+        broker
+            .exchange(&st.store, &st.clock, srv, jwt, &redirect)
+            .await?
+    } else {
+        broker
+            .token(&st.store, &st.clock, &srv.name, identity)
+            .await?
+    };
     if let Transport::Http { headers, .. } = &mut srv.transport {
         headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
         headers.push(("Authorization".into(), format!("Bearer {token}")));

@@ -126,6 +126,48 @@ pub fn registration(redirect_uri: &str, scope: Option<&str>) -> Value {
     doc
 }
 
+/// RFC 8693's grant type.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/// The registration document of toolgate as a confidential client that exchanges agents'
+/// JWTs for tokens (RFC 8693; `client_secret_post`).
+pub fn exchange_registration(redirect_uri: &str) -> Value {
+    json!({
+        "client_name": "toolgate (token exchange)",
+        "redirect_uris": [redirect_uri],
+        "grant_types": [TOKEN_EXCHANGE],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "client_secret_post",
+    })
+}
+
+/// The form of a token exchange (RFC 8693): the agent's JWT for an access token to
+/// `resource`.
+pub fn token_exchange(
+    client: &Client,
+    subject_jwt: &str,
+    resource: &str,
+    scope: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut form = vec![
+        ("grant_type".into(), TOKEN_EXCHANGE.into()),
+        ("subject_token".into(), subject_jwt.into()),
+        (
+            "subject_token_type".into(),
+            "urn:ietf:params:oauth:token-type:jwt".into(),
+        ),
+        (
+            "requested_token_type".into(),
+            "urn:ietf:params:oauth:token-type:access_token".into(),
+        ),
+        ("resource".into(), resource.into()),
+    ];
+    if let Some(s) = scope.filter(|s| !s.is_empty()) {
+        form.push(("scope".into(), s.into()));
+    }
+    with_client(form, client)
+}
+
 /// Reads a registration answer: the client toolgate now is.
 pub fn registered(body: &[u8]) -> Result<Client, OAuthError> {
     let v: Value = serde_json::from_slice(body)

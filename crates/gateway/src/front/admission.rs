@@ -313,7 +313,7 @@ pub(crate) async fn admit_session(
     let session = session_of(st, headers, &srv, &grant, "null")?;
     let mut srv = srv;
     // `auth = "oauth"`: the stream and the session's end go with the identity's own token.
-    if let Err(e) = crate::oauth::attach(st, &mut srv, &grant.identity).await {
+    if let Err(e) = crate::oauth::attach(st, &mut srv, &grant.identity, bearer(headers)).await {
         let status = match e {
             crate::oauth::BrokerError::NotConnected(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::SERVICE_UNAVAILABLE,

@@ -29,7 +29,8 @@ use crate::trail;
 use toolgate_protocol::sse::encode;
 
 use super::admission::{
-    admit, admit_session, refresh_keys, session_of, version_header_ok, Reject, BAD_VERSION_HEADER,
+    admit, admit_session, bearer, refresh_keys, session_of, version_header_ok, Reject,
+    BAD_VERSION_HEADER,
 };
 use crate::relay::{
     http_parts, open_channel, relay_one_way, relay_request, relay_response, short_err,
@@ -78,10 +79,11 @@ pub(super) async fn post_mcp(
         Err(r) => return r.into_response(),
     };
     // `auth = "oauth"`: the identity's own token goes upstream; without one, nothing does.
-    let (upstream_who, offline) = match crate::oauth::attach(&st, &mut srv, &grant.identity).await {
-        Ok(who) => (who, None),
-        Err(e) => (None, Some(e)),
-    };
+    let (upstream_who, offline) =
+        match crate::oauth::attach(&st, &mut srv, &grant.identity, bearer(&headers)).await {
+            Ok(who) => (who, None),
+            Err(e) => (None, Some(e)),
+        };
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
