@@ -413,3 +413,30 @@ def test_token_exchange_gives_each_agent_its_own_upstream_token(gateways: Any, p
     # Nothing to connect for such a server.
     bad = gw.cli("connect", "prot", "--identity", "frank@example.com", check=False)
     assert bad.returncode != 0 and "nothing to connect" in bad.stderr, bad.stderr
+
+
+def test_a_token_the_server_no_longer_accepts_is_a_clear_error_not_its_401(gateways: Any, parts: Parts) -> None:
+    """The authorization server forgets every grant (restarted on the same port, as after a
+    revocation toolgate did not make): the protected server, which introspects each token,
+    answers 401; the agent gets toolgate's error saying what to do, never that 401."""
+    from mcp.shared.exceptions import MCPError
+
+    port = free_port()
+    provider = parts.provider(token_format="opaque", port=port)
+    server = parts.server(provider.url, verify="introspection")
+    gw = oauth_gateway(gateways, server.url)
+    alice = gw.grant("prot", "alice")
+    connect(gw, "alice")
+
+    async def scenario() -> str:
+        async with mcp_client(gw.url("prot"), alice) as client:
+            assert json.loads(assert_allowed(await client.call_tool("whoami", {})))["sub"] == "alice"
+            provider.stop()
+            parts.started.append(start_oauth_provider(parts.workdir, token_format="opaque", port=port))
+            with pytest.raises(MCPError) as refused:
+                await client.call_tool("whoami", {})
+            return str(refused.value)
+
+    message = run(scenario)
+    assert "refused the token toolgate sent" in message and "toolgate connect prot" in message, message
+    assert any(q["status"] == 401 and q["auth"] == "invalid" for q in protected_requests(server))

@@ -81,6 +81,30 @@ pub(crate) fn http_parts(srv: &ServerConfig) -> Option<(&str, &[(String, String)
     }
 }
 
+/// An `auth = "oauth"` or `"token_exchange"` server refused the token toolgate sent for
+/// the identity (HTTP 401: revoked at its authorization server, or expired there early):
+/// a clear error, never the upstream's 401 (the agent has no token of its own to fix).
+pub(crate) fn token_refused(srv: &ServerConfig, id_text: &str) -> Response {
+    let hint = match &srv.oauth {
+        Some(o) if o.exchange => "the agent's exchanged token was not accepted; retry with a fresh JWT".to_string(),
+        _ => format!(
+            "the identity's connection may have been revoked at the authorization server: reconnect it (`toolgate connect {} --identity …`)",
+            srv.name
+        ),
+    };
+    http_error(
+        StatusCode::FORBIDDEN,
+        id_text,
+        error_codes::UPSTREAM_ERROR,
+        &format!("upstream `{}` refused the token toolgate sent for this identity (HTTP 401): {hint}", srv.name),
+    )
+}
+
+/// True when an upstream's answer is a refusal of the token toolgate sent.
+pub(crate) fn refused_token(srv: &ServerConfig, status: reqwest::StatusCode) -> bool {
+    status == StatusCode::UNAUTHORIZED && srv.oauth.is_some()
+}
+
 pub(crate) fn upstream_failure(id_text: &str, e: &reqwest::Error, server: &str) -> Response {
     if e.is_timeout() {
         http_error(
@@ -164,6 +188,7 @@ pub(crate) async fn relay_one_way(
             .body(bytes);
             match req.send().await {
                 Ok(r) if r.status().is_success() => StatusCode::ACCEPTED.into_response(),
+                Ok(r) if refused_token(srv, r.status()) => token_refused(srv, "null"),
                 Ok(r) => {
                     relay_response(
                         r,
@@ -227,6 +252,11 @@ pub(crate) async fn relay_request(
                         error_codes::SESSION_NOT_FOUND,
                         "the upstream ended this session: send `initialize` again",
                     )
+                }
+                Ok(r) if refused_token(srv, r.status()) => {
+                    hook.upstream_status(r.status().as_u16());
+                    hook.never_reached();
+                    token_refused(srv, id_text)
                 }
                 Ok(r) => {
                     relay_response(

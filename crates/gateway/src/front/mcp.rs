@@ -980,6 +980,9 @@ async fn get_stream(
                     *resp.status_mut() = status;
                     resp
                 }
+                Ok(r) if crate::relay::refused_token(srv, r.status()) => {
+                    crate::relay::token_refused(srv, "null")
+                }
                 Ok(r) => {
                     let status = r.status();
                     let body = r.bytes().await.unwrap_or_default();
