@@ -440,3 +440,42 @@ def test_a_token_the_server_no_longer_accepts_is_a_clear_error_not_its_401(gatew
     message = run(scenario)
     assert "refused the token toolgate sent" in message and "toolgate connect prot" in message, message
     assert any(q["status"] == 401 and q["auth"] == "invalid" for q in protected_requests(server))
+
+
+def test_sessions_toolgate_holds_carry_each_identitys_token(gateways: Any, parts: Parts) -> None:
+    """Where toolgate holds the upstream sessions itself, each request still goes with the
+    agent identity's own current token: a 2026-07-28 client of the server pinned to the
+    legacy era (toolgate's pooled session per grant), and a virtual server including it."""
+    from test_modern_era import MODERN, modern_client
+
+    provider = parts.provider()
+    server = parts.server(provider.url)
+    port = free_port()
+    gw = gateways.new(
+        [{"name": "prot", "policy": "open", "url": server.url, "auth": "oauth", "era": "legacy"}],
+        {"open": POLICY},
+        extra={"listen": f"127.0.0.1:{port}", "oauth": {"token_key_env": KEY_ENV, "public_url": f"http://127.0.0.1:{port}"}},
+        virtual_servers=[{"name": "v", "policy": "open", "include": [{"server": "prot", "prefix": "p_"}]}],
+    )
+    alice, bob = gw.grant("prot", "alice"), gw.grant("prot", "bob")
+    alice_v = gw.cli("grants create", "--server", "v", "--label", "alice-v", "--identity", "alice", "--json").stdout
+    alice_v = json.loads(alice_v.strip().splitlines()[-1])["token"]
+    connect(gw, "alice")
+    connect(gw, "bob")
+
+    async def modern(token: str) -> str:
+        async with modern_client(gw.url("prot"), token, MODERN) as client:
+            return json.loads(assert_allowed(await client.call_tool("whoami", {})))["sub"]
+
+    assert run(lambda: modern(alice)) == "alice"
+    assert run(lambda: modern(bob)) == "bob"
+
+    async def through_virtual() -> str:
+        async with mcp_client(gw.url("v"), alice_v) as client:
+            return json.loads(assert_allowed(await client.call_tool("p_whoami", {})))["sub"]
+
+    assert run(through_virtual) == "alice"
+    calls = [r for r in gw.audit_records() if r.get("method") == "tools/call" and r.get("decision")]
+    assert {(r["server"], r["identity"]) for r in calls} == {("prot", "alice"), ("prot", "bob"), ("v", "alice")}
+    forwarded = [q for q in protected_requests(server) if q["auth"] != "none"]
+    assert forwarded and all(q["auth"] == "ok" for q in forwarded), forwarded

@@ -712,9 +712,12 @@ impl Config {
                 .iter()
                 .filter(|s| includes.iter().any(|i| i.server == s.name))
                 .collect();
-            for s in included.iter().filter(|s| s.oauth.is_some()) {
+            for s in included
+                .iter()
+                .filter(|s| s.oauth.as_ref().is_some_and(|o| o.exchange))
+            {
                 errors.push(format!(
-                    "{at}.include: server `{}` has `auth = \"oauth\"`, which virtual servers do not carry yet (each identity's token is sent only on direct routes, /mcp/{})",
+                    "{at}.include: server `{}` has `auth = \"token_exchange\"`, which virtual servers do not carry yet (the agent's JWT is exchanged only on direct routes, /mcp/{})",
                     s.name, s.name
                 ));
             }

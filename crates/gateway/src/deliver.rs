@@ -19,7 +19,8 @@ pub async fn send_one_way(
     m: &Member,
     bytes: Bytes,
 ) -> Result<(), String> {
-    match (&m.session.upstream, &m.srv.transport) {
+    let srv = crate::oauth::member_srv(st, m).await?;
+    match (&m.session.upstream, &srv.transport) {
         (UpstreamSession::Http { session_id }, Transport::Http { url, headers }) => {
             let req = upstream_request(
                 st,

@@ -1059,6 +1059,37 @@ pub async fn attach(
     Ok(Some(who))
 }
 
+/// `srv` as a request to it is made: for a server with `auth = "oauth"`, with `identity`'s
+/// current token (refreshed when due); otherwise `srv` itself.
+pub(crate) async fn with_token<'a>(
+    st: &crate::AppState,
+    srv: &'a ServerConfig,
+    identity: Option<&str>,
+) -> Result<std::borrow::Cow<'a, ServerConfig>, String> {
+    match (srv.oauth.is_some(), identity) {
+        (true, Some(identity)) => {
+            let mut owned = srv.clone();
+            crate::oauth::attach(st, &mut owned, identity, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(std::borrow::Cow::Owned(owned))
+        }
+        (true, None) => Err(format!(
+            "server `{}` needs an identity's token, and this session has none",
+            srv.name
+        )),
+        (false, _) => Ok(std::borrow::Cow::Borrowed(srv)),
+    }
+}
+
+/// A member's server config for the request being made ([`with_token`]).
+pub(crate) async fn member_srv<'a>(
+    st: &crate::AppState,
+    m: &'a crate::session::Member,
+) -> Result<std::borrow::Cow<'a, ServerConfig>, String> {
+    with_token(st, &m.srv, m.identity.as_deref()).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

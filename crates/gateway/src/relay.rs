@@ -96,7 +96,10 @@ pub(crate) fn token_refused(srv: &ServerConfig, id_text: &str) -> Response {
         StatusCode::FORBIDDEN,
         id_text,
         error_codes::UPSTREAM_ERROR,
-        &format!("upstream `{}` refused the token toolgate sent for this identity (HTTP 401): {hint}", srv.name),
+        &format!(
+            "upstream `{}` refused the token toolgate sent for this identity (HTTP 401): {hint}",
+            srv.name
+        ),
     )
 }
 

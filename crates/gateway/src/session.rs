@@ -280,6 +280,9 @@ pub struct Members {
     /// The params of the client's `initialize`, sent on to each server toolgate opens (so
     /// each sees the client's capabilities and name).
     pub init: serde_json::Value,
+    /// The identity of the agent's grant: at servers with `auth = "oauth"`, each request
+    /// goes with this identity's own token ([`crate::oauth`]).
+    pub identity: String,
     /// The servers opened, by name.
     open: Mutex<HashMap<String, Arc<Member>>>,
     /// Held while a server is being opened (one opening at a time per agent session).
@@ -326,8 +329,12 @@ pub const MAX_ROUTES: usize = 10_000;
 /// One included server's session, as a virtual server opened it.
 #[derive(Debug)]
 pub struct Member {
-    /// The server's config when it was opened.
+    /// The server's config when it was opened (never with a token in it: see
+    /// [`Member::identity`]).
     pub srv: crate::config::ServerConfig,
+    /// For a server with `auth = "oauth"`: the identity whose token each request carries,
+    /// attached when the request is made (so refreshed tokens are used).
+    pub identity: Option<String>,
     /// The session (never in the session table: it lives and ends with the agent's).
     pub session: Arc<Session>,
     /// The protocol version the server agreed to.
@@ -339,10 +346,12 @@ pub struct Member {
 }
 
 impl Members {
-    /// No server open yet; `init` is the client's `initialize` params.
-    pub fn new(init: serde_json::Value) -> Self {
+    /// No server open yet; `init` is the client's `initialize` params, `identity` the
+    /// agent's grant's.
+    pub fn new(init: serde_json::Value, identity: String) -> Self {
         Members {
             init,
+            identity,
             open: Mutex::default(),
             opening: tokio::sync::Mutex::new(()),
             resources: Mutex::default(),

@@ -27,7 +27,7 @@ use crate::enforce::{Hook, PinCtx, Sanitize};
 use crate::relay::{
     open_channel, own_headers, read_capped, relay_request, short_err, upstream_request,
 };
-use crate::respond::{json_response, sse_response, SESSION_HEADER, VERSION_HEADER};
+use crate::respond::{http_error, json_response, sse_response, SESSION_HEADER, VERSION_HEADER};
 use crate::session::{tag_request, Member, Members, Session, UpstreamSession};
 use crate::state::AppState;
 
@@ -152,7 +152,7 @@ pub fn initialize(
         our_id.to_string(),
         srv.name.clone(),
         grant.id.clone(),
-        UpstreamSession::Virtual(Arc::new(Members::new(params))),
+        UpstreamSession::Virtual(Arc::new(Members::new(params, grant.identity.clone()))),
     )
     .with_client_caps(crate::session::client_caps(bytes));
     let result = json!({
@@ -271,7 +271,7 @@ pub fn pooled(
         id,
         srv.name.clone(),
         grant.id.clone(),
-        UpstreamSession::Virtual(Arc::new(Members::new(init))),
+        UpstreamSession::Virtual(Arc::new(Members::new(init, grant.identity.clone()))),
     ));
     st.sessions.insert(s.clone());
     Ok(s)
@@ -331,7 +331,9 @@ async fn open_member(
     let id = members.next_id();
     let init = json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": members.init});
     let caps = crate::session::client_caps(init.to_string().as_bytes());
-    let (upstream, answer) = match &srv.transport {
+    let identity = srv.oauth.is_some().then(|| members.identity.clone());
+    let opening = crate::oauth::with_token(st, srv, identity.as_deref()).await?;
+    let (upstream, answer) = match &opening.transport {
         Transport::Http { url, headers } => {
             let (sid, answer) =
                 http_exchange(st, cfg, url, headers, None, None, &id, &init).await?;
@@ -368,6 +370,7 @@ async fn open_member(
     session.member_of = Some(srv.name.clone());
     let m = Member {
         srv: srv.clone(),
+        identity,
         session: Arc::new(session),
         version,
         capabilities: result.get("capabilities").cloned().unwrap_or(Value::Null),
@@ -530,7 +533,8 @@ async fn exchange(
 ) -> Result<Value, String> {
     let id = members.next_id();
     let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-    let answer = match (&m.session.upstream, &m.srv.transport) {
+    let srv = crate::oauth::member_srv(st, m).await?;
+    let answer = match (&m.session.upstream, &srv.transport) {
         (UpstreamSession::Http { session_id }, Transport::Http { url, headers }) => http_exchange(
             st,
             cfg,
@@ -1279,10 +1283,22 @@ pub async fn relay(
     });
     strip_modern_envelope(&mut msg);
     let wire_text = Value::String(wire.clone()).to_string();
+    let srv = match crate::oauth::member_srv(st, &m).await {
+        Ok(s) => s,
+        Err(e) => {
+            hook.never_reached();
+            return http_error(
+                StatusCode::FORBIDDEN,
+                id_text,
+                error_codes::INVALID_REQUEST,
+                &e,
+            );
+        }
+    };
     let resp = relay_request(
         st,
         cfg,
-        &m.srv,
+        &srv,
         &m.session,
         &member_headers(headers, &m),
         Bytes::from(msg.to_string()),
@@ -1476,7 +1492,14 @@ async fn member_streams(
             continue;
         };
         let server = m.srv.name.clone();
-        match (&m.session.upstream, &m.srv.transport) {
+        let msrv = match crate::oauth::member_srv(st, &m).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(server = %server, "no GET stream from the server: {e}");
+                continue;
+            }
+        };
+        match (&m.session.upstream, &msrv.transport) {
             (UpstreamSession::Channel(ch), _) => {
                 let rx = ch.open_stream();
                 let s = tokio_stream_of(rx).map(move |msg| (server.clone(), msg));
@@ -1625,12 +1648,15 @@ pub async fn end(st: &AppState, session: &Session) {
         return;
     };
     for m in members.all() {
+        let Ok(msrv) = crate::oauth::member_srv(st, &m).await else {
+            continue;
+        };
         if let (
             UpstreamSession::Http {
                 session_id: Some(sid),
             },
             Transport::Http { url, headers },
-        ) = (&m.session.upstream, &m.srv.transport)
+        ) = (&m.session.upstream, &msrv.transport)
         {
             let req = upstream_request(
                 st,

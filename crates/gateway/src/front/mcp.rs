@@ -205,14 +205,14 @@ pub(super) async fn post_mcp(
             }
             let legacy_http = matches!(srv.transport, Transport::Http { .. })
                 && crate::era::speaks_modern(&st, &srv).await == Some(false);
-            if legacy_http && srv.oauth.is_some() {
-                // toolgate's own sessions with the server would keep the token they were
-                // opened with past its refresh: not carried yet (docs/OAUTH.md).
+            if legacy_http && srv.oauth.as_ref().is_some_and(|o| o.exchange) {
+                // toolgate's own sessions with the server outlive one request's JWT: an
+                // exchanged token is carried on direct requests only (docs/OAUTH.md).
                 return http_error(
                     StatusCode::NOT_IMPLEMENTED,
                     &id_text,
                     error_codes::INVALID_REQUEST,
-                    &format!("server `{}` has `auth = \"oauth\"` and speaks only the legacy era, which toolgate does not yet translate for 2026-07-28 clients with each identity's token: use the client's legacy (2025-11-25) mode", srv.name),
+                    &format!("server `{}` has `auth = \"token_exchange\"` and speaks only the legacy era, which toolgate does not yet translate for 2026-07-28 clients: use the client's legacy (2025-11-25) mode", srv.name),
                 );
             }
             match &srv.transport {
