@@ -61,12 +61,15 @@ def start_oauth_provider(
     exchange_jwks: Path | None = None,
     exchange_issuer: str | None = None,
     exchange_audience: str | None = None,
+    cimd: bool = False,
     port: int = 0,
 ) -> Upstream:
     """`node node/oauth-provider.mjs` (oidc-provider 9.13.3) on a loopback port; `url` is the
     issuer (`http://127.0.0.1:PORT`). `token_format` is `jwt` (RFC 9068 access tokens, `aud` =
     the resource) or `opaque` (introspectable and revocable at once). `exchange_jwks` (with
-    `exchange_issuer`) turns on RFC 8693 token exchange for subject tokens signed by those keys."""
+    `exchange_issuer`) turns on RFC 8693 token exchange for subject tokens signed by those keys.
+    `cimd` turns on Client ID Metadata Documents (https client ids: set NODE_EXTRA_CA_CERTS in
+    the environment when they are served with a test CA's certificate)."""
     node = provider_node()
     log = workdir / f"oauth-provider-{token_format}-{secrets.token_hex(3)}.log"
     argv = [
@@ -89,6 +92,8 @@ def start_oauth_provider(
         argv += ["--exchange-jwks", str(exchange_jwks), "--exchange-issuer", exchange_issuer]
         if exchange_audience:
             argv += ["--exchange-audience", exchange_audience]
+    if cimd:
+        argv.append("--cimd")
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=NODE_DIR, start_new_session=True

@@ -479,3 +479,116 @@ def test_sessions_toolgate_holds_carry_each_identitys_token(gateways: Any, parts
     assert {(r["server"], r["identity"]) for r in calls} == {("prot", "alice"), ("prot", "bob"), ("v", "alice")}
     forwarded = [q for q in protected_requests(server) if q["auth"] != "none"]
     assert forwarded and all(q["auth"] == "ok" for q in forwarded), forwarded
+
+
+def _test_ca(folder: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a certificate for 127.0.0.1 it signed: (ca.pem, cert.pem, key.pem)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "toolgate e2e CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = (folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
+def _tls_front(port: int, backend: str, cert: Path, key: Path) -> Any:
+    """An https server on 127.0.0.1:`port` passing GET requests to `backend` (toolgate on
+    plain http), as a TLS-terminating proxy in front of a gateway does."""
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Forward(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+            r = httpx.get(backend + self.path, timeout=30)
+            self.send_response(r.status_code)
+            for name in ("content-type", "cache-control"):
+                if name in r.headers:
+                    self.send_header(name, r.headers[name])
+            self.send_header("content-length", str(len(r.content)))
+            self.end_headers()
+            self.wfile.write(r.content)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Forward)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_client_id_metadata_document_when_the_server_takes_one(
+    gateways: Any, parts: Parts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An authorization server that takes Client ID Metadata Documents gets toolgate's own
+    (served at {public_url}/oauth/client-metadata.json, https behind a TLS front): no
+    registration; the client id the server sees is that URL."""
+    ca, cert, key = _test_ca(tmp_path)
+    monkeypatch.setenv("NODE_EXTRA_CA_CERTS", str(ca))
+    provider = parts.provider(cimd=True)
+    server = parts.server(provider.url)
+    tls_port, gw_port = free_port(), free_port()
+    public = f"https://127.0.0.1:{tls_port}"
+    gw = gateways.new(
+        [{"name": "prot", "policy": "open", "url": server.url, "auth": "oauth"}],
+        {"open": POLICY},
+        extra={"listen": f"127.0.0.1:{gw_port}", "oauth": {"token_key_env": KEY_ENV, "public_url": public}},
+    )
+    front = _tls_front(tls_port, gw.base_url or "", cert, key)
+    try:
+        document_url = f"{public}/oauth/client-metadata.json"
+        doc = httpx.get(document_url, verify=str(ca), timeout=10).json()
+        assert doc["client_id"] == document_url and doc["redirect_uris"] == [f"{public}/oauth/callback"], doc
+        alice = gw.grant("prot", "alice")
+        out = gw.cli("connect", "prot", "--identity", "alice", "--json").stdout
+        url = json.loads(out.strip().splitlines()[-1])["authorization_url"]
+        assert parse_qs(urlsplit(url).query)["client_id"] == [document_url], url
+        callback = drive_consent(url, "alice")
+        assert callback.startswith(f"{public}/oauth/callback?"), callback
+        r = httpx.get(callback, verify=str(ca), timeout=30)
+        assert r.status_code == 200 and "Connected" in r.text, r.text
+        seen = run(lambda: whoami(gw, alice))
+        assert seen["sub"] == "alice" and seen["client_id"] == document_url, seen
+        assert "event registration" not in provider.log.read_text()
+    finally:
+        front.shutdown()

@@ -154,6 +154,10 @@ pub struct UpstreamOAuth {
     pub client_id: Option<String>,
     /// The environment variable holding that client's secret, if it has one.
     pub client_secret_env: Option<String>,
+    /// A Client ID Metadata Document toolgate is known by (an https URL the user hosts);
+    /// `None`: toolgate's own at `{public_url}/oauth/client-metadata.json` when `public_url`
+    /// is https. Used when the authorization server supports such documents.
+    pub client_metadata_url: Option<String>,
     /// `auth = "token_exchange"`: the agent's own JWT is exchanged (RFC 8693) for each
     /// call's token, with no consent step (`false`: `auth = "oauth"`, consent once).
     pub exchange: bool,

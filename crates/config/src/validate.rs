@@ -132,6 +132,7 @@ struct RawServer {
     scopes: Option<Vec<String>>,
     client_id: Option<String>,
     client_secret_env: Option<String>,
+    client_metadata_url: Option<String>,
 }
 
 /// `state_fail_mode` of the server at `at` (a wrong value recorded, closed used).
@@ -631,6 +632,7 @@ impl Config {
                         ("scopes", s.scopes.is_some()),
                         ("client_id", s.client_id.is_some()),
                         ("client_secret_env", s.client_secret_env.is_some()),
+                        ("client_metadata_url", s.client_metadata_url.is_some()),
                     ] {
                         if given {
                             errors.push(format!("{at}.{key}: goes with `auth = \"oauth\"`"));
@@ -656,6 +658,11 @@ impl Config {
                         errors.push(format!("{at}.auth: `{mode}` needs an [oauth] table with `token_key_file` or `token_key_env` (the key tokens are sealed with at rest: `openssl rand -hex 32`)"));
                     }
                     let exchange = mode == "token_exchange";
+                    if let Some(u) = &s.client_metadata_url {
+                        if !u.starts_with("https://") {
+                            errors.push(format!("{at}.client_metadata_url: a Client ID Metadata Document is at an https URL, got {u:?}"));
+                        }
+                    }
                     if exchange && raw.auth.as_ref().and_then(|a| a.jwt.as_ref()).is_none() {
                         errors.push(format!("{at}.auth: `token_exchange` exchanges the agent's own JWT, so it needs [auth.jwt] (JWT identities)"));
                     }
@@ -663,6 +670,7 @@ impl Config {
                         scopes: s.scopes.clone().unwrap_or_default(),
                         client_id: s.client_id.clone(),
                         client_secret_env: s.client_secret_env.clone(),
+                        client_metadata_url: s.client_metadata_url.clone(),
                         exchange,
                     })
                 }

@@ -217,6 +217,28 @@ fn oauth_server<'a>(
     }
 }
 
+/// Where toolgate's own Client ID Metadata Document is (`{public_url}/oauth/client-metadata.json`):
+/// only when `public_url` is https, as such a client id must be.
+pub fn client_metadata_url(cfg: &Config) -> Option<String> {
+    let base = cfg.oauth.as_ref()?.public_url.as_ref()?;
+    base.starts_with("https://")
+        .then(|| format!("{}/oauth/client-metadata.json", base.trim_end_matches('/')))
+}
+
+/// toolgate's Client ID Metadata Document: a public client with PKCE and refresh tokens
+/// whose client id is the document's own URL.
+pub fn client_metadata(cfg: &Config) -> Option<serde_json::Value> {
+    let id = client_metadata_url(cfg)?;
+    Some(serde_json::json!({
+        "client_id": id,
+        "client_name": "toolgate",
+        "redirect_uris": [redirect_uri(cfg)],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    }))
+}
+
 /// The command that connects `identity` to `server` (in messages).
 pub fn connect_hint(server: &str, identity: &str) -> String {
     format!("toolgate connect {server} --identity {identity}")
@@ -400,6 +422,7 @@ impl Broker {
         srv: &ServerConfig,
         found: &Discovered,
         redirect_uri: &str,
+        metadata_url: Option<&str>,
     ) -> Result<Client, BrokerError> {
         let conf = srv.oauth.clone().unwrap_or_default();
         if let Some(id) = conf.client_id {
@@ -418,6 +441,16 @@ impl Broker {
             });
         }
         let exchange = conf.exchange;
+        // A Client ID Metadata Document, where the authorization server takes them: the
+        // client id is the document's URL, nothing to register or keep.
+        if !exchange && found.server.client_id_metadata_document_supported {
+            if let Some(url) = conf.client_metadata_url.as_deref().or(metadata_url) {
+                return Ok(Client {
+                    client_id: url.to_string(),
+                    client_secret: None,
+                });
+            }
+        }
         // A registration per server, authorization server and kind (consent or exchange).
         let issuer = if exchange {
             format!("{}#token-exchange", found.server.issuer)
@@ -510,7 +543,15 @@ impl Broker {
             .unwrap_or_default();
         let found = self.discover(url, &headers, &scopes).await?;
         let redirect = redirect_uri(cfg);
-        let client = self.client(store, srv, &found, &redirect).await?;
+        let client = self
+            .client(
+                store,
+                srv,
+                &found,
+                &redirect,
+                client_metadata_url(cfg).as_deref(),
+            )
+            .await?;
         let pkce = Pkce::from_random(random()?);
         let state = hex::encode(random::<32>()?);
         let auth_url = flow::Authorization {
@@ -810,7 +851,7 @@ impl Broker {
             }
         };
         // (Registration needs a redirect URI even for a client that never redirects.)
-        let client = self.client(store, srv, &found, redirect).await?;
+        let client = self.client(store, srv, &found, redirect, None).await?;
         let form = flow::token_exchange(
             &client,
             subject_jwt,

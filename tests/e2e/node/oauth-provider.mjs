@@ -4,14 +4,16 @@
 //
 //   node oauth-provider.mjs [PORT] [--access-ttl S] [--refresh-ttl S] [--format jwt|opaque]
 //       [--scopes "mcp:tools mcp:admin"] [--introspector ID:SECRET]
-//       [--exchange-jwks FILE --exchange-issuer ISS [--exchange-audience AUD]]
+//       [--exchange-jwks FILE --exchange-issuer ISS [--exchange-audience AUD]] [--cimd]
 //
 // PORT 0 (the default) picks a free one. When it accepts connections it prints
 // `oauth-provider: listening on http://127.0.0.1:PORT` (that URL is the issuer), then one line
 // per event worth seeing in a test's log (`oauth-provider: event ...`).
 // Every option has an environment form: OAUTH_PORT, OAUTH_ACCESS_TTL, OAUTH_REFRESH_TTL,
 // OAUTH_FORMAT, OAUTH_SCOPES, OAUTH_INTROSPECTOR, OAUTH_EXCHANGE_JWKS, OAUTH_EXCHANGE_ISSUER,
-// OAUTH_EXCHANGE_AUDIENCE; a flag wins over its variable.
+// OAUTH_EXCHANGE_AUDIENCE, OAUTH_CIMD=1; a flag wins over its variable. `--cimd` turns on
+// Client ID Metadata Documents (oidc-provider's draft-02 feature): a client_id that is an
+// https URL is fetched as the client's metadata (NODE_EXTRA_CA_CERTS for a test CA).
 //
 // What it serves (metadata at /.well-known/oauth-authorization-server and
 // /.well-known/openid-configuration):
@@ -64,6 +66,7 @@ function parseArgs(argv) {
     exchangeJwks: env.OAUTH_EXCHANGE_JWKS,
     exchangeIssuer: env.OAUTH_EXCHANGE_ISSUER,
     exchangeAudience: env.OAUTH_EXCHANGE_AUDIENCE,
+    cimd: env.OAUTH_CIMD === '1',
   };
   const flags = {
     '--access-ttl': (v) => { opts.accessTtl = Number(v); },
@@ -78,7 +81,9 @@ function parseArgs(argv) {
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i];
     const [name, inline] = arg.split(/=(.*)/s, 2);
-    if (flags[name]) {
+    if (name === '--cimd') {
+      opts.cimd = true;
+    } else if (flags[name]) {
       const value = inline ?? argv[(i += 1)];
       if (value === undefined) throw new Error(`${name} needs a value`);
       flags[name](value);
@@ -228,10 +233,22 @@ function configuration() {
     scopes: ['openid', 'offline_access'],
     responseTypes: ['code'],
     pkce: { required: () => true },
+    // --cimd on loopback: oidc-provider's fetch refuses special-use addresses (127.0.0.1)
+    // against SSRF; the tests' client documents are on loopback, so that guard is lifted
+    // here (only with --cimd, only in this fixture).
+    ...(opts.cimd ? {
+      fetch: (url, options) => {
+        const { dispatcher: _unused, ...rest } = options;
+        return globalThis.fetch(url, rest);
+      },
+    } : {}),
     features: {
       devInteractions: { enabled: false },
       dPoP: { enabled: false },
       registration: { enabled: true, initialAccessToken: false },
+      // --cimd: Client ID Metadata Documents (draft-02): an https client_id is fetched
+      // (Node must trust its certificate: NODE_EXTRA_CA_CERTS).
+      clientIdMetadataDocument: { enabled: opts.cimd, ack: 'draft-02' },
       revocation: {
         enabled: true,
         // A client revokes its own tokens; another's are left alone (200, RFC 7009 2.2).

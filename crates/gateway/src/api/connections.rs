@@ -239,6 +239,25 @@ pub(crate) async fn callback(
     }
 }
 
+/// `GET /oauth/client-metadata.json`: toolgate's Client ID Metadata Document (its client id
+/// at authorization servers that take such documents), when `[oauth] public_url` is https.
+pub(crate) async fn client_metadata(State(st): State<Arc<AppState>>) -> Response {
+    match crate::oauth::client_metadata(&st.config()) {
+        Some(doc) if st.oauth.is_some() => {
+            let mut r = Json(doc).into_response();
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("public, max-age=3600"),
+            );
+            r
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "toolgate has no Client ID Metadata Document here: it needs `[oauth] public_url` at an https URL",
+        ),
+    }
+}
+
 /// One connection as the API and the CLI show it (never its tokens).
 pub fn connection_json(c: &toolgate_store::Connection) -> Value {
     json!({

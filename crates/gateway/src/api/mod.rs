@@ -82,6 +82,10 @@ pub fn routes() -> Router<Arc<AppState>> {
             post(connections::begin).delete(connections::disconnect),
         )
         .route("/oauth/callback", get(connections::callback))
+        .route(
+            "/oauth/client-metadata.json",
+            get(connections::client_metadata),
+        )
         .route("/api/v1/policies", get(policies::list))
         .route("/api/v1/policies/validate", post(policies::validate))
         .route(
