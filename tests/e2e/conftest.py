@@ -135,3 +135,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                     continue
                 seen.add(path)
                 report.sections.append((f"log: {name} ({path})", tail(path)))
+
+
+@pytest.fixture
+def parts(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """The OAuth tests' real parts (oauth_fixtures.Parts), stopped at the test's end."""
+    from oauth_fixtures import Parts
+
+    pool = Parts(tmp_path)
+    request.node.stash.setdefault(LOG_SOURCES, []).append(pool)
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+

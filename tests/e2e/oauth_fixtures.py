@@ -429,3 +429,31 @@ def jwt_claims(token: str) -> dict[str, Any]:
     """The claims of a JWT, unverified (to look at; the protected server verifies)."""
     payload = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+class Parts:
+    """The OAuth processes a test started (providers, protected servers), stopped at its end,
+    their logs in a failing report (the `parts` fixture in conftest.py)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.started: list[Upstream] = []
+
+    def provider(self, **kwargs: Any) -> Upstream:
+        self.started.append(start_oauth_provider(self.workdir, **kwargs))
+        return self.started[-1]
+
+    def server(self, issuer: str, **kwargs: Any) -> Upstream:
+        self.started.append(start_protected_server(self.workdir, issuer, **kwargs))
+        return self.started[-1]
+
+    @property
+    def log_files(self) -> list[tuple[str, Path]]:
+        files = [pair for upstream in self.started for pair in upstream.log_files]
+        files += [(f"{u.name} requests", u.requests_log) for u in self.started if hasattr(u, "requests_log")]
+        return files
+
+    def stop_all(self) -> None:
+        for upstream in self.started:
+            upstream.stop()
+

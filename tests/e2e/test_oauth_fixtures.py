@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from conftest import LOG_SOURCES
-from helpers import INITIALIZE, MCP_HEADERS, Upstream, free_port, mcp_client, result_text, run
+from helpers import INITIALIZE, MCP_HEADERS, free_port, mcp_client, result_text, run
 from oauth_fixtures import (
+    Parts,
     authorization_url,
     authorize,
     client_auth,
@@ -39,47 +38,11 @@ from oauth_fixtures import (
     register_client,
     revoke,
     set_token_delay,
-    start_oauth_provider,
-    start_protected_server,
     token_hash,
     token_request,
 )
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-
-
-class Parts:
-    """The processes a test started, stopped at its end, their logs in a failing report."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.started: list[Upstream] = []
-
-    def provider(self, **kwargs: Any) -> Upstream:
-        self.started.append(start_oauth_provider(self.workdir, **kwargs))
-        return self.started[-1]
-
-    def server(self, issuer: str, **kwargs: Any) -> Upstream:
-        self.started.append(start_protected_server(self.workdir, issuer, **kwargs))
-        return self.started[-1]
-
-    @property
-    def log_files(self) -> list[tuple[str, Path]]:
-        files = [pair for upstream in self.started for pair in upstream.log_files]
-        files += [(f"{u.name} requests", u.requests_log) for u in self.started if hasattr(u, "requests_log")]
-        return files
-
-    def stop_all(self) -> None:
-        for upstream in self.started:
-            upstream.stop()
-
-
-@pytest.fixture
-def parts(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Parts]:
-    pool = Parts(tmp_path)
-    request.node.stash.setdefault(LOG_SOURCES, []).append(pool)
-    yield pool
-    pool.stop_all()
 
 
 def status_with(url: str, token: str) -> int:

@@ -17,7 +17,6 @@ import shutil
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -25,49 +24,12 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from conftest import LOG_SOURCES
-from helpers import Gateway, Upstream, assert_allowed, assert_denied, free_port, mcp_client, run
-from oauth_fixtures import drive_consent, protected_requests, set_token_delay, start_oauth_provider, start_protected_server
+from helpers import INITIALIZE, MCP_HEADERS, Gateway, assert_allowed, assert_denied, free_port, mcp_client, run
+from oauth_fixtures import Parts, drive_consent, protected_requests, set_token_delay, start_oauth_provider
 
 KEY_ENV = "TOOLGATE_E2E_TOKEN_KEY"
 KEY = "5f" * 32
 POLICY = {"version": "1", "default": "allow"}
-
-
-class Parts:
-    """The provider and protected servers a test started; stopped at its end."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.started: list[Upstream] = []
-
-    def provider(self, **kwargs: Any) -> Upstream:
-        self.started.append(start_oauth_provider(self.workdir, **kwargs))
-        return self.started[-1]
-
-    def server(self, issuer: str, **kwargs: Any) -> Upstream:
-        self.started.append(start_protected_server(self.workdir, issuer, **kwargs))
-        return self.started[-1]
-
-    @property
-    def log_files(self) -> list[tuple[str, Path]]:
-        files = [pair for upstream in self.started for pair in upstream.log_files]
-        files += [(f"{u.name} requests", u.requests_log) for u in self.started if hasattr(u, "requests_log")]
-        return files
-
-    def stop_all(self) -> None:
-        for upstream in self.started:
-            upstream.stop()
-
-
-@pytest.fixture
-def parts(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Parts]:
-    pool = Parts(tmp_path)
-    request.node.stash.setdefault(LOG_SOURCES, []).append(pool)
-    try:
-        yield pool
-    finally:
-        pool.stop_all()
 
 
 @pytest.fixture(autouse=True)
@@ -103,6 +65,11 @@ def connect(gw: Gateway, identity: str) -> str:
     return callback
 
 
+def initialize(gw: Gateway, token: str) -> httpx.Response:
+    """A bare legacy `initialize` to the server `prot` (to see a refusal as it is)."""
+    return httpx.post(gw.url("prot"), json=INITIALIZE, headers=dict(MCP_HEADERS, Authorization=f"Bearer {token}"), timeout=30)
+
+
 def connections(gw: Gateway) -> list[dict[str, Any]]:
     return json.loads(gw.cli("connections", "--json").stdout)["connections"]
 
@@ -119,12 +86,7 @@ def test_two_identities_each_reach_the_server_as_themselves(gateways: Any, parts
     alice, bob = gw.grant("prot", "alice"), gw.grant("prot", "bob")
 
     # Not connected yet: a clear refusal that says how to connect, and nothing upstream.
-    r = httpx.post(
-        gw.url("prot"),
-        headers={"Authorization": f"Bearer {alice}", "Content-Type": "application/json", "Accept": "application/json, text/event-stream"},
-        json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
-        timeout=30,
-    )
+    r = initialize(gw, alice)
     assert r.status_code == 403, r.text
     assert "toolgate connect prot --identity alice" in r.json()["error"]["message"]
     assert not [q for q in protected_requests(server) if q["auth"] != "none"]
@@ -404,12 +366,7 @@ def test_token_exchange_gives_each_agent_its_own_upstream_token(gateways: Any, p
 
     # A grant token has no JWT to exchange: refused, saying what to send instead.
     grant = gw.grant("prot", "plain")
-    r = httpx.post(
-        gw.url("prot"),
-        headers={"Authorization": f"Bearer {grant}", "Content-Type": "application/json", "Accept": "application/json, text/event-stream"},
-        json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
-        timeout=30,
-    )
+    r = initialize(gw, grant)
     assert r.status_code == 403 and "send a JWT" in r.json()["error"]["message"], r.text
     # Nothing to connect for such a server.
     bad = gw.cli("connect", "prot", "--identity", "frank@example.com", check=False)

@@ -329,6 +329,19 @@ impl Broker {
         Ok((status, read_limited(resp, what).await?))
     }
 
+    /// The body of the first of `places` that answers with success; else why none did.
+    async fn first_found(&self, places: Vec<String>, what: &str) -> Result<Vec<u8>, String> {
+        let mut last = format!("no {what} found");
+        for place in places {
+            match self.get(&place, what).await {
+                Ok((s, body)) if s.is_success() => return Ok(body),
+                Ok((s, _)) => last = format!("{place} answered {s}"),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(last)
+    }
+
     /// Finds a server's authorization server: its `401` challenge (or the well-known
     /// places), its protected resource metadata (which must name the server's URL) and the
     /// authorization server's metadata (which must name the issuer asked).
@@ -363,41 +376,28 @@ impl Broker {
             places.push(u);
         }
         places.extend(metadata::resource_metadata_urls(url)?);
-        let mut resource = None;
-        let mut last = String::from("no protected resource metadata (RFC 9728) found");
-        for place in places {
-            match self.get(&place, "the protected resource metadata").await {
-                Ok((s, body)) if s.is_success() => {
-                    resource = Some(ResourceMetadata::read(url, &body)?);
-                    break;
-                }
-                Ok((s, _)) => last = format!("{place} answered {s}"),
-                Err(e) => last = e.to_string(),
-            }
-        }
-        let Some(resource) = resource else {
-            return Err(BrokerError::Upstream(format!(
-                "cannot find the authorization server of {url}: {last}"
-            )));
-        };
+        let body = self
+            .first_found(places, "the protected resource metadata (RFC 9728)")
+            .await
+            .map_err(|last| {
+                BrokerError::Upstream(format!(
+                    "cannot find the authorization server of {url}: {last}"
+                ))
+            })?;
+        let resource = ResourceMetadata::read(url, &body)?;
         let issuer = resource.issuer().to_string();
-        let mut server = None;
-        let mut last = String::from("no authorization server metadata found");
-        for place in metadata::server_metadata_urls(&issuer)? {
-            match self.get(&place, "the authorization server metadata").await {
-                Ok((s, body)) if s.is_success() => {
-                    server = Some(ServerMetadata::read(&issuer, &body)?);
-                    break;
-                }
-                Ok((s, _)) => last = format!("{place} answered {s}"),
-                Err(e) => last = e.to_string(),
-            }
-        }
-        let Some(server) = server else {
-            return Err(BrokerError::Upstream(format!(
-                "cannot read the metadata of the authorization server {issuer}: {last}"
-            )));
-        };
+        let body = self
+            .first_found(
+                metadata::server_metadata_urls(&issuer)?,
+                "the authorization server metadata",
+            )
+            .await
+            .map_err(|last| {
+                BrokerError::Upstream(format!(
+                    "cannot read the metadata of the authorization server {issuer}: {last}"
+                ))
+            })?;
+        let server = ServerMetadata::read(&issuer, &body)?;
         let scope = if !scopes.is_empty() {
             Some(scopes.join(" "))
         } else if let Some(s) = challenge.and_then(|c| c.scope) {
