@@ -435,6 +435,9 @@ def test_sessions_toolgate_holds_carry_each_identitys_token(gateways: Any, parts
     assert run(through_virtual) == "alice"
     calls = [r for r in gw.audit_records() if r.get("method") == "tools/call" and r.get("decision")]
     assert {(r["server"], r["identity"]) for r in calls} == {("prot", "alice"), ("prot", "bob"), ("v", "alice")}
+    # Each record names the upstream identity used, through the virtual server too.
+    assert {(r["identity"], r.get("upstream_sub")) for r in calls} == {("alice", "alice"), ("bob", "bob")}, calls
+    assert all(r.get("upstream_client_id") for r in calls), calls
     forwarded = [q for q in protected_requests(server) if q["auth"] != "none"]
     assert forwarded and all(q["auth"] == "ok" for q in forwarded), forwarded
 

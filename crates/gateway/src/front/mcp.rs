@@ -415,6 +415,18 @@ pub(super) async fn post_mcp(
                 let route = is_virtual
                     .then(|| crate::virtual_server::route_in(&srv, &session, &tool))
                     .flatten();
+                // Through a virtual server to an `auth = "oauth"` server: the record names
+                // the upstream identity the member's request goes with.
+                let mut record = record;
+                if let (Some(r), Some(route)) = (record.as_mut(), route.as_ref()) {
+                    if cfg.server(&route.server).is_some_and(|s| s.oauth.is_some()) {
+                        let (s, i) = (route.server.clone(), grant.identity.clone());
+                        if let Ok(Some(c)) = st.state(move |st| st.connection(&s, &i)).await {
+                            r.upstream_sub = c.subject;
+                            r.upstream_client_id = Some(c.client_id);
+                        }
+                    }
+                }
                 let ctx = CallCtx {
                     route,
                     st: st.clone(),
