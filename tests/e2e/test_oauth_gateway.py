@@ -334,16 +334,24 @@ def test_token_exchange_gives_each_agent_its_own_upstream_token(gateways: Any, p
     server = parts.server(provider.url)
     port = free_port()
     gw = gateways.new(
-        [{"name": "prot", "policy": "open", "url": server.url, "auth": "token_exchange"}],
+        [
+            {"name": "prot", "policy": "open", "url": server.url, "auth": "token_exchange"},
+            # The same server as toolgate's own sessions reach it (pinned legacy: a 2026-07-28
+            # client goes through toolgate's pooled session), and through a virtual server.
+            {"name": "held", "policy": "open", "url": server.url, "auth": "token_exchange", "era": "legacy"},
+        ],
         {"open": POLICY},
         extra={
             "listen": f"127.0.0.1:{port}",
             "oauth": {"token_key_env": KEY_ENV, "public_url": f"http://127.0.0.1:{port}"},
             "auth": {"jwt": {"issuer": issuer, "audience": audience, "jwks_file": str(jwks)}},
         },
+        virtual_servers=[{"name": "v", "policy": "open", "include": [{"server": "held", "prefix": "h_"}]}],
     )
     for who in ("frank@example.com", "grace@example.com"):
         gw.cli("grants create", "--server", "prot", "--label", who.split("@")[0], "--identity", who)
+    for server_name in ("held", "v"):
+        gw.cli("grants create", "--server", server_name, "--label", f"frank-{server_name}", "--identity", "frank@example.com")
 
     def agent_jwt(sub: str) -> str:
         now = int(time.time())
@@ -371,6 +379,23 @@ def test_token_exchange_gives_each_agent_its_own_upstream_token(gateways: Any, p
     # Nothing to connect for such a server.
     bad = gw.cli("connect", "prot", "--identity", "frank@example.com", check=False)
     assert bad.returncode != 0 and "nothing to connect" in bad.stderr, bad.stderr
+
+    # Through the sessions toolgate holds: the agent's JWT is exchanged for the members'
+    # requests too.
+    from test_modern_era import MODERN, modern_client
+
+    frank = agent_jwt("frank@example.com")
+
+    async def modern_held() -> str:
+        async with modern_client(gw.url("held"), frank, MODERN) as client:
+            return json.loads(assert_allowed(await client.call_tool("whoami", {})))["sub"]
+
+    async def virtual() -> str:
+        async with mcp_client(gw.url("v"), frank) as client:
+            return json.loads(assert_allowed(await client.call_tool("h_whoami", {})))["sub"]
+
+    assert run(modern_held) == "frank@example.com"
+    assert run(virtual) == "frank@example.com"
 
 
 def test_a_token_the_server_no_longer_accepts_is_a_clear_error_not_its_401(gateways: Any, parts: Parts) -> None:

@@ -720,15 +720,6 @@ impl Config {
                 .iter()
                 .filter(|s| includes.iter().any(|i| i.server == s.name))
                 .collect();
-            for s in included
-                .iter()
-                .filter(|s| s.oauth.as_ref().is_some_and(|o| o.exchange))
-            {
-                errors.push(format!(
-                    "{at}.include: server `{}` has `auth = \"token_exchange\"`, which virtual servers do not carry yet (the agent's JWT is exchanged only on direct routes, /mcp/{})",
-                    s.name, s.name
-                ));
-            }
             // What the included servers redact is redacted here too, and what any of them
             // sanitises is sanitised (unless said otherwise).
             let redactor = Redactor::strictest(included.iter().map(|s| &s.redactor));

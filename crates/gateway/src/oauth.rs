@@ -1106,11 +1106,12 @@ pub(crate) async fn with_token<'a>(
     st: &crate::AppState,
     srv: &'a ServerConfig,
     identity: Option<&str>,
+    agent_jwt: Option<&str>,
 ) -> Result<std::borrow::Cow<'a, ServerConfig>, String> {
     match (srv.oauth.is_some(), identity) {
         (true, Some(identity)) => {
             let mut owned = srv.clone();
-            crate::oauth::attach(st, &mut owned, identity, None)
+            crate::oauth::attach(st, &mut owned, identity, agent_jwt)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(std::borrow::Cow::Owned(owned))
@@ -1128,7 +1129,15 @@ pub(crate) async fn member_srv<'a>(
     st: &crate::AppState,
     m: &'a crate::session::Member,
 ) -> Result<std::borrow::Cow<'a, ServerConfig>, String> {
-    with_token(st, &m.srv, m.identity.as_deref()).await
+    if m.srv.oauth.is_none() {
+        return Ok(std::borrow::Cow::Borrowed(&m.srv));
+    }
+    let jwt = m
+        .agent_jwt
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    with_token(st, &m.srv, m.identity.as_deref(), jwt.as_deref()).await
 }
 
 #[cfg(test)]

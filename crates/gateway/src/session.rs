@@ -283,6 +283,9 @@ pub struct Members {
     /// The identity of the agent's grant: at servers with `auth = "oauth"`, each request
     /// goes with this identity's own token ([`crate::oauth`]).
     pub identity: String,
+    /// The agent's JWT on its latest request (`[auth.jwt]` only): at servers with
+    /// `auth = "token_exchange"`, what is exchanged for the members' requests.
+    pub agent_jwt: Arc<Mutex<Option<String>>>,
     /// The servers opened, by name.
     open: Mutex<HashMap<String, Arc<Member>>>,
     /// Held while a server is being opened (one opening at a time per agent session).
@@ -335,6 +338,9 @@ pub struct Member {
     /// For a server with `auth = "oauth"`: the identity whose token each request carries,
     /// attached when the request is made (so refreshed tokens are used).
     pub identity: Option<String>,
+    /// The agent's latest JWT (shared with [`Members::agent_jwt`]), for
+    /// `auth = "token_exchange"`.
+    pub agent_jwt: Arc<Mutex<Option<String>>>,
     /// The session (never in the session table: it lives and ends with the agent's).
     pub session: Arc<Session>,
     /// The protocol version the server agreed to.
@@ -352,6 +358,7 @@ impl Members {
         Members {
             init,
             identity,
+            agent_jwt: Arc::default(),
             open: Mutex::default(),
             opening: tokio::sync::Mutex::new(()),
             resources: Mutex::default(),

@@ -332,7 +332,12 @@ async fn open_member(
     let init = json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": members.init});
     let caps = crate::session::client_caps(init.to_string().as_bytes());
     let identity = srv.oauth.is_some().then(|| members.identity.clone());
-    let opening = crate::oauth::with_token(st, srv, identity.as_deref()).await?;
+    let jwt = members
+        .agent_jwt
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let opening = crate::oauth::with_token(st, srv, identity.as_deref(), jwt.as_deref()).await?;
     let (upstream, answer) = match &opening.transport {
         Transport::Http { url, headers } => {
             let (sid, answer) =
@@ -371,6 +376,7 @@ async fn open_member(
     let m = Member {
         srv: srv.clone(),
         identity,
+        agent_jwt: members.agent_jwt.clone(),
         session: Arc::new(session),
         version,
         capabilities: result.get("capabilities").cloned().unwrap_or(Value::Null),

@@ -205,16 +205,6 @@ pub(super) async fn post_mcp(
             }
             let legacy_http = matches!(srv.transport, Transport::Http { .. })
                 && crate::era::speaks_modern(&st, &srv).await == Some(false);
-            if legacy_http && srv.oauth.as_ref().is_some_and(|o| o.exchange) {
-                // toolgate's own sessions with the server outlive one request's JWT: an
-                // exchanged token is carried on direct requests only (docs/OAUTH.md).
-                return http_error(
-                    StatusCode::NOT_IMPLEMENTED,
-                    &id_text,
-                    error_codes::INVALID_REQUEST,
-                    &format!("server `{}` has `auth = \"token_exchange\"` and speaks only the legacy era, which toolgate does not yet translate for 2026-07-28 clients: use the client's legacy (2025-11-25) mode", srv.name),
-                );
-            }
             match &srv.transport {
                 // Stateless: each request stands alone; nothing is kept between them.
                 Transport::Http { .. } if !legacy_http => Arc::new(Session::new(
@@ -307,6 +297,15 @@ pub(super) async fn post_mcp(
     // (`notifications/cancelled`) until that answer ends.
     let cancellable = env.kind == Kind::Request && env.era() != Era::Modern && id_text != "null";
     let is_virtual = matches!(session.upstream, UpstreamSession::Virtual(_));
+    // The agent's JWT, for members reached by token exchange (kept only with [auth.jwt]).
+    if let (UpstreamSession::Virtual(members), Some(_)) = (&session.upstream, &st.jwt) {
+        if let Some(jwt) = bearer(&headers).filter(|t| crate::jwt::looks_like_jwt(t)) {
+            let mut held = members.agent_jwt.lock().unwrap_or_else(|e| e.into_inner());
+            if held.as_deref() != Some(jwt) {
+                *held = Some(jwt.to_string());
+            }
+        }
+    }
     // The retry of a 2026-07-28 request whose legacy server asked the client something
     // (toolgate's `requestState`): the same call, judged already, goes on (crate::input).
     if is_virtual
