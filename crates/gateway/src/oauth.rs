@@ -63,6 +63,18 @@ pub enum BrokerError {
     Config(String),
 }
 
+impl BrokerError {
+    /// The HTTP status of an MCP request refused for this error: 403 when the identity is
+    /// not connected (a person must act), 503 when toolgate could not find out (the store,
+    /// the authorization server).
+    pub fn status(&self) -> axum::http::StatusCode {
+        match self {
+            BrokerError::NotConnected(_) => axum::http::StatusCode::FORBIDDEN,
+            _ => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
 /// Reads the token key the config names: the file or environment variable must hold 64
 /// hex digits. The error says which and why (toolgate does not start without it).
 pub fn load_key(cfg: &OAuthConfig) -> Result<TokenKey, String> {
@@ -82,27 +94,32 @@ pub fn load_key(cfg: &OAuthConfig) -> Result<TokenKey, String> {
     TokenKey::from_text(&text).map_err(|e| format!("{whence}: {e}"))
 }
 
-/// What a consent flow needs at its callback (sealed in the store).
+/// Where an identity's tokens come from and go back to: the same for a consent flow and the
+/// connection it makes (flattened into each, so the sealed JSON keeps one level).
 #[derive(Serialize, Deserialize)]
-struct Flow {
-    verifier: String,
+struct Endpoints {
     client: Client,
     issuer: String,
     token_endpoint: String,
     revocation_endpoint: Option<String>,
     resource: String,
+}
+
+/// What a consent flow needs at its callback (sealed in the store).
+#[derive(Serialize, Deserialize)]
+struct Flow {
+    verifier: String,
     redirect_uri: String,
+    #[serde(flatten)]
+    at: Endpoints,
 }
 
 /// An identity's connection as sealed in the store.
 #[derive(Serialize, Deserialize)]
 struct Held {
     tokens: TokenSet,
-    client: Client,
-    issuer: String,
-    token_endpoint: String,
-    revocation_endpoint: Option<String>,
-    resource: String,
+    #[serde(flatten)]
+    at: Endpoints,
 }
 
 /// toolgate's registration at an authorization server (sealed in the store).
@@ -566,12 +583,14 @@ impl Broker {
         .url()?;
         let plain = serde_json::to_vec(&Flow {
             verifier: pkce.verifier,
-            client,
-            issuer: found.server.issuer.clone(),
-            token_endpoint: found.server.token_endpoint.clone(),
-            revocation_endpoint: found.server.revocation_endpoint.clone(),
-            resource: found.resource.clone(),
             redirect_uri: redirect,
+            at: Endpoints {
+                client,
+                issuer: found.server.issuer.clone(),
+                token_endpoint: found.server.token_endpoint.clone(),
+                revocation_endpoint: found.server.revocation_endpoint.clone(),
+                resource: found.resource.clone(),
+            },
         })
         .map_err(|e| BrokerError::Upstream(e.to_string()))?;
         let pending = PendingConnection {
@@ -610,74 +629,57 @@ impl Broker {
         })?;
         // RFC 9207: an `iss` that is not the server the flow began with is a mix-up.
         if let Some(i) = iss {
-            if i.trim_end_matches('/') != f.issuer.trim_end_matches('/') {
+            if i.trim_end_matches('/') != f.at.issuer.trim_end_matches('/') {
                 return Err(BrokerError::Upstream(format!(
                     "the authorization answer came from `{i}`, not from {} where the flow began: refused, nothing stored",
-                    f.issuer
+                    f.at.issuer
                 )));
             }
         }
-        let form = flow::code_exchange(&f.client, code, &f.verifier, &f.redirect_uri, &f.resource);
+        let form = flow::code_exchange(
+            &f.at.client,
+            code,
+            &f.verifier,
+            &f.redirect_uri,
+            &f.at.resource,
+        );
         let (status, body) = self
-            .post_form(&f.token_endpoint, &form, "the token endpoint")
+            .post_form(&f.at.token_endpoint, &form, "the token endpoint")
             .await?;
         let tokens = TokenSet::read(&body, now_ms, None).map_err(|e| {
             BrokerError::Upstream(format!("the code exchange failed ({status}): {e}"))
         })?;
         let who = self
-            .store_connection(
-                store,
-                &p.server,
-                &p.identity,
-                tokens,
-                f.client,
-                f.issuer,
-                f.token_endpoint,
-                f.revocation_endpoint,
-                f.resource,
-                now_ms,
-            )
+            .store_connection(store, &p.server, &p.identity, tokens, f.at, now_ms)
             .await?;
         Ok((p.server, p.identity, who))
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn store_connection(
         &self,
         store: &Arc<dyn StateStore>,
         server: &str,
         identity: &str,
         tokens: TokenSet,
-        client: Client,
-        issuer: String,
-        token_endpoint: String,
-        revocation_endpoint: Option<String>,
-        resource: String,
+        at: Endpoints,
         now_ms: u64,
     ) -> Result<UpstreamIdentity, BrokerError> {
         let (sub, _) = claims_of(&tokens.access_token);
-        let held = Held {
-            tokens,
-            client,
-            issuer,
-            token_endpoint,
-            revocation_endpoint,
-            resource,
-        };
+        let held = Held { tokens, at };
         let plain = serde_json::to_vec(&held).map_err(|e| BrokerError::Upstream(e.to_string()))?;
         let c = Connection {
             server: server.to_string(),
             identity: identity.to_string(),
             sealed: self.key.seal(server, identity, random()?, &plain),
             subject: sub.clone(),
-            client_id: held.client.client_id.clone(),
+            client_id: held.at.client.client_id.clone(),
             expires_at_ms: held.tokens.expires_at_ms,
             updated_at_ms: now_ms,
         };
         blocking(store, move |s| s.put_connection(&c)).await?;
         Ok(UpstreamIdentity {
             subject: sub,
-            client_id: held.client.client_id,
+            client_id: held.at.client.client_id,
         })
     }
 
@@ -905,9 +907,9 @@ impl Broker {
         let Some(rt) = held.tokens.refresh_token.clone() else {
             return Ok(usable(c, held));
         };
-        let form = flow::refresh(&held.client, &rt, &held.resource);
+        let form = flow::refresh(&held.at.client, &rt, &held.at.resource);
         let answer = self
-            .post_form(&held.token_endpoint, &form, "the token endpoint")
+            .post_form(&held.at.token_endpoint, &form, "the token endpoint")
             .await;
         let (status, body) = match answer {
             Ok(x) => x,
@@ -926,11 +928,7 @@ impl Broker {
                         &c.server,
                         &c.identity,
                         tokens.clone(),
-                        held.client,
-                        held.issuer,
-                        held.token_endpoint,
-                        held.revocation_endpoint,
-                        held.resource,
+                        held.at,
                         now_ms,
                     )
                     .await?;
@@ -973,14 +971,14 @@ impl Broker {
         let mut note = None;
         match self.open(&c) {
             Ok(held) => {
-                if let Some(endpoint) = &held.revocation_endpoint {
+                if let Some(endpoint) = &held.at.revocation_endpoint {
                     let mut tokens = vec![];
                     if let Some(r) = &held.tokens.refresh_token {
                         tokens.push((r.as_str(), "refresh_token"));
                     }
                     tokens.push((held.tokens.access_token.as_str(), "access_token"));
                     for (t, hint) in tokens {
-                        let form = flow::revocation(&held.client, t, hint);
+                        let form = flow::revocation(&held.at.client, t, hint);
                         match self
                             .post_form(endpoint, &form, "the revocation endpoint")
                             .await
@@ -1132,11 +1130,7 @@ pub(crate) async fn member_srv<'a>(
     if m.srv.oauth.is_none() {
         return Ok(std::borrow::Cow::Borrowed(&m.srv));
     }
-    let jwt = m
-        .agent_jwt
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let jwt = m.agent_jwt.get();
     with_token(st, &m.srv, m.identity.as_deref(), jwt.as_deref()).await
 }
 

@@ -285,7 +285,7 @@ pub struct Members {
     pub identity: String,
     /// The agent's JWT on its latest request (`[auth.jwt]` only): at servers with
     /// `auth = "token_exchange"`, what is exchanged for the members' requests.
-    pub agent_jwt: Arc<Mutex<Option<String>>>,
+    pub agent_jwt: AgentJwt,
     /// The servers opened, by name.
     open: Mutex<HashMap<String, Arc<Member>>>,
     /// Held while a server is being opened (one opening at a time per agent session).
@@ -329,6 +329,26 @@ impl Drop for InFlight {
 /// The most resource URIs a virtual session remembers the server of.
 pub const MAX_ROUTES: usize = 10_000;
 
+/// The agent's JWT on its latest request, shared by a virtual or pooled session and its
+/// members (what `auth = "token_exchange"` members exchange).
+#[derive(Debug, Clone, Default)]
+pub struct AgentJwt(Arc<Mutex<Option<String>>>);
+
+impl AgentJwt {
+    /// The latest JWT, if the agent sent one.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Keeps `jwt` as the latest.
+    pub fn note(&self, jwt: &str) {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if held.as_deref() != Some(jwt) {
+            *held = Some(jwt.to_string());
+        }
+    }
+}
+
 /// One included server's session, as a virtual server opened it.
 #[derive(Debug)]
 pub struct Member {
@@ -340,7 +360,7 @@ pub struct Member {
     pub identity: Option<String>,
     /// The agent's latest JWT (shared with [`Members::agent_jwt`]), for
     /// `auth = "token_exchange"`.
-    pub agent_jwt: Arc<Mutex<Option<String>>>,
+    pub agent_jwt: AgentJwt,
     /// The session (never in the session table: it lives and ends with the agent's).
     pub session: Arc<Session>,
     /// The protocol version the server agreed to.
@@ -358,7 +378,7 @@ impl Members {
         Members {
             init,
             identity,
-            agent_jwt: Arc::default(),
+            agent_jwt: AgentJwt::default(),
             open: Mutex::default(),
             opening: tokio::sync::Mutex::new(()),
             resources: Mutex::default(),

@@ -332,11 +332,7 @@ async fn open_member(
     let init = json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": members.init});
     let caps = crate::session::client_caps(init.to_string().as_bytes());
     let identity = srv.oauth.is_some().then(|| members.identity.clone());
-    let jwt = members
-        .agent_jwt
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let jwt = members.agent_jwt.get();
     let opening = crate::oauth::with_token(st, srv, identity.as_deref(), jwt.as_deref()).await?;
     let (upstream, answer) = match &opening.transport {
         Transport::Http { url, headers } => {

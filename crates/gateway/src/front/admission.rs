@@ -314,12 +314,8 @@ pub(crate) async fn admit_session(
     let mut srv = srv;
     // `auth = "oauth"`: the stream and the session's end go with the identity's own token.
     if let Err(e) = crate::oauth::attach(st, &mut srv, &grant.identity, bearer(headers)).await {
-        let status = match e {
-            crate::oauth::BrokerError::NotConnected(_) => StatusCode::FORBIDDEN,
-            _ => StatusCode::SERVICE_UNAVAILABLE,
-        };
         return Err(Reject::new(
-            status,
+            e.status(),
             error_codes::INVALID_REQUEST,
             e.to_string(),
         ));

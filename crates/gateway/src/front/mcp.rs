@@ -78,12 +78,6 @@ pub(super) async fn post_mcp(
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
-    // `auth = "oauth"`: the identity's own token goes upstream; without one, nothing does.
-    let (upstream_who, offline) =
-        match crate::oauth::attach(&st, &mut srv, &grant.identity, bearer(&headers)).await {
-            Ok(who) => (who, None),
-            Err(e) => (None, Some(e)),
-        };
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -171,6 +165,14 @@ pub(super) async fn post_mcp(
             BAD_VERSION_HEADER,
         );
     }
+    // `auth = "oauth"`: the identity's own token goes upstream; without one, nothing does.
+    // (Found only for a request that reads as one: nothing is asked of the store or the
+    // authorization server for a malformed body.)
+    let (upstream_who, offline) =
+        match crate::oauth::attach(&st, &mut srv, &grant.identity, bearer(&headers)).await {
+            Ok(who) => (who, None),
+            Err(e) => (None, Some(e)),
+        };
     if let Some(e) = &offline {
         // Only a `tools/call` gets its denial as a tool result (recorded, below).
         if !(env.kind == Kind::Request && env.method() == "tools/call") {
@@ -300,10 +302,7 @@ pub(super) async fn post_mcp(
     // The agent's JWT, for members reached by token exchange (kept only with [auth.jwt]).
     if let (UpstreamSession::Virtual(members), Some(_)) = (&session.upstream, &st.jwt) {
         if let Some(jwt) = bearer(&headers).filter(|t| crate::jwt::looks_like_jwt(t)) {
-            let mut held = members.agent_jwt.lock().unwrap_or_else(|e| e.into_inner());
-            if held.as_deref() != Some(jwt) {
-                *held = Some(jwt.to_string());
-            }
+            members.agent_jwt.note(jwt);
         }
     }
     // The retry of a 2026-07-28 request whose legacy server asked the client something
@@ -538,13 +537,11 @@ pub const NOT_CONNECTED: &str = "(not connected)";
 /// A request other than `tools/call` for an identity with no usable upstream connection
 /// (or when the store cannot say): refused with the reason, never sent upstream.
 fn not_connected(id_text: &str, e: &crate::oauth::BrokerError) -> Response {
-    let (status, code) = match e {
-        crate::oauth::BrokerError::NotConnected(_) => {
-            (StatusCode::FORBIDDEN, error_codes::INVALID_REQUEST)
-        }
-        _ => (StatusCode::SERVICE_UNAVAILABLE, error_codes::UPSTREAM_ERROR),
+    let code = match e {
+        crate::oauth::BrokerError::NotConnected(_) => error_codes::INVALID_REQUEST,
+        _ => error_codes::UPSTREAM_ERROR,
     };
-    http_error(status, id_text, code, &e.to_string())
+    http_error(e.status(), id_text, code, &e.to_string())
 }
 
 /// Resolves when the client cancels (never, if the request stops being cancellable).
