@@ -155,6 +155,23 @@ def http_server(name: str, policy: str, url: str, headers: dict[str, str] | None
 # The gateway
 
 
+def settled_audit(cli: Callable[..., subprocess.CompletedProcess[str]], *args: str,
+                  settle: float = 0.2) -> list[dict[str, Any]]:
+    """`audit query --format jsonl ARGS` through `cli`, parsed. Records nobody waits for
+    (denials, outcomes, a session's close) are committed a few milliseconds after the
+    answer (with the next commit, or alone after 10 ms), so a query right after a call may
+    miss them: read until two reads `settle` seconds apart agree (at most 10 s)."""
+    deadline = time.monotonic() + 10
+    last: list[dict[str, Any]] | None = None
+    while True:
+        out = cli("audit query", "--format", "jsonl", *args).stdout
+        records = [json.loads(line) for line in out.splitlines() if line.strip()]
+        if records == last or time.monotonic() > deadline:
+            return records
+        last = records
+        time.sleep(settle)
+
+
 class Gateway:
     """One `toolgate serve` with its own folder: config, policies, store and logs.
 
@@ -297,19 +314,9 @@ class Gateway:
         return self.db_path.with_name(self.db_path.stem + "-audit.db")
 
     def audit_records(self, *args: str, settle: float = 0.2) -> list[dict[str, Any]]:
-        """`toolgate audit query --format jsonl ARGS`, parsed. Records nobody waits for
-        (denials, outcomes) are committed a few milliseconds after the answer (with the next
-        commit, or alone after 10 ms), so a query right after a call may miss them: read
-        until two reads `settle` seconds apart agree (at most 10 s)."""
-        deadline = time.monotonic() + 10
-        last: list[dict[str, Any]] | None = None
-        while True:
-            out = self.cli("audit query", "--format", "jsonl", *args).stdout
-            records = [json.loads(line) for line in out.splitlines() if line.strip()]
-            if records == last or time.monotonic() > deadline:
-                return records
-            last = records
-            time.sleep(settle)
+        """`toolgate audit query --format jsonl ARGS`, parsed, once the log has settled
+        (see `settled_audit`)."""
+        return settled_audit(self.cli, *args, settle=settle)
 
     def restart(self) -> Gateway:
         self.stop()

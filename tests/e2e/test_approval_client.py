@@ -11,7 +11,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from helpers import assert_allowed, demo_server, http_server, mcp_client, parse_denial, run, toolgate_bin
+from helpers import (
+    assert_allowed,
+    demo_server,
+    http_server,
+    mcp_client,
+    parse_denial,
+    run,
+    settled_audit,
+    toolgate_bin,
+)
 from test_stdio_run import toolgate, user_env
 
 
@@ -64,9 +73,7 @@ def denied(result: Any, rule: str, part: str | None = None) -> None:
 
 
 def records(cli: Any) -> list[dict[str, Any]]:
-    time.sleep(0.3)
-    lines = cli("audit query", "--format", "jsonl").stdout.splitlines()
-    return sorted((json.loads(line) for line in lines), key=lambda r: r["seq"])
+    return sorted(settled_audit(cli), key=lambda r: r["seq"])
 
 
 def test_the_client_is_asked_and_its_answer_decides(gateways: Any) -> None:

@@ -173,11 +173,14 @@ def test_export_streams_every_record_and_replay_reports_a_draft(gateways: Any, d
             assert_denied(await client.call_tool("list_providers", {}), "(default deny)")
 
     run(scenario)
+    # The outcome and session-close records are committed a few milliseconds after the
+    # answers: wait until the log has settled, then the export must hold every record.
+    settled = gw.audit_records()
     out = tmp_path / "export.jsonl"
     gw.cli("audit export", "--format", "jsonl", "-o", str(out))
     exported = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["seq"] for r in exported] == list(range(1, len(exported) + 1))
-    assert len(exported) == len(gw.audit_records())
+    assert len(exported) == len(settled) and len(settled) >= 9, (len(exported), len(settled))
 
     draft = json.loads(json.dumps(demo_policy))
     draft["tools"]["list_invoices"] = {"action": "deny", "reason": "Billing is closed."}

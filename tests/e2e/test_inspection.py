@@ -7,7 +7,6 @@ phone numbers), `validate_arguments` against the pinned `inputSchema`, and the `
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,7 @@ def denied(result: Any, rule: str) -> str:
 
 
 def outcome_notes(gw: Any, tool: str) -> list[str]:
-    time.sleep(0.3)
-    lines = gw.cli("audit query", "--format", "jsonl").stdout.splitlines()
-    return [r.get("message", "") for r in map(json.loads, lines) if r.get("kind") == "outcome" and r.get("tool") == tool]
+    return [r.get("message", "") for r in gw.audit_records() if r.get("kind") == "outcome" and r.get("tool") == tool]
 
 
 def test_results_are_redacted_withheld_and_stripped(gateways: Any, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from helpers import demo_server, mcp_client, run
+from helpers import demo_server, mcp_client, run, settled_audit
 from test_stdio_run import stdio_client, toolgate
 
 POLICY = {
@@ -81,9 +81,9 @@ async def drive(client: Any, cli: Callable[..., subprocess.CompletedProcess[str]
 
 
 def recorded(cli: Callable[..., subprocess.CompletedProcess[str]]) -> list[tuple[Any, ...]]:
-    time.sleep(0.3)  # denials and outcomes are committed just after the answer
-    lines = cli("audit", "query", "--format", "jsonl").stdout.splitlines()
-    records = sorted((json.loads(line) for line in lines), key=lambda r: r["seq"])
+    # Denials and outcomes are committed just after the answer: read once settled.
+    settled = settled_audit(lambda command, *args: cli(*command.split(), *args))
+    records = sorted(settled, key=lambda r: r["seq"])
     keep = []
     for r in records:
         if r.get("kind") == "call" and r.get("method") != "tools/call":
