@@ -1,7 +1,8 @@
-//! The one cache of state the gateway reads on every request: grants by token and whether
-//! a tool's definition is held, both valid for one version of the state store
-//! ([`toolgate_store::StateStore::data_version`], which moves on every change to grants,
-//! admin tokens and pins, whoever made it: this process, the CLI, another replica).
+//! The one cache of state the gateway reads on every request: grants by token, whether a
+//! tool's definition is held, and identities' upstream access tokens, all valid for one
+//! version of the state store ([`toolgate_store::StateStore::data_version`], which moves on
+//! every change to grants, admin tokens, pins and upstream connections, whoever made it:
+//! this process, the CLI, another replica).
 //!
 //! The version is read at the start of each request ([`crate::state::AppState::state_version`]);
 //! a new one empties the cache. An answer read from the store is kept only if the cache did
@@ -38,6 +39,29 @@ struct Entries {
     grants: HashMap<String, Option<Grant>>,
     held: HashMap<(String, String), bool>,
     schemas: HashMap<(String, String), Arc<ToolSchema>>,
+    tokens: HashMap<(String, String), Option<Arc<UpstreamToken>>>,
+}
+
+/// An identity's access token at an `auth = "oauth"` server, as last read (and unsealed)
+/// from its stored connection, for calls while it needs no refresh.
+#[derive(Debug)]
+pub struct UpstreamToken {
+    /// The access token.
+    pub access_token: String,
+    /// Until when it is used as it is (ms since the epoch; `None`: it does not expire).
+    /// Past this the broker reads the store again and refreshes it.
+    pub fresh_until_ms: Option<u64>,
+    /// The upstream subject it acts as, if known.
+    pub subject: Option<String>,
+    /// The client id it was issued to.
+    pub client_id: String,
+}
+
+impl UpstreamToken {
+    /// Whether the token may be used as it is at `now_ms`.
+    pub fn fresh(&self, now_ms: u64) -> bool {
+        self.fresh_until_ms.is_none_or(|until| now_ms < until)
+    }
 }
 
 /// Grants and pin checks, keyed by the state version (see the module documentation).
@@ -62,6 +86,7 @@ impl StateCache {
             e.grants.clear();
             e.held.clear();
             e.schemas.clear();
+            e.tokens.clear();
         }
     }
 
@@ -138,9 +163,75 @@ impl StateCache {
     }
 }
 
+impl StateCache {
+    /// `identity`'s token at `server`, if cached: `Some(None)` when it has no connection.
+    pub fn token(&self, server: &str, identity: &str) -> Option<Option<Arc<UpstreamToken>>> {
+        let e = self.lock();
+        e.version?;
+        e.tokens
+            .get(&(server.to_string(), identity.to_string()))
+            .cloned()
+    }
+
+    /// Keeps `identity`'s token at `server` (`None`: not connected), read from the store
+    /// since `at`.
+    pub fn keep_token(
+        &self,
+        at: Generation,
+        server: &str,
+        identity: &str,
+        token: Option<Arc<UpstreamToken>>,
+    ) {
+        let mut e = self.lock();
+        if e.version.is_some() && e.generation == at.0 {
+            if e.tokens.len() >= MAX_ENTRIES {
+                e.tokens.clear();
+            }
+            e.tokens
+                .insert((server.to_string(), identity.to_string()), token);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::StateCache;
+    use super::{StateCache, UpstreamToken};
+    use std::sync::Arc;
+
+    #[test]
+    fn upstream_tokens_live_for_one_version_and_while_fresh() {
+        let c = StateCache::default();
+        c.seen_version(7);
+        let at = c.generation();
+        let t = UpstreamToken {
+            access_token: "a".into(),
+            fresh_until_ms: Some(1_000),
+            subject: Some("alice".into()),
+            client_id: "c".into(),
+        };
+        c.keep_token(at, "gh", "alice", Some(Arc::new(t)));
+        c.keep_token(at, "gh", "bob", None);
+        let got = c.token("gh", "alice").unwrap().unwrap();
+        assert!(got.fresh(999) && !got.fresh(1_000));
+        assert!(
+            matches!(c.token("gh", "bob"), Some(None)),
+            "not connected, cached"
+        );
+        assert!(c.token("gh", "carol").is_none());
+        // A connection changed anywhere moves the version: nothing cached is trusted.
+        c.seen_version(8);
+        assert!(c.token("gh", "alice").is_none() && c.token("gh", "bob").is_none());
+        // A read that began before the change is not kept.
+        c.keep_token(at, "gh", "alice", None);
+        assert!(c.token("gh", "alice").is_none());
+        let forever = UpstreamToken {
+            fresh_until_ms: None,
+            access_token: "b".into(),
+            subject: None,
+            client_id: "c".into(),
+        };
+        assert!(forever.fresh(u64::MAX));
+    }
 
     #[test]
     fn answers_live_for_one_version_and_a_read_across_a_change_is_not_kept() {

@@ -25,6 +25,7 @@ use toolgate_oauth::tokens::TokenSet;
 use toolgate_store::{Connection, PendingConnection, StateStore, StoreError};
 
 use crate::bridge::blocking;
+use crate::cache::{StateCache, UpstreamToken};
 use crate::config::{Config, OAuthConfig, ServerConfig, TokenKeySource, Transport};
 
 /// How long toolgate waits for an authorization server (metadata, registration, token,
@@ -691,9 +692,14 @@ impl Broker {
 
     /// The access token `identity` uses at `server` now, refreshed first when it expires
     /// within a minute (one refresh at a time, across replicas sharing the store).
+    ///
+    /// A token that needs no refresh comes from `cache` (valid for the state version the
+    /// caller read: every connection written or deleted, by any replica, moves it); else
+    /// the connection is read from the store and unsealed, and kept there.
     pub async fn token(
         &self,
         store: &Arc<dyn StateStore>,
+        cache: &StateCache,
         clock: &crate::clock::Clock,
         server: &str,
         identity: &str,
@@ -704,10 +710,18 @@ impl Broker {
                 connect_hint(server, identity)
             ))
         };
-        let c = self
-            .read(store, server, identity)
-            .await?
-            .ok_or_else(not_connected)?;
+        match cache.token(server, identity) {
+            Some(None) => return Err(not_connected()),
+            Some(Some(t)) if t.fresh(clock.now_ms()) => {
+                return Ok((t.access_token.clone(), who_of(&t)))
+            }
+            _ => {}
+        }
+        let at = cache.generation();
+        let Some(c) = self.read(store, server, identity).await? else {
+            cache.keep_token(at, server, identity, None);
+            return Err(not_connected());
+        };
         let held = self.open(&c)?;
         if !held.tokens.needs_refresh(clock.now_ms()) {
             if held.tokens.expired(clock.now_ms()) {
@@ -716,6 +730,13 @@ impl Broker {
                     connect_hint(server, identity)
                 )));
             }
+            let kept = UpstreamToken {
+                access_token: held.tokens.access_token.clone(),
+                fresh_until_ms: held.tokens.fresh_until_ms(),
+                subject: c.subject.clone(),
+                client_id: c.client_id.clone(),
+            };
+            cache.keep_token(at, server, identity, Some(Arc::new(kept)));
             return Ok(usable(&c, held));
         }
         // One refresh at a time in this process...
@@ -1022,6 +1043,14 @@ fn usable(c: &Connection, held: Held) -> (String, UpstreamIdentity) {
     )
 }
 
+/// Whose a cached token is.
+fn who_of(t: &UpstreamToken) -> UpstreamIdentity {
+    UpstreamIdentity {
+        subject: t.subject.clone(),
+        client_id: t.client_id.clone(),
+    }
+}
+
 /// An error with its causes, on one line.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -1087,8 +1116,10 @@ pub async fn attach(
             .exchange(&st.store, &st.clock, srv, jwt, &redirect)
             .await?
     } else {
+        // The version first: a connection changed anywhere empties the cached tokens.
+        st.state_version().await?;
         broker
-            .token(&st.store, &st.clock, &srv.name, identity)
+            .token(&st.store, &st.cache, &st.clock, &srv.name, identity)
             .await?
     };
     if let Transport::Http { headers, .. } = &mut srv.transport {
@@ -1096,6 +1127,26 @@ pub async fn attach(
         headers.push(("Authorization".into(), format!("Bearer {token}")));
     }
     Ok(Some(who))
+}
+
+/// The upstream identity `identity` acts as at the `auth = "oauth"` server `server` (for
+/// the audit record of a call routed there through a virtual server): from the cached
+/// token, else from the stored connection (no unsealing needed). `None` when not connected
+/// or unreadable: the member's own request then fails with the reason.
+pub(crate) async fn identity_at(
+    st: &crate::AppState,
+    server: &str,
+    identity: &str,
+) -> Option<UpstreamIdentity> {
+    if let Some(Some(t)) = st.cache.token(server, identity) {
+        return Some(who_of(&t));
+    }
+    let (s, i) = (server.to_string(), identity.to_string());
+    let c = st.state(move |st| st.connection(&s, &i)).await.ok()??;
+    Some(UpstreamIdentity {
+        subject: c.subject,
+        client_id: c.client_id,
+    })
 }
 
 /// `srv` as a request to it is made: for a server with `auth = "oauth"`, with `identity`'s

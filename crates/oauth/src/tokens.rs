@@ -83,6 +83,19 @@ impl TokenSet {
                 .is_some_and(|e| now_ms.saturating_add(REFRESH_MARGIN_MS) >= e)
     }
 
+    /// Until when the access token is used as it is (ms since the epoch; `None`: it does
+    /// not expire): a refreshable token until [`REFRESH_MARGIN_MS`] before it expires,
+    /// another until it expires. Before this, neither [`TokenSet::needs_refresh`] nor
+    /// [`TokenSet::expired`] holds; from it, one of them does.
+    pub fn fresh_until_ms(&self) -> Option<u64> {
+        let e = self.expires_at_ms?;
+        Some(if self.refresh_token.is_some() {
+            e.saturating_sub(REFRESH_MARGIN_MS)
+        } else {
+            e
+        })
+    }
+
     /// True when the access token has expired at `now_ms` (and cannot be used).
     pub fn expired(&self, now_ms: u64) -> bool {
         self.expires_at_ms.is_some_and(|e| now_ms >= e)
@@ -100,6 +113,14 @@ mod tests {
         assert!(!t.needs_refresh(200_000));
         assert!(t.needs_refresh(241_000));
         assert!(!t.expired(300_999) && t.expired(301_000));
+        // Fresh until the minute before expiry: then it needs a refresh, never before.
+        assert_eq!(t.fresh_until_ms(), Some(241_000));
+        assert!(!t.needs_refresh(240_999) && t.needs_refresh(241_000));
+        let no_refresh = TokenSet {
+            refresh_token: None,
+            ..t.clone()
+        };
+        assert_eq!(no_refresh.fresh_until_ms(), Some(301_000));
         // A refresh answer without a refresh token keeps the old one.
         let r = TokenSet::read(
             br#"{"access_token":"b","token_type":"bearer"}"#,

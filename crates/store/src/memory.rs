@@ -101,7 +101,8 @@ impl MemoryState {
         Ok(self.inner.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Grants, admin tokens and pins changed: caches keyed by the version are stale.
+    /// Grants, admin tokens, pins or connections changed: caches keyed by the version are
+    /// stale.
     fn changed(&self) {
         self.version.fetch_add(1, Ordering::SeqCst);
     }
@@ -570,6 +571,7 @@ impl ConnectionStore for MemoryState {
         self.lock()?
             .connections
             .insert((c.server.clone(), c.identity.clone()), c.clone());
+        self.changed();
         Ok(())
     }
 
@@ -586,11 +588,15 @@ impl ConnectionStore for MemoryState {
     }
 
     fn delete_connection(&self, server: &str, identity: &str) -> Result<bool, StoreError> {
-        Ok(self
+        let gone = self
             .lock()?
             .connections
             .remove(&(server.to_string(), identity.to_string()))
-            .is_some())
+            .is_some();
+        if gone {
+            self.changed();
+        }
+        Ok(gone)
     }
 
     fn begin_connection(&self, p: &PendingConnection) -> Result<(), StoreError> {

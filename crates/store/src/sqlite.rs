@@ -50,8 +50,8 @@ CREATE TABLE IF NOT EXISTS pin_capabilities (
     first_seen_ms INTEGER NOT NULL,
     PRIMARY KEY (server, caps)
 );
--- The version of what gateways cache (grants by token, held pins): every change to a
--- grant, an admin token or a pin's definitions moves it, whoever makes the change (this process, the
+-- The version of what gateways cache (grants by token, held pins, upstream connections):
+-- every change to a grant, an admin token, a connection or a pin's definitions moves it, whoever makes the change (this process, the
 -- CLI, another gateway on the same file). Counter entries, written every few milliseconds,
 -- do not.
 CREATE TABLE IF NOT EXISTS state_version (
@@ -66,14 +66,16 @@ const VERSION_SQL: &str = "SELECT v FROM state_version WHERE id = 1";
 /// How long a statement waits for a file another connection has locked.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The triggers that move the state version: every insert, update and delete of a grant
-/// or an admin token, and of a pin's definitions (not of its `seen_at_ms`).
+/// The triggers that move the state version: every insert, update and delete of a grant,
+/// an admin token or an upstream connection, and of a pin's definitions (not of its
+/// `seen_at_ms`).
 fn version_triggers() -> String {
     let bump = "BEGIN UPDATE state_version SET v = v + 1 WHERE id = 1; END;";
     let mut sql = String::new();
     for (table, update_of) in [
         ("grants", ""),
         ("admin_tokens", ""),
+        ("oauth_connections", ""),
         (
             "pins",
             " OF hash, definition, pending_hash, pending_definition",

@@ -201,8 +201,8 @@ pub trait StateStore:
 {
     /// Where the state lives, for messages (a Redis URL without its password).
     fn describe(&self) -> String;
-    /// A number that changes whenever grants, admin tokens or pins change, in any process
-    /// or replica: caches compare it before trusting what they hold.
+    /// A number that changes whenever grants, admin tokens, pins or upstream connections
+    /// change, in any process or replica: caches compare it before trusting what they hold.
     fn data_version(&self) -> Result<i64, StoreError>;
     /// [`StateStore::data_version`] when it can be had without IO or waiting (safe on an
     /// async thread); `None`: ask [`StateStore::data_version`] off the async threads.

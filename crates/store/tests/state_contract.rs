@@ -880,11 +880,17 @@ fn connections_pending_flows_and_registrations() {
             expires_at_ms: Some(at + 300_000),
             updated_at_ms: at,
         };
+        // Every write of a connection moves the state version (gateways cache them).
+        let v0 = other.data_version().unwrap();
         s.put_connection(&conn("gh", "bob", &[1, 2], 10)).unwrap();
+        let v1 = other.data_version().unwrap();
+        assert_ne!(v1, v0, "{name}: a new connection moves the version");
         s.put_connection(&conn("gh", "alice", &[3], 10)).unwrap();
         other
             .put_connection(&conn("gh", "alice", &[4, 0, 255], 20))
             .unwrap();
+        let v2 = s.data_version().unwrap();
+        assert_ne!(v2, v1, "{name}: a refreshed connection moves the version");
         let got = s.connection("gh", "alice").unwrap().unwrap();
         assert_eq!(
             (got.sealed, got.updated_at_ms),
@@ -902,6 +908,11 @@ fn connections_pending_flows_and_registrations() {
             "{name}"
         );
         assert!(other.delete_connection("gh", "bob").unwrap(), "{name}");
+        assert_ne!(
+            s.data_version().unwrap(),
+            v2,
+            "{name}: a deleted connection moves the version"
+        );
         assert!(!s.delete_connection("gh", "bob").unwrap(), "{name}");
         assert!(s.connection("gh", "bob").unwrap().is_none(), "{name}");
 

@@ -418,10 +418,11 @@ pub(super) async fn post_mcp(
                 let mut record = record;
                 if let (Some(r), Some(route)) = (record.as_mut(), route.as_ref()) {
                     if cfg.server(&route.server).is_some_and(|s| s.oauth.is_some()) {
-                        let (s, i) = (route.server.clone(), grant.identity.clone());
-                        if let Ok(Some(c)) = st.state(move |st| st.connection(&s, &i)).await {
-                            r.upstream_sub = c.subject;
-                            r.upstream_client_id = Some(c.client_id);
+                        let who =
+                            crate::oauth::identity_at(&st, &route.server, &grant.identity).await;
+                        if let Some(who) = who {
+                            r.upstream_sub = who.subject;
+                            r.upstream_client_id = Some(who.client_id);
                         }
                     }
                 }

@@ -27,12 +27,17 @@ fn pending_of(server: &str, identity: &str) -> String {
 impl ConnectionStore for RedisState {
     fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
         let doc = serde_json::to_string(c).map_err(|e| self.err(e))?;
-        let _: i64 = self.with(|r| {
-            redis::cmd("HSET")
-                .arg(CONNECTIONS)
-                .arg(field(&c.server, &c.identity))
-                .arg(&doc)
-                .query(r)
+        // The write and the new state version in one step (gateways cache connections).
+        self.with(|r| {
+            redis::pipe()
+                .atomic()
+                .hset(CONNECTIONS, field(&c.server, &c.identity), &doc)
+                .ignore()
+                .incr(VERSION, 1)
+                .ignore()
+                .publish(VERSION_CHANGED, 1)
+                .ignore()
+                .query::<()>(r)
         })?;
         Ok(())
     }
@@ -60,10 +65,14 @@ impl ConnectionStore for RedisState {
     }
 
     fn delete_connection(&self, server: &str, identity: &str) -> Result<bool, StoreError> {
-        let n: i64 = self.with(|r| {
-            redis::cmd("HDEL")
-                .arg(CONNECTIONS)
-                .arg(field(server, identity))
+        let (n,): (i64,) = self.with(|r| {
+            redis::pipe()
+                .atomic()
+                .hdel(CONNECTIONS, field(server, identity))
+                .incr(VERSION, 1)
+                .ignore()
+                .publish(VERSION_CHANGED, 1)
+                .ignore()
                 .query(r)
         })?;
         Ok(n > 0)

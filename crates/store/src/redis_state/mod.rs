@@ -7,7 +7,7 @@
 //! approval is used at most once, a rotated token's old hash is gone in the same step.
 //!
 //! # Keys (all under `toolgate:`)
-//! - `state:v`: bumped by every grant, admin-token and pin change ([`StateStore::data_version`]),
+//! - `state:v`: bumped by every grant, admin-token, pin and connection change ([`StateStore::data_version`]),
 //!   each bump published on `toolgate:state:changed`.
 //! - `grant:{id}` (hash), `grants` (ids by creation), `grant-token:{sha256}` → id,
 //!   `grant-ident:{digest of server, identity}` (set of ids).
