@@ -25,7 +25,14 @@ import httpx
 import pytest
 
 from helpers import INITIALIZE, MCP_HEADERS, Gateway, assert_allowed, assert_denied, free_port, mcp_client, run
-from oauth_fixtures import Parts, drive_consent, protected_requests, set_token_delay, start_oauth_provider
+from oauth_fixtures import (
+    Parts,
+    drive_consent,
+    protected_requests,
+    server_metadata,
+    set_token_delay,
+    start_oauth_provider,
+)
 
 KEY_ENV = "TOOLGATE_E2E_TOKEN_KEY"
 KEY = "5f" * 32
@@ -65,9 +72,9 @@ def connect(gw: Gateway, identity: str) -> str:
     return callback
 
 
-def initialize(gw: Gateway, token: str) -> httpx.Response:
-    """A bare legacy `initialize` to the server `prot` (to see a refusal as it is)."""
-    return httpx.post(gw.url("prot"), json=INITIALIZE, headers=dict(MCP_HEADERS, Authorization=f"Bearer {token}"), timeout=30)
+def initialize(gw: Gateway, token: str, server: str = "prot") -> httpx.Response:
+    """A bare legacy `initialize` to `server` (to see a refusal as it is)."""
+    return httpx.post(gw.url(server), json=INITIALIZE, headers=dict(MCP_HEADERS, Authorization=f"Bearer {token}"), timeout=30)
 
 
 def connections(gw: Gateway) -> list[dict[str, Any]]:
@@ -163,8 +170,9 @@ def test_two_identities_each_reach_the_server_as_themselves(gateways: Any, parts
 
 
 def test_refresh_happens_before_expiry_without_a_failed_call(gateways: Any, parts: Parts) -> None:
-    # Tokens live 63 s; toolgate refreshes a minute before expiry: after 3 s, at the next call.
-    provider = parts.provider(access_ttl=63)
+    # Tokens live 12 s; toolgate refreshes a short-lived token at half its life (a minute
+    # before expiry for one living two minutes or more): after 6 s, at the next call.
+    provider = parts.provider(access_ttl=12)
     server = parts.server(provider.url)
     gw = oauth_gateway(gateways, server.url)
     alice = gw.grant("prot", "alice")
@@ -174,7 +182,7 @@ def test_refresh_happens_before_expiry_without_a_failed_call(gateways: Any, part
         seen = []
         async with mcp_client(gw.url("prot"), alice) as client:
             seen.append(json.loads(assert_allowed(await client.call_tool("whoami", {}))))
-            await asyncio.sleep(4)
+            await asyncio.sleep(6.5)
             # Eight calls at once: one refresh among them.
             results = await asyncio.gather(*[client.call_tool("whoami", {}) for _ in range(8)])
             seen += [json.loads(assert_allowed(r)) for r in results]
@@ -232,6 +240,17 @@ def test_bad_input_is_refused_and_nothing_is_stored(gateways: Any, parts: Parts)
     r = httpx.get(forged, timeout=30)
     assert r.status_code == 400 and "matches no consent flow" in r.text, r.text
     assert connections(gw) == []
+    # The real state with the `iss` taken off (a mix-up attack's shape): the provider
+    # promises `iss` on every answer (RFC 9207), so toolgate refuses; the flow is spent.
+    assert server_metadata(provider.url).get("authorization_response_iss_parameter_supported") is True
+    q = parse_qs(parts_.query)
+    q.pop("iss", None)
+    stripped = urlunsplit(parts_._replace(query=urlencode({k: v[0] for k, v in q.items()})))
+    r = httpx.get(stripped, timeout=30)
+    assert r.status_code == 400 and "has no `iss`" in r.text, r.text
+    r = httpx.get(callback, timeout=30)
+    assert r.status_code == 400 and "matches no consent flow" in r.text, "a flow is taken once"
+    assert connections(gw) == []
 
     # A token endpoint that hangs: the callback gives up after 10 s, says so, stores nothing.
     out = gw.cli("connect", "prot", "--identity", "mallory", "--json").stdout
@@ -267,12 +286,12 @@ def test_three_replicas_on_one_redis_refresh_once(gateways: Any, parts: Parts) -
     from test_replicas import redis_database
 
     state = redis_database(43)
-    provider = parts.provider(access_ttl=62)
+    provider = parts.provider(access_ttl=12)
     server = parts.server(provider.url)
     replicas = [oauth_gateway(gateways, server.url, store_url=state) for _ in range(3)]
     alice = replicas[0].grant("prot", "alice")
     connect(replicas[1], "alice")
-    time.sleep(2.5)
+    time.sleep(6.5)  # past half the token's life: due for refresh
 
     async def one(gw: Gateway) -> list[str]:
         async with mcp_client(gw.url("prot"), alice) as client:
@@ -339,10 +358,16 @@ def test_token_exchange_gives_each_agent_its_own_upstream_token(gateways: Any, p
     port = free_port()
     gw = gateways.new(
         [
-            {"name": "prot", "policy": "open", "url": server.url, "auth": "token_exchange"},
+            # The provider is not the agents' JWT issuer: it is trusted by name.
+            {"name": "prot", "policy": "open", "url": server.url, "auth": "token_exchange",
+             "authorization_server": provider.url},
             # The same server as toolgate's own sessions reach it (pinned legacy: a 2026-07-28
             # client goes through toolgate's pooled session), and through a virtual server.
-            {"name": "held", "policy": "open", "url": server.url, "auth": "token_exchange", "era": "legacy"},
+            {"name": "held", "policy": "open", "url": server.url, "auth": "token_exchange", "era": "legacy",
+             "authorization_server": provider.url},
+            # Not trusted by name: an agent's JWT is not sent to an authorization server
+            # only the upstream's metadata names.
+            {"name": "unnamed", "policy": "open", "url": server.url, "auth": "token_exchange"},
         ],
         {"open": POLICY},
         extra={
@@ -354,7 +379,7 @@ def test_token_exchange_gives_each_agent_its_own_upstream_token(gateways: Any, p
     )
     for who in ("frank@example.com", "grace@example.com"):
         gw.cli("grants create", "--server", "prot", "--label", who.split("@")[0], "--identity", who)
-    for server_name in ("held", "v"):
+    for server_name in ("held", "v", "unnamed"):
         gw.cli("grants create", "--server", server_name, "--label", f"frank-{server_name}", "--identity", "frank@example.com")
 
     def agent_jwt(sub: str) -> str:
@@ -400,6 +425,13 @@ def test_token_exchange_gives_each_agent_its_own_upstream_token(gateways: Any, p
 
     assert run(modern_held) == "frank@example.com"
     assert run(virtual) == "frank@example.com"
+
+    exchanges = provider.log.read_text().count("event token_exchange")
+    r = initialize(gw, frank, "unnamed")
+    message = r.json()["error"]["message"]
+    assert r.status_code == 503 and "did not issue the agents' JWTs" in message, r.text
+    assert f'authorization_server = "{provider.url}"' in message, message
+    assert provider.log.read_text().count("event token_exchange") == exchanges, "nothing sent to it"
 
 
 def test_a_token_the_server_no_longer_accepts_is_a_clear_error_not_its_401(gateways: Any, parts: Parts) -> None:

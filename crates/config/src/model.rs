@@ -158,6 +158,11 @@ pub struct UpstreamOAuth {
     /// `None`: toolgate's own at `{public_url}/oauth/client-metadata.json` when `public_url`
     /// is https. Used when the authorization server supports such documents.
     pub client_metadata_url: Option<String>,
+    /// The authorization server (its issuer URL) toolgate trusts for this server; the one
+    /// the server's metadata names must be it. `None`: the one discovered, except that
+    /// `token_exchange` sends an agent's JWT only to the `[auth.jwt]` issuer unless this
+    /// names another.
+    pub authorization_server: Option<String>,
     /// `auth = "token_exchange"`: the agent's own JWT is exchanged (RFC 8693) for each
     /// call's token, with no consent step (`false`: `auth = "oauth"`, consent once).
     pub exchange: bool,

@@ -133,6 +133,7 @@ struct RawServer {
     client_id: Option<String>,
     client_secret_env: Option<String>,
     client_metadata_url: Option<String>,
+    authorization_server: Option<String>,
 }
 
 /// `state_fail_mode` of the server at `at` (a wrong value recorded, closed used).
@@ -633,6 +634,7 @@ impl Config {
                         ("client_id", s.client_id.is_some()),
                         ("client_secret_env", s.client_secret_env.is_some()),
                         ("client_metadata_url", s.client_metadata_url.is_some()),
+                        ("authorization_server", s.authorization_server.is_some()),
                     ] {
                         if given {
                             errors.push(format!("{at}.{key}: goes with `auth = \"oauth\"`"));
@@ -663,6 +665,11 @@ impl Config {
                             errors.push(format!("{at}.client_metadata_url: a Client ID Metadata Document is at an https URL, got {u:?}"));
                         }
                     }
+                    if let Some(u) = &s.authorization_server {
+                        if !(u.starts_with("https://") || u.starts_with("http://")) {
+                            errors.push(format!("{at}.authorization_server: the issuer URL of the authorization server (https, or http on loopback), got {u:?}"));
+                        }
+                    }
                     if exchange && raw.auth.as_ref().and_then(|a| a.jwt.as_ref()).is_none() {
                         errors.push(format!("{at}.auth: `token_exchange` exchanges the agent's own JWT, so it needs [auth.jwt] (JWT identities)"));
                     }
@@ -671,6 +678,7 @@ impl Config {
                         client_id: s.client_id.clone(),
                         client_secret_env: s.client_secret_env.clone(),
                         client_metadata_url: s.client_metadata_url.clone(),
+                        authorization_server: s.authorization_server.clone(),
                         exchange,
                     })
                 }

@@ -324,6 +324,22 @@ fn upstream_oauth_is_checked_field_by_field() {
     assert!(e.contains("expected \"oauth\""), "{e}");
     let e = errors(&with(&format!("{server}scopes = [\"a\"]\n")));
     assert!(e.contains("servers[0].scopes"), "{e}");
+    // The authorization server trusted: an issuer URL, kept; not a URL, named.
+    let pinned = format!("{good}authorization_server = \"https://as.example\"\n");
+    let c = load(&with(&pinned)).unwrap();
+    assert_eq!(
+        c.servers[0]
+            .oauth
+            .as_ref()
+            .unwrap()
+            .authorization_server
+            .as_deref(),
+        Some("https://as.example")
+    );
+    let e = errors(&with(&format!(
+        "{good}authorization_server = \"as.example\"\n"
+    )));
+    assert!(e.contains("servers[0].authorization_server"), "{e}");
     // Both key sources, or neither.
     let e = errors(&with(&format!(
         "[oauth]\ntoken_key_env = \"K\"\ntoken_key_file = \"f\"\n{server}auth = \"oauth\"\n"

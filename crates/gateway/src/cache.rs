@@ -44,7 +44,6 @@ struct Entries {
 
 /// An identity's access token at an `auth = "oauth"` server, as last read (and unsealed)
 /// from its stored connection, for calls while it needs no refresh.
-#[derive(Debug)]
 pub struct UpstreamToken {
     /// The access token.
     pub access_token: String,
@@ -55,6 +54,20 @@ pub struct UpstreamToken {
     pub subject: Option<String>,
     /// The client id it was issued to.
     pub client_id: String,
+    /// The resource (the server's URL) it was issued for.
+    pub resource: String,
+}
+
+impl std::fmt::Debug for UpstreamToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself.
+        f.debug_struct("UpstreamToken")
+            .field("fresh_until_ms", &self.fresh_until_ms)
+            .field("subject", &self.subject)
+            .field("client_id", &self.client_id)
+            .field("resource", &self.resource)
+            .finish_non_exhaustive()
+    }
 }
 
 impl UpstreamToken {
@@ -208,7 +221,12 @@ mod tests {
             fresh_until_ms: Some(1_000),
             subject: Some("alice".into()),
             client_id: "c".into(),
+            resource: "https://gh.example/mcp".into(),
         };
+        assert!(
+            !format!("{t:?}").contains("\"a\""),
+            "no token in debug output"
+        );
         c.keep_token(at, "gh", "alice", Some(Arc::new(t)));
         c.keep_token(at, "gh", "bob", None);
         let got = c.token("gh", "alice").unwrap().unwrap();
@@ -229,6 +247,7 @@ mod tests {
             access_token: "b".into(),
             subject: None,
             client_id: "c".into(),
+            resource: "https://gh.example/mcp".into(),
         };
         assert!(forever.fresh(u64::MAX));
     }

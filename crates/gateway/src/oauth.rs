@@ -111,6 +111,9 @@ struct Endpoints {
 struct Flow {
     verifier: String,
     redirect_uri: String,
+    /// The server promised `iss` on its answer (RFC 9207).
+    #[serde(default)]
+    iss_required: bool,
     #[serde(flatten)]
     at: Endpoints,
 }
@@ -390,8 +393,11 @@ impl Broker {
             .find_map(toolgate_oauth::challenge::parse);
         drop(probe);
         let mut places = Vec::new();
-        if let Some(u) = challenge.as_ref().and_then(|c| c.resource_metadata.clone()) {
-            places.push(u);
+        if let Some(u) = challenge
+            .as_ref()
+            .and_then(|c| c.resource_metadata.as_deref())
+        {
+            places.push(metadata::challenge_metadata_url(u)?);
         }
         places.extend(metadata::resource_metadata_urls(url)?);
         let body = self
@@ -560,6 +566,7 @@ impl Broker {
             .map(|o| o.scopes.clone())
             .unwrap_or_default();
         let found = self.discover(url, &headers, &scopes).await?;
+        trusted(srv, &found, None)?;
         let redirect = redirect_uri(cfg);
         let client = self
             .client(
@@ -585,6 +592,7 @@ impl Broker {
         let plain = serde_json::to_vec(&Flow {
             verifier: pkce.verifier,
             redirect_uri: redirect,
+            iss_required: found.server.authorization_response_iss_parameter_supported,
             at: Endpoints {
                 client,
                 issuer: found.server.issuer.clone(),
@@ -628,14 +636,22 @@ impl Broker {
         let f: Flow = serde_json::from_slice(&plain).map_err(|e| {
             BrokerError::Upstream(format!("a stored consent flow does not read: {e}"))
         })?;
-        // RFC 9207: an `iss` that is not the server the flow began with is a mix-up.
-        if let Some(i) = iss {
-            if i.trim_end_matches('/') != f.at.issuer.trim_end_matches('/') {
+        // RFC 9207: an `iss` that is not the server the flow began with (compared as
+        // strings, §2.4) is a mix-up; so is none from a server that promised one.
+        match iss {
+            Some(i) if i != f.at.issuer => {
                 return Err(BrokerError::Upstream(format!(
                     "the authorization answer came from `{i}`, not from {} where the flow began: refused, nothing stored",
                     f.at.issuer
                 )));
             }
+            None if f.iss_required => {
+                return Err(BrokerError::Upstream(format!(
+                    "the authorization answer has no `iss`, which {} promises on every answer (RFC 9207): refused, nothing stored",
+                    f.at.issuer
+                )));
+            }
+            _ => {}
         }
         let form = flow::code_exchange(
             &f.at.client,
@@ -650,21 +666,20 @@ impl Broker {
         let tokens = TokenSet::read(&body, now_ms, None).map_err(|e| {
             BrokerError::Upstream(format!("the code exchange failed ({status}): {e}"))
         })?;
-        let who = self
-            .store_connection(store, &p.server, &p.identity, tokens, f.at, now_ms)
-            .await?;
+        let (c, who) = self.sealed(&p.server, &p.identity, tokens, f.at, now_ms)?;
+        blocking(store, move |s| s.put_connection(&c)).await?;
         Ok((p.server, p.identity, who))
     }
 
-    async fn store_connection(
+    /// The stored form of an identity's token set (sealed), and whose it is.
+    fn sealed(
         &self,
-        store: &Arc<dyn StateStore>,
         server: &str,
         identity: &str,
         tokens: TokenSet,
         at: Endpoints,
         now_ms: u64,
-    ) -> Result<UpstreamIdentity, BrokerError> {
+    ) -> Result<(Connection, UpstreamIdentity), BrokerError> {
         let (sub, _) = claims_of(&tokens.access_token);
         let held = Held { tokens, at };
         let plain = serde_json::to_vec(&held).map_err(|e| BrokerError::Upstream(e.to_string()))?;
@@ -677,11 +692,11 @@ impl Broker {
             expires_at_ms: held.tokens.expires_at_ms,
             updated_at_ms: now_ms,
         };
-        blocking(store, move |s| s.put_connection(&c)).await?;
-        Ok(UpstreamIdentity {
+        let who = UpstreamIdentity {
             subject: sub,
             client_id: held.at.client.client_id,
-        })
+        };
+        Ok((c, who))
     }
 
     fn open(&self, c: &Connection) -> Result<Held, BrokerError> {
@@ -702,6 +717,7 @@ impl Broker {
         cache: &StateCache,
         clock: &crate::clock::Clock,
         server: &str,
+        resource: &str,
         identity: &str,
     ) -> Result<(String, UpstreamIdentity), BrokerError> {
         let not_connected = || {
@@ -712,7 +728,9 @@ impl Broker {
         };
         match cache.token(server, identity) {
             Some(None) => return Err(not_connected()),
-            Some(Some(t)) if t.fresh(clock.now_ms()) => {
+            Some(Some(t))
+                if t.fresh(clock.now_ms()) && metadata::same_resource(&t.resource, resource) =>
+            {
                 return Ok((t.access_token.clone(), who_of(&t)))
             }
             _ => {}
@@ -723,6 +741,15 @@ impl Broker {
             return Err(not_connected());
         };
         let held = self.open(&c)?;
+        // A token goes only to the resource it was issued for (the server's URL may have
+        // changed in the config since the consent).
+        if !metadata::same_resource(&held.at.resource, resource) {
+            return Err(BrokerError::NotConnected(format!(
+                "the connection of identity `{identity}` to server `{server}` was made for {}, and the server is now {resource}: reconnect with `{}`",
+                held.at.resource,
+                connect_hint(server, identity)
+            )));
+        }
         if !held.tokens.needs_refresh(clock.now_ms()) {
             if held.tokens.expired(clock.now_ms()) {
                 return Err(BrokerError::NotConnected(format!(
@@ -735,6 +762,7 @@ impl Broker {
                 fresh_until_ms: held.tokens.fresh_until_ms(),
                 subject: c.subject.clone(),
                 client_id: c.client_id.clone(),
+                resource: held.at.resource.clone(),
             };
             cache.keep_token(at, server, identity, Some(Arc::new(kept)));
             return Ok(usable(&c, held));
@@ -820,11 +848,20 @@ impl Broker {
         clock: &crate::clock::Clock,
         srv: &ServerConfig,
         subject_jwt: &str,
+        jwt_issuer: Option<&str>,
         redirect: &str,
     ) -> Result<(String, UpstreamIdentity), BrokerError> {
         use sha2::Digest;
+        let Transport::Http { url, headers } = &srv.transport else {
+            return Err(BrokerError::Config(format!(
+                "server `{}` is not a Streamable HTTP server",
+                srv.name
+            )));
+        };
+        // Kept per server name and URL: a reload that points the name elsewhere starts over.
+        let at = format!("{}\u{0}{url}", srv.name);
         let key = (
-            srv.name.clone(),
+            at.clone(),
             hex::encode(sha2::Sha256::digest(subject_jwt.as_bytes())),
         );
         let fresh = |now: u64, t: &TokenSet| {
@@ -851,16 +888,10 @@ impl Broker {
         if let Some(hit) = cached(clock.now_ms()) {
             return Ok(hit);
         }
-        let Transport::Http { url, headers } = &srv.transport else {
-            return Err(BrokerError::Config(format!(
-                "server `{}` is not a Streamable HTTP server",
-                srv.name
-            )));
-        };
         let conf = srv.oauth.clone().unwrap_or_default();
         let known = {
             let d = self.discovered.lock().unwrap_or_else(|e| e.into_inner());
-            d.get(&srv.name)
+            d.get(&at)
                 .filter(|(_, at)| at.elapsed() < DISCOVERY_KEEP)
                 .map(|(found, _)| found.clone())
         };
@@ -869,10 +900,11 @@ impl Broker {
             None => {
                 let f = self.discover(url, headers, &conf.scopes).await?;
                 let mut d = self.discovered.lock().unwrap_or_else(|e| e.into_inner());
-                d.insert(srv.name.clone(), (f.clone(), std::time::Instant::now()));
+                d.insert(at.clone(), (f.clone(), std::time::Instant::now()));
                 f
             }
         };
+        trusted(srv, &found, jwt_issuer)?;
         // (Registration needs a redirect URI even for a client that never redirects.)
         let client = self.client(store, srv, &found, redirect, None).await?;
         let form = flow::token_exchange(
@@ -942,23 +974,36 @@ impl Broker {
         };
         match TokenSet::read(&body, now_ms, Some(&rt)) {
             Ok(tokens) => {
+                let (next, who) =
+                    self.sealed(&c.server, &c.identity, tokens.clone(), held.at, now_ms)?;
+                // Written only over the row this refresh began from: a disconnect (or a
+                // new consent) made meanwhile stands, and the new tokens are revoked.
+                let (expected, written) = (c.clone(), next.clone());
+                let swapped = blocking(store, move |st| {
+                    st.swap_connection(&expected, Some(&written))
+                })
+                .await?;
+                if !swapped {
+                    // Rare (a refresh lost to a disconnect): revoked before answering.
+                    if let Some(why) = self.revoke(&self.open(&next)?).await {
+                        tracing::warn!(server = %c.server, identity = %c.identity, "tokens refreshed during a disconnect: {why}");
+                    }
+                    return Err(BrokerError::NotConnected(format!(
+                        "the connection of identity `{}` to server `{}` was removed or replaced while its token was being refreshed: call again, or reconnect with `{}`",
+                        c.identity,
+                        c.server,
+                        connect_hint(&c.server, &c.identity)
+                    )));
+                }
                 tracing::info!(server = %c.server, identity = %c.identity, "upstream token refreshed");
-                let who = self
-                    .store_connection(
-                        store,
-                        &c.server,
-                        &c.identity,
-                        tokens.clone(),
-                        held.at,
-                        now_ms,
-                    )
-                    .await?;
                 Ok((tokens.access_token, who))
             }
-            Err(e) if status.is_client_error() => {
-                // invalid_grant and the like: the grant is gone; so is the connection.
-                let (s, i) = (c.server.clone(), c.identity.clone());
-                blocking(store, move |st| st.delete_connection(&s, &i)).await?;
+            Err(e) if TokenSet::error_code(&body).as_deref() == Some("invalid_grant") => {
+                // The grant is gone at the authorization server; so is the connection (the
+                // row this refresh read: a new consent made meanwhile stands). Other
+                // refusals (a rate limit, a proxy's 403) leave it for the next call.
+                let expected = c.clone();
+                blocking(store, move |st| st.swap_connection(&expected, None)).await?;
                 tracing::warn!(server = %c.server, identity = %c.identity, "refresh refused, connection dropped: {e}");
                 Err(BrokerError::NotConnected(format!(
                     "the connection of identity `{}` to server `{}` was refused at refresh ({e}): reconnect with `{}`",
@@ -979,53 +1024,98 @@ impl Broker {
 
     /// Disconnects `identity` from `server`: revokes its tokens at the authorization server
     /// when it offers revocation (RFC 7009; a failure there is reported, the row is deleted
-    /// all the same), then forgets them. False when there was no connection.
+    /// all the same), then forgets them, and any consent flow begun for it. False when
+    /// there was no connection.
     pub async fn disconnect(
         &self,
         store: &Arc<dyn StateStore>,
         server: &str,
         identity: &str,
     ) -> Result<(bool, Option<String>), BrokerError> {
-        let Some(c) = self.read(store, server, identity).await? else {
-            return Ok((false, None));
-        };
         let mut note = None;
-        match self.open(&c) {
-            Ok(held) => {
-                if let Some(endpoint) = &held.at.revocation_endpoint {
-                    let mut tokens = vec![];
-                    if let Some(r) = &held.tokens.refresh_token {
-                        tokens.push((r.as_str(), "refresh_token"));
-                    }
-                    tokens.push((held.tokens.access_token.as_str(), "access_token"));
-                    for (t, hint) in tokens {
-                        let form = flow::revocation(&held.at.client, t, hint);
-                        match self
-                            .post_form(endpoint, &form, "the revocation endpoint")
-                            .await
-                        {
-                            Ok((s, _)) if s.is_success() => {}
-                            Ok((s, body)) => {
-                                note = Some(format!(
-                                    "the revocation endpoint answered {s} for the {hint}: {}",
-                                    String::from_utf8_lossy(&body)
-                                        .chars()
-                                        .take(200)
-                                        .collect::<String>()
-                                ))
-                            }
-                            Err(e) => note = Some(e.to_string()),
-                        }
-                    }
-                } else {
-                    note = Some("the authorization server offers no revocation: the tokens stay valid there until they expire".into());
-                }
+        let mut removed = false;
+        // The row revoked is the row deleted: a refresh that wrote new tokens in between
+        // makes the delete miss, and the new ones are revoked in turn (a few rounds at
+        // most; then the row is deleted whatever it holds).
+        for _ in 0..3 {
+            let Some(c) = self.read(store, server, identity).await? else {
+                break;
+            };
+            note = match self.open(&c) {
+                Ok(held) => self.revoke(&held).await,
+                Err(e) => Some(format!("not revoked: {e}")),
+            };
+            let expected = c.clone();
+            if blocking(store, move |st| st.swap_connection(&expected, None)).await? {
+                removed = true;
+                break;
             }
-            Err(e) => note = Some(format!("not revoked: {e}")),
         }
+        // Whatever is left, and the consent flows begun.
         let (s, i) = (server.to_string(), identity.to_string());
         let gone = blocking(store, move |st| st.delete_connection(&s, &i)).await?;
-        Ok((gone, note))
+        Ok((removed || gone, note))
+    }
+
+    /// Revokes a token set at its authorization server (RFC 7009: the refresh token, then
+    /// the access token); what went wrong, if anything.
+    async fn revoke(&self, held: &Held) -> Option<String> {
+        let Some(endpoint) = &held.at.revocation_endpoint else {
+            return Some("the authorization server offers no revocation: the tokens stay valid there until they expire".into());
+        };
+        let mut note = None;
+        let mut tokens = vec![];
+        if let Some(r) = &held.tokens.refresh_token {
+            tokens.push((r.as_str(), "refresh_token"));
+        }
+        tokens.push((held.tokens.access_token.as_str(), "access_token"));
+        for (t, hint) in tokens {
+            let form = flow::revocation(&held.at.client, t, hint);
+            match self
+                .post_form(endpoint, &form, "the revocation endpoint")
+                .await
+            {
+                Ok((s, _)) if s.is_success() => {}
+                Ok((s, body)) => {
+                    note = Some(format!(
+                        "the revocation endpoint answered {s} for the {hint}: {}",
+                        String::from_utf8_lossy(&body)
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
+                    ))
+                }
+                Err(e) => note = Some(e.to_string()),
+            }
+        }
+        note
+    }
+}
+
+/// The authorization server discovered for `srv` must be the one its config trusts
+/// (`authorization_server`). Without that key, `token_exchange` (`jwt_issuer` given: the
+/// `[auth.jwt]` issuer) sends an agent's JWT only to the issuer of those JWTs: a server's
+/// metadata alone never decides where an agent's credential goes.
+fn trusted(
+    srv: &ServerConfig,
+    found: &Discovered,
+    jwt_issuer: Option<&str>,
+) -> Result<(), BrokerError> {
+    let issuer = found.server.issuer.as_str();
+    let pinned = srv
+        .oauth
+        .as_ref()
+        .and_then(|o| o.authorization_server.as_deref());
+    match (pinned, jwt_issuer) {
+        (Some(p), _) if !metadata::same_resource(p, issuer) => Err(BrokerError::Upstream(format!(
+            "server `{}` names the authorization server {issuer}, not {p} (its `authorization_server` in the config): refused",
+            srv.name
+        ))),
+        (None, Some(j)) if !metadata::same_resource(j, issuer) => Err(BrokerError::Config(format!(
+            "server `{}` names the authorization server {issuer}, which did not issue the agents' JWTs ([auth.jwt] issuer {j}): toolgate sends an agent's JWT for exchange only to an authorization server the config names; if you trust it, set `authorization_server = \"{issuer}\"` on the server",
+            srv.name
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -1111,15 +1201,23 @@ pub async fn attach(
                 srv.name
             )));
         };
-        let redirect = redirect_uri(&st.config());
+        let cfg = st.config();
+        let redirect = redirect_uri(&cfg);
+        let jwt_issuer = cfg.jwt.as_ref().map(|j| j.issuer.as_str());
         broker
-            .exchange(&st.store, &st.clock, srv, jwt, &redirect)
+            .exchange(&st.store, &st.clock, srv, jwt, jwt_issuer, &redirect)
             .await?
     } else {
+        let Transport::Http { url, .. } = &srv.transport else {
+            return Err(BrokerError::Config(format!(
+                "server `{}` is not a Streamable HTTP server",
+                srv.name
+            )));
+        };
         // The version first: a connection changed anywhere empties the cached tokens.
         st.state_version().await?;
         broker
-            .token(&st.store, &st.cache, &st.clock, &srv.name, identity)
+            .token(&st.store, &st.cache, &st.clock, &srv.name, url, identity)
             .await?
     };
     if let Transport::Http { headers, .. } = &mut srv.transport {

@@ -81,6 +81,22 @@ fn is_loopback(u: &Url) -> bool {
     }
 }
 
+/// Whether two resource URLs name the same thing ([`same_url`]); false when either is not
+/// a URL. A stored token is sent only to the resource it was issued for.
+pub fn same_resource(a: &str, b: &str) -> bool {
+    match (Url::parse(a), Url::parse(b)) {
+        (Ok(a), Ok(b)) => same_url(&a, &b),
+        _ => false,
+    }
+}
+
+/// A URL a server's `401` challenge names for its resource metadata (RFC 9728 §5.1),
+/// checked as every other URL toolgate fetches for OAuth: http(s), https unless on
+/// loopback.
+pub fn challenge_metadata_url(s: &str) -> Result<String, OAuthError> {
+    Ok(parse_url("the resource_metadata of the server's 401 challenge", s)?.to_string())
+}
+
 /// Two URLs naming the same thing: scheme, host and port equal, paths equal but for a
 /// trailing slash.
 fn same_url(a: &Url, b: &Url) -> bool {
@@ -169,6 +185,10 @@ pub struct ServerMetadata {
     /// Client ID Metadata Documents accepted as client ids.
     #[serde(default)]
     pub client_id_metadata_document_supported: bool,
+    /// It puts `iss` on every authorization answer (RFC 9207): then an answer without one
+    /// is refused.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 impl ServerMetadata {
@@ -259,6 +279,19 @@ mod tests {
             resource_metadata_urls("http://example.com/mcp").is_err(),
             "plain http off loopback"
         );
+        // The challenge's URL is held to the same rule.
+        assert!(challenge_metadata_url("http://10.0.0.5/.well-known/x").is_err());
+        assert!(challenge_metadata_url("file:///etc/passwd").is_err());
+        assert!(challenge_metadata_url("https://as.example/.well-known/x").is_ok());
+        assert!(same_resource(
+            "https://a.example/mcp/",
+            "https://A.example:443/mcp"
+        ));
+        assert!(!same_resource(
+            "https://a.example/mcp",
+            "https://b.example/mcp"
+        ));
+        assert!(!same_resource("not a url", "not a url"));
     }
 
     #[test]

@@ -5,7 +5,8 @@ use serde_json::Value;
 
 use crate::OAuthError;
 
-/// Refresh this long before an access token expires.
+/// Refresh this long before an access token expires (or at half its lifetime, when it
+/// lives less than twice this: short-lived tokens are not refreshed on every call).
 pub const REFRESH_MARGIN_MS: u64 = 60_000;
 
 /// One identity's tokens at one server.
@@ -22,6 +23,9 @@ pub struct TokenSet {
     /// The scopes granted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// How long the access token lived when issued (ms), if the server said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_ms: Option<u64>,
 }
 
 impl TokenSet {
@@ -58,10 +62,15 @@ impl TokenSet {
                 ));
             }
         }
-        let expires_at_ms = v
+        // A number of seconds; some servers send it as a string.
+        let lifetime_ms = v
             .get("expires_in")
-            .and_then(Value::as_u64)
-            .map(|s| now_ms.saturating_add(s.saturating_mul(1000)));
+            .and_then(|e| {
+                e.as_u64()
+                    .or_else(|| e.as_str().and_then(|s| s.trim().parse().ok()))
+            })
+            .map(|s: u64| s.saturating_mul(1000));
+        let expires_at_ms = lifetime_ms.map(|l| now_ms.saturating_add(l));
         Ok(TokenSet {
             access_token: access.to_string(),
             refresh_token: v
@@ -71,29 +80,43 @@ impl TokenSet {
                 .or_else(|| previous_refresh.map(str::to_string)),
             expires_at_ms,
             scope: v.get("scope").and_then(Value::as_str).map(str::to_string),
+            lifetime_ms,
         })
     }
 
+    /// How long before expiry a refresh is due: [`REFRESH_MARGIN_MS`], or half the
+    /// token's lifetime when that is shorter.
+    fn margin_ms(&self) -> u64 {
+        self.lifetime_ms
+            .map_or(REFRESH_MARGIN_MS, |l| REFRESH_MARGIN_MS.min(l / 2))
+    }
+
     /// True when the access token should be refreshed before use at `now_ms` (expired,
-    /// or within [`REFRESH_MARGIN_MS`] of it) and can be.
+    /// or within its refresh margin of it) and can be.
     pub fn needs_refresh(&self, now_ms: u64) -> bool {
         self.refresh_token.is_some()
             && self
                 .expires_at_ms
-                .is_some_and(|e| now_ms.saturating_add(REFRESH_MARGIN_MS) >= e)
+                .is_some_and(|e| now_ms.saturating_add(self.margin_ms()) >= e)
     }
 
     /// Until when the access token is used as it is (ms since the epoch; `None`: it does
-    /// not expire): a refreshable token until [`REFRESH_MARGIN_MS`] before it expires,
+    /// not expire): a refreshable token until its refresh margin before it expires,
     /// another until it expires. Before this, neither [`TokenSet::needs_refresh`] nor
     /// [`TokenSet::expired`] holds; from it, one of them does.
     pub fn fresh_until_ms(&self) -> Option<u64> {
         let e = self.expires_at_ms?;
         Some(if self.refresh_token.is_some() {
-            e.saturating_sub(REFRESH_MARGIN_MS)
+            e.saturating_sub(self.margin_ms())
         } else {
             e
         })
+    }
+
+    /// The `error` code of a token endpoint's answer (RFC 6749 §5.2), if it has one.
+    pub fn error_code(body: &[u8]) -> Option<String> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        v.get("error").and_then(Value::as_str).map(str::to_string)
     }
 
     /// True when the access token has expired at `now_ms` (and cannot be used).
@@ -121,6 +144,21 @@ mod tests {
             ..t.clone()
         };
         assert_eq!(no_refresh.fresh_until_ms(), Some(301_000));
+        // A token living 20 s is refreshed at half its life, not on every call.
+        let short = TokenSet::read(
+            br#"{"access_token":"s","token_type":"Bearer","expires_in":"20","refresh_token":"r"}"#,
+            1_000,
+            None,
+        )
+        .unwrap();
+        assert_eq!(short.expires_at_ms, Some(21_000), "expires_in as a string");
+        assert_eq!(short.fresh_until_ms(), Some(11_000));
+        assert!(!short.needs_refresh(10_999) && short.needs_refresh(11_000));
+        assert_eq!(
+            TokenSet::error_code(br#"{"error":"invalid_grant"}"#).as_deref(),
+            Some("invalid_grant")
+        );
+        assert_eq!(TokenSet::error_code(b"<html>busy</html>"), None);
         // A refresh answer without a refresh token keeps the old one.
         let r = TokenSet::read(
             br#"{"access_token":"b","token_type":"bearer"}"#,

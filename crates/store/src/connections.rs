@@ -143,10 +143,35 @@ impl ConnectionStore for SqliteStore {
     }
 
     fn delete_connection(&self, server: &str, identity: &str) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
             "DELETE FROM oauth_connections WHERE server = ?1 AND identity = ?2",
             params![server, identity],
         )?;
+        tx.execute(
+            "DELETE FROM oauth_pending WHERE server = ?1 AND identity = ?2",
+            params![server, identity],
+        )?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    fn swap_connection(
+        &self,
+        expected: &Connection,
+        next: Option<&Connection>,
+    ) -> Result<bool, StoreError> {
+        let n = match next {
+            Some(c) => self.conn().execute(
+                "UPDATE oauth_connections SET sealed = ?3, subject = ?4, client_id = ?5, expires_at_ms = ?6, updated_at_ms = ?7 WHERE server = ?1 AND identity = ?2 AND sealed = ?8",
+                params![expected.server, expected.identity, c.sealed, c.subject, c.client_id, c.expires_at_ms.map(ms), ms(c.updated_at_ms), expected.sealed],
+            )?,
+            None => self.conn().execute(
+                "DELETE FROM oauth_connections WHERE server = ?1 AND identity = ?2 AND sealed = ?3",
+                params![expected.server, expected.identity, expected.sealed],
+            )?,
+        };
         Ok(n > 0)
     }
 

@@ -588,15 +588,40 @@ impl ConnectionStore for MemoryState {
     }
 
     fn delete_connection(&self, server: &str, identity: &str) -> Result<bool, StoreError> {
-        let gone = self
-            .lock()?
-            .connections
-            .remove(&(server.to_string(), identity.to_string()))
-            .is_some();
+        let gone = {
+            let mut inner = self.lock()?;
+            inner
+                .pending
+                .retain(|_, p| !(p.server == server && p.identity == identity));
+            inner
+                .connections
+                .remove(&(server.to_string(), identity.to_string()))
+                .is_some()
+        };
         if gone {
             self.changed();
         }
         Ok(gone)
+    }
+
+    fn swap_connection(
+        &self,
+        expected: &Connection,
+        next: Option<&Connection>,
+    ) -> Result<bool, StoreError> {
+        let key = (expected.server.clone(), expected.identity.clone());
+        {
+            let mut inner = self.lock()?;
+            if inner.connections.get(&key).map(|c| &c.sealed) != Some(&expected.sealed) {
+                return Ok(false);
+            }
+            match next {
+                Some(c) => inner.connections.insert(key, c.clone()),
+                None => inner.connections.remove(&key),
+            };
+        }
+        self.changed();
+        Ok(true)
     }
 
     fn begin_connection(&self, p: &PendingConnection) -> Result<(), StoreError> {

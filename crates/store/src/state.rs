@@ -155,8 +155,19 @@ pub trait ConnectionStore {
     fn connection(&self, server: &str, identity: &str) -> Result<Option<Connection>, StoreError>;
     /// Every connection, by server then identity.
     fn connections(&self) -> Result<Vec<Connection>, StoreError>;
-    /// Forgets a connection; true if there was one.
+    /// Forgets a connection, and any consent flow begun for it (a consent URL handed out
+    /// before a disconnect must not reconnect the identity); true if there was one.
     fn delete_connection(&self, server: &str, identity: &str) -> Result<bool, StoreError>;
+    /// Replaces (`Some`) or deletes (`None`) the connection of `expected`'s server and
+    /// identity only while it is still `expected` (the same sealed bytes): false, and
+    /// nothing written, when it changed or is gone meanwhile (a disconnect, a new consent,
+    /// another refresh). A refresh writes its answer through this, so it never brings back
+    /// a connection removed while it was under way.
+    fn swap_connection(
+        &self,
+        expected: &Connection,
+        next: Option<&Connection>,
+    ) -> Result<bool, StoreError>;
     /// Keeps a consent flow begun (replacing any other of the same server and identity;
     /// flows older than [`crate::connections::PENDING_TTL_MS`] are dropped).
     fn begin_connection(&self, p: &PendingConnection) -> Result<(), StoreError>;

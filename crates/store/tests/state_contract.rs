@@ -864,6 +864,12 @@ fn the_version_read_in_place_never_outlives_a_change() {
             s.data_version().unwrap();
             std::thread::sleep(Duration::from_millis(20));
         }
+        // A change made through this handle is never answered with the old version, not
+        // even before the announcement comes back (Redis: the subscriber may not have
+        // heard it yet).
+        s.create_grant(&new_grant("w", "demo", None, None), 2)
+            .unwrap();
+        assert_ne!(s.data_version_now(), Some(v1), "{name}: its own change");
     }
 }
 
@@ -940,6 +946,54 @@ fn connections_pending_flows_and_registrations() {
         let late = 2_000 + toolgate_store::connections::PENDING_TTL_MS;
         assert!(s.take_pending("s3", late).unwrap().is_none(), "{name}");
         assert!(s.take_pending("s3", 3_000).unwrap().is_none(), "{name}");
+
+        // A swap writes only over the row it expects: a refresh never brings back a
+        // connection removed (or replaced) while it was under way.
+        let first = conn("gh", "carol", &[1], 30);
+        let refreshed = conn("gh", "carol", &[2], 40);
+        assert!(
+            !s.swap_connection(&first, Some(&refreshed)).unwrap(),
+            "{name}: no row yet"
+        );
+        assert!(s.connection("gh", "carol").unwrap().is_none(), "{name}");
+        s.put_connection(&first).unwrap();
+        let v = other.data_version().unwrap();
+        assert!(
+            other.swap_connection(&first, Some(&refreshed)).unwrap(),
+            "{name}"
+        );
+        assert_ne!(
+            other.data_version().unwrap(),
+            v,
+            "{name}: a swap moves the version"
+        );
+        let got = s.connection("gh", "carol").unwrap().unwrap();
+        assert_eq!((got.sealed, got.updated_at_ms), (vec![2], 40), "{name}");
+        // The first refresh's twin, answered later, finds the row changed: nothing written.
+        let stale = conn("gh", "carol", &[3], 50);
+        assert!(!s.swap_connection(&first, Some(&stale)).unwrap(), "{name}");
+        assert!(!s.swap_connection(&first, None).unwrap(), "{name}");
+        assert_eq!(
+            s.connection("gh", "carol").unwrap().unwrap().sealed,
+            vec![2],
+            "{name}"
+        );
+        // A conditional delete, of the row as it is.
+        assert!(s.swap_connection(&refreshed, None).unwrap(), "{name}");
+        assert!(other.connection("gh", "carol").unwrap().is_none(), "{name}");
+        // A disconnect also ends the consent flow begun for that identity.
+        s.put_connection(&first).unwrap();
+        s.begin_connection(&flow("s4", "carol", 5_000)).unwrap();
+        s.begin_connection(&flow("s5", "dave", 5_000)).unwrap();
+        assert!(other.delete_connection("gh", "carol").unwrap(), "{name}");
+        assert!(
+            s.take_pending("s4", 5_001).unwrap().is_none(),
+            "{name}: carol's flow is gone"
+        );
+        assert!(
+            s.take_pending("s5", 5_001).unwrap().is_some(),
+            "{name}: dave's is not"
+        );
 
         s.put_registration("gh", "https://as", &[7, 7]).unwrap();
         assert_eq!(

@@ -28,7 +28,7 @@ impl ConnectionStore for RedisState {
     fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
         let doc = serde_json::to_string(c).map_err(|e| self.err(e))?;
         // The write and the new state version in one step (gateways cache connections).
-        self.with(|r| {
+        self.with_change(|r| {
             redis::pipe()
                 .atomic()
                 .hset(CONNECTIONS, field(&c.server, &c.identity), &doc)
@@ -65,10 +65,19 @@ impl ConnectionStore for RedisState {
     }
 
     fn delete_connection(&self, server: &str, identity: &str) -> Result<bool, StoreError> {
-        let (n,): (i64,) = self.with(|r| {
-            redis::pipe()
-                .atomic()
-                .hdel(CONNECTIONS, field(server, identity))
+        // The identity's consent flow in progress goes with it.
+        let flow: Option<String> = self.with(|r| {
+            redis::cmd("GETDEL")
+                .arg(pending_of(server, identity))
+                .query(r)
+        })?;
+        let (n,): (i64,) = self.with_change(|r| {
+            let mut p = redis::pipe();
+            p.atomic();
+            if let Some(state) = &flow {
+                p.cmd("DEL").arg(pending_key(state)).ignore();
+            }
+            p.hdel(CONNECTIONS, field(server, identity))
                 .incr(VERSION, 1)
                 .ignore()
                 .publish(VERSION_CHANGED, 1)
@@ -76,6 +85,41 @@ impl ConnectionStore for RedisState {
                 .query(r)
         })?;
         Ok(n > 0)
+    }
+
+    fn swap_connection(
+        &self,
+        expected: &Connection,
+        next: Option<&Connection>,
+    ) -> Result<bool, StoreError> {
+        let f = field(&expected.server, &expected.identity);
+        let doc = next
+            .map(|c| serde_json::to_string(c).map_err(|e| self.err(e)))
+            .transpose()?;
+        // Optimistic: WATCH the hash, compare, write in MULTI; a write to it meanwhile
+        // (any identity's) makes EXEC fail and the comparison is made again.
+        self.with_change(|r| {
+            redis::transaction(r, &[CONNECTIONS], |r, pipe| {
+                let current: Option<String> =
+                    redis::cmd("HGET").arg(CONNECTIONS).arg(&f).query(r)?;
+                let same = current
+                    .and_then(|d| serde_json::from_str::<Connection>(&d).ok())
+                    .is_some_and(|c| c.sealed == expected.sealed);
+                if !same {
+                    return Ok(Some(false));
+                }
+                match &doc {
+                    Some(d) => pipe.hset(CONNECTIONS, &f, d).ignore(),
+                    None => pipe.hdel(CONNECTIONS, &f).ignore(),
+                };
+                pipe.incr(VERSION, 1)
+                    .ignore()
+                    .publish(VERSION_CHANGED, 1)
+                    .ignore()
+                    .query::<Option<()>>(r)
+                    .map(|done| done.map(|()| true))
+            })
+        })
     }
 
     fn begin_connection(&self, p: &PendingConnection) -> Result<(), StoreError> {

@@ -52,7 +52,7 @@ impl GrantStore for RedisState {
     fn rotate_grant(&self, id: &str) -> Result<(Grant, String), StoreError> {
         let token = new_token()?;
         let prefix: String = token.chars().take(9).collect();
-        let n: i64 = self.with(|c| {
+        let n: i64 = self.with_change(|c| {
             self.scripts
                 .rotate
                 .key(grant_key(id))
@@ -69,7 +69,8 @@ impl GrantStore for RedisState {
     }
 
     fn revoke_grant(&self, id: &str, now_ms: u64) -> Result<Grant, StoreError> {
-        let n: i64 = self.with(|c| self.scripts.revoke.key(grant_key(id)).arg(now_ms).invoke(c))?;
+        let n: i64 =
+            self.with_change(|c| self.scripts.revoke.key(grant_key(id)).arg(now_ms).invoke(c))?;
         if n == 0 {
             return Err(StoreError::NotFound(id.to_string()));
         }
@@ -142,7 +143,8 @@ impl AdminStore for RedisState {
     }
 
     fn revoke_admin_token(&self, id: &str, now_ms: u64) -> Result<(), StoreError> {
-        let n: i64 = self.with(|c| self.scripts.revoke.key(admin_key(id)).arg(now_ms).invoke(c))?;
+        let n: i64 =
+            self.with_change(|c| self.scripts.revoke.key(admin_key(id)).arg(now_ms).invoke(c))?;
         if n == 0 {
             return Err(StoreError::NotFound(id.to_string()));
         }

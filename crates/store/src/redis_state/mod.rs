@@ -447,6 +447,18 @@ impl RedisState {
         self.finish(conn, r)
     }
 
+    /// [`RedisState::with`] for a write that moves [`VERSION`]: this process's own change
+    /// makes the next [`StateStore::data_version_now`] ask Redis, without waiting for the
+    /// subscriber to hear the announcement (the cached version is stale at once).
+    fn with_change<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let r = self.with(f);
+        self.pushed().generation += 1;
+        r
+    }
+
     /// Runs `f` (a read, safe to repeat) on a pooled connection; when that connection is
     /// found broken (Redis restarted since it was last used), once more on a fresh one.
     fn read<T>(
@@ -475,7 +487,7 @@ impl RedisState {
         token_key: &str,
         more: impl Fn(&mut redis::Pipeline),
     ) -> Result<(), StoreError> {
-        self.with(|c| {
+        self.with_change(|c| {
             let mut p = redis::pipe();
             p.atomic()
                 .hset_multiple(key, fields)

@@ -75,7 +75,7 @@ impl PinStore for RedisState {
     }
 
     fn approve_pin(&self, server: &str, tool: &str, now_ms: u64) -> Result<Pin, StoreError> {
-        let json: Option<String> = self.with(|c| {
+        let json: Option<String> = self.with_change(|c| {
             self.scripts
                 .approve_pin
                 .key(pins_key(server))
