@@ -224,6 +224,26 @@ def test_disconnect_revokes_and_calls_are_denied_not_connected(gateways: Any, pa
     assert len(denied) == 1 and denied[0]["decision"] == "deny"
 
 
+def test_a_token_goes_only_to_the_url_it_was_issued_for(gateways: Any, parts: Parts) -> None:
+    """The server's `url` changes in the config after alice connected (here: a second
+    gateway on the same store, naming the server by another host): her token is not sent
+    to the new URL; she is told to reconnect. The first gateway still uses it."""
+    provider = parts.provider()
+    server = parts.server(provider.url)
+    gw = oauth_gateway(gateways, server.url)
+    alice = gw.grant("prot", "alice")
+    connect(gw, "alice")
+    moved = server.url.replace("127.0.0.1", "localhost")
+    assert moved != server.url
+    gw2 = oauth_gateway(gateways, moved, store_url=f"sqlite://{gw.db_path}")
+    before = len(protected_requests(server))
+    r = initialize(gw2, alice)
+    message = r.json()["error"]["message"]
+    assert r.status_code == 403 and "was made for" in message and "toolgate connect prot" in message, r.text
+    assert len(protected_requests(server)) == before, "nothing sent to the new URL"
+    assert run(lambda: whoami(gw, alice))["sub"] == "alice"
+
+
 def test_bad_input_is_refused_and_nothing_is_stored(gateways: Any, parts: Parts) -> None:
     provider = parts.provider()
     server = parts.server(provider.url)
