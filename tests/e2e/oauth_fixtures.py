@@ -171,6 +171,13 @@ def set_token_delay(issuer: str, seconds: float) -> None:
     response.raise_for_status()
 
 
+def set_token_busy(issuer: str, count: int) -> None:
+    """Make the provider answer its next `count` token requests 429 (a rate limit: the grant
+    itself stands)."""
+    response = httpx.post(issuer + "/__control/token-busy", data={"count": str(count)}, timeout=HTTP_TIMEOUT)
+    response.raise_for_status()
+
+
 def protected_requests(upstream: Upstream) -> list[dict[str, Any]]:
     """What the protected server logged: `{"method", "path", "status", "auth", "sub",
     "client_id", "token_sha256"}` per HTTP request (`auth`: `none`, `ok` or `invalid`)."""

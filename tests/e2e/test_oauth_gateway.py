@@ -30,6 +30,7 @@ from oauth_fixtures import (
     drive_consent,
     protected_requests,
     server_metadata,
+    set_token_busy,
     set_token_delay,
     start_oauth_provider,
 )
@@ -194,6 +195,33 @@ def test_refresh_happens_before_expiry_without_a_failed_call(gateways: Any, part
     refreshes = provider.log.read_text().count("grant.success grant_type=refresh_token")
     assert refreshes == 1, provider.log.read_text()[-3000:]
     assert all(q["status"] < 400 for q in protected_requests(server) if q["auth"] != "none")
+
+
+def test_a_busy_token_endpoint_does_not_disconnect_anyone(gateways: Any, parts: Parts) -> None:
+    """A refresh answered 429 (a rate limit, not `invalid_grant`): the call goes on with the
+    token still valid and the connection stays; the next call refreshes."""
+    provider = parts.provider(access_ttl=12)
+    server = parts.server(provider.url)
+    gw = oauth_gateway(gateways, server.url)
+    alice = gw.grant("prot", "alice")
+    connect(gw, "alice")
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with mcp_client(gw.url("prot"), alice) as client:
+            await asyncio.sleep(6.5)  # the refresh is due; the token is valid ~5 s more
+            await asyncio.to_thread(set_token_busy, provider.url, 1)
+            first = json.loads(assert_allowed(await client.call_tool("whoami", {})))
+            assert "token request answered 429" in provider.log.read_text()
+            still = await asyncio.to_thread(connections, gw)
+            assert [c["identity"] for c in still] == ["alice"], "still connected"
+            second = json.loads(assert_allowed(await client.call_tool("whoami", {})))
+            return first, second
+
+    first, second = run(scenario)
+    assert first["sub"] == second["sub"] == "alice"
+    assert second["expires_at"] > first["expires_at"], "refreshed at the next call"
+    refreshes = provider.log.read_text().count("grant.success grant_type=refresh_token")
+    assert refreshes == 1, provider.log.read_text()[-3000:]
 
 
 def test_disconnect_revokes_and_calls_are_denied_not_connected(gateways: Any, parts: Parts) -> None:

@@ -40,7 +40,8 @@
 //
 // Interactions (login and consent) without a browser and without devInteractions: see
 // INTERACTIONS below. Any login name is an account whose `sub` is that name.
-// A test control makes the token endpoint hang: POST /__control/token-delay (below).
+// Test controls make the token endpoint hang or busy: POST /__control/token-delay and
+// /__control/token-busy (below).
 
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -415,9 +416,24 @@ async function interaction(provider, req, res, uid, action) {
 // POST /__control/token-delay  form `seconds=N`: hold every later /token request N seconds
 //                               before answering it (0: answer at once again); answers the
 //                               new value as JSON {"token_delay": N}.
+// POST /__control/token-busy   form `count=N`: answer the next N /token requests 429
+//                               {"error":"temporarily_unavailable"} (a rate limit, not a
+//                               refused grant); answers {"token_busy": N}.
 let tokenDelay = 0;
+let tokenBusy = 0;
 
 async function control(req, res, name) {
+  if (req.method === 'POST' && name === 'token-busy') {
+    const count = Number((await readForm(req)).get('count'));
+    if (!Number.isInteger(count) || count < 0) {
+      send(res, 400, 'application/json', JSON.stringify({ error: 'count must be an integer >= 0' }));
+      return;
+    }
+    tokenBusy = count;
+    log(`control token-busy=${count}`);
+    send(res, 200, 'application/json', JSON.stringify({ token_busy: count }));
+    return;
+  }
   if (req.method !== 'POST' || name !== 'token-delay') {
     send(res, 404, 'application/json', JSON.stringify({ error: 'not_found' }));
     return;
@@ -440,6 +456,12 @@ const server = http.createServer((req, res) => {
     control(req, res, ctl[1]).catch((err) => {
       if (!res.headersSent) send(res, 500, 'application/json', JSON.stringify({ error: String(err) }));
     });
+    return;
+  }
+  if (url.pathname === '/token' && tokenBusy > 0) {
+    tokenBusy -= 1;
+    log('token request answered 429');
+    send(res, 429, 'application/json', JSON.stringify({ error: 'temporarily_unavailable', error_description: 'busy' }));
     return;
   }
   if (url.pathname === '/token' && tokenDelay > 0) {
