@@ -171,6 +171,14 @@ def set_token_delay(issuer: str, seconds: float) -> None:
     response.raise_for_status()
 
 
+def set_token_hold(issuer: str, seconds: float) -> None:
+    """Make the provider issue tokens at once but hold each token answer `seconds` before
+    sending it (0: off): a refresh that has happened at the server but not yet reached its
+    client."""
+    response = httpx.post(issuer + "/__control/token-hold", data={"seconds": str(seconds)}, timeout=HTTP_TIMEOUT)
+    response.raise_for_status()
+
+
 def set_token_busy(issuer: str, count: int) -> None:
     """Make the provider answer its next `count` token requests 429 (a rate limit: the grant
     itself stands)."""

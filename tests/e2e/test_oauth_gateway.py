@@ -32,6 +32,7 @@ from oauth_fixtures import (
     server_metadata,
     set_token_busy,
     set_token_delay,
+    set_token_hold,
     start_oauth_provider,
 )
 
@@ -222,6 +223,40 @@ def test_a_busy_token_endpoint_does_not_disconnect_anyone(gateways: Any, parts: 
     assert second["expires_at"] > first["expires_at"], "refreshed at the next call"
     refreshes = provider.log.read_text().count("grant.success grant_type=refresh_token")
     assert refreshes == 1, provider.log.read_text()[-3000:]
+
+
+def test_a_refresh_under_way_never_undoes_a_disconnect(gateways: Any, parts: Parts) -> None:
+    """A refresh the server has answered but whose answer is still on its way when alice is
+    disconnected: toolgate does not write the new tokens back (alice stays disconnected),
+    revokes them, and the call is denied `(not connected)`."""
+    provider = parts.provider(access_ttl=12)
+    server = parts.server(provider.url)
+    gw = oauth_gateway(gateways, server.url)
+    alice = gw.grant("prot", "alice")
+    connect(gw, "alice")
+
+    async def scenario() -> Any:
+        async with mcp_client(gw.url("prot"), alice) as client:
+            await asyncio.sleep(6.5)  # the refresh is due
+            await asyncio.to_thread(set_token_hold, provider.url, 3)
+            call = asyncio.create_task(client.call_tool("whoami", {}))
+            deadline = time.monotonic() + 10
+            while "holding a token answer" not in provider.log.read_text():
+                assert time.monotonic() < deadline, "the refresh never reached the provider"
+                await asyncio.sleep(0.1)
+            await asyncio.to_thread(set_token_hold, provider.url, 0)
+            out = await asyncio.to_thread(gw.cli, "disconnect", "prot", "--identity", "alice", "--json")
+            assert json.loads(out.stdout.strip().splitlines()[-1])["disconnected"] is True
+            return await call
+
+    denial = assert_denied(run(scenario), "(not connected)")
+    assert "while its token was being refreshed" in denial.text, denial.text
+    assert connections(gw) == [], "the refresh did not bring the connection back"
+    log = provider.log.read_text()
+    assert log.count("grant_type=refresh_token") == 1, log[-3000:]
+    # The disconnect revoked the old set (refresh and access token); the refresh's new set
+    # was revoked too.
+    assert log.count("revocation request") == 4, log[-3000:]
 
 
 def test_disconnect_revokes_and_calls_are_denied_not_connected(gateways: Any, parts: Parts) -> None:

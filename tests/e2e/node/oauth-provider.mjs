@@ -40,8 +40,8 @@
 //
 // Interactions (login and consent) without a browser and without devInteractions: see
 // INTERACTIONS below. Any login name is an account whose `sub` is that name.
-// Test controls make the token endpoint hang or busy: POST /__control/token-delay and
-// /__control/token-busy (below).
+// Test controls make the token endpoint hang, busy or slow to answer: POST
+// /__control/token-delay, /__control/token-busy and /__control/token-hold (below).
 
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -419,10 +419,25 @@ async function interaction(provider, req, res, uid, action) {
 // POST /__control/token-busy   form `count=N`: answer the next N /token requests 429
 //                               {"error":"temporarily_unavailable"} (a rate limit, not a
 //                               refused grant); answers {"token_busy": N}.
+// POST /__control/token-hold   form `seconds=N`: answer every later /token request at once
+//                               (tokens issued, refresh tokens rotated) but hold the answer
+//                               N seconds before sending it; {"token_hold": N}.
 let tokenDelay = 0;
 let tokenBusy = 0;
+let tokenHold = 0;
 
 async function control(req, res, name) {
+  if (req.method === 'POST' && name === 'token-hold') {
+    const seconds = Number((await readForm(req)).get('seconds'));
+    if (!Number.isFinite(seconds) || seconds < 0) {
+      send(res, 400, 'application/json', JSON.stringify({ error: 'seconds must be a number >= 0' }));
+      return;
+    }
+    tokenHold = seconds;
+    log(`control token-hold=${seconds}`);
+    send(res, 200, 'application/json', JSON.stringify({ token_hold: seconds }));
+    return;
+  }
   if (req.method === 'POST' && name === 'token-busy') {
     const count = Number((await readForm(req)).get('count'));
     if (!Number.isInteger(count) || count < 0) {
@@ -463,6 +478,16 @@ const server = http.createServer((req, res) => {
     log('token request answered 429');
     send(res, 429, 'application/json', JSON.stringify({ error: 'temporarily_unavailable', error_description: 'busy' }));
     return;
+  }
+  if (url.pathname.endsWith('/revocation') && req.method === 'POST') log('revocation request');
+  if (url.pathname === '/token' && tokenHold > 0) {
+    const hold = tokenHold;
+    const end = res.end.bind(res);
+    res.end = (...args) => {
+      log(`holding a token answer ${hold} s`);
+      setTimeout(() => end(...args), hold * 1000);
+      return res;
+    };
   }
   if (url.pathname === '/token' && tokenDelay > 0) {
     const delay = tokenDelay;
