@@ -1309,4 +1309,55 @@ mod tests {
         .unwrap();
         assert_eq!(redirect_uri(&cfg), "https://gw.example/oauth/callback");
     }
+
+    #[test]
+    fn an_agents_jwt_goes_only_to_an_authorization_server_the_config_trusts() {
+        let toml = "[oauth]\ntoken_key_env = \"K\"\n[policies]\np = \"p.json\"\n\
+            [[servers]]\nname = \"pinned\"\nurl = \"https://gh.example/mcp\"\npolicy = \"p\"\nauth = \"oauth\"\nauthorization_server = \"https://as.example\"\n\
+            [[servers]]\nname = \"open\"\nurl = \"https://gh.example/mcp\"\npolicy = \"p\"\nauth = \"oauth\"\n";
+        let files = toolgate_config::MemFiles::new()
+            .with("/etc/tg/toolgate.toml", toml)
+            .with("/etc/tg/p.json", r#"{"version":"1","default":"deny"}"#);
+        let cfg = Config::load_with(std::path::Path::new("/etc/tg/toolgate.toml"), &files).unwrap();
+        let found = |issuer: &str| {
+            Discovered {
+            resource: "https://gh.example/mcp".into(),
+            server: ServerMetadata::read(
+                issuer,
+                format!(r#"{{"issuer":"{issuer}","authorization_endpoint":"{issuer}/auth","token_endpoint":"{issuer}/token","code_challenge_methods_supported":["S256"]}}"#).as_bytes(),
+            )
+            .unwrap(),
+            scope: None,
+        }
+        };
+        let (pinned, open) = (cfg.server("pinned").unwrap(), cfg.server("open").unwrap());
+        // Pinned: that one only (a trailing slash aside), whatever the JWT issuer.
+        assert!(trusted(pinned, &found("https://as.example/"), None).is_ok());
+        assert!(trusted(
+            pinned,
+            &found("https://evil.example"),
+            Some("https://evil.example")
+        )
+        .is_err());
+        // Not pinned: anything for a consent flow; for an exchange, the JWTs' issuer only,
+        // and the refusal gives the line to add.
+        assert!(trusted(open, &found("https://as.example"), None).is_ok());
+        assert!(trusted(
+            open,
+            &found("https://idp.example"),
+            Some("https://idp.example")
+        )
+        .is_ok());
+        let e = trusted(
+            open,
+            &found("https://as.example"),
+            Some("https://idp.example"),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(r#"authorization_server = "https://as.example""#),
+            "{e}"
+        );
+    }
 }
