@@ -164,26 +164,29 @@ def start_protected_server(
     return upstream
 
 
+def provider_control(issuer: str, name: str, field: str, value: float) -> None:
+    """POST the provider's `/__control/NAME` with `FIELD=VALUE` (oauth-provider.mjs)."""
+    response = httpx.post(f"{issuer}/__control/{name}", data={field: str(value)}, timeout=HTTP_TIMEOUT)
+    response.raise_for_status()
+
+
 def set_token_delay(issuer: str, seconds: float) -> None:
     """Make the provider hold every later token request `seconds` before answering (0: off):
     a token endpoint that hangs, for a client's timeout."""
-    response = httpx.post(issuer + "/__control/token-delay", data={"seconds": str(seconds)}, timeout=HTTP_TIMEOUT)
-    response.raise_for_status()
+    provider_control(issuer, "token-delay", "seconds", seconds)
 
 
 def set_token_hold(issuer: str, seconds: float) -> None:
     """Make the provider issue tokens at once but hold each token answer `seconds` before
     sending it (0: off): a refresh that has happened at the server but not yet reached its
     client."""
-    response = httpx.post(issuer + "/__control/token-hold", data={"seconds": str(seconds)}, timeout=HTTP_TIMEOUT)
-    response.raise_for_status()
+    provider_control(issuer, "token-hold", "seconds", seconds)
 
 
 def set_token_busy(issuer: str, count: int) -> None:
     """Make the provider answer its next `count` token requests 429 (a rate limit: the grant
     itself stands)."""
-    response = httpx.post(issuer + "/__control/token-busy", data={"count": str(count)}, timeout=HTTP_TIMEOUT)
-    response.raise_for_status()
+    provider_control(issuer, "token-busy", "count", count)
 
 
 def protected_requests(upstream: Upstream) -> list[dict[str, Any]]:

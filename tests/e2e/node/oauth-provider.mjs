@@ -426,41 +426,28 @@ let tokenDelay = 0;
 let tokenBusy = 0;
 let tokenHold = 0;
 
+// Each control: the form field it reads, whether that must be an integer, and what it sets.
+const CONTROLS = {
+  'token-delay': { field: 'seconds', integer: false, set: (v) => { tokenDelay = v; } },
+  'token-hold': { field: 'seconds', integer: false, set: (v) => { tokenHold = v; } },
+  'token-busy': { field: 'count', integer: true, set: (v) => { tokenBusy = v; } },
+};
+
 async function control(req, res, name) {
-  if (req.method === 'POST' && name === 'token-hold') {
-    const seconds = Number((await readForm(req)).get('seconds'));
-    if (!Number.isFinite(seconds) || seconds < 0) {
-      send(res, 400, 'application/json', JSON.stringify({ error: 'seconds must be a number >= 0' }));
-      return;
-    }
-    tokenHold = seconds;
-    log(`control token-hold=${seconds}`);
-    send(res, 200, 'application/json', JSON.stringify({ token_hold: seconds }));
-    return;
-  }
-  if (req.method === 'POST' && name === 'token-busy') {
-    const count = Number((await readForm(req)).get('count'));
-    if (!Number.isInteger(count) || count < 0) {
-      send(res, 400, 'application/json', JSON.stringify({ error: 'count must be an integer >= 0' }));
-      return;
-    }
-    tokenBusy = count;
-    log(`control token-busy=${count}`);
-    send(res, 200, 'application/json', JSON.stringify({ token_busy: count }));
-    return;
-  }
-  if (req.method !== 'POST' || name !== 'token-delay') {
+  const c = CONTROLS[name];
+  if (req.method !== 'POST' || !c) {
     send(res, 404, 'application/json', JSON.stringify({ error: 'not_found' }));
     return;
   }
-  const seconds = Number((await readForm(req)).get('seconds'));
-  if (!Number.isFinite(seconds) || seconds < 0) {
-    send(res, 400, 'application/json', JSON.stringify({ error: 'seconds must be a number >= 0' }));
+  const value = Number((await readForm(req)).get(c.field));
+  if (!(c.integer ? Number.isInteger(value) : Number.isFinite(value)) || value < 0) {
+    const kind = c.integer ? 'an integer' : 'a number';
+    send(res, 400, 'application/json', JSON.stringify({ error: `${c.field} must be ${kind} >= 0` }));
     return;
   }
-  tokenDelay = seconds;
-  log(`control token-delay=${seconds}`);
-  send(res, 200, 'application/json', JSON.stringify({ token_delay: seconds }));
+  c.set(value);
+  log(`control ${name}=${value}`);
+  send(res, 200, 'application/json', JSON.stringify({ [name.replace('-', '_')]: value }));
 }
 
 let provider;
